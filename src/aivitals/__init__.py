@@ -1,0 +1,45 @@
+"""aivitals: observability for applications that call large language models.
+
+>>> import aivitals
+>>> with aivitals.track(model="gpt-4o-mini", feature="search") as call:
+...     call.set_usage(input_tokens=900, output_tokens=120)
+"""
+
+from aivitals.config import ConfigError
+from aivitals.errors import ErrorInfo, classify_error, classify_response
+from aivitals.model import Call, InvalidRecord, Score
+from aivitals.pricing import Cost, Pricer
+from aivitals.recorder import Recorder
+from aivitals.sdk.context import context, last_call_id
+from aivitals.sdk.observe import observe
+from aivitals.sdk.openai_client import instrument
+from aivitals.sdk.record import record, score
+from aivitals.sdk.runtime import Runtime, configure, flush, get_runtime, shutdown
+from aivitals.sdk.track import TrackedCall, current_call, track
+
+__all__ = [
+    "Call",
+    "ConfigError",
+    "Cost",
+    "ErrorInfo",
+    "InvalidRecord",
+    "Pricer",
+    "Recorder",
+    "Runtime",
+    "Score",
+    "TrackedCall",
+    "classify_error",
+    "classify_response",
+    "configure",
+    "context",
+    "current_call",
+    "flush",
+    "get_runtime",
+    "instrument",
+    "last_call_id",
+    "observe",
+    "record",
+    "score",
+    "shutdown",
+    "track",
+]

@@ -1,0 +1,69 @@
+"""Every ``AIVITALS_*`` environment variable is read here, and nowhere else.
+
+| variable | meaning | default |
+| --- | --- | --- |
+| ``AIVITALS_DISABLED`` | ``1``/``true``: record nothing (a kill switch for production) | off |
+| ``AIVITALS_PRICE_OVERRIDES`` | path of a TOML or YAML price override file | none |
+| ``AIVITALS_LOG`` | ``stderr``, ``stdout`` or a file path: one JSON line per call | off |
+| ``AIVITALS_METRICS_PORT`` | serve Prometheus ``/metrics`` from the app on this port | off |
+| ``AIVITALS_ENVIRONMENT`` | default ``environment`` attribution (``prod``, ``staging``...) | none |
+| ``AIVITALS_TIMEZONE`` | IANA zone where budget days and months begin | ``UTC`` |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class ConfigError(ValueError):
+    """A setting cannot be used; the message names it and says what would work."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnvSettings:
+    disabled: bool = False
+    price_overrides: str | None = None
+    log: str | None = None
+    metrics_port: int | None = None
+    environment: str | None = None
+    timezone: str = "UTC"
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def read_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
+    """Read and check the ``AIVITALS_*`` variables (``os.environ`` unless given)."""
+    env = os.environ if environ is None else environ
+    disabled_raw = env.get("AIVITALS_DISABLED", "").strip().lower()
+    if disabled_raw not in _TRUE | _FALSE:
+        raise ConfigError(f"AIVITALS_DISABLED must be 1/true or 0/false, got {disabled_raw!r}")
+    port_raw = env.get("AIVITALS_METRICS_PORT", "").strip()
+    port: int | None = None
+    if port_raw:
+        if not port_raw.isdigit() or not 0 < int(port_raw) < 65536:
+            raise ConfigError(f"AIVITALS_METRICS_PORT must be a port number, got {port_raw!r}")
+        port = int(port_raw)
+    timezone = env.get("AIVITALS_TIMEZONE", "UTC").strip() or "UTC"
+    check_timezone(timezone, setting="AIVITALS_TIMEZONE")
+    return EnvSettings(
+        disabled=disabled_raw in _TRUE,
+        price_overrides=env.get("AIVITALS_PRICE_OVERRIDES") or None,
+        log=env.get("AIVITALS_LOG") or None,
+        metrics_port=port,
+        environment=env.get("AIVITALS_ENVIRONMENT") or None,
+        timezone=timezone,
+    )
+
+
+def check_timezone(name: str, *, setting: str = "timezone") -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"{setting}: unknown time zone {name!r}; use an IANA name such as 'Europe/Paris'"
+        ) from exc

@@ -1,0 +1,113 @@
+"""User price overrides: a TOML or YAML file of per-model prices in USD per million tokens.
+
+```toml
+[models."acme-llm-70b"]        # the model name as the application sends it
+provider = "acme"              # optional: the override then applies to this provider only
+input = 0.90                   # USD per million input tokens (uncached)
+output = 0.90                  # USD per million output tokens (reasoning included)
+cached_input = 0.45            # optional: cached reads; defaults to `input`
+cache_write = 1.10             # optional: cache writes; defaults to `input`
+context_window = 131072        # optional: the model's context window, for utilisation
+```
+
+The same keys work in YAML under a top-level ``models:`` mapping. Overrides win over the catalog.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class PriceFileError(ValueError):
+    """The override file cannot be used; the message says where and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """Prices of one model in USD per million tokens."""
+
+    input_mtok: Decimal
+    output_mtok: Decimal
+    cache_read_mtok: Decimal | None = None
+    cache_write_mtok: Decimal | None = None
+    context_window: int | None = None
+
+
+class _ModelPrice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str | None = None
+    input: Decimal = Field(ge=0)
+    output: Decimal = Field(ge=0)
+    cached_input: Decimal | None = Field(default=None, ge=0)
+    cache_write: Decimal | None = Field(default=None, ge=0)
+    context_window: int | None = Field(default=None, gt=0)
+
+    @field_validator("input", "output", "cached_input", "cache_write", mode="before")
+    @classmethod
+    def _exact(cls, value: Any) -> Any:
+        # TOML and YAML hand us binary floats; go through str so 0.15 stays exactly 0.15.
+        if isinstance(value, float):
+            return Decimal(str(value))
+        return value
+
+
+class _PriceFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    models: dict[str, _ModelPrice]
+
+
+def load_price_overrides(path: str | Path) -> dict[tuple[str | None, str], Rates]:
+    """Read an override file into ``{(provider or None, model): Rates}``.
+
+    Raises `PriceFileError` naming the file and the bad key when the file cannot be used.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PriceFileError(
+            f"{file}: cannot read the price override file ({exc.strerror})"
+        ) from exc
+    try:
+        if file.suffix.lower() in (".yaml", ".yml"):
+            raw = yaml.safe_load(text) or {}
+        else:
+            raw = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise PriceFileError(
+            f"{file}: not valid {file.suffix.lstrip('.') or 'TOML'}: {exc}"
+        ) from exc
+    return parse_price_overrides(raw, origin=str(file))
+
+
+def parse_price_overrides(
+    raw: Any, *, origin: str = "price overrides"
+) -> dict[tuple[str | None, str], Rates]:
+    """Validate an already-parsed mapping (``{"models": {...}}``) into rates."""
+    try:
+        parsed = _PriceFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise PriceFileError(f"{origin}: {problems}") from exc
+    return {
+        (entry.provider, name): Rates(
+            input_mtok=entry.input,
+            output_mtok=entry.output,
+            cache_read_mtok=entry.cached_input,
+            cache_write_mtok=entry.cache_write,
+            context_window=entry.context_window,
+        )
+        for name, entry in parsed.models.items()
+    }

@@ -1,0 +1,307 @@
+"""The pipeline: a `Call` goes in, every sink gets it, and the caller is never hurt.
+
+On the caller's thread `Recorder.record` does only what must be synchronous: price the call and
+update the in-memory sinks. Everything that does I/O (store, logs, exports) gets the call later, in
+batches, from a worker thread fed by a bounded queue. A full queue drops the call and counts it; it
+never blocks the caller. A sink that raises is logged and counted, never propagated. `flush()` and
+`close()` (run at exit by `aivitals.configure`) wait until everything accepted has been delivered.
+
+>>> from aivitals.sinks.memory import MemorySink
+>>> sink = MemorySink()
+>>> recorder = Recorder(batch_sinks=[sink])
+>>> recorded = recorder.record(Call(provider="openai", model="gpt-4o-mini", latency_ms=120.0,
+...                                 input_tokens=1000, output_tokens=100))
+>>> recorder.flush()
+True
+>>> len(sink.calls), str(sink.calls[0].cost_usd)
+(1, '0.00021')
+>>> recorder.close()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import msgspec
+
+from aivitals.model import Call, Score
+from aivitals.pricing import Pricer
+from aivitals.sinks.base import BatchSink, InFlightObserver, InlineSink, Ticking
+from aivitals.usage import TokenUsage
+
+log = logging.getLogger("aivitals.recorder")
+
+_ERROR_LOG_INTERVAL_S = 60.0
+
+T = TypeVar("T", Call, Score)
+
+
+class RecorderStats:
+    """What the recorder itself has been through; exported as aivitals_* metrics by the Prometheus sink."""
+
+    def __init__(self) -> None:
+        self.accepted_calls = 0
+        self.accepted_scores = 0
+        self.dropped_calls = 0
+        self.dropped_scores = 0
+        self.internal_errors = 0
+        self.sink_errors: Counter[str] = Counter()
+        self.sink_failed_items: Counter[str] = Counter()
+
+
+class Recorder:
+    """Fans calls and scores out to sinks. Thread-safe; `record` never raises and never blocks on I/O.
+
+    ``inline_sinks`` run on the caller's thread; ``batch_sinks`` on the worker thread, in batches of
+    up to ``batch_size``, at least every ``flush_interval_s``. ``queue_size`` bounds the calls and
+    scores waiting for the worker.
+    """
+
+    def __init__(
+        self,
+        *,
+        pricer: Pricer | None = None,
+        inline_sinks: Sequence[InlineSink] = (),
+        batch_sinks: Sequence[BatchSink] = (),
+        queue_size: int = 10_000,
+        batch_size: int = 500,
+        flush_interval_s: float = 1.0,
+    ) -> None:
+        if queue_size < 1 or batch_size < 1 or flush_interval_s <= 0:
+            raise ValueError("queue_size and batch_size must be >= 1 and flush_interval_s > 0")
+        self.pricer = pricer or Pricer()
+        self.inline_sinks = tuple(inline_sinks)
+        self.batch_sinks = tuple(batch_sinks)
+        self.stats = RecorderStats()
+        self._in_flight_observers = tuple(
+            sink for sink in self.inline_sinks if isinstance(sink, InFlightObserver)
+        )
+        self._ticking = tuple(
+            sink for sink in (*self.inline_sinks, *self.batch_sinks) if isinstance(sink, Ticking)
+        )
+        self._queue: deque[Call | Score] = deque()
+        self._queue_size = queue_size
+        self._batch_size = batch_size
+        self._interval = flush_interval_s
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._done = threading.Condition()
+        self._enqueued = 0
+        self._delivered = 0
+        self._closed = False
+        self._last_error_log: dict[str, float] = {}
+        self._worker: threading.Thread | None = None
+        self._start_worker()
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    def record(self, call: Call) -> Call:
+        """Price ``call``, hand it to every sink, and return it as recorded (with its cost).
+
+        Never raises: a failure inside aivitals is logged and counted, and the call is returned as
+        given.
+        """
+        try:
+            if call.price_source is None:
+                call = self._priced(call)
+            for sink in self.inline_sinks:
+                try:
+                    sink.on_call(call)
+                except Exception:
+                    self._sink_failed(sink.name, 1)
+            self._accept(call)
+        except Exception:
+            self._internal_error("recording a call")
+        return call
+
+    def record_score(self, score: Score) -> None:
+        """Hand a quality score to every sink. Never raises."""
+        try:
+            for sink in self.inline_sinks:
+                try:
+                    sink.on_score(score)
+                except Exception:
+                    self._sink_failed(sink.name, 1)
+            self._accept(score)
+        except Exception:
+            self._internal_error("recording a score")
+
+    def call_started(self, provider: str, model: str) -> None:
+        for sink in self._in_flight_observers:
+            try:
+                sink.call_started(provider, model)
+            except Exception:
+                self._internal_error("counting a call in flight")
+
+    def call_ended(self, provider: str, model: str) -> None:
+        for sink in self._in_flight_observers:
+            try:
+                sink.call_ended(provider, model)
+            except Exception:
+                self._internal_error("counting a call in flight")
+
+    def flush(self, timeout_s: float | None = 10.0) -> bool:
+        """Wait until every call and score accepted so far has reached the batch sinks.
+
+        Returns False if ``timeout_s`` passed first (the items are still delivered afterwards).
+        """
+        target = self._enqueued
+        self._wake.set()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._done:
+            while self._delivered < target:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._done.wait(remaining)
+        return True
+
+    def close(self, timeout_s: float | None = 10.0) -> None:
+        """Flush, stop the worker and close the batch sinks. Calls recorded afterwards go nowhere."""
+        if self._closed:
+            return
+        if not self.flush(timeout_s):
+            log.warning(
+                "aivitals: %d calls and scores were still waiting for their sinks at shutdown",
+                len(self._queue),
+            )
+        self._closed = True
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout_s)
+        for sink in self.batch_sinks:
+            try:
+                sink.close()
+            except Exception:
+                self._sink_failed(sink.name, 0)
+
+    def _priced(self, call: Call) -> Call:
+        usage = TokenUsage(
+            input_tokens=call.input_tokens,
+            output_tokens=call.output_tokens,
+            cached_input_tokens=call.cached_input_tokens,
+            cache_write_tokens=call.cache_write_tokens,
+        )
+        cost = self.pricer.price(
+            provider=call.provider, model=call.model, usage=usage, at=call.started_at
+        )
+        if cost is None:
+            return call
+        context_window = call.context_window or self.pricer.context_window(
+            provider=call.provider, model=call.model
+        )
+        return msgspec.structs.replace(
+            call,
+            cost_usd=cost.total_usd,
+            input_cost_usd=cost.input_usd,
+            output_cost_usd=cost.output_usd,
+            price_source=cost.source,
+            context_window=context_window,
+        )
+
+    def _accept(self, item: Call | Score) -> None:
+        is_call = isinstance(item, Call)
+        with self._lock:
+            if is_call:
+                self.stats.accepted_calls += 1
+            else:
+                self.stats.accepted_scores += 1
+            if not self.batch_sinks:
+                return
+            if self._closed or len(self._queue) >= self._queue_size:
+                if is_call:
+                    self.stats.dropped_calls += 1
+                else:
+                    self.stats.dropped_scores += 1
+                return
+            self._queue.append(item)
+            self._enqueued += 1
+            wake = len(self._queue) >= self._batch_size
+        if wake:
+            self._wake.set()
+
+    def _start_worker(self) -> None:
+        if not self.batch_sinks and not self._ticking:
+            return
+        # A daemon thread never holds the interpreter open; close() (registered at exit by
+        # configure) is what guarantees delivery.
+        self._worker = threading.Thread(target=self._run, name="aivitals-recorder", daemon=True)
+        self._worker.start()
+
+    def _after_fork(self) -> None:
+        # A forked child (gunicorn-style workers) inherits the queue but not the thread, and a lock
+        # that may have been held at the fork.
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._done = threading.Condition()
+        self._start_worker()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self._tick()
+            self._drain()
+            if self._closed and not self._queue:
+                return
+
+    def _tick(self) -> None:
+        for sink in self._ticking:
+            try:
+                sink.tick()
+            except Exception:
+                self._internal_error("running sink housekeeping")
+
+    def _drain(self) -> None:
+        while self._queue:
+            calls: list[Call] = []
+            scores: list[Score] = []
+            for _ in range(min(self._batch_size, len(self._queue))):
+                item = self._queue.popleft()
+                if isinstance(item, Call):
+                    calls.append(item)
+                else:
+                    scores.append(item)
+            for sink in self.batch_sinks:
+                if calls:
+                    self._deliver(sink.name, sink.write_calls, calls)
+                if scores:
+                    self._deliver(sink.name, sink.write_scores, scores)
+            with self._done:
+                self._delivered += len(calls) + len(scores)
+                self._done.notify_all()
+
+    def _deliver(self, name: str, write: Callable[[list[T]], None], items: list[T]) -> None:
+        try:
+            write(items)
+        except Exception:
+            self._sink_failed(name, len(items))
+
+    def _sink_failed(self, name: str, items: int) -> None:
+        self.stats.sink_errors[name] += 1
+        self.stats.sink_failed_items[name] += items
+        now = time.monotonic()
+        # One traceback per sink per minute: a dead store must not flood the application's logs.
+        if now - self._last_error_log.get(name, -_ERROR_LOG_INTERVAL_S) >= _ERROR_LOG_INTERVAL_S:
+            self._last_error_log[name] = now
+            log.exception(
+                "aivitals sink %r failed (%d failures so far); the application is unaffected",
+                name,
+                self.stats.sink_errors[name],
+            )
+
+    def _internal_error(self, doing: str) -> None:
+        self.stats.internal_errors += 1
+        now = time.monotonic()
+        if now - self._last_error_log.get("", -_ERROR_LOG_INTERVAL_S) >= _ERROR_LOG_INTERVAL_S:
+            self._last_error_log[""] = now
+            log.exception("aivitals failed while %s; the application is unaffected", doing)

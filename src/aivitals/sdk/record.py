@@ -1,0 +1,70 @@
+"""Recording a finished call or a quality score directly."""
+
+from __future__ import annotations
+
+import logging
+
+from aivitals.model import Call, InvalidRecord, Score
+from aivitals.sdk.context import set_last_call_id
+from aivitals.sdk.runtime import get_runtime
+
+log = logging.getLogger("aivitals.sdk")
+
+
+def record(call: Call) -> Call:
+    """Record a `Call` you built yourself; returns it priced. Never raises.
+
+    >>> import aivitals
+    >>> recorded = aivitals.record(aivitals.Call(provider="openai", model="gpt-4o", latency_ms=900.0,
+    ...                                          input_tokens=2000, output_tokens=300))
+    >>> str(recorded.cost_usd)
+    '0.008'
+    """
+    runtime = get_runtime()
+    if not runtime.enabled:
+        return call
+    recorded = runtime.recorder.record(call)
+    set_last_call_id(recorded.id)
+    return recorded
+
+
+def score(
+    call_id: str,
+    name: str,
+    value: float,
+    *,
+    source: str = "api",
+    comment: str | None = None,
+    min_value: float = 0.0,
+    max_value: float = 1.0,
+    model: str | None = None,
+    feature: str | None = None,
+) -> Score | None:
+    """Attach a quality score to a call, now or hours later; returns the score, or None if invalid.
+
+    >>> import aivitals
+    >>> aivitals.score("0192f0c4-0000-7000-8000-000000000000", "helpfulness", 4, max_value=5).value
+    4
+
+    A value outside ``[min_value, max_value]`` or NaN is refused: it is logged with the reason
+    and nothing is recorded (scores come from evaluators and users; they must not crash them).
+    """
+    try:
+        item = Score(
+            call_id=call_id,
+            name=name,
+            value=value,
+            source=source,
+            comment=comment,
+            min_value=min_value,
+            max_value=max_value,
+            model=model,
+            feature=feature,
+        )
+    except InvalidRecord as exc:
+        log.warning("aivitals: score %r for call %s refused: %s", name, call_id, exc)
+        return None
+    runtime = get_runtime()
+    if runtime.enabled:
+        runtime.recorder.record_score(item)
+    return item

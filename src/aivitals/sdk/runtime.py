@@ -1,0 +1,187 @@
+"""The process-wide recorder that `track`, `observe` and `instrument` record into.
+
+`configure` builds it once, at start-up; until then the first recorded call builds a default one
+from the environment (`aivitals.config`). Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from aivitals.config import ConfigError, check_timezone, read_env
+from aivitals.pricing import Pricer
+from aivitals.recorder import Recorder
+from aivitals.sdk.context import Attribution
+from aivitals.sinks.base import BatchSink, InlineSink
+from aivitals.sinks.log import JsonLogSink
+from aivitals.sinks.prometheus import PrometheusSink
+from aivitals.windows import LiveWindows
+
+log = logging.getLogger("aivitals")
+
+
+class Runtime:
+    """What `configure` built: the recorder and the sinks that later code may want to read."""
+
+    def __init__(
+        self,
+        *,
+        recorder: Recorder,
+        prometheus: PrometheusSink | None,
+        windows: LiveWindows | None,
+        defaults: Attribution,
+        enabled: bool = True,
+    ) -> None:
+        self.recorder = recorder
+        self.prometheus = prometheus
+        self.windows = windows
+        self.defaults = defaults
+        self.enabled = enabled
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def configure(
+    *,
+    sinks: Sequence[InlineSink | BatchSink] = (),
+    prometheus: bool = True,
+    registry: CollectorRegistry | None = None,
+    metrics_port: int | None = None,
+    log_to: str | Path | None = None,
+    price_overrides: str | Path | None = None,
+    windows_minutes: int = 60,
+    timezone: str | None = None,
+    environment: str | None = None,
+    feature: str | None = None,
+    team: str | None = None,
+    tags: Mapping[str, object] | None = None,
+    queue_size: int = 10_000,
+    batch_size: int = 500,
+    flush_interval_s: float = 1.0,
+    enabled: bool | None = None,
+) -> Runtime:
+    """Set up recording for this process; call once at start-up. Returns what was built.
+
+    >>> from aivitals.sinks.memory import MemorySink
+    >>> runtime = configure(sinks=[MemorySink()], environment="test")
+    >>> runtime.prometheus is not None and runtime.windows is not None
+    True
+
+    Arguments win over the ``AIVITALS_*`` environment variables. ``sinks`` adds your own
+    (inline or batch) to the defaults: Prometheus metrics and live windows, plus a JSON log when
+    ``log_to`` is ``"stderr"``, ``"stdout"`` or a file path. A bad setting raises `ConfigError`
+    here, at start-up, never later inside a recorded call.
+    """
+    global _runtime  # the one process-wide handle, set at start-up only
+    env = read_env()
+    zone = check_timezone(timezone or env.timezone)
+    pricer = Pricer.from_file(price_overrides or env.price_overrides)
+    inline: list[InlineSink] = []
+    batch: list[BatchSink] = []
+    prometheus_sink = PrometheusSink(registry=registry) if prometheus else None
+    if prometheus_sink is not None:
+        inline.append(prometheus_sink)
+    windows = LiveWindows(minutes=windows_minutes, tz=zone)
+    inline.append(windows)
+    log_target = log_to or env.log
+    if log_target is not None:
+        batch.append(_log_sink(log_target))
+    for sink in sinks:
+        if isinstance(sink, BatchSink):
+            batch.append(sink)
+        elif isinstance(sink, InlineSink):
+            inline.append(sink)
+        else:
+            raise ConfigError(f"{sink!r} is neither an inline nor a batch sink")
+    recorder = Recorder(
+        pricer=pricer,
+        inline_sinks=inline,
+        batch_sinks=batch,
+        queue_size=queue_size,
+        batch_size=batch_size,
+        flush_interval_s=flush_interval_s,
+    )
+    if prometheus_sink is not None:
+        prometheus_sink.watch(recorder)
+    port = metrics_port if metrics_port is not None else env.metrics_port
+    if port is not None and prometheus_sink is not None:
+        start_http_server(port, addr="127.0.0.1", registry=prometheus_sink.registry)
+    defaults = Attribution().merged(
+        environment=environment or env.environment, feature=feature, team=team, tags=tags
+    )
+    runtime = Runtime(
+        recorder=recorder,
+        prometheus=prometheus_sink,
+        windows=windows,
+        defaults=defaults,
+        enabled=(not env.disabled) if enabled is None else enabled,
+    )
+    with _lock:
+        previous, _runtime = _runtime, runtime
+    if previous is not None:
+        previous.recorder.close()
+    # Registered here rather than at import: importing aivitals has no side effects.
+    atexit.unregister(shutdown)
+    atexit.register(shutdown)
+    return runtime
+
+
+def get_runtime() -> Runtime:
+    """The configured runtime, building the default one on first use."""
+    runtime = _runtime
+    if runtime is not None:
+        return runtime
+    with _lock:
+        if _runtime is not None:
+            return _runtime
+    try:
+        return configure()
+    except ConfigError:
+        # Never let a bad environment variable break the application: record nothing, say why.
+        log.exception("aivitals is disabled: its configuration could not be used")
+        with _lock:
+            fallback = Runtime(
+                recorder=Recorder(inline_sinks=()),
+                prometheus=None,
+                windows=None,
+                defaults=Attribution(),
+                enabled=False,
+            )
+            return _set_if_unset(fallback)
+
+
+def _set_if_unset(runtime: Runtime) -> Runtime:
+    global _runtime  # noqa: PLW0603  # see configure
+    if _runtime is None:
+        _runtime = runtime
+    return _runtime
+
+
+def flush(timeout_s: float | None = 10.0) -> bool:
+    """Wait until every recorded call has reached its sinks (store, logs, exports)."""
+    runtime = _runtime
+    return True if runtime is None else runtime.recorder.flush(timeout_s)
+
+
+def shutdown(timeout_s: float | None = 10.0) -> None:
+    """Flush and stop recording; registered to run at interpreter exit."""
+    runtime = _runtime
+    if runtime is not None:
+        runtime.recorder.close(timeout_s)
+
+
+def _log_sink(target: str | Path) -> JsonLogSink:
+    if target == "stderr":
+        return JsonLogSink(stream=sys.stderr)
+    if target == "stdout":
+        return JsonLogSink(stream=sys.stdout)
+    return JsonLogSink(path=target)

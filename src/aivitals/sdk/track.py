@@ -1,0 +1,359 @@
+"""`track`: record one model call by hand, around whatever code makes it.
+
+>>> import aivitals
+>>> with aivitals.track(model="gpt-4o-mini", provider="openai", feature="search") as call:
+...     call.set_usage(input_tokens=1200, cached_input_tokens=1024, output_tokens=80)
+>>> call.recorded is not None and call.recorded.cost_usd is not None
+True
+
+An exception inside the block is classified (`aivitals.errors`), recorded with the call, and
+re-raised unchanged. Nothing aivitals does in here raises into your code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Any
+
+from aivitals.errors import classify_error
+from aivitals.model import (
+    CacheLevel,
+    CacheResult,
+    Call,
+    InvalidRecord,
+    Operation,
+    new_id,
+    utc_now,
+)
+from aivitals.sdk.context import Attribution, _attribution, set_last_call_id
+from aivitals.sdk.runtime import Runtime, get_runtime
+from aivitals.usage import TokenUsage, usage_from_response
+
+log = logging.getLogger("aivitals.sdk")
+
+_current: ContextVar[TrackedCall | None] = ContextVar("aivitals_current_call", default=None)
+
+_CANCELLATIONS = (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)
+
+
+class TrackedCall:
+    """The handle of a call in progress: tell it what happened; it is recorded when the block ends.
+
+    Every method is safe to call from your code: none raises, and values that make no sense are
+    logged and dropped rather than breaking the call being observed.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str | None,
+        provider: str | None = None,
+        operation: Operation = "chat",
+        attribution: Attribution | None = None,
+        only_if_alone: bool = False,
+        runtime: Runtime | None = None,
+    ) -> None:
+        self.id = new_id()
+        self.model = model
+        self.provider = provider
+        self.operation: Operation = operation
+        self.response_model: str | None = None
+        self.usage = TokenUsage()
+        self.tokens_estimated = False
+        self.ttft_ms: float | None = None
+        self.finish_reason: str | None = None
+        self.cache: CacheResult | None = None
+        self.cache_level: CacheLevel | None = None
+        self.context_window: int | None = None
+        self.error: BaseException | None = None
+        self.recorded: Call | None = None
+        self._extra = attribution or Attribution()
+        self._only_if_alone = only_if_alone
+        self._children = 0
+        self._runtime = runtime
+        self._t0 = 0.0
+        self._started_at = utc_now()
+        self._started = False
+        self._finished = False
+        self._tokens: tuple[Token[Attribution], Token[TrackedCall | None]] | None = None
+        self._in_flight_key: tuple[str, str] | None = None
+
+    def set_usage(
+        self,
+        usage: Any = None,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cached_input_tokens: int | None = None,
+        cache_write_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+        estimated: bool = False,
+    ) -> None:
+        """Say how many tokens the call used.
+
+        Pass a provider's usage object (OpenAI or Anthropic, object or dict; it is normalised so
+        ``input_tokens`` includes cached tokens), or the counts as keywords in that convention.
+        """
+        try:
+            if usage is not None:
+                self.usage = usage_from_response(usage, provider=self.provider)
+            values = {
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "cached_input_tokens": cached_input_tokens,
+                "cache_write_tokens": cache_write_tokens,
+                "reasoning_tokens": reasoning_tokens,
+            }
+            given = {name: value for name, value in values.items() if value is not None}
+            if given:
+                current = {name: getattr(self.usage, name) for name in values}
+                self.usage = TokenUsage(**{**current, **given})
+            self.tokens_estimated = estimated
+        except Exception:
+            log.exception("aivitals: could not read the usage given to call %s", self.id)
+
+    def set_response(self, response: Any) -> None:
+        """Read model, usage and finish reason from an OpenAI or Anthropic response object."""
+        try:
+            model = getattr(response, "model", None)
+            if isinstance(model, str) and model:
+                self.response_model = model
+            usage = getattr(response, "usage", None)
+            if usage is not None:
+                self.set_usage(usage)
+            choices = getattr(response, "choices", None)
+            if choices:
+                self.finish_reason = (
+                    getattr(choices[0], "finish_reason", None) or self.finish_reason
+                )
+            stop_reason = getattr(response, "stop_reason", None)
+            if isinstance(stop_reason, str):
+                self.finish_reason = stop_reason
+        except Exception:
+            log.exception("aivitals: could not read the response of call %s", self.id)
+
+    def mark_first_token(self) -> None:
+        """Note that the first token (or chunk) arrived now: the call's time to first token."""
+        if self.ttft_ms is None and self._started:
+            self.ttft_ms = (time.perf_counter() - self._t0) * 1000.0
+
+    def set_cache(self, result: CacheResult, level: CacheLevel = "exact") -> None:
+        self.cache = result
+        self.cache_level = level
+
+    def tag(self, **tags: object) -> None:
+        """Add free-form tags to this call."""
+        self._extra = self._extra.merged(tags=tags)
+
+    def score(self, name: str, value: float, **options: Any) -> None:
+        """Attach a quality score to this call (see `aivitals.score`)."""
+        from aivitals.sdk.record import score  # noqa: PLC0415  # record imports this module
+
+        score(
+            self.id, name, value, model=self.model, feature=self._attribution().feature, **options
+        )
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._started_at = utc_now()
+        self._t0 = time.perf_counter()
+        try:
+            runtime = self._runtime = self._runtime or get_runtime()
+            if runtime.enabled and self.model:
+                self._in_flight_key = (self._provider(runtime), self.model)
+                runtime.recorder.call_started(*self._in_flight_key)
+        except Exception:
+            log.exception("aivitals: could not start tracking a call")
+
+    def finish(self, error: BaseException | None = None) -> Call | None:
+        """End the call now and record it (once); returns the recorded call."""
+        if self._finished:
+            return self.recorded
+        self._finished = True
+        latency_ms = (time.perf_counter() - self._t0) * 1000.0 if self._started else 0.0
+        try:
+            runtime = self._runtime or get_runtime()
+            if self._in_flight_key is not None:
+                runtime.recorder.call_ended(*self._in_flight_key)
+            if error is not None:
+                self.error = error
+            parent = _current.get()
+            if self._only_if_alone and self._children:
+                return None
+            if not runtime.enabled or not self.model:
+                return None
+            call = self._build(runtime, latency_ms)
+            self.recorded = runtime.recorder.record(call)
+            set_last_call_id(call.id)
+            if parent is not None and parent is not self:
+                parent._children += 1
+            return self.recorded
+        except Exception:
+            log.exception("aivitals: could not record call %s", self.id)
+            return None
+
+    def _provider(self, runtime: Runtime) -> str:
+        if not self.provider:
+            found = runtime.recorder.pricer.provider_for(self.model) if self.model else None
+            self.provider = found or "unknown"
+        return self.provider
+
+    def _attribution(self) -> Attribution:
+        runtime = self._runtime or get_runtime()
+        outer = _attribution.get()
+        base = runtime.defaults if outer is _EMPTY_ATTRIBUTION else _merge(runtime.defaults, outer)
+        return _merge(base, self._extra)
+
+    def _build(self, runtime: Runtime, latency_ms: float) -> Call:
+        assert self.model is not None  # finish() checks it first
+        status, error_type, http_status, message = "ok", None, None, None
+        if self.error is not None:
+            if isinstance(self.error, _CANCELLATIONS):
+                status = "cancelled"
+            else:
+                info = classify_error(self.error)
+                status, error_type = "error", info.error_type
+                http_status, message = info.http_status, info.message
+        who = self._attribution()
+        fields: dict[str, Any] = {
+            "id": self.id,
+            "provider": self._provider(runtime),
+            "model": self.model,
+            "operation": self.operation,
+            "latency_ms": latency_ms,
+            "started_at": self._started_at,
+            "ttft_ms": self.ttft_ms,
+            "response_model": self.response_model,
+            "input_tokens": self.usage.input_tokens,
+            "output_tokens": self.usage.output_tokens,
+            "cached_input_tokens": self.usage.cached_input_tokens,
+            "cache_write_tokens": self.usage.cache_write_tokens,
+            "reasoning_tokens": self.usage.reasoning_tokens,
+            "tokens_estimated": self.tokens_estimated,
+            "status": status,
+            "error_type": error_type,
+            "error_message": message,
+            "http_status": http_status,
+            "finish_reason": self.finish_reason,
+            "cache": self.cache,
+            "cache_level": self.cache_level,
+            "context_window": self.context_window,
+            "user": who.user,
+            "feature": who.feature,
+            "team": who.team,
+            "endpoint": who.endpoint,
+            "prompt_version": who.prompt_version,
+            "environment": who.environment,
+            "tags": dict(who.tags),
+        }
+        try:
+            return Call(**fields)
+        except InvalidRecord as exc:
+            # Keep the call (latency, outcome, attribution) and drop what was wrong with it.
+            log.warning(
+                "aivitals: call %s had an invalid %s (%s); recorded without it",
+                self.id,
+                exc.field,
+                exc,
+            )
+            for name in (
+                "input_tokens",
+                "output_tokens",
+                "cached_input_tokens",
+                "cache_write_tokens",
+                "reasoning_tokens",
+                "context_window",
+                "ttft_ms",
+            ):
+                fields[name] = None if name in ("context_window", "ttft_ms") else 0
+            fields["tags"] = {**fields["tags"], "aivitals.invalid": exc.field}
+            return Call(**fields)
+
+    def __enter__(self) -> TrackedCall:
+        self._tokens = (_attribution.set(self._attribution()), _current.set(self))
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._tokens is not None:
+            attribution_token, current_token = self._tokens
+            _current.reset(current_token)
+            _attribution.reset(attribution_token)
+            self._tokens = None
+        self.finish(exc)
+
+    async def __aenter__(self) -> TrackedCall:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+_EMPTY_ATTRIBUTION = _attribution.get()
+
+
+def _merge(base: Attribution, top: Attribution) -> Attribution:
+    return base.merged(
+        user=top.user,
+        feature=top.feature,
+        team=top.team,
+        endpoint=top.endpoint,
+        prompt_version=top.prompt_version,
+        environment=top.environment,
+        tags=top.tags,
+    )
+
+
+def track(
+    *,
+    model: str,
+    provider: str | None = None,
+    operation: Operation = "chat",
+    user: str | None = None,
+    feature: str | None = None,
+    team: str | None = None,
+    endpoint: str | None = None,
+    prompt_version: str | None = None,
+    environment: str | None = None,
+    tags: Mapping[str, object] | None = None,
+) -> TrackedCall:
+    """Record one model call around a block (``with`` or ``async with``); see the module docs.
+
+    ``provider`` defaults to the one the price catalog knows the model from.
+    """
+    return TrackedCall(
+        model=model,
+        provider=provider,
+        operation=operation,
+        attribution=Attribution().merged(
+            user=user,
+            feature=feature,
+            team=team,
+            endpoint=endpoint,
+            prompt_version=prompt_version,
+            environment=environment,
+            tags=tags,
+        ),
+    )
+
+
+def current_call() -> TrackedCall | None:
+    """The call being tracked around the running code, if any (inside `track` or `observe`)."""
+    return _current.get()

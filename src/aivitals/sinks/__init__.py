@@ -1,0 +1,1 @@
+"""Sinks: where recorded calls go."""

@@ -1,0 +1,53 @@
+"""The two kinds of sink the recorder feeds.
+
+An `InlineSink` runs on the caller's thread for every call, so it must be in-memory and take
+microseconds (Prometheus counters, live windows). A `BatchSink` runs on the recorder's worker thread
+with batches (store writes, log lines, exports): that is where I/O belongs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from aivitals.model import Call, Score
+
+
+@runtime_checkable
+class InlineSink(Protocol):
+    """Called on the caller's thread: in-memory work only, no I/O, no blocking."""
+
+    name: str
+
+    def on_call(self, call: Call) -> None: ...
+
+    def on_score(self, score: Score) -> None: ...
+
+
+@runtime_checkable
+class InFlightObserver(Protocol):
+    """An inline sink that also wants to know when a call starts and ends (requests in flight)."""
+
+    def call_started(self, provider: str, model: str) -> None: ...
+
+    def call_ended(self, provider: str, model: str) -> None: ...
+
+
+@runtime_checkable
+class Ticking(Protocol):
+    """A sink with housekeeping (rolling windows over) that the worker runs about once a second."""
+
+    def tick(self) -> None: ...
+
+
+@runtime_checkable
+class BatchSink(Protocol):
+    """Called on the recorder's worker thread with batches. Raising is allowed: it is counted."""
+
+    name: str
+
+    def write_calls(self, calls: Sequence[Call]) -> None: ...
+
+    def write_scores(self, scores: Sequence[Score]) -> None: ...
+
+    def close(self) -> None: ...

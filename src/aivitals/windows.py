@@ -1,0 +1,354 @@
+"""Live windows: what the last minutes and the current day and month look like, in bounded memory.
+
+Per (provider, model, feature, team) and per minute the windows keep counts, sums and mergeable
+quantile sketches (DDSketch, 1% relative accuracy, at most 2048 bins each), never a list of every
+latency. Completed minutes are folded into the current day and month, so memory is bounded by the
+number of distinct keys times (minutes kept + 2), whatever the number of calls.
+
+Alerts and budgets read from here:
+
+>>> from datetime import UTC, datetime
+>>> windows = LiveWindows(clock=lambda: 600.0)
+>>> windows.on_call(Call(provider="openai", model="gpt-4o-mini", latency_ms=250.0,
+...                      started_at=datetime.fromtimestamp(599.0, UTC)))
+>>> view = windows.read(minutes=5)
+>>> view.calls, round(view.latency_p50_ms or 0)
+(1, 250)
+
+A call is placed by the time it ended (``started_at`` + latency), so calls replayed late (from a
+spool, say) land in the minute they belong to, or are left to the store when that day has passed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, tzinfo
+from decimal import Decimal
+
+from ddsketch import LogCollapsingLowestDenseDDSketch
+
+from aivitals.model import Call, Score
+
+_RELATIVE_ACCURACY = 0.01
+_BIN_LIMIT = 2048
+
+Key = tuple[str, str, str, str]
+"""(provider, model, feature, team); feature and team are "" when absent."""
+QualityKey = tuple[str, str, str]
+"""(model, feature, score name)."""
+
+
+def _sketch() -> LogCollapsingLowestDenseDDSketch:
+    return LogCollapsingLowestDenseDDSketch(_RELATIVE_ACCURACY, bin_limit=_BIN_LIMIT)
+
+
+@dataclass(slots=True)
+class _Agg:
+    calls: int = 0
+    errors: int = 0
+    cancelled: int = 0
+    errors_by_type: Counter[str] = field(default_factory=Counter)
+    cost_usd: Decimal = Decimal(0)
+    unpriced: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_hits: int = 0
+    cache_lookups: int = 0
+    latency: LogCollapsingLowestDenseDDSketch = field(default_factory=_sketch)
+    ttft: LogCollapsingLowestDenseDDSketch | None = None
+
+    def add(self, call: Call) -> None:
+        self.calls += 1
+        if call.status == "error":
+            self.errors += 1
+            self.errors_by_type[call.error_type or "other"] += 1
+        elif call.status == "cancelled":
+            self.cancelled += 1
+        if call.cost_usd is None:
+            self.unpriced += 1
+        else:
+            self.cost_usd += call.cost_usd
+        self.input_tokens += call.input_tokens
+        self.output_tokens += call.output_tokens
+        self.cached_input_tokens += call.cached_input_tokens
+        if call.cache is not None and call.cache != "bypass":
+            self.cache_lookups += 1
+            if call.cache == "hit":
+                self.cache_hits += 1
+        self.latency.add(call.latency_ms)
+        if call.ttft_ms is not None:
+            if self.ttft is None:
+                self.ttft = _sketch()
+            self.ttft.add(call.ttft_ms)
+
+    def merge(self, other: _Agg) -> None:
+        self.calls += other.calls
+        self.errors += other.errors
+        self.cancelled += other.cancelled
+        self.errors_by_type.update(other.errors_by_type)
+        self.cost_usd += other.cost_usd
+        self.unpriced += other.unpriced
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cached_input_tokens += other.cached_input_tokens
+        self.cache_hits += other.cache_hits
+        self.cache_lookups += other.cache_lookups
+        if other.latency.count:
+            self.latency.merge(other.latency)
+        if other.ttft is not None and other.ttft.count:
+            if self.ttft is None:
+                self.ttft = _sketch()
+            self.ttft.merge(other.ttft)
+
+
+@dataclass(slots=True)
+class _Period:
+    """Aggregates of one span of time (a minute, a day, a month), per key."""
+
+    aggs: dict[Key, _Agg] = field(default_factory=dict)
+    quality: dict[QualityKey, list[float]] = field(default_factory=dict)
+
+    def merge(self, other: _Period) -> None:
+        for key, agg in other.aggs.items():
+            mine = self.aggs.get(key)
+            if mine is None:
+                mine = self.aggs[key] = _Agg()
+            mine.merge(agg)
+        for qkey, (total, count) in other.quality.items():
+            slot = self.quality.setdefault(qkey, [0.0, 0.0])
+            slot[0] += total
+            slot[1] += count
+
+
+@dataclass(frozen=True, slots=True)
+class WindowView:
+    """What a window holds for the keys asked for. Percentiles are within 1% relative error."""
+
+    calls: int
+    errors: int
+    cancelled: int
+    errors_by_type: dict[str, int]
+    cost_usd: Decimal
+    unpriced_calls: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_hit_ratio: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    ttft_p50_ms: float | None
+    ttft_p95_ms: float | None
+    quality: dict[str, float]
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.calls if self.calls else None
+
+    @property
+    def cost_per_call_usd(self) -> Decimal | None:
+        priced = self.calls - self.unpriced_calls
+        return self.cost_usd / priced if priced else None
+
+
+class LiveWindows:
+    """Bounded-memory live aggregates; an inline sink. Thread-safe.
+
+    ``minutes`` is how far back `read(minutes=...)` can look; ``tz`` sets where a day and a month
+    begin (budgets reset there). ``clock`` returns epoch seconds; tests inject it.
+    """
+
+    name = "windows"
+
+    def __init__(
+        self,
+        *,
+        minutes: int = 60,
+        tz: tzinfo = UTC,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if minutes < 1:
+            raise ValueError("minutes must be >= 1")
+        self._keep = minutes
+        self._tz = tz
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._minutes: dict[int, _Period] = {}
+        self._folded_through = int(clock() // 60) - 1
+        self._day_of = self._local_day(self._folded_through)
+        self._month_of = self._day_of.replace(day=1)
+        self._day = _Period()
+        self._month = _Period()
+
+    def on_call(self, call: Call) -> None:
+        minute = int((call.started_at.timestamp() + call.latency_ms / 1000.0) // 60)
+        key = (call.provider, call.model, call.feature or "", call.team or "")
+        with self._lock:
+            for period in self._targets(minute):
+                agg = period.aggs.get(key)
+                if agg is None:
+                    agg = period.aggs[key] = _Agg()
+                agg.add(call)
+
+    def on_score(self, score: Score) -> None:
+        minute = int(score.created_at.timestamp() // 60)
+        qkey = (score.model or "", score.feature or "", score.name)
+        with self._lock:
+            for period in self._targets(minute):
+                slot = period.quality.setdefault(qkey, [0.0, 0.0])
+                slot[0] += score.normalised
+                slot[1] += 1
+
+    def tick(self) -> None:
+        """Fold completed minutes into the day and month, and forget minutes past the horizon."""
+        with self._lock:
+            self._fold(int(self._clock() // 60) - 1)
+
+    def read(
+        self,
+        *,
+        minutes: int | None = None,
+        period: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        feature: str | None = None,
+        team: str | None = None,
+    ) -> WindowView:
+        """The last ``minutes`` (including the current one), or ``period="today"`` / ``"month"``."""
+        merged = self._merged(minutes=minutes, period=period)
+        match = (provider, model, feature, team)
+        total = _Agg()
+        for key, agg in merged.aggs.items():
+            if all(want is None or want == have for want, have in zip(match, key, strict=True)):
+                total.merge(agg)
+        quality = _quality_means(
+            (qkey, slot)
+            for qkey, slot in merged.quality.items()
+            if (model is None or model == qkey[0]) and (feature is None or feature == qkey[1])
+        )
+        return _view(total, quality)
+
+    def keys(self, *, minutes: int | None = None, period: str | None = None) -> list[Key]:
+        """The (provider, model, feature, team) keys seen in a window, for per-group reads."""
+        return sorted(self._merged(minutes=minutes, period=period).aggs)
+
+    def _merged(self, *, minutes: int | None, period: str | None) -> _Period:
+        if (minutes is None) == (period is None):
+            raise ValueError("read exactly one of minutes=N or period='today'|'month'")
+        now_minute = int(self._clock() // 60)
+        merged = _Period()
+        with self._lock:
+            self._fold(now_minute - 1)
+            if minutes is not None:
+                if not 1 <= minutes <= self._keep:
+                    raise ValueError(f"minutes must be between 1 and {self._keep}, got {minutes}")
+                for minute, part in self._minutes.items():
+                    if now_minute - minutes < minute <= now_minute:
+                        merged.merge(part)
+                return merged
+            if period not in ("today", "month"):
+                raise ValueError(f"period must be 'today' or 'month', got {period!r}")
+            merged.merge(self._day if period == "today" else self._month)
+            for minute, part in self._minutes.items():
+                # Minutes not folded yet (the current one, or future-stamped calls).
+                if minute > self._folded_through and self._belongs(minute, period):
+                    merged.merge(part)
+        return merged
+
+    def _belongs(self, minute: int, period: str) -> bool:
+        day = self._local_day(minute)
+        return day == self._day_of if period == "today" else day.replace(day=1) == self._month_of
+
+    def _local_day(self, minute: int) -> date:
+        return datetime.fromtimestamp(minute * 60, self._tz).date()
+
+    def _targets(self, minute: int) -> tuple[_Period, ...]:
+        if minute > self._folded_through:
+            period = self._minutes.get(minute)
+            if period is None:
+                period = self._minutes[minute] = _Period()
+            return (period,)
+        # A late arrival for a minute already folded: it is added to the day and month it belongs
+        # to, if those are still current. Older calls are the store's business, not ours.
+        day = self._local_day(minute)
+        late: tuple[_Period, ...] = ()
+        if minute in self._minutes:
+            late = (self._minutes[minute],)
+        if day == self._day_of:
+            return (*late, self._day, self._month)
+        if day.replace(day=1) == self._month_of:
+            return (*late, self._month)
+        return late
+
+    def _fold(self, through: int) -> None:
+        if through <= self._folded_through:
+            self._forget(through)
+            return
+        for minute in sorted(m for m in self._minutes if self._folded_through < m <= through):
+            day = self._local_day(minute)
+            if day != self._day_of:
+                self._day = _Period()
+                if day.replace(day=1) != self._month_of:
+                    self._month = _Period()
+                self._day_of = day
+                self._month_of = day.replace(day=1)
+            part = self._minutes[minute]
+            self._day.merge(part)
+            self._month.merge(part)
+        self._folded_through = through
+        day = self._local_day(through)
+        if day != self._day_of:
+            # A quiet day change with no calls in between still starts a new day and month.
+            self._day = _Period()
+            if day.replace(day=1) != self._month_of:
+                self._month = _Period()
+            self._day_of = day
+            self._month_of = day.replace(day=1)
+        self._forget(through)
+
+    def _forget(self, through: int) -> None:
+        horizon = through + 1 - self._keep
+        for minute in [m for m in self._minutes if m < horizon]:
+            del self._minutes[minute]
+
+
+def _quality_means(items: Iterable[tuple[QualityKey, list[float]]]) -> dict[str, float]:
+    sums: dict[str, list[float]] = {}
+    for (_, _, name), (total, count) in items:
+        slot = sums.setdefault(name, [0.0, 0.0])
+        slot[0] += total
+        slot[1] += count
+    return {name: total / count for name, (total, count) in sums.items() if count}
+
+
+def _quantile(sketch: LogCollapsingLowestDenseDDSketch | None, q: float) -> float | None:
+    if sketch is None or sketch.count == 0:
+        return None
+    value = sketch.get_quantile_value(q)
+    return None if value is None else float(value)
+
+
+def _view(agg: _Agg, quality: dict[str, float]) -> WindowView:
+    return WindowView(
+        calls=agg.calls,
+        errors=agg.errors,
+        cancelled=agg.cancelled,
+        errors_by_type=dict(agg.errors_by_type),
+        cost_usd=agg.cost_usd,
+        unpriced_calls=agg.unpriced,
+        input_tokens=agg.input_tokens,
+        output_tokens=agg.output_tokens,
+        cached_input_tokens=agg.cached_input_tokens,
+        cache_hit_ratio=agg.cache_hits / agg.cache_lookups if agg.cache_lookups else None,
+        latency_p50_ms=_quantile(agg.latency, 0.50),
+        latency_p95_ms=_quantile(agg.latency, 0.95),
+        latency_p99_ms=_quantile(agg.latency, 0.99),
+        ttft_p50_ms=_quantile(agg.ttft, 0.50),
+        ttft_p95_ms=_quantile(agg.ttft, 0.95),
+        quality=quality,
+    )
