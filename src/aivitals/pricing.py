@@ -233,11 +233,12 @@ def _flat_rates(price: ModelPrice) -> Rates | None:
     if not all(value is None or isinstance(value, Decimal) for value in values):
         return None
     input_mtok, output_mtok, read, write = values
-    if not isinstance(input_mtok, Decimal) or not isinstance(output_mtok, Decimal):
+    if not isinstance(input_mtok, Decimal):
         return None
     return Rates(
         input_mtok=input_mtok,
-        output_mtok=output_mtok,
+        # No output price (embedding models): output is free, as genai-prices itself counts it.
+        output_mtok=output_mtok if isinstance(output_mtok, Decimal) else Decimal(0),
         cache_read_mtok=read if isinstance(read, Decimal) else None,
         cache_write_mtok=write if isinstance(write, Decimal) else None,
     )

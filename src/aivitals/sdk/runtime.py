@@ -179,6 +179,14 @@ def shutdown(timeout_s: float | None = 10.0) -> None:
         runtime.recorder.close(timeout_s)
 
 
+def reset() -> None:
+    """Close and forget the runtime; the next recorded call builds a default one. For tests."""
+    global _runtime  # noqa: PLW0603  # see configure
+    shutdown()
+    with _lock:
+        _runtime = None
+
+
 def _log_sink(target: str | Path) -> JsonLogSink:
     if target == "stderr":
         return JsonLogSink(stream=sys.stderr)

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+import aivitals
+from aivitals.sdk.runtime import Runtime, reset
+from aivitals.sinks.memory import MemorySink
+
+
+@dataclass
+class Recorded:
+    runtime: Runtime
+    memory: MemorySink
+
+    def calls(self) -> list[aivitals.Call]:
+        assert self.runtime.recorder.flush(timeout_s=10)
+        return list(self.memory.calls)
+
+    def scores(self) -> list[aivitals.Score]:
+        assert self.runtime.recorder.flush(timeout_s=10)
+        return list(self.memory.scores)
+
+    def metric(self, name: str, labels: dict[str, str]) -> float | None:
+        assert self.runtime.prometheus is not None
+        return self.runtime.prometheus.registry.get_sample_value(name, labels)
+
+
+@pytest.fixture
+def recorded() -> Iterator[Recorded]:
+    """A freshly configured process runtime whose batch output lands in memory."""
+    memory = MemorySink()
+    runtime = aivitals.configure(sinks=[memory], flush_interval_s=0.05)
+    yield Recorded(runtime=runtime, memory=memory)
+    reset()
