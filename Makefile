@@ -38,7 +38,7 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_sdk.py
+	$(BIN)/python benchmarks/bench_sdk.py --write docs/benchmarks.md
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks

@@ -98,9 +98,7 @@ def test_in_flight_gauge() -> None:
 def test_duration_buckets_are_the_opentelemetry_genai_ones() -> None:
     assert DURATION_BUCKETS[0] == 0.01
     assert DURATION_BUCKETS[-1] == 81.92
-    assert all(
-        b == round(a * 2, 2) for a, b in itertools.pairwise(DURATION_BUCKETS)
-    )
+    assert all(b == round(a * 2, 2) for a, b in itertools.pairwise(DURATION_BUCKETS))
 
 
 def test_recorder_health_is_exported() -> None:

@@ -129,6 +129,51 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
     tags: dict[str, str] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # One cheap expression covers the common, valid case (this runs on the caller's thread
+        # for every call); only when it fails do the field-by-field checks find what is wrong.
+        if not (
+            type(self.provider) is str
+            and self.provider
+            and type(self.model) is str
+            and self.model
+            and type(self.latency_ms) in (float, int)
+            and 0 <= self.latency_ms < math.inf
+            and type(self.input_tokens) is int
+            and type(self.output_tokens) is int
+            and type(self.cached_input_tokens) is int
+            and type(self.cache_write_tokens) is int
+            and type(self.reasoning_tokens) is int
+            and 0 <= self.cached_input_tokens + self.cache_write_tokens <= self.input_tokens
+            and self.cached_input_tokens >= 0
+            and self.cache_write_tokens >= 0
+            and 0 <= self.reasoning_tokens <= self.output_tokens
+            and self.status in STATUSES
+            and self.operation in OPERATIONS
+            and (self.error_type is None) == (self.status != "error")
+            and (self.error_type is None or self.error_type in ERROR_TYPES)
+            and (
+                self.ttft_ms is None
+                or (type(self.ttft_ms) is float and 0 <= self.ttft_ms < math.inf)
+            )
+            and self.queue_ms is None
+            and _money_ok(self.cost_usd)
+            and _money_ok(self.input_cost_usd)
+            and _money_ok(self.output_cost_usd)
+            and (self.cache is None or self.cache in CACHE_RESULTS)
+            and (self.cache_level is None or self.cache_level in CACHE_LEVELS)
+            and (
+                self.context_window is None
+                or (type(self.context_window) is int and self.context_window > 0)
+            )
+            and (
+                self.http_status is None
+                or (type(self.http_status) is int and 100 <= self.http_status <= 599)
+            )
+            and self.started_at.tzinfo is not None
+        ):
+            self._check_fields()
+
+    def _check_fields(self) -> None:
         _check_text("provider", self.provider)
         _check_text("model", self.model)
         _check_duration("latency_ms", self.latency_ms)
@@ -161,9 +206,10 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
             raise InvalidRecord(
                 "error_type", "a call with status 'error' needs one ('other' if unknown)"
             )
-        if self.status == "ok" and self.error_type is not None:
+        if self.status != "error" and self.error_type is not None:
             raise InvalidRecord(
-                "error_type", f"must be empty when status is 'ok', got {self.error_type!r}"
+                "error_type",
+                f"must be empty when status is {self.status!r}, got {self.error_type!r}",
             )
         if self.cache is not None:
             _check_choice("cache", self.cache, CACHE_RESULTS)
@@ -260,6 +306,10 @@ def _is_number(value: object) -> bool:
     return (
         type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]  # narrowed by type()
     )
+
+
+def _money_ok(value: object) -> bool:
+    return value is None or (type(value) is Decimal and value.is_finite() and value >= 0)
 
 
 def _check_text(field: str, value: object) -> None:

@@ -26,7 +26,8 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from datetime import datetime
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -184,6 +185,32 @@ class Recorder:
             except Exception:
                 self._sink_failed(sink.name, 0)
 
+    def cost_fields(
+        self,
+        *,
+        provider: str,
+        model: str,
+        usage: TokenUsage,
+        at: datetime,
+        context_window: int | None = None,
+    ) -> dict[str, Any]:
+        """The cost fields of a call (empty when its model has no price).
+
+        Sources that build a `Call` from parts ask for these first, so the call is built and
+        validated once instead of being built, priced and rebuilt.
+        """
+        cost = self.pricer.price(provider=provider, model=model, usage=usage, at=at)
+        if cost is None:
+            return {}
+        return {
+            "cost_usd": cost.total_usd,
+            "input_cost_usd": cost.input_usd,
+            "output_cost_usd": cost.output_usd,
+            "price_source": cost.source,
+            "context_window": context_window
+            or self.pricer.context_window(provider=provider, model=model),
+        }
+
     def _priced(self, call: Call) -> Call:
         usage = TokenUsage(
             input_tokens=call.input_tokens,
@@ -191,22 +218,14 @@ class Recorder:
             cached_input_tokens=call.cached_input_tokens,
             cache_write_tokens=call.cache_write_tokens,
         )
-        cost = self.pricer.price(
-            provider=call.provider, model=call.model, usage=usage, at=call.started_at
+        fields = self.cost_fields(
+            provider=call.provider,
+            model=call.model,
+            usage=usage,
+            at=call.started_at,
+            context_window=call.context_window,
         )
-        if cost is None:
-            return call
-        context_window = call.context_window or self.pricer.context_window(
-            provider=call.provider, model=call.model
-        )
-        return msgspec.structs.replace(
-            call,
-            cost_usd=cost.total_usd,
-            input_cost_usd=cost.input_usd,
-            output_cost_usd=cost.output_usd,
-            price_source=cost.source,
-            context_window=context_window,
-        )
+        return msgspec.structs.replace(call, **fields) if fields else call
 
     def _accept(self, item: Call | Score) -> None:
         is_call = isinstance(item, Call)

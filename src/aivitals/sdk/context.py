@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +39,17 @@ class Attribution:
         tags: Mapping[str, object] | None = None,
     ) -> Attribution:
         """This attribution with the given values on top (``None`` keeps the current value)."""
-        return replace(
-            self,
+        if (
+            user is None
+            and feature is None
+            and team is None
+            and endpoint is None
+            and prompt_version is None
+            and environment is None
+            and not tags
+        ):
+            return self
+        return Attribution(
             user=user if user is not None else self.user,
             feature=feature if feature is not None else self.feature,
             team=team if team is not None else self.team,

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -30,6 +31,7 @@ from aivitals.model import (
     new_id,
     utc_now,
 )
+from aivitals.pricing import Cost
 from aivitals.sdk.context import Attribution, _attribution, set_last_call_id
 from aivitals.sdk.runtime import Runtime, get_runtime
 from aivitals.usage import TokenUsage, usage_from_response
@@ -38,6 +40,7 @@ log = logging.getLogger("aivitals.sdk")
 
 _current: ContextVar[TrackedCall | None] = ContextVar("aivitals_current_call", default=None)
 
+_NO_USAGE = TokenUsage()
 _CANCELLATIONS = (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)
 
 
@@ -47,6 +50,34 @@ class TrackedCall:
     Every method is safe to call from your code: none raises, and values that make no sense are
     logged and dropped rather than breaking the call being observed.
     """
+
+    __slots__ = (
+        "_children",
+        "_extra",
+        "_finished",
+        "_in_flight_key",
+        "_only_if_alone",
+        "_runtime",
+        "_started",
+        "_started_at",
+        "_t0",
+        "_tokens",
+        "_who",
+        "cache",
+        "cache_level",
+        "context_window",
+        "error",
+        "finish_reason",
+        "id",
+        "model",
+        "operation",
+        "provider",
+        "recorded",
+        "response_model",
+        "tokens_estimated",
+        "ttft_ms",
+        "usage",
+    )
 
     def __init__(
         self,
@@ -63,7 +94,7 @@ class TrackedCall:
         self.provider = provider
         self.operation: Operation = operation
         self.response_model: str | None = None
-        self.usage = TokenUsage()
+        self.usage = _NO_USAGE
         self.tokens_estimated = False
         self.ttft_ms: float | None = None
         self.finish_reason: str | None = None
@@ -72,12 +103,13 @@ class TrackedCall:
         self.context_window: int | None = None
         self.error: BaseException | None = None
         self.recorded: Call | None = None
-        self._extra = attribution or Attribution()
+        self._extra = attribution or _EMPTY_ATTRIBUTION
+        self._who: Attribution | None = None
         self._only_if_alone = only_if_alone
         self._children = 0
         self._runtime = runtime
         self._t0 = 0.0
-        self._started_at = utc_now()
+        self._started_at = _NEVER
         self._started = False
         self._finished = False
         self._tokens: tuple[Token[Attribution], Token[TrackedCall | None]] | None = None
@@ -102,17 +134,22 @@ class TrackedCall:
         try:
             if usage is not None:
                 self.usage = usage_from_response(usage, provider=self.provider)
-            values = {
-                "input_tokens": input_tokens,
-                "output_tokens": output_tokens,
-                "cached_input_tokens": cached_input_tokens,
-                "cache_write_tokens": cache_write_tokens,
-                "reasoning_tokens": reasoning_tokens,
-            }
-            given = {name: value for name, value in values.items() if value is not None}
-            if given:
-                current = {name: getattr(self.usage, name) for name in values}
-                self.usage = TokenUsage(**{**current, **given})
+            current = self.usage
+            self.usage = TokenUsage(
+                input_tokens=current.input_tokens if input_tokens is None else input_tokens,
+                output_tokens=current.output_tokens if output_tokens is None else output_tokens,
+                cached_input_tokens=(
+                    current.cached_input_tokens
+                    if cached_input_tokens is None
+                    else cached_input_tokens
+                ),
+                cache_write_tokens=(
+                    current.cache_write_tokens if cache_write_tokens is None else cache_write_tokens
+                ),
+                reasoning_tokens=(
+                    current.reasoning_tokens if reasoning_tokens is None else reasoning_tokens
+                ),
+            )
             self.tokens_estimated = estimated
         except Exception:
             log.exception("aivitals: could not read the usage given to call %s", self.id)
@@ -149,6 +186,7 @@ class TrackedCall:
     def tag(self, **tags: object) -> None:
         """Add free-form tags to this call."""
         self._extra = self._extra.merged(tags=tags)
+        self._who = None
 
     def score(self, name: str, value: float, **options: Any) -> None:
         """Attach a quality score to this call (see `aivitals.score`)."""
@@ -206,10 +244,15 @@ class TrackedCall:
         return self.provider
 
     def _attribution(self) -> Attribution:
-        runtime = self._runtime or get_runtime()
-        outer = _attribution.get()
-        base = runtime.defaults if outer is _EMPTY_ATTRIBUTION else _merge(runtime.defaults, outer)
-        return _merge(base, self._extra)
+        if self._who is None:
+            runtime = self._runtime or get_runtime()
+            outer = _attribution.get()
+            base = (
+                runtime.defaults if outer is _EMPTY_ATTRIBUTION else _merge(runtime.defaults, outer)
+            )
+            extra = self._extra
+            self._who = base if extra is _EMPTY_ATTRIBUTION else _merge(base, extra)
+        return self._who
 
     def _build(self, runtime: Runtime, latency_ms: float) -> Call:
         assert self.model is not None  # finish() checks it first
@@ -222,39 +265,26 @@ class TrackedCall:
                 status, error_type = "error", info.error_type
                 http_status, message = info.http_status, info.message
         who = self._attribution()
-        fields: dict[str, Any] = {
-            "id": self.id,
-            "provider": self._provider(runtime),
-            "model": self.model,
-            "operation": self.operation,
-            "latency_ms": latency_ms,
-            "started_at": self._started_at,
-            "ttft_ms": self.ttft_ms,
-            "response_model": self.response_model,
-            "input_tokens": self.usage.input_tokens,
-            "output_tokens": self.usage.output_tokens,
-            "cached_input_tokens": self.usage.cached_input_tokens,
-            "cache_write_tokens": self.usage.cache_write_tokens,
-            "reasoning_tokens": self.usage.reasoning_tokens,
-            "tokens_estimated": self.tokens_estimated,
-            "status": status,
-            "error_type": error_type,
-            "error_message": message,
-            "http_status": http_status,
-            "finish_reason": self.finish_reason,
-            "cache": self.cache,
-            "cache_level": self.cache_level,
-            "context_window": self.context_window,
-            "user": who.user,
-            "feature": who.feature,
-            "team": who.team,
-            "endpoint": who.endpoint,
-            "prompt_version": who.prompt_version,
-            "environment": who.environment,
-            "tags": dict(who.tags),
-        }
+        provider = self._provider(runtime)
+        pricing = runtime.recorder.pricer
+        cost = pricing.price(
+            provider=provider, model=self.model, usage=self.usage, at=self._started_at
+        )
+        context_window = self.context_window
+        if cost is not None and context_window is None:
+            context_window = pricing.context_window(provider=provider, model=self.model)
+        outcome = (status, error_type, message, http_status)
         try:
-            return Call(**fields)
+            return self._make(
+                provider=provider,
+                latency_ms=latency_ms,
+                outcome=outcome,
+                who=who,
+                usage=self.usage,
+                cost=cost,
+                context_window=context_window,
+                tags=who.tags,
+            )
         except InvalidRecord as exc:
             # Keep the call (latency, outcome, attribution) and drop what was wrong with it.
             log.warning(
@@ -263,18 +293,67 @@ class TrackedCall:
                 exc.field,
                 exc,
             )
-            for name in (
-                "input_tokens",
-                "output_tokens",
-                "cached_input_tokens",
-                "cache_write_tokens",
-                "reasoning_tokens",
-                "context_window",
-                "ttft_ms",
-            ):
-                fields[name] = None if name in ("context_window", "ttft_ms") else 0
-            fields["tags"] = {**fields["tags"], "aivitals.invalid": exc.field}
-            return Call(**fields)
+            tags = {**who.tags, "aivitals.invalid": exc.field}
+            return self._make(
+                provider=provider,
+                latency_ms=latency_ms,
+                outcome=outcome,
+                who=who,
+                usage=_NO_USAGE,
+                cost=None,
+                context_window=None,
+                tags=tags,
+            )
+
+    def _make(
+        self,
+        *,
+        provider: str,
+        latency_ms: float,
+        outcome: tuple[Any, Any, str | None, int | None],
+        who: Attribution,
+        usage: TokenUsage,
+        cost: Cost | None,
+        context_window: int | None,
+        tags: Mapping[str, str],
+    ) -> Call:
+        assert self.model is not None  # finish() checks it first
+        status, error_type, message, http_status = outcome
+        return Call(
+            id=self.id,
+            provider=provider,
+            model=self.model,
+            operation=self.operation,
+            latency_ms=latency_ms,
+            started_at=self._started_at,
+            ttft_ms=self.ttft_ms,
+            response_model=self.response_model,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            tokens_estimated=self.tokens_estimated,
+            cost_usd=cost.total_usd if cost else None,
+            input_cost_usd=cost.input_usd if cost else None,
+            output_cost_usd=cost.output_usd if cost else None,
+            price_source=cost.source if cost else None,
+            status=status,
+            error_type=error_type,
+            error_message=message,
+            http_status=http_status,
+            finish_reason=self.finish_reason,
+            cache=self.cache,
+            cache_level=self.cache_level,
+            context_window=context_window,
+            user=who.user,
+            feature=who.feature,
+            team=who.team,
+            endpoint=who.endpoint,
+            prompt_version=who.prompt_version,
+            environment=who.environment,
+            tags=dict(tags),
+        )
 
     def __enter__(self) -> TrackedCall:
         self._tokens = (_attribution.set(self._attribution()), _current.set(self))
@@ -307,9 +386,12 @@ class TrackedCall:
 
 
 _EMPTY_ATTRIBUTION = _attribution.get()
+_NEVER = datetime.fromtimestamp(0, UTC)
 
 
 def _merge(base: Attribution, top: Attribution) -> Attribution:
+    if base == _EMPTY_ATTRIBUTION:
+        return top
     return base.merged(
         user=top.user,
         feature=top.feature,
@@ -342,7 +424,7 @@ def track(
         model=model,
         provider=provider,
         operation=operation,
-        attribution=Attribution().merged(
+        attribution=_EMPTY_ATTRIBUTION.merged(
             user=user,
             feature=feature,
             team=team,

@@ -8,11 +8,14 @@ store. Durations are in seconds with OpenTelemetry's GenAI bucket boundaries.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections.abc import Iterator
+from decimal import Decimal
+from itertools import accumulate
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from aivitals.model import Call, Score
@@ -24,15 +27,15 @@ if TYPE_CHECKING:
 
 # gen_ai.client.operation.duration and time_to_first_chunk: 0.01 s doubling to 81.92 s.
 DURATION_BUCKETS = tuple(round(0.01 * 2**i, 2) for i in range(14))
-TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300, 500, 1000)
+TOKENS_PER_SECOND_BUCKETS = (1.0, 2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300, 500, 1000)
 RATIO_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 TOKEN_TYPES = ("input", "output", "cached_input", "cache_write", "reasoning")
 
 
-class PrometheusSink:
-    """An inline sink that updates Prometheus metrics; scrape ``sink.registry``.
+class PrometheusSink(Collector):
+    """An inline sink that keeps Prometheus metrics; scrape ``sink.registry``.
 
     >>> sink = PrometheusSink()
     >>> sink.on_call(Call(provider="openai", model="gpt-4o-mini", latency_ms=300.0))
@@ -40,139 +43,67 @@ class PrometheusSink:
     ...     "aivitals_requests_total",
     ...     {"provider": "openai", "model": "gpt-4o-mini", "operation": "chat",
     ...      "status": "ok", "error_type": ""})
-    1.0
+    1
+
+    Why not ``prometheus_client``'s Counter and Histogram on the hot path: each update takes its
+    own lock and label lookup, about 0.5 to 1 µs, and a call touches a dozen series. Here a call
+    takes one lock and adds to plain numbers; the families are built from them at scrape time by
+    this collector, and exposed by ``prometheus_client`` as usual.
     """
 
     name = "prometheus"
 
     def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        r = self.registry
-        model_labels = ("provider", "model")
-        self.requests = Counter(
-            "aivitals_requests",
-            "Model calls by outcome.",
-            (*model_labels, "operation", "status", "error_type"),
-            registry=r,
-        )
-        self.duration = Histogram(
-            "aivitals_request_duration_seconds",
-            "End-to-end latency of model calls.",
-            (*model_labels, "operation"),
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.ttft = Histogram(
-            "aivitals_time_to_first_token_seconds",
-            "Time to the first streamed chunk.",
-            model_labels,
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.tokens = Counter(
-            "aivitals_tokens",
-            "Tokens by type; cached_input and cache_write are part of input, reasoning of output.",
-            (*model_labels, "type"),
-            registry=r,
-        )
-        self.cost = Counter(
-            "aivitals_cost_usd",
-            "Spend in US dollars on priced calls.",
-            (*model_labels, "feature", "team"),
-            registry=r,
-        )
-        self.unpriced = Counter(
-            "aivitals_unpriced_calls",
-            "Calls to models with no known price (recorded with cost_usd null).",
-            model_labels,
-            registry=r,
-        )
-        self.cache = Counter(
-            "aivitals_cache_requests",
-            "Response cache lookups by result (hit, miss, bypass) and level (exact, semantic).",
-            (*model_labels, "result", "level"),
-            registry=r,
-        )
-        self.in_flight = Gauge(
-            "aivitals_requests_in_flight",
-            "Model calls started and not yet finished.",
-            model_labels,
-            registry=r,
-        )
-        self.output_speed = Histogram(
-            "aivitals_output_tokens_per_second",
-            "Generation speed: output tokens per second after the first token.",
-            model_labels,
-            buckets=TOKENS_PER_SECOND_BUCKETS,
-            registry=r,
-        )
-        self.context = Histogram(
-            "aivitals_context_utilisation_ratio",
-            "Input tokens as a share of the model's context window.",
-            model_labels,
-            buckets=RATIO_BUCKETS,
-            registry=r,
-        )
+        self._lock = threading.Lock()
+        self._series: dict[tuple[str, str, str], _Series] = {}
+        self._in_flight: dict[tuple[str, str], int] = {}
+        # Scores are rare next to calls: the plain client histogram is fine for them.
         self.quality = Histogram(
             "aivitals_quality_score",
             "Quality scores, normalised to 0..1.",
             ("name", "model", "feature"),
             buckets=SCORE_BUCKETS,
-            registry=r,
+            registry=self.registry,
         )
-        # labels() takes a lock and builds a tuple per call; caching the children per label set
-        # halves the cost of an update on the caller's thread.
-        self._lock = threading.Lock()
-        self._per_model: dict[tuple[str, str, str], _ModelChildren] = {}
-        self._per_outcome: dict[tuple[str, str, str, str, str], Counter] = {}
-        self._per_cost: dict[tuple[str, str, str, str], Counter] = {}
+        self.registry.register(self)
 
     def watch(self, recorder: Recorder) -> None:
         """Also export the recorder's own health (drops, sink failures, queue depth)."""
         self.registry.register(_RecorderCollector(recorder))
 
     def on_call(self, call: Call) -> None:
-        children = self._model_children(call.provider, call.model, call.operation)
-        outcome_key = (
-            call.provider,
-            call.model,
-            call.operation,
-            call.status,
-            call.error_type or "",
-        )
-        requests = self._per_outcome.get(outcome_key)
-        if requests is None:
-            requests = self._per_outcome.setdefault(outcome_key, self.requests.labels(*outcome_key))
-        requests.inc()
-        children.duration.observe(call.latency_ms / 1000.0)
-        if call.ttft_ms is not None:
-            children.ttft.observe(call.ttft_ms / 1000.0)
-        if call.input_tokens:
-            children.input_tokens.inc(call.input_tokens)
-        if call.output_tokens:
-            children.output_tokens.inc(call.output_tokens)
-        if call.cached_input_tokens:
-            children.cached_tokens.inc(call.cached_input_tokens)
-        if call.cache_write_tokens:
-            children.cache_write_tokens.inc(call.cache_write_tokens)
-        if call.reasoning_tokens:
-            children.reasoning_tokens.inc(call.reasoning_tokens)
-        if call.cost_usd is None:
-            children.unpriced.inc()
-        elif call.cost_usd:
-            cost_key = (call.provider, call.model, call.feature or "", call.team or "")
-            cost = self._per_cost.get(cost_key)
-            if cost is None:
-                cost = self._per_cost.setdefault(cost_key, self.cost.labels(*cost_key))
-            cost.inc(float(call.cost_usd))
-        if call.cache is not None:
-            self.cache.labels(call.provider, call.model, call.cache, call.cache_level or "").inc()
+        key = (call.provider, call.model, call.operation)
+        seconds = call.latency_ms / 1000.0
         speed = call.output_tokens_per_second
-        if speed is not None:
-            children.output_speed.observe(speed)
         utilisation = call.context_utilisation
-        if utilisation is not None:
-            children.context.observe(utilisation)
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = _Series()
+            outcome = (call.status, call.error_type or "")
+            series.requests[outcome] = series.requests.get(outcome, 0) + 1
+            series.duration.observe(seconds)
+            if call.ttft_ms is not None:
+                series.ttft.observe(call.ttft_ms / 1000.0)
+            tokens = series.tokens
+            tokens[0] += call.input_tokens
+            tokens[1] += call.output_tokens
+            tokens[2] += call.cached_input_tokens
+            tokens[3] += call.cache_write_tokens
+            tokens[4] += call.reasoning_tokens
+            if call.cost_usd is None:
+                series.unpriced += 1
+            else:
+                who = (call.feature or "", call.team or "")
+                series.cost[who] = series.cost.get(who, _ZERO) + call.cost_usd
+            if call.cache is not None:
+                cache = (call.cache, call.cache_level or "")
+                series.cache[cache] = series.cache.get(cache, 0) + 1
+            if speed is not None:
+                series.output_speed.observe(speed)
+            if utilisation is not None:
+                series.context.observe(utilisation)
 
     def on_score(self, score: Score) -> None:
         self.quality.labels(score.name, score.model or "", score.feature or "").observe(
@@ -180,51 +111,203 @@ class PrometheusSink:
         )
 
     def call_started(self, provider: str, model: str) -> None:
-        self.in_flight.labels(provider, model).inc()
+        key = (provider, model)
+        with self._lock:
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
 
     def call_ended(self, provider: str, model: str) -> None:
-        self.in_flight.labels(provider, model).dec()
+        key = (provider, model)
+        with self._lock:
+            self._in_flight[key] = self._in_flight.get(key, 0) - 1
 
-    def _model_children(self, provider: str, model: str, operation: str) -> _ModelChildren:
-        key = (provider, model, operation)
-        children = self._per_model.get(key)
-        if children is None:
-            with self._lock:
-                children = self._per_model.get(key)
-                if children is None:
-                    children = self._per_model[key] = _ModelChildren(
-                        self, provider, model, operation
-                    )
-        return children
+    def describe(self) -> Iterator[Metric]:
+        return iter(self._families({}, {}))
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            series = {key: value.copy() for key, value in self._series.items()}
+            in_flight = dict(self._in_flight)
+        return iter(self._families(series, in_flight))
+
+    @staticmethod
+    def _families(
+        series: dict[tuple[str, str, str], _Series], in_flight: dict[tuple[str, str], int]
+    ) -> list[Metric]:
+        model = ["provider", "model"]
+        requests = CounterMetricFamily(
+            "aivitals_requests",
+            "Model calls by outcome.",
+            labels=[*model, "operation", "status", "error_type"],
+        )
+        duration = HistogramMetricFamily(
+            "aivitals_request_duration_seconds",
+            "End-to-end latency of model calls.",
+            labels=[*model, "operation"],
+        )
+        ttft = HistogramMetricFamily(
+            "aivitals_time_to_first_token_seconds",
+            "Time to the first streamed chunk.",
+            labels=model,
+        )
+        tokens = CounterMetricFamily(
+            "aivitals_tokens",
+            "Tokens by type; cached_input and cache_write are part of input, reasoning of output.",
+            labels=[*model, "type"],
+        )
+        cost = CounterMetricFamily(
+            "aivitals_cost_usd",
+            "Spend in US dollars on priced calls.",
+            labels=[*model, "feature", "team"],
+        )
+        unpriced = CounterMetricFamily(
+            "aivitals_unpriced_calls",
+            "Calls to models with no known price (recorded with cost_usd null).",
+            labels=model,
+        )
+        cache = CounterMetricFamily(
+            "aivitals_cache_requests",
+            "Response cache lookups by result (hit, miss, bypass) and level (exact, semantic).",
+            labels=[*model, "result", "level"],
+        )
+        speed = HistogramMetricFamily(
+            "aivitals_output_tokens_per_second",
+            "Generation speed: output tokens per second after the first token.",
+            labels=model,
+        )
+        context = HistogramMetricFamily(
+            "aivitals_context_utilisation_ratio",
+            "Input tokens as a share of the model's context window.",
+            labels=model,
+        )
+        flight = GaugeMetricFamily(
+            "aivitals_requests_in_flight", "Model calls started and not yet finished.", labels=model
+        )
+        per_model: dict[tuple[str, str], _Series] = {}
+        for (provider, name, operation), one in sorted(series.items()):
+            pair = (provider, name)
+            for (status, error_type), count in sorted(one.requests.items()):
+                requests.add_metric([provider, name, operation, status, error_type], count)
+            one.duration.add_to(duration, [provider, name, operation])
+            merged = per_model.get(pair)
+            per_model[pair] = one if merged is None else merged.merged_with(one)
+        for (provider, name), one in sorted(per_model.items()):
+            labels = [provider, name]
+            one.ttft.add_to(ttft, labels)
+            for token_type, count in zip(TOKEN_TYPES, one.tokens, strict=True):
+                tokens.add_metric([*labels, token_type], count)
+            for (feature, team), usd in sorted(one.cost.items()):
+                cost.add_metric([*labels, feature, team], float(usd))
+            unpriced.add_metric(labels, one.unpriced)
+            for (result, level), count in sorted(one.cache.items()):
+                cache.add_metric([*labels, result, level], count)
+            one.output_speed.add_to(speed, labels)
+            one.context.add_to(context, labels)
+        for (provider, name), count in sorted(in_flight.items()):
+            flight.add_metric([provider, name], count)
+        return [requests, duration, ttft, tokens, cost, unpriced, cache, speed, context, flight]
 
 
-class _ModelChildren:
-    """The metric children of one (provider, model, operation), resolved once."""
+_ZERO = Decimal(0)
+
+
+def _le(bound: float) -> str:
+    # The way client_python writes a bucket bound ("0.01", "1.0", "81.92"), for our bounds.
+    return repr(float(bound))
+
+
+class _Histogram:
+    """Bucket counts and a sum, observed under the sink's lock."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last is +Inf
+        self.sum = 0.0
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def observe(self, value: float) -> None:
+        # bisect_left: a value equal to a bound belongs to that bucket (le is "less or equal").
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def copy(self) -> _Histogram:
+        other = _Histogram(self.bounds)
+        other.counts = list(self.counts)
+        other.sum = self.sum
+        return other
+
+    def merged_with(self, other: _Histogram) -> _Histogram:
+        merged = self.copy()
+        merged.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        merged.sum += other.sum
+        return merged
+
+    def add_to(self, family: HistogramMetricFamily, labels: list[str]) -> None:
+        cumulative = list(accumulate(self.counts))
+        buckets = [
+            (_le(bound), float(total))
+            for bound, total in zip(self.bounds, cumulative, strict=False)
+        ]
+        buckets.append(("+Inf", float(cumulative[-1])))
+        family.add_metric(labels, buckets, self.sum)
+
+
+class _Series:
+    """Everything counted for one (provider, model, operation)."""
 
     __slots__ = (
-        "cache_write_tokens",
-        "cached_tokens",
+        "cache",
         "context",
+        "cost",
         "duration",
-        "input_tokens",
         "output_speed",
-        "output_tokens",
-        "reasoning_tokens",
+        "requests",
+        "tokens",
         "ttft",
         "unpriced",
     )
 
-    def __init__(self, sink: PrometheusSink, provider: str, model: str, operation: str) -> None:
-        self.duration = sink.duration.labels(provider, model, operation)
-        self.ttft = sink.ttft.labels(provider, model)
-        self.input_tokens = sink.tokens.labels(provider, model, "input")
-        self.output_tokens = sink.tokens.labels(provider, model, "output")
-        self.cached_tokens = sink.tokens.labels(provider, model, "cached_input")
-        self.cache_write_tokens = sink.tokens.labels(provider, model, "cache_write")
-        self.reasoning_tokens = sink.tokens.labels(provider, model, "reasoning")
-        self.unpriced = sink.unpriced.labels(provider, model)
-        self.output_speed = sink.output_speed.labels(provider, model)
-        self.context = sink.context.labels(provider, model)
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str], int] = {}
+        self.duration = _Histogram(DURATION_BUCKETS)
+        self.ttft = _Histogram(DURATION_BUCKETS)
+        self.tokens = [0] * len(TOKEN_TYPES)
+        self.unpriced = 0
+        self.cost: dict[tuple[str, str], Decimal] = {}
+        self.cache: dict[tuple[str, str], int] = {}
+        self.output_speed = _Histogram(TOKENS_PER_SECOND_BUCKETS)
+        self.context = _Histogram(RATIO_BUCKETS)
+
+    def copy(self) -> _Series:
+        other = _Series()
+        other.requests = dict(self.requests)
+        other.duration = self.duration.copy()
+        other.ttft = self.ttft.copy()
+        other.tokens = list(self.tokens)
+        other.unpriced = self.unpriced
+        other.cost = dict(self.cost)
+        other.cache = dict(self.cache)
+        other.output_speed = self.output_speed.copy()
+        other.context = self.context.copy()
+        return other
+
+    def merged_with(self, other: _Series) -> _Series:
+        """Two operations of one model, summed for the families labelled by model only."""
+        merged = self.copy()
+        merged.ttft = self.ttft.merged_with(other.ttft)
+        merged.tokens = [a + b for a, b in zip(self.tokens, other.tokens, strict=True)]
+        merged.unpriced += other.unpriced
+        for key, usd in other.cost.items():
+            merged.cost[key] = merged.cost.get(key, _ZERO) + usd
+        for key, count in other.cache.items():
+            merged.cache[key] = merged.cache.get(key, 0) + count
+        merged.output_speed = self.output_speed.merged_with(other.output_speed)
+        merged.context = self.context.merged_with(other.context)
+        return merged
 
 
 class _RecorderCollector(Collector):

@@ -1,0 +1,223 @@
+"""What recording costs the application, measured on the caller's thread.
+
+Three things are timed per call, in the same process and run, so their ratio holds on a noisy
+machine: the bare ``prometheus_client`` updates an application would write by hand for one call
+(the reference), ``Recorder.record`` of a built `Call` (pricing, Prometheus, live windows, enqueue),
+and the whole SDK path (``with aivitals.track(...)`` plus ``set_usage``). A JSON-log batch sink
+writing to /dev/null runs on the worker meanwhile, as it would in production.
+
+Then the live windows are fed a million calls spread over a day, and their memory is read at
+checkpoints: it must stay flat.
+
+    python benchmarks/bench_sdk.py [--calls 200000] [--window-calls 1000000] [--write docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import aivitals
+from aivitals.model import Call
+from aivitals.sinks.log import JsonLogSink
+from aivitals.sinks.prometheus import DURATION_BUCKETS
+from aivitals.windows import LiveWindows
+from report import machine_line, write_section
+
+MODELS = ("gpt-4o-mini", "gpt-4o", "o3-mini", "claude-3-7-sonnet-latest")
+FEATURES = ("search", "chat", "summarise")
+TEAMS = ("core", "growth")
+
+
+def time_each(n: int, step: Callable[[int], None]) -> list[int]:
+    """Nanoseconds of each of ``n`` calls of ``step``."""
+    clock = time.perf_counter_ns
+    samples = [0] * n
+    for i in range(n):
+        start = clock()
+        step(i)
+        samples[i] = clock() - start
+    return samples
+
+
+def summary(samples: list[int]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered) / 1000, ordered[int(len(ordered) * 0.99)] / 1000
+
+
+def reference_updates() -> Callable[[int], None]:
+    """What an app would write by hand for one call with prometheus_client: same families."""
+    registry = CollectorRegistry()
+    requests = Counter("ref_requests", "", ("provider", "model", "status"), registry=registry)
+    duration = Histogram(
+        "ref_duration_seconds",
+        "",
+        ("provider", "model"),
+        buckets=DURATION_BUCKETS,
+        registry=registry,
+    )
+    tokens = Counter("ref_tokens", "", ("provider", "model", "type"), registry=registry)
+    cost = Counter("ref_cost_usd", "", ("provider", "model", "feature", "team"), registry=registry)
+
+    def step(i: int) -> None:
+        model = MODELS[i & 3]
+        requests.labels("openai", model, "ok").inc()
+        duration.labels("openai", model).observe(0.25 + (i % 100) / 100)
+        tokens.labels("openai", model, "input").inc(1200)
+        tokens.labels("openai", model, "output").inc(150)
+        tokens.labels("openai", model, "cached_input").inc(512)
+        cost.labels("openai", model, FEATURES[i % 3], TEAMS[i & 1]).inc(0.00042)
+
+    return step
+
+
+def make_calls(n: int) -> list[Call]:
+    rng = random.Random(3)
+    return [
+        Call(
+            provider="openai",
+            model=MODELS[i & 3],
+            latency_ms=rng.lognormvariate(6, 0.6),
+            input_tokens=1200,
+            cached_input_tokens=512,
+            output_tokens=150,
+            feature=FEATURES[i % 3],
+            team=TEAMS[i & 1],
+        )
+        for i in range(n)
+    ]
+
+
+def bench_caller_thread(n: int) -> list[tuple[str, float, float]]:
+    devnull = open(os.devnull, "w")  # noqa: SIM115  # kept open for the run
+    runtime = aivitals.configure(sinks=[JsonLogSink(stream=devnull)])
+    recorder = runtime.recorder
+    calls = make_calls(min(n, 50_000))
+    rows: list[tuple[str, float, float]] = []
+
+    empty = time_each(n, lambda i: None)
+    rows.append(("timer overhead (empty step)", *summary(empty)))
+
+    gc.collect()
+    rows.append(
+        ("reference: bare prometheus_client updates", *summary(time_each(n, reference_updates())))
+    )
+
+    def record(i: int) -> None:
+        recorder.record(calls[i % len(calls)])
+
+    gc.collect()
+    rows.append(("aivitals Recorder.record(call)", *summary(time_each(n, record))))
+
+    def track(i: int) -> None:
+        with aivitals.track(
+            model=MODELS[i & 3], provider="openai", feature=FEATURES[i % 3]
+        ) as call:
+            call.set_usage(input_tokens=1200, cached_input_tokens=512, output_tokens=150)
+
+    gc.collect()
+    rows.append(("aivitals track() + set_usage, whole SDK path", *summary(time_each(n, track))))
+    aivitals.flush(timeout_s=60)
+    aivitals.shutdown()
+    devnull.close()
+    return rows
+
+
+def bench_window_memory(total: int) -> list[tuple[int, float]]:
+    """Traced memory of the live windows as calls accumulate over a simulated day."""
+    start = 1_790_000_000.0
+    per_minute = max(1, total // 1440)
+    clock_now = [start]
+    windows = LiveWindows(clock=lambda: clock_now[0], tz=UTC)
+    rng = random.Random(5)
+    checkpoints = {total // 1000, total // 100, total // 10, total}
+    readings: list[tuple[int, float]] = []
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    fed = 0
+    minute = 0
+    while fed < total:
+        clock_now[0] = start + minute * 60
+        started = datetime.fromtimestamp(clock_now[0], UTC)
+        for _ in range(min(per_minute, total - fed)):
+            fed += 1
+            windows.on_call(
+                Call(
+                    provider="openai",
+                    model=MODELS[fed & 3],
+                    latency_ms=rng.lognormvariate(6, 1.0),
+                    ttft_ms=rng.lognormvariate(4, 0.5),
+                    input_tokens=1000,
+                    output_tokens=100,
+                    cost_usd=Decimal("0.0004"),
+                    feature=FEATURES[fed % 3],
+                    team=TEAMS[fed & 1],
+                    started_at=started,
+                )
+            )
+            if fed in checkpoints:
+                gc.collect()
+                readings.append((fed, (tracemalloc.get_traced_memory()[0] - base) / 1e6))
+        minute += 1
+        clock_now[0] = start + minute * 60 + 1
+        windows.tick()
+    tracemalloc.stop()
+    return readings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200_000)
+    parser.add_argument("--window-calls", type=int, default=1_000_000)
+    parser.add_argument("--write", type=Path, help="update the SDK section of this markdown file")
+    args = parser.parse_args()
+
+    print(f"caller-thread cost, {args.calls:,} calls each ...", file=sys.stderr)
+    rows = bench_caller_thread(args.calls)
+    reference = rows[1][1]
+    lines = [
+        f"Machine: {machine_line()}. Python {platform.python_version()}.",
+        f"Command: `python benchmarks/bench_sdk.py --calls {args.calls} --window-calls {args.window_calls}`"
+        " (what `make bench` runs).",
+        "",
+        f"Time on the caller's thread per recorded call, {args.calls:,} calls each, same run:",
+        "",
+        "| path | median µs | p99 µs | median vs reference |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, median, p99 in rows:
+        lines.append(f"| {name} | {median:.2f} | {p99:.2f} | {median / reference:.2f}x |")
+    print(f"live windows memory over {args.window_calls:,} calls ...", file=sys.stderr)
+    readings = bench_window_memory(args.window_calls)
+    lines += [
+        "",
+        f"Live-window memory (tracemalloc) while {args.window_calls:,} calls over 24 keys arrive "
+        "across a simulated day, a tick a minute:",
+        "",
+        "| calls so far | MB held |",
+        "| ---: | ---: |",
+    ]
+    lines += [f"| {count:,} | {mb:.2f} |" for count, mb in readings]
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        write_section(args.write, "sdk", text)
+
+
+if __name__ == "__main__":
+    main()
