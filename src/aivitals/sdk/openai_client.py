@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from aivitals.estimate import estimate_prompt_tokens
 from aivitals.model import Operation
@@ -26,6 +26,7 @@ from aivitals.sdk.track import TrackedCall
 
 log = logging.getLogger("aivitals.sdk")
 
+C = TypeVar("C")
 _MARK = "_aivitals_instrumented"
 _ATTRIBUTION_HEADERS = {
     "x-aivitals-user": "user",
@@ -38,14 +39,14 @@ _TAG_HEADER = "x-aivitals-tag-"
 
 
 def instrument(
-    client: Any,
+    client: C,
     *,
     provider: str | None = None,
     feature: str | None = None,
     team: str | None = None,
     environment: str | None = None,
     tags: Mapping[str, object] | None = None,
-) -> Any:
+) -> C:
     """Wrap an ``openai.OpenAI`` / ``AsyncOpenAI`` (or Azure) client in place and return it.
 
     ``provider`` defaults to ``azure`` for Azure clients and ``openai`` otherwise (any
@@ -59,10 +60,11 @@ def instrument(
     is_async = name.startswith("Async")
     defaults = Attribution().merged(feature=feature, team=team, environment=environment, tags=tags)
     chosen = provider or ("azure" if "Azure" in name else "openai")
+    resources: Any = client  # duck-typed: any client with the openai resource layout
     targets: list[tuple[Any, Operation]] = [
-        (client.chat.completions, "chat"),
-        (client.completions, "text_completion"),
-        (client.embeddings, "embeddings"),
+        (resources.chat.completions, "chat"),
+        (resources.completions, "text_completion"),
+        (resources.embeddings, "embeddings"),
     ]
     for resource, operation in targets:
         original = resource.create

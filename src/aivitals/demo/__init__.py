@@ -1,0 +1,1 @@
+"""`aivitals demo`: a tour of aivitals on a fake upstream."""

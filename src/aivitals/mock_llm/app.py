@@ -1,0 +1,233 @@
+"""`create_app`: the fake OpenAI-compatible upstream, as a Starlette app.
+
+Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/embeddings``,
+``GET /v1/models``, and for tests ``GET /mock/stats`` and ``POST /mock/reset``. Each request is
+checked (400 in OpenAI's shape), planned once by the `Planner`, counted in `MockStats`, then
+answered after its planned latency:
+
+>>> from starlette.testclient import TestClient
+>>> with TestClient(create_app(MockConfig(time_scale=0))) as client:
+...     reply = client.post("/v1/embeddings", json={"model": "m", "input": "hi", "dimensions": 3})
+...     len(reply.json()["data"][0]["embedding"]), client.get("/mock/stats").json()["total"]
+(3, 1)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Literal
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from aivitals.mock_llm import shapes
+from aivitals.mock_llm.config import ErrorKind, MockConfig
+from aivitals.mock_llm.controls import ControlError, read_controls
+from aivitals.mock_llm.faults import error_response, injected_error
+from aivitals.mock_llm.plan import Plan, Planner
+from aivitals.mock_llm.streaming import EventStream, chat_events, cut_json, pause, text_events
+from aivitals.mock_llm.validation import (
+    EmbeddingRequest,
+    GenerateRequest,
+    RequestError,
+    decode_body,
+    read_chat,
+    read_completion,
+    read_embedding,
+)
+
+CHAT_PATH = "/v1/chat/completions"
+COMPLETIONS_PATH = "/v1/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
+MODELS_PATH = "/v1/models"
+
+_Operation = Literal["chat", "completions", "embeddings"]
+_PATHS: dict[_Operation, str] = {
+    "chat": CHAT_PATH,
+    "completions": COMPLETIONS_PATH,
+    "embeddings": EMBEDDINGS_PATH,
+}
+_READERS: dict[_Operation, Callable[[dict[str, Any]], GenerateRequest | EmbeddingRequest]] = {
+    "chat": read_chat,
+    "completions": read_completion,
+    "embeddings": read_embedding,
+}
+
+
+class MockStats:
+    """Requests that reached the mock, bad ones included: in total, per path, model and error.
+
+    Thread-safe, so a test can read it while the server runs in another thread.
+
+    >>> stats = MockStats()
+    >>> stats.count(CHAT_PATH, model="gpt-4o", error=None)
+    >>> stats.snapshot()
+    {'total': 1, 'endpoints': {'/v1/chat/completions': 1}, 'models': {'gpt-4o': 1}, 'errors': {}}
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._total = 0
+        self._endpoints: Counter[str] = Counter()
+        self._models: Counter[str] = Counter()
+        self._errors: Counter[str] = Counter()
+
+    def count(self, endpoint: str, *, model: str | None, error: ErrorKind | None) -> None:
+        """Count one request; ``model`` is None when the body did not name one."""
+        with self._lock:
+            self._total += 1
+            self._endpoints[endpoint] += 1
+            if model is not None:
+                self._models[model] += 1
+            if error is not None:
+                self._errors[error] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """The counts as JSON-ready dicts (``errors`` counts injected errors by kind)."""
+        with self._lock:
+            return {
+                "total": self._total,
+                "endpoints": dict(self._endpoints),
+                "models": dict(self._models),
+                "errors": dict(self._errors),
+            }
+
+    def reset(self) -> None:
+        with self._lock:
+            self._total = 0
+            self._endpoints.clear()
+            self._models.clear()
+            self._errors.clear()
+
+
+class _Upstream:
+    """The handlers, sharing one config, planner and stats."""
+
+    def __init__(self, config: MockConfig, stats: MockStats) -> None:
+        self.config = config
+        self.stats = stats
+        self.planner = Planner(config)
+        self._known_models = frozenset(config.models)
+        self._models_body = msgspec.json.encode(shapes.model_list(config.models))
+
+    async def chat(self, request: Request) -> Response:
+        return await self._serve(request, "chat")
+
+    async def completions(self, request: Request) -> Response:
+        return await self._serve(request, "completions")
+
+    async def embeddings(self, request: Request) -> Response:
+        return await self._serve(request, "embeddings")
+
+    async def models(self, request: Request) -> Response:
+        self.stats.count(MODELS_PATH, model=None, error=None)
+        return Response(self._models_body, media_type="application/json")
+
+    async def read_stats(self, request: Request) -> Response:
+        return _json(self.stats.snapshot())
+
+    async def reset(self, request: Request) -> Response:
+        self.stats.reset()
+        self.planner.reset()
+        return _json(self.stats.snapshot())
+
+    async def _serve(self, request: Request, operation: _Operation) -> Response:
+        path = _PATHS[operation]
+        try:
+            parsed = _READERS[operation](decode_body(await request.body()))
+            controls = read_controls(request.scope["headers"])
+        except (RequestError, ControlError) as exc:
+            self.stats.count(path, model=None, error=None)
+            return _bad_request(exc)
+        model = parsed.model
+        if self.config.strict_models and model not in self._known_models:
+            self.stats.count(path, model=model, error=None)
+            return error_response(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                code="model_not_found",
+            )
+        generate = parsed if isinstance(parsed, GenerateRequest) else None
+        plan = self.planner.plan(
+            controls,
+            prompt_tokens=parsed.prompt_tokens,
+            max_tokens=generate.max_tokens if generate else None,
+            cacheable=operation == "chat",
+        )
+        self.stats.count(path, model=model, error=plan.error)
+        stream = generate is not None and generate.stream
+        receive = request.receive
+        if plan.error == "timeout":
+            # Answer, eventually: the client's own timeout is what a test of this is about.
+            await pause(receive, plan.hang_s)
+        elif plan.error is not None:
+            chat = operation == "chat"
+            failure = injected_error(
+                plan.error, model=model, prompt_tokens=plan.prompt_tokens, chat=chat, stream=stream
+            )
+            if failure is not None:
+                # An error comes when the first byte of a good answer would have.
+                await pause(receive, plan.ttft_s if stream else plan.latency_s)
+                return failure
+        cut = plan.error == "stream_cut"
+        if generate is not None and stream:
+            events = chat_events if operation == "chat" else text_events
+            schedule = events(plan, model=model, include_usage=generate.include_usage, cut=cut)
+            return EventStream(schedule, cut=cut)
+        reply = msgspec.json.encode(_whole_reply(operation, parsed, plan))
+        if cut:
+            return EventStream(cut_json(reply, plan), media_type="application/json", cut=True)
+        await pause(receive, plan.latency_s)
+        return Response(reply, media_type="application/json")
+
+
+def _whole_reply(
+    operation: _Operation, parsed: GenerateRequest | EmbeddingRequest, plan: Plan
+) -> dict[str, Any]:
+    if isinstance(parsed, EmbeddingRequest):
+        return shapes.embeddings(parsed)
+    created = int(time.time())
+    if operation == "chat":
+        return shapes.chat_completion(
+            plan, model=parsed.model, id=shapes.new_id("chatcmpl-"), created=created
+        )
+    return shapes.text_completion(
+        plan, model=parsed.model, id=shapes.new_id("cmpl-"), created=created
+    )
+
+
+def _json(data: dict[str, Any]) -> Response:
+    return Response(msgspec.json.encode(data), media_type="application/json")
+
+
+def _bad_request(exc: RequestError | ControlError) -> Response:
+    if isinstance(exc, RequestError):
+        return error_response(400, exc.message, param=exc.param, code=exc.code)
+    return error_response(400, str(exc), code="invalid_mock_header")
+
+
+async def _no_route(request: Request, exc: Exception) -> Response:
+    # OpenAI's answer to an unknown path or method, so clients raise NotFoundError as they would.
+    status = exc.status_code if isinstance(exc, HTTPException) else 404
+    return error_response(status, f"Invalid URL ({request.method} {request.url.path})")
+
+
+def create_app(config: MockConfig | None = None, *, stats: MockStats | None = None) -> Starlette:
+    """Build the mock upstream; pass ``stats`` to read its counters without HTTP."""
+    upstream = _Upstream(config or MockConfig(), stats or MockStats())
+    routes = [
+        Route(CHAT_PATH, upstream.chat, methods=["POST"]),
+        Route(COMPLETIONS_PATH, upstream.completions, methods=["POST"]),
+        Route(EMBEDDINGS_PATH, upstream.embeddings, methods=["POST"]),
+        Route(MODELS_PATH, upstream.models, methods=["GET"]),
+        Route("/mock/stats", upstream.read_stats, methods=["GET"]),
+        Route("/mock/reset", upstream.reset, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={404: _no_route, 405: _no_route})
