@@ -106,7 +106,10 @@ def mock_llm(  # noqa: PLR0917  # one parameter per flag is how typer reads opti
         )
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    serve(config, host=host, port=port)
+    try:
+        serve(config, host=host, port=port)
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
 
 
 @app.command()

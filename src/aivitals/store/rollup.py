@@ -1,0 +1,119 @@
+"""Rollups: a batch of calls folded into per-minute, per-hour and per-day rows.
+
+Pure functions, no database: the writer calls `rollup_rows` for each batch and merges the result
+into what is stored with `merge_rows`; tests and benchmarks can build the same rows.
+
+>>> from aivitals.model import Call
+>>> rows = rollup_rows([Call(provider="openai", model="gpt-4o", latency_ms=120.0)])
+>>> sorted(row["granularity"] for row in rows), rows[0]["calls"]
+([60, 3600, 86400], 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aivitals.model import Call
+from aivitals.store.rows import epoch_ms, to_nusd
+from aivitals.store.schema import GRANULARITIES, ROLLUP_KEYS
+from aivitals.store.sketch import Sketch
+
+RollupKey = tuple[Any, ...]
+"""(granularity, bucket_start, provider, model, operation, feature, team, environment,
+prompt_version, status, error_type)"""
+
+SUM_FIELDS = (
+    "calls",
+    "errors",
+    "cancelled",
+    "unpriced",
+    "cost_nusd",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cache_hits",
+    "cache_lookups",
+    "latency_sum_ms",
+    "ttft_count",
+    "ttft_sum_ms",
+    "speed_count",
+    "speed_sum",
+)
+SKETCH_FIELDS = ("latency_sketch", "ttft_sketch")
+
+
+def key_values(call: Call) -> tuple[str, ...]:
+    """The rollup dimensions of a call, in `ROLLUP_KEYS` order ('' for absent)."""
+    return (
+        call.provider,
+        call.model,
+        call.operation,
+        call.feature or "",
+        call.team or "",
+        call.environment or "",
+        call.prompt_version or "",
+        call.status,
+        call.error_type or "",
+    )
+
+
+def rollup_key(row: dict[str, Any]) -> RollupKey:
+    return (row["granularity"], row["bucket_start"], *(row[name] for name in ROLLUP_KEYS))
+
+
+def rollup_rows(
+    calls: Iterable[Call], granularities: Sequence[int] = GRANULARITIES
+) -> list[dict[str, Any]]:
+    """One row per (granularity, bucket, key) with the batch's sums and sketches."""
+    groups: dict[RollupKey, list[Call]] = {}
+    for call in calls:
+        seconds = epoch_ms(call.started_at) // 1000
+        values = key_values(call)
+        for granularity in granularities:
+            bucket = seconds - seconds % granularity
+            groups.setdefault((granularity, bucket, *values), []).append(call)
+    return [_row(key, members) for key, members in groups.items()]
+
+
+def _row(key: RollupKey, members: list[Call]) -> dict[str, Any]:
+    row: dict[str, Any] = {"granularity": key[0], "bucket_start": key[1]}
+    row.update(zip(ROLLUP_KEYS, key[2:], strict=True))
+    ttfts = [c.ttft_ms for c in members if c.ttft_ms is not None]
+    speeds = [s for s in (c.output_tokens_per_second for c in members) if s is not None]
+    row.update(
+        calls=len(members),
+        errors=sum(c.status == "error" for c in members),
+        cancelled=sum(c.status == "cancelled" for c in members),
+        unpriced=sum(c.cost_usd is None for c in members),
+        cost_nusd=sum(to_nusd(c.cost_usd) or 0 for c in members),
+        input_tokens=sum(c.input_tokens for c in members),
+        output_tokens=sum(c.output_tokens for c in members),
+        cached_input_tokens=sum(c.cached_input_tokens for c in members),
+        cache_write_tokens=sum(c.cache_write_tokens for c in members),
+        reasoning_tokens=sum(c.reasoning_tokens for c in members),
+        cache_hits=sum(c.cache == "hit" for c in members),
+        cache_lookups=sum(c.cache in ("hit", "miss") for c in members),
+        latency_sum_ms=sum(c.latency_ms for c in members),
+        ttft_count=len(ttfts),
+        ttft_sum_ms=sum(ttfts),
+        speed_count=len(speeds),
+        speed_sum=sum(speeds),
+        latency_sketch=Sketch.of([c.latency_ms for c in members]).to_bytes(),
+        ttft_sketch=Sketch.of(ttfts).to_bytes(),
+    )
+    return row
+
+
+def merge_rows(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A stored rollup row with a new batch's row for the same key added in."""
+    merged = dict(stored)
+    for name in SUM_FIELDS:
+        merged[name] = stored[name] + new[name]
+    for name in SKETCH_FIELDS:
+        sketch = Sketch.from_bytes(stored[name])
+        sketch.merge(Sketch.from_bytes(new[name]))
+        merged[name] = sketch.to_bytes()
+    return merged

@@ -1,0 +1,102 @@
+"""`Call` and `Score` to table rows and back: the only place that knows both shapes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from aivitals.model import Call, Score
+
+_NANO = Decimal("1e-9")
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def to_nusd(cost: Decimal | None) -> int | None:
+    """Cost in integer nano-dollars, rounded half-even: what sums are made of."""
+    if cost is None:
+        return None
+    return int((cost / _NANO).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def call_row(call: Call) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "started_ms": epoch_ms(call.started_at),
+        "trace_id": call.trace_id,
+        "span_id": call.span_id,
+        "parent_span_id": call.parent_span_id,
+        "latency_ms": call.latency_ms,
+        "ttft_ms": call.ttft_ms,
+        "queue_ms": call.queue_ms,
+        "provider": call.provider,
+        "model": call.model,
+        "response_model": call.response_model,
+        "operation": call.operation,
+        "input_tokens": call.input_tokens,
+        "output_tokens": call.output_tokens,
+        "cached_input_tokens": call.cached_input_tokens,
+        "cache_write_tokens": call.cache_write_tokens,
+        "reasoning_tokens": call.reasoning_tokens,
+        "tokens_estimated": call.tokens_estimated,
+        "cost_usd": None if call.cost_usd is None else str(call.cost_usd),
+        "cost_nusd": to_nusd(call.cost_usd),
+        "input_cost_usd": None if call.input_cost_usd is None else str(call.input_cost_usd),
+        "output_cost_usd": None if call.output_cost_usd is None else str(call.output_cost_usd),
+        "price_source": call.price_source,
+        "status": call.status,
+        "error_type": call.error_type,
+        "error_message": call.error_message,
+        "http_status": call.http_status,
+        "finish_reason": call.finish_reason,
+        "cache": call.cache,
+        "cache_level": call.cache_level,
+        "context_window": call.context_window,
+        "user": call.user,
+        "feature": call.feature,
+        "team": call.team,
+        "endpoint": call.endpoint,
+        "prompt_version": call.prompt_version,
+        "environment": call.environment,
+        "tags": json.dumps(call.tags, separators=(",", ":")) if call.tags else None,
+    }
+
+
+def row_call(row: Any) -> Call:
+    """A stored row (a SQLAlchemy Row or a mapping) back into a `Call`."""
+    data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    started = datetime.fromtimestamp(data.pop("started_ms") / 1000, UTC)
+    data.pop("cost_nusd", None)
+    for name in ("cost_usd", "input_cost_usd", "output_cost_usd"):
+        data[name] = None if data[name] is None else Decimal(data[name])
+    data["tags"] = json.loads(data["tags"]) if data.get("tags") else {}
+    data["tokens_estimated"] = bool(data["tokens_estimated"])
+    return Call(started_at=started, **data)
+
+
+def score_row(score: Score) -> dict[str, Any]:
+    return {
+        "id": score.id,
+        "call_id": score.call_id,
+        "name": score.name,
+        "value": float(score.value),
+        "normalised": score.normalised,
+        "min_value": float(score.min_value),
+        "max_value": float(score.max_value),
+        "source": score.source,
+        "comment": score.comment,
+        "created_ms": epoch_ms(score.created_at),
+        "model": score.model,
+        "feature": score.feature,
+    }
+
+
+def row_score(row: Any) -> Score:
+    data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+    created = datetime.fromtimestamp(data.pop("created_ms") / 1000, UTC)
+    data.pop("normalised", None)
+    return Score(created_at=created, **data)

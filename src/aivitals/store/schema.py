@@ -1,0 +1,156 @@
+"""The store's tables, in SQLAlchemy Core: the same definitions serve SQLite and PostgreSQL.
+
+- ``calls``: one row per `Call`, every field (tags as JSON). Times are epoch milliseconds
+  (``started_ms``), so range scans are integer comparisons on every engine.
+- ``scores``: quality scores, joined to calls by ``call_id`` (they may arrive hours later).
+- ``rollups``: per minute, hour and day (``granularity`` in seconds), per low-cardinality key
+  (provider, model, operation, feature, team, environment, prompt version, status, error type):
+  counts, sums and quantile sketches (`aivitals.store.sketch`). Queries answer from these when
+  they can, so their cost follows the number of keys and buckets, not the number of calls.
+  Users are never a rollup key (unbounded cardinality): per-user questions read ``calls``.
+- ``meta``: the schema version, and a marker that says the file is an aivitals store.
+
+Money: each call keeps its exact decimal cost as text (``cost_usd``); sums use ``cost_nusd``,
+the cost in integer nano-dollars (1e-9 USD, rounded half-even per call), which every engine adds
+exactly.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+
+SCHEMA_VERSION = 1
+STORE_MARKER = "aivitals-store"
+
+GRANULARITIES = (60, 3600, 86400)
+"""Rollup bucket widths in seconds: minute, hour, day (UTC-aligned)."""
+
+ROLLUP_KEYS = (
+    "provider",
+    "model",
+    "operation",
+    "feature",
+    "team",
+    "environment",
+    "prompt_version",
+    "status",
+    "error_type",
+)
+"""The dimensions rollups are kept by; absent values are stored as ''."""
+
+metadata = MetaData()
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("started_ms", BigInteger, nullable=False),
+    Column("trace_id", String(32)),
+    Column("span_id", String(16)),
+    Column("parent_span_id", String(16)),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttft_ms", Float),
+    Column("queue_ms", Float),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("response_model", String(200)),
+    Column("operation", String(32), nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cached_input_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    Column("tokens_estimated", Boolean, nullable=False),
+    Column("cost_usd", String(40)),
+    Column("cost_nusd", BigInteger),
+    Column("input_cost_usd", String(40)),
+    Column("output_cost_usd", String(40)),
+    Column("price_source", String(200)),
+    Column("status", String(16), nullable=False),
+    Column("error_type", String(32)),
+    Column("error_message", Text),
+    Column("http_status", SmallInteger),
+    Column("finish_reason", String(32)),
+    Column("cache", String(8)),
+    Column("cache_level", String(8)),
+    Column("context_window", Integer),
+    Column("user", String(200)),
+    Column("feature", String(200)),
+    Column("team", String(200)),
+    Column("endpoint", String(200)),
+    Column("prompt_version", String(200)),
+    Column("environment", String(64)),
+    Column("tags", Text),
+)
+Index("ix_calls_started", calls.c.started_ms)
+Index("ix_calls_model_started", calls.c.model, calls.c.started_ms)
+Index("ix_calls_user_started", calls.c.user, calls.c.started_ms)
+
+scores = Table(
+    "scores",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("call_id", String(36), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("normalised", Float, nullable=False),
+    Column("min_value", Float, nullable=False),
+    Column("max_value", Float, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("comment", Text),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("model", String(200)),
+    Column("feature", String(200)),
+)
+Index("ix_scores_call", scores.c.call_id)
+Index("ix_scores_created", scores.c.created_ms)
+
+rollups = Table(
+    "rollups",
+    metadata,
+    Column("granularity", Integer, nullable=False),
+    Column("bucket_start", BigInteger, nullable=False),  # epoch seconds, a multiple of granularity
+    *(Column(name, String(200), nullable=False) for name in ROLLUP_KEYS),
+    Column("calls", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("cancelled", BigInteger, nullable=False),
+    Column("unpriced", BigInteger, nullable=False),
+    Column("cost_nusd", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cached_input_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    Column("cache_hits", BigInteger, nullable=False),
+    Column("cache_lookups", BigInteger, nullable=False),
+    Column("latency_sum_ms", Float, nullable=False),
+    Column("ttft_count", BigInteger, nullable=False),
+    Column("ttft_sum_ms", Float, nullable=False),
+    # Output tokens per second: summed over the calls that have a speed, for a mean.
+    Column("speed_count", BigInteger, nullable=False),
+    Column("speed_sum", Float, nullable=False),
+    Column("latency_sketch", LargeBinary, nullable=False),
+    Column("ttft_sketch", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("granularity", "bucket_start", *ROLLUP_KEYS, name="pk_rollups"),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(200), nullable=False),
+)
