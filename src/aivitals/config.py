@@ -8,6 +8,7 @@
 | ``AIVITALS_METRICS_PORT`` | serve Prometheus ``/metrics`` from the app on this port | off |
 | ``AIVITALS_ENVIRONMENT`` | default ``environment`` attribution (``prod``, ``staging``...) | none |
 | ``AIVITALS_TIMEZONE`` | IANA zone where budget days and months begin | ``UTC`` |
+| ``AIVITALS_STORE`` | the store: a SQLite file path or a SQLAlchemy URL | ``./aivitals.db`` for the CLI; none for the SDK |
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class EnvSettings:
     metrics_port: int | None = None
     environment: str | None = None
     timezone: str = "UTC"
+    store: str | None = None
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -57,6 +59,7 @@ def read_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
         metrics_port=port,
         environment=env.get("AIVITALS_ENVIRONMENT") or None,
         timezone=timezone,
+        store=env.get("AIVITALS_STORE") or None,
     )
 
 
