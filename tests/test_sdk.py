@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 
 import aivitals
+from aivitals.sdk.runtime import reset
 
 from .conftest import Recorded
 
@@ -230,3 +231,41 @@ def test_bad_configuration_fails_at_configure_not_later(monkeypatch: pytest.Monk
     monkeypatch.setenv("AIVITALS_METRICS_PORT", "http")
     with pytest.raises(aivitals.ConfigError, match="AIVITALS_METRICS_PORT"):
         aivitals.configure()
+
+
+def test_a_dead_sink_never_reaches_the_caller_and_is_counted() -> None:
+    class DeadStore:
+        name = "store"
+
+        def write_calls(self, calls: object) -> None:
+            raise ConnectionError("database is gone")
+
+        def write_scores(self, scores: object) -> None:
+            raise ConnectionError("database is gone")
+
+        def close(self) -> None:
+            raise ConnectionError("database is gone")
+
+    runtime = aivitals.configure(sinks=[DeadStore()], flush_interval_s=0.05)
+    try:
+        for _ in range(3):
+            with aivitals.track(model="gpt-4o-mini") as call:
+                call.set_usage(input_tokens=5, output_tokens=1)
+        aivitals.score(call.id, "relevance", 0.5)
+        assert aivitals.flush()
+        assert runtime.prometheus is not None
+        get = runtime.prometheus.registry.get_sample_value
+        errors = get("aivitals_sink_errors_total", {"sink": "store"})
+        assert errors is not None and errors >= 2  # at least one batch of calls, one of scores
+        assert get("aivitals_sink_failed_items_total", {"sink": "store"}) == 4
+        # The in-memory sinks still saw every call.
+        labels = {
+            "provider": "openai",
+            "model": "gpt-4o-mini",
+            "operation": "chat",
+            "status": "ok",
+            "error_type": "",
+        }
+        assert get("aivitals_requests_total", labels) == 3
+    finally:
+        reset()
