@@ -11,6 +11,7 @@ import logging
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -57,6 +58,8 @@ def configure(
     registry: CollectorRegistry | None = None,
     metrics_port: int | None = None,
     log_to: str | Path | None = None,
+    store: str | Path | None = None,
+    retention_days: float | None = None,
     price_overrides: str | Path | None = None,
     windows_minutes: int = 60,
     timezone: str | None = None,
@@ -78,7 +81,9 @@ def configure(
 
     Arguments win over the ``AIVITALS_*`` environment variables. ``sinks`` adds your own
     (inline or batch) to the defaults: Prometheus metrics and live windows, plus a JSON log when
-    ``log_to`` is ``"stderr"``, ``"stdout"`` or a file path. A bad setting raises `ConfigError`
+    ``log_to`` is ``"stderr"``, ``"stdout"`` or a file path, and the store (history for
+    ``aivitals report``) when ``store`` is a SQLite path or a SQLAlchemy URL; raw calls older
+    than ``retention_days`` are then deleted (rollups are kept). A bad setting raises `ConfigError`
     here, at start-up, never later inside a recorded call.
     """
     global _runtime  # the one process-wide handle, set at start-up only
@@ -95,6 +100,9 @@ def configure(
     log_target = log_to or env.log
     if log_target is not None:
         batch.append(_log_sink(log_target))
+    store_target = store or env.store
+    if store_target is not None:
+        batch.append(_store_sink(store_target, retention_days))
     for sink in sinks:
         if isinstance(sink, BatchSink):
             batch.append(sink)
@@ -185,6 +193,22 @@ def reset() -> None:
     shutdown()
     with _lock:
         _runtime = None
+
+
+def _store_sink(target: str | Path, retention_days: float | None) -> BatchSink:
+    # Imported here: SQLAlchemy is only paid for by processes that keep a store.
+    from aivitals.sinks.store import StoreSink  # noqa: PLC0415
+    from aivitals.store.errors import StoreError  # noqa: PLC0415
+    from aivitals.store.sql import SqlStore  # noqa: PLC0415
+
+    if retention_days is not None and retention_days <= 0:
+        raise ConfigError(f"retention_days must be above 0, got {retention_days}")
+    try:
+        opened = SqlStore.open(target)
+    except StoreError as exc:
+        raise ConfigError(f"store: {exc}") from exc
+    retention = timedelta(days=retention_days) if retention_days is not None else None
+    return StoreSink(opened, retention=retention)
 
 
 def _log_sink(target: str | Path) -> JsonLogSink:

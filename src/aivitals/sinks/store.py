@@ -1,0 +1,230 @@
+"""`StoreSink`: the recorder's batches into a `Store`, riding out outages without losing calls.
+
+While the store is failing (locked past its timeout, unreachable, out of disk), calls and scores
+wait in a bounded in-memory buffer, oldest first, and are retried with exponential back-off: once
+the back-off has elapsed, the next batch (or the worker's once-a-second tick) tries again, oldest
+items first. Beyond ``max_buffered`` items the oldest are dropped and counted in ``dropped``.
+
+Failure semantics: a batch that does not reach the store *now* raises `StoreError` out of
+``write_calls``/``write_scores`` even though it is kept for retry, so the recorder counts the
+outage (``aivitals_sink_errors{sink="store"}`` per batch, ``aivitals_sink_failed_items`` per item
+refused on first delivery) and logs it once a minute. What was finally lost is ``dropped`` (buffer
+overflow, or still buffered at close) plus ``rejected`` (items the database refused as data, such
+as a value too long for its column: retrying cannot help, so they are isolated and dropped, and
+the rest of their batch is stored).
+
+>>> import tempfile, pathlib
+>>> from aivitals.model import Call
+>>> from aivitals.store.sql import SqlStore
+>>> folder = tempfile.TemporaryDirectory()
+>>> sink = StoreSink(SqlStore.open(pathlib.Path(folder.name) / "aivitals.db"))
+>>> sink.write_calls([Call(provider="openai", model="gpt-4o", latency_ms=90.0)])
+>>> sink.pending, sink.dropped
+(0, 0)
+>>> sink.close()
+>>> folder.cleanup()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from aivitals.model import Call, Score, utc_now
+from aivitals.store.base import Store
+from aivitals.store.errors import StoreError
+
+log = logging.getLogger("aivitals.sinks.store")
+
+# Items per store transaction when draining the buffer, and chunks drained per write or tick:
+# after a long outage the backlog goes out over several seconds instead of stalling the worker
+# (and filling the recorder's queue) for minutes.
+_CHUNK = 1000
+_CHUNKS_PER_TURN = 20
+# Retention deletes at most this many calls per tick, for the same reason.
+_RETENTION_ROWS_PER_TICK = 20_000
+
+
+class StoreSink:
+    """A batch sink writing into ``store``; see the module docstring for what happens on failure.
+
+    ``retention`` deletes raw calls older than that (rollups stay), checked at most every
+    ``retention_interval_s`` from the recorder's worker. ``clock`` (monotonic seconds) and
+    ``now`` (wall time) are injectable for tests.
+    """
+
+    name = "store"
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        retention: timedelta | None = None,
+        max_buffered: int = 100_000,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        retention_interval_s: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        if max_buffered < 1 or backoff_s <= 0 or max_backoff_s < backoff_s:
+            raise ValueError("max_buffered must be >= 1 and 0 < backoff_s <= max_backoff_s")
+        if retention is not None and retention <= timedelta(0):
+            raise ValueError(f"retention must be positive, got {retention}")
+        self.store = store
+        self.retention = retention
+        self.dropped = 0
+        self.rejected = 0
+        self.deleted = 0
+        self._buffer: deque[Call | Score] = deque()
+        self._max_buffered = max_buffered
+        self._initial_backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._backoff_s = 0.0
+        self._retry_at = float("-inf")
+        self._retention_interval_s = retention_interval_s
+        self._next_retention = float("-inf")
+        self._clock = clock
+        self._now = now
+        self._lock = threading.Lock()
+
+    @property
+    def pending(self) -> int:
+        """Calls and scores held for retry."""
+        return len(self._buffer)
+
+    def write_calls(self, calls: Sequence[Call]) -> None:
+        self._write(calls)
+
+    def write_scores(self, scores: Sequence[Score]) -> None:
+        self._write(scores)
+
+    def tick(self) -> None:
+        """Retry the buffer once its back-off has elapsed, and apply retention when due."""
+        with self._lock:
+            if self._buffer and self._clock() >= self._retry_at:
+                # Counted when those items were first refused; the back-off has grown.
+                with contextlib.suppress(StoreError):
+                    self._drain()
+            if self.retention is not None and self._clock() >= self._next_retention:
+                self._expire(self.retention)
+
+    def close(self) -> None:
+        """Try once more to store what is buffered (back-off or not), then close the store."""
+        with self._lock:
+            if self._buffer:
+                with contextlib.suppress(StoreError):
+                    self._drain(turns=None)
+            if self._buffer:
+                log.warning(
+                    "aivitals: %d calls and scores could not be stored before shutdown",
+                    len(self._buffer),
+                )
+                self.dropped += len(self._buffer)
+                self._buffer.clear()
+            self.store.close()
+
+    def _write(self, items: Sequence[Call | Score]) -> None:
+        with self._lock:
+            self._hold(items)
+            wait_s = self._retry_at - self._clock()
+            if wait_s > 0:
+                raise StoreError(
+                    f"store unavailable, next retry in {round(wait_s, 1):g} s; {self._counts()}",
+                    retryable=True,
+                )
+            self._drain()
+
+    def _hold(self, items: Sequence[Call | Score]) -> None:
+        overflow = len(self._buffer) + len(items) - self._max_buffered
+        if overflow > 0:
+            # Drop the oldest: under a long outage recent calls matter more to the dashboards.
+            kept_new = items[-self._max_buffered :] if len(items) > self._max_buffered else items
+            self.dropped += len(items) - len(kept_new)
+            for _ in range(min(overflow, len(self._buffer))):
+                self._buffer.popleft()
+                self.dropped += 1
+            items = kept_new
+        self._buffer.extend(items)
+
+    def _drain(self, turns: int | None = _CHUNKS_PER_TURN) -> None:
+        """Store buffered items oldest first; raise `StoreError` if the store failed or refused."""
+        refused: StoreError | None = None
+        for _ in range(turns) if turns is not None else itertools.count():
+            if not self._buffer:
+                break
+            chunk = list(itertools.islice(self._buffer, _CHUNK))
+            try:
+                self._store_items(chunk)
+            except Exception as exc:
+                if _retryable(exc):
+                    raise self._failed(exc) from exc
+                refused = self._isolate(len(chunk))
+                continue
+            for _ in chunk:
+                self._buffer.popleft()
+        self._backoff_s = 0.0
+        self._retry_at = float("-inf")
+        if refused is not None:
+            raise StoreError(
+                f"the store refused some calls or scores, dropped: {refused}; {self._counts()}"
+            ) from refused
+
+    def _isolate(self, count: int) -> StoreError:
+        """Write a refused chunk item by item: keep the good ones, drop the ones refused."""
+        refused: StoreError | None = None
+        for _ in range(count):
+            item = self._buffer[0]
+            try:
+                self._store_items([item])
+            except Exception as exc:
+                if _retryable(exc):
+                    raise self._failed(exc) from exc  # the item stays first in line
+                refused = exc if isinstance(exc, StoreError) else StoreError(str(exc))
+                self.rejected += 1
+            self._buffer.popleft()
+        return refused or StoreError("a batch failed, then every item stored on its own")
+
+    def _store_items(self, items: list[Call | Score]) -> None:
+        calls = [item for item in items if isinstance(item, Call)]
+        scores = [item for item in items if isinstance(item, Score)]
+        self.store.write(calls, scores)
+
+    def _failed(self, exc: Exception) -> StoreError:
+        """Grow the back-off; the error to raise (the items stay buffered)."""
+        self._backoff_s = min(
+            self._max_backoff_s, self._backoff_s * 2 if self._backoff_s else self._initial_backoff_s
+        )
+        self._retry_at = self._clock() + self._backoff_s
+        return StoreError(
+            f"{exc}; {self._counts()}, retrying in {self._backoff_s:g} s", retryable=True
+        )
+
+    def _counts(self) -> str:
+        return f"{len(self._buffer)} calls and scores held for retry, {self.dropped} dropped"
+
+    def _expire(self, retention: timedelta) -> None:
+        try:
+            deleted = self.store.delete_calls_before(
+                self._now() - retention, max_rows=_RETENTION_ROWS_PER_TICK
+            )
+        except Exception as exc:
+            log.warning("aivitals: deleting old calls failed (%s); retrying later", exc)
+            self._next_retention = self._clock() + self._retention_interval_s
+            return
+        self.deleted += deleted
+        # A full helping means more is due: carry on next tick rather than in an hour.
+        more = deleted >= _RETENTION_ROWS_PER_TICK
+        self._next_retention = self._clock() + (0.0 if more else self._retention_interval_s)
+
+
+def _retryable(exc: Exception) -> bool:
+    # A store's own errors say whether a retry can help; anything else (a custom store's bug, a
+    # network library's error) is assumed passing, so data is kept rather than thrown away.
+    return exc.retryable if isinstance(exc, StoreError) else True

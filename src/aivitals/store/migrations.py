@@ -1,0 +1,129 @@
+"""Schema versions: create a new store, upgrade an older one, refuse what is not ours.
+
+The ``meta`` table holds ``marker`` (`STORE_MARKER`) and ``schema_version``. `schema` always
+describes the newest schema, which a new store gets in full. A store written by an older aivitals
+is brought forward by the steps of `STEPS`, in order, in the same transaction as the check, so a
+failed upgrade leaves the store as it was and two processes never upgrade the same store twice.
+
+To change the schema: edit `schema`, raise ``schema.SCHEMA_VERSION`` to N and append
+``(N, step)`` to `STEPS`, where ``step`` takes a version N-1 store to version N (add a column,
+build an index, backfill) without losing rows. Never edit a step that has shipped.
+
+>>> latest_version(()), latest_version(((2, lambda connection: None),))
+(1, 2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import sqlalchemy
+
+from aivitals.store import schema
+from aivitals.store.errors import StoreError
+
+Step = Callable[[sqlalchemy.Connection], None]
+
+BASE_VERSION = 1
+"""The version `schema` had before any step existed."""
+
+STEPS: Sequence[tuple[int, Step]] = ()
+"""(version, step) pairs in increasing version order; each step upgrades version - 1 to version."""
+
+_LISTED_TABLES = 5
+
+
+def latest_version(steps: Sequence[tuple[int, Step]]) -> int:
+    """The schema version that code with these ``steps`` writes."""
+    return steps[-1][0] if steps else BASE_VERSION
+
+
+def read_version(connection: sqlalchemy.Connection, *, where: str) -> int | None:
+    """The schema version of the store behind ``connection``; None for an empty database.
+
+    Raises `StoreError` when the database holds tables but is not an aivitals store.
+    """
+    inspector = sqlalchemy.inspect(connection)
+    tables = set(inspector.get_table_names())
+    if not tables:
+        return None
+    ours = "meta" in tables and {"key", "value"} <= {
+        column["name"] for column in inspector.get_columns("meta")
+    }
+    return _stored_version(connection, tables, ours=ours, where=where)
+
+
+def prepare_schema(
+    connection: sqlalchemy.Connection,
+    *,
+    where: str,
+    steps: Sequence[tuple[int, Step]] | None = None,
+) -> int:
+    """Make the database behind ``connection`` an up-to-date store; return its schema version.
+
+    Runs inside the caller's write transaction. ``steps`` defaults to `STEPS`.
+    """
+    steps = STEPS if steps is None else steps
+    latest = latest_version(steps)
+    version = read_version(connection, where=where)
+    if version is None:
+        schema.metadata.create_all(connection)
+        connection.execute(
+            schema.meta.insert(),
+            [
+                {"key": "marker", "value": schema.STORE_MARKER},
+                {"key": "schema_version", "value": str(latest)},
+            ],
+        )
+        return latest
+    check_not_newer(version, latest, where=where)
+    for step_version, step in steps:
+        if step_version <= version:
+            continue
+        try:
+            step(connection)
+        except Exception as exc:
+            raise StoreError(
+                f"upgrading {where} from schema {step_version - 1} to {step_version} failed "
+                f"({exc}); the store is unchanged: please report this"
+            ) from exc
+        connection.execute(
+            schema.meta.update()
+            .where(schema.meta.c.key == "schema_version")
+            .values(value=str(step_version))
+        )
+        version = step_version
+    return version
+
+
+def check_not_newer(version: int, latest: int, *, where: str) -> None:
+    if version > latest:
+        raise StoreError(
+            f"{where} was written by a newer aivitals (schema {version}, this one knows "
+            f"{latest}): upgrade aivitals"
+        )
+
+
+def _stored_version(
+    connection: sqlalchemy.Connection, tables: set[str], *, ours: bool, where: str
+) -> int:
+    stored: dict[str, str] = {}
+    if ours:  # a "meta" table with our columns; the marker row says whether it is ours
+        rows = connection.execute(sqlalchemy.select(schema.meta.c.key, schema.meta.c.value))
+        stored = {key: value for key, value in rows}
+    if stored.get("marker") != schema.STORE_MARKER:
+        names = sorted(tables)
+        listed = ", ".join(names[:_LISTED_TABLES])
+        if len(names) > _LISTED_TABLES:
+            listed += f" and {len(names) - _LISTED_TABLES} more"
+        raise StoreError(
+            f"{where} is not an aivitals store (it has tables: {listed}); "
+            "point at a new file or an aivitals database"
+        )
+    raw = stored.get("schema_version", "")
+    if not raw.isdigit():
+        raise StoreError(
+            f"{where} is an aivitals store with an unreadable schema version ({raw!r}); "
+            "restore it from a backup or point at a new file"
+        )
+    return int(raw)

@@ -1,0 +1,250 @@
+"""`SqlStore`: the store on SQLite (embedded default) or PostgreSQL, through SQLAlchemy Core.
+
+>>> import tempfile, pathlib
+>>> from aivitals.model import Call
+>>> folder = tempfile.TemporaryDirectory()
+>>> store = SqlStore.open(pathlib.Path(folder.name) / "aivitals.db")
+>>> store.write([Call(provider="openai", model="gpt-4o-mini", latency_ms=250.0)], [])
+>>> with store.engine.connect() as connection:
+...     connection.scalar(sqlalchemy.select(sqlalchemy.func.count()).select_from(schema.calls))
+1
+>>> store.close()
+>>> folder.cleanup()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy
+from sqlalchemy.dialects import postgresql, sqlite
+
+from aivitals.model import Call, Score
+from aivitals.store import migrations, schema
+from aivitals.store.bulk import BulkInsert
+from aivitals.store.engine import (
+    WRITE_OPTION,
+    create_store_engine,
+    display_name,
+    lock_for_write,
+    split_target,
+    store_error,
+)
+from aivitals.store.errors import StoreError
+from aivitals.store.rollup import SKETCH_FIELDS, SUM_FIELDS, merge_rows, rollup_key, rollup_rows
+from aivitals.store.rows import call_row, epoch_ms, score_row
+
+# Bound every IN (...) list: SQLite refuses statements with more than 32,766 parameters.
+_IN_CHUNK = 500
+_DELETE_CHUNK = 1000
+_ROLLUP_PK = ("granularity", "bucket_start", *schema.ROLLUP_KEYS)
+
+T = TypeVar("T")
+
+
+class SqlStore:
+    """Calls, scores and rollups in one SQL database. Thread-safe; several processes may share it.
+
+    Build it with `SqlStore.open`. ``name`` is how messages refer to the database (the file path,
+    or the URL without its password).
+    """
+
+    def __init__(self, engine: sqlalchemy.Engine, *, name: str) -> None:
+        self.engine = engine
+        self.name = name
+        # Same pool, but transactions begin with BEGIN IMMEDIATE on SQLite (see engine.py).
+        self._writer = engine.execution_options(**{WRITE_OPTION: True})
+        insert = _insert_for(engine.dialect.name)
+        self._insert_calls = BulkInsert(
+            insert(schema.calls).on_conflict_do_nothing(), engine.dialect
+        )
+        self._insert_scores = insert(schema.scores).on_conflict_do_nothing()
+        upsert = insert(schema.rollups)
+        self._upsert_rollups = upsert.on_conflict_do_update(
+            index_elements=list(_ROLLUP_PK),
+            set_={name: upsert.excluded[name] for name in (*SUM_FIELDS, *SKETCH_FIELDS)},
+        )
+
+    @classmethod
+    def open(cls, target: str | Path) -> SqlStore:
+        """Open (creating or upgrading as needed) the store at ``target``.
+
+        ``target`` is a file path (SQLite; the file and its directory are created on first use)
+        or a SQLAlchemy URL such as ``sqlite:///aivitals.db`` or
+        ``postgresql+psycopg://user@host/aivitals``. Raises `StoreError` when the database is
+        not a store, was written by a newer aivitals, or cannot be reached.
+        """
+        url = split_target(target)
+        name = display_name(url)
+        engine = create_store_engine(url)
+        try:
+            _prepare(engine, name)
+        except StoreError:
+            engine.dispose()
+            raise
+        except Exception as exc:
+            engine.dispose()
+            raise store_error(exc, doing="opening", where=name) from exc
+        return cls(engine, name=name)
+
+    def write(self, calls: Sequence[Call], scores: Sequence[Score]) -> None:
+        """Store a batch in one transaction: calls, scores, and the rollups of the new calls.
+
+        Calls already stored (same id: a retried batch) are skipped and not counted again.
+        """
+        if not calls and not scores:
+            return
+        try:
+            with self._writer.begin() as connection:
+                lock_for_write(connection)
+                if calls:
+                    inserted = self._insert_new_calls(connection, calls)
+                    if inserted:
+                        self._fold_rollups(connection, inserted)
+                if scores:
+                    connection.execute(self._insert_scores, [score_row(s) for s in scores])
+        except Exception as exc:
+            raise store_error(exc, doing="writing to", where=self.name) from exc
+
+    def delete_calls_before(self, cutoff: datetime, *, max_rows: int | None = None) -> int:
+        """Delete raw calls started before ``cutoff`` and their scores; rollups stay.
+
+        Scores created before ``cutoff`` whose call was never stored go too. Each chunk of
+        `_DELETE_CHUNK` calls is its own short transaction, so writers wait milliseconds, not
+        the whole clean-up; ``max_rows`` stops after about that many calls.
+        """
+        cutoff_ms = epoch_ms(cutoff)
+        deleted = 0
+        try:
+            while max_rows is None or deleted < max_rows:
+                limit = (
+                    _DELETE_CHUNK if max_rows is None else min(_DELETE_CHUNK, max_rows - deleted)
+                )
+                with self._writer.begin() as connection:
+                    lock_for_write(connection)
+                    ids = connection.scalars(
+                        sqlalchemy.select(schema.calls.c.id)
+                        .where(schema.calls.c.started_ms < cutoff_ms)
+                        .limit(limit)
+                    ).all()
+                    if ids:
+                        connection.execute(
+                            sqlalchemy.delete(schema.scores).where(schema.scores.c.call_id.in_(ids))
+                        )
+                        connection.execute(
+                            sqlalchemy.delete(schema.calls).where(schema.calls.c.id.in_(ids))
+                        )
+                deleted += len(ids)
+                if len(ids) < limit:
+                    self._delete_old_scores(cutoff_ms)
+                    break
+        except Exception as exc:
+            raise store_error(exc, doing="deleting old calls from", where=self.name) from exc
+        return deleted
+
+    def ping(self) -> None:
+        """Raise `StoreError` unless the database answers a trivial query."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(sqlalchemy.select(1))
+        except Exception as exc:
+            raise store_error(exc, doing="reaching", where=self.name) from exc
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.name!r})"
+
+    def _insert_new_calls(
+        self, connection: sqlalchemy.Connection, calls: Sequence[Call]
+    ) -> list[Call]:
+        # The writer lock is held (BEGIN IMMEDIATE, or the advisory lock on PostgreSQL), so the
+        # ids found here cannot change before the insert: the new calls are exactly the rest.
+        by_id: dict[str, Call] = {}
+        for call in calls:
+            by_id.setdefault(call.id, call)
+        ids = schema.calls.c.id
+        stored: set[str] = set()
+        for chunk in _chunks(list(by_id), _IN_CHUNK):
+            stored.update(connection.scalars(sqlalchemy.select(ids).where(ids.in_(chunk))))
+        new = [call for call_id, call in by_id.items() if call_id not in stored]
+        if new:
+            self._insert_calls.execute(connection, [call_row(call) for call in new])
+        return new
+
+    def _fold_rollups(self, connection: sqlalchemy.Connection, calls: list[Call]) -> None:
+        batch = {rollup_key(row): row for row in rollup_rows(calls)}
+        buckets: dict[int, set[int]] = {}
+        for granularity, bucket_start, *_ in batch:
+            buckets.setdefault(granularity, set()).add(bucket_start)
+        # Read only the buckets this batch touches (a handful), then match full keys here:
+        # cheaper than one lookup per key, and the primary key serves the range.
+        table = schema.rollups
+        stored: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for granularity, starts in buckets.items():
+            for chunk in _chunks(sorted(starts), _IN_CHUNK):
+                rows = connection.execute(
+                    sqlalchemy.select(table).where(
+                        table.c.granularity == granularity, table.c.bucket_start.in_(chunk)
+                    )
+                )
+                for row in rows.mappings():
+                    data = dict(row)
+                    key = rollup_key(data)
+                    if key in batch:
+                        stored[key] = data
+        merged = [
+            merge_rows(stored[key], row) if key in stored else row for key, row in batch.items()
+        ]
+        connection.execute(self._upsert_rollups, merged)
+
+    def _delete_old_scores(self, cutoff_ms: int) -> None:
+        created = schema.scores.c.created_ms
+        while True:
+            with self._writer.begin() as connection:
+                lock_for_write(connection)
+                ids = connection.scalars(
+                    sqlalchemy.select(schema.scores.c.id)
+                    .where(created < cutoff_ms)
+                    .limit(_DELETE_CHUNK)
+                ).all()
+                if ids:
+                    connection.execute(
+                        sqlalchemy.delete(schema.scores).where(schema.scores.c.id.in_(ids))
+                    )
+            if len(ids) < _DELETE_CHUNK:
+                return
+
+
+def _prepare(engine: sqlalchemy.Engine, name: str) -> None:
+    # Most opens find an up-to-date store: check that under a plain read transaction, so opening
+    # never queues behind writers. Only creation and upgrades take the write lock, and re-check
+    # under it (another process may have just done the work).
+    latest = migrations.latest_version(migrations.STEPS)
+    with engine.connect() as connection:
+        version = migrations.read_version(connection, where=name)
+    if version is not None:
+        migrations.check_not_newer(version, latest, where=name)
+        if version == latest:
+            return
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as connection:
+        lock_for_write(connection)
+        migrations.prepare_schema(connection, where=name)
+
+
+def _insert_for(dialect: str) -> Callable[[sqlalchemy.Table], Any]:
+    if dialect == "sqlite":
+        return sqlite.insert
+    if dialect == "postgresql":
+        return postgresql.insert
+    raise StoreError(f"the store runs on SQLite or PostgreSQL, not {dialect}")
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,211 @@
+"""Opening a store: creation, upgrades, and the one-line errors for what cannot be opened."""
+
+from __future__ import annotations
+
+import importlib.util
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+
+from aivitals.store import engine as store_engine
+from aivitals.store import migrations, schema
+from aivitals.store.errors import StoreError
+from aivitals.store.sql import SqlStore
+
+from .helpers import make_call
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "aivitals.db"
+
+
+def meta_of(path: Path) -> dict[str, str]:
+    with sqlite3.connect(path) as connection:
+        return dict(connection.execute("SELECT key, value FROM meta").fetchall())
+
+
+def test_the_code_knows_the_schema_it_describes() -> None:
+    assert migrations.latest_version(migrations.STEPS) == schema.SCHEMA_VERSION
+
+
+def test_a_new_store_is_created_with_its_directory_and_marker(tmp_path: Path) -> None:
+    path = tmp_path / "not" / "yet" / "aivitals.db"
+    SqlStore.open(path).close()
+    assert meta_of(path) == {"marker": "aivitals-store", "schema_version": "1"}
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    # Opening again finds it up to date and changes nothing.
+    SqlStore.open(f"sqlite:///{path}").close()
+    assert meta_of(path)["schema_version"] == "1"
+
+
+def add_region(connection: sqlalchemy.Connection) -> None:
+    connection.execute(sqlalchemy.text("ALTER TABLE calls ADD COLUMN region VARCHAR(32)"))
+    connection.execute(sqlalchemy.text("UPDATE calls SET region = 'eu'"))
+
+
+def test_an_older_store_is_upgraded_without_losing_rows(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqlStore.open(db)
+    store.write([make_call(), make_call()], [])
+    store.close()
+
+    runs: list[int] = []
+
+    def step(connection: sqlalchemy.Connection) -> None:
+        runs.append(1)
+        add_region(connection)
+
+    monkeypatch.setattr(migrations, "STEPS", ((2, step),))
+    SqlStore.open(db).close()
+    SqlStore.open(db).close()  # already at 2: the step does not run again
+
+    assert runs == [1]
+    assert meta_of(db)["schema_version"] == "2"
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT region, count(*) FROM calls").fetchall() == [("eu", 2)]
+
+
+def test_a_failed_upgrade_leaves_the_store_as_it_was(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqlStore.open(db)
+    store.write([make_call()], [])
+    store.close()
+
+    def broken(connection: sqlalchemy.Connection) -> None:
+        raise RuntimeError("no space for the new index")
+
+    monkeypatch.setattr(migrations, "STEPS", ((2, add_region), (3, broken)))
+    with pytest.raises(StoreError) as error:
+        SqlStore.open(db)
+    assert str(error.value) == (
+        f"upgrading {db} from schema 2 to 3 failed (no space for the new index); "
+        "the store is unchanged: please report this"
+    )
+    assert meta_of(db)["schema_version"] == "1"
+    with sqlite3.connect(db) as connection:
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(calls)")]
+        assert "region" not in columns
+        assert connection.execute("SELECT count(*) FROM calls").fetchone() == (1,)
+
+
+def test_a_store_from_a_newer_aivitals_is_refused(db: Path) -> None:
+    SqlStore.open(db).close()
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError) as error:
+        SqlStore.open(db)
+    assert str(error.value) == (
+        f"{db} was written by a newer aivitals (schema 7, this one knows 1): upgrade aivitals"
+    )
+
+
+@pytest.mark.parametrize("meta_table", [False, True])
+def test_a_foreign_sqlite_file_is_refused(db: Path, meta_table: bool) -> None:
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE users (id INTEGER)")
+        connection.execute("CREATE TABLE orders (id INTEGER)")
+        if meta_table:
+            connection.execute("CREATE TABLE meta (key TEXT, value TEXT)")
+    tables = "meta, orders, users" if meta_table else "orders, users"
+    with pytest.raises(StoreError) as error:
+        SqlStore.open(db)
+    assert str(error.value) == (
+        f"{db} is not an aivitals store (it has tables: {tables}); "
+        "point at a new file or an aivitals database"
+    )
+
+
+def test_a_file_that_is_not_a_database_is_refused(db: Path) -> None:
+    db.write_text("these are my notes, not a database\n" * 100)
+    with pytest.raises(StoreError) as error:
+        SqlStore.open(db)
+    assert str(error.value) == (
+        f"{db} is not a SQLite database (file is corrupted or of another kind)"
+    )
+    assert db.read_text().startswith("these are my notes")
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (":memory:", "an in-memory database vanishes"),
+        ("sqlite://", "is an in-memory database"),
+        ("mysql://u@h/db", "the store runs on SQLite or PostgreSQL, not mysql"),
+        ("postgresql+nodriver://u:secret@h/db", "postgresql+nodriver://u:***@h/db"),
+    ],
+)
+def test_targets_that_cannot_be_a_store(target: str, message: str) -> None:
+    with pytest.raises(StoreError, match=r"^[^\n]*$") as error:
+        SqlStore.open(target)
+    assert message in str(error.value)
+    assert "secret" not in str(error.value)
+
+
+def test_a_directory_is_not_a_store(tmp_path: Path) -> None:
+    with pytest.raises(StoreError) as error:
+        SqlStore.open(tmp_path)
+    assert str(error.value) == (
+        f"{tmp_path} is a directory; point at a file inside it, such as {tmp_path / 'aivitals.db'}"
+    )
+
+
+def test_a_missing_driver_says_what_to_install() -> None:
+    if importlib.util.find_spec("psycopg") is not None:
+        pytest.skip("psycopg is installed")
+    with pytest.raises(StoreError) as error:
+        SqlStore.open("postgresql+psycopg://aivitals:secret@127.0.0.1:1/aivitals")
+    assert "pip install 'psycopg[binary]'" in str(error.value)
+    assert "secret" not in str(error.value)
+
+
+def statements_of(store: SqlStore) -> list[str]:
+    """A list that fills with every SQL statement the store's engine sends from now on."""
+    seen: list[str] = []
+
+    def record(*args: object) -> None:
+        seen.append(str(args[2]))
+
+    sqlalchemy.event.listen(store.engine, "before_cursor_execute", record)
+    return seen
+
+
+def test_writes_take_the_lock_up_front_and_reads_do_not(db: Path) -> None:
+    store = SqlStore.open(db)
+    seen = statements_of(store)
+    store.write([make_call()], [])
+    assert seen[0] == "BEGIN IMMEDIATE"
+    seen.clear()
+    with store.engine.connect() as connection:
+        connection.execute(sqlalchemy.select(schema.calls.c.id))
+    assert seen[0] == "BEGIN"
+    store.close()
+
+
+def test_a_writer_held_up_too_long_gets_a_retryable_error(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_engine, "BUSY_TIMEOUT_S", 0.2)
+    store = SqlStore.open(db)
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError) as error:
+            store.write([make_call()], [])
+        with pytest.raises(StoreError):
+            store.delete_calls_before(datetime.now(UTC))
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert error.value.retryable
+    assert str(error.value) == (
+        f"writing to {db}: another process held the write lock for over 0.2 s; it is retried later"
+    )
+    store.write([make_call()], [])  # and once the lock is free, the write goes through
+    store.close()
