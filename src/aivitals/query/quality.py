@@ -1,0 +1,140 @@
+"""Quality: the mean of each score, over the scores of the calls a query selects.
+
+A score may arrive hours after its call; it counts with its call, so a window's quality is the
+scores of the calls that started in the window, whenever the scores were created.
+
+Scores are joined to calls, so the cost follows whichever side is smaller. When the window holds
+few calls, the join walks them by ``calls.started_ms`` and finds their scores by
+``scores.call_id``; when it holds many more calls than there are scores (a month of history with
+a few percent of calls scored), it walks the scores and finds each call by id. Probing the calls
+is about six times dearer per row than walking them (measured on SQLite), hence `CALLS_PER_SCORE`.
+
+Walking many scores (hundreds of thousands) is split by ranges of ``call_id`` across threads, each
+with a connection of its own: SQLite releases the GIL while it works, so two cores nearly halve
+the time. Those connections may see a batch committed after the main one began; quality can then
+include a score that arrived a moment later than the rest of the answer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import sqlalchemy as sa
+
+from aivitals.query.filters import Filters, call_conditions
+from aivitals.query.window import Window
+from aivitals.store.schema import calls, scores
+
+CALLS_PER_SCORE = 6
+"""Walk the scores when the window holds more than this many calls per stored score."""
+PARALLEL_SCORES = 20_000
+"""Walk the scores in several threads when there are at least this many."""
+MAX_THREADS = 4
+
+
+ScoreSums = dict[tuple[str | None, ...], dict[str, tuple[float, int]]]
+"""Per group of ``by`` values (absent values are None): score name to (sum of values, count)."""
+
+
+def score_sums(
+    connection: sa.Connection,
+    window: Window,
+    filters: Filters,
+    by: Sequence[str] = (),
+    *,
+    calls_in_window: int | None = None,
+) -> ScoreSums:
+    """The sum and count of each score's values, per group, over the scores of the window's calls.
+
+    ``calls_in_window``, when known, lets the join start from the scores if that is cheaper.
+    """
+    stored = _count(connection) if calls_in_window is not None else 0
+    from_scores = calls_in_window is not None and calls_in_window > CALLS_PER_SCORE * stored
+    started: sa.ColumnElement[int] = calls.c.started_ms + 0 if from_scores else calls.c.started_ms
+    # Grouped by expressions, not columns: SQLite would otherwise walk an index on a group
+    # column (model, started_ms) for its order, a skip-scan twice as slow as the time range.
+    groups = [calls.c[name] + "" for name in by]
+    query = (
+        sa.select(*groups, scores.c.name, sa.func.sum(scores.c.value), sa.func.count())
+        .select_from(scores.join(calls, calls.c.id == scores.c.call_id))
+        .where(
+            started >= window.start_ms,
+            started < window.end_ms,
+            *call_conditions(filters, use_indexes=not from_scores),
+        )
+        .group_by(*groups, scores.c.name)
+    )
+    if from_scores and stored >= PARALLEL_SCORES:
+        rows = _in_parallel(connection, query, stored)
+    else:
+        rows = list(connection.execute(query))
+    sums: ScoreSums = {}
+    for row in rows:
+        values: tuple[Any, ...] = tuple(row)
+        # '' and NULL both mean absent, so two rows can fall in one group: add them up.
+        key = tuple(value or None for value in values[: len(by)])
+        name, total, count = values[len(by) :]
+        before = sums.setdefault(key, {}).get(name, (0.0, 0))
+        sums[key][name] = (before[0] + float(total), before[1] + int(count))
+    return sums
+
+
+def means(named: dict[str, tuple[float, int]]) -> dict[str, float]:
+    """Score name to mean value."""
+    return {name: total / count for name, (total, count) in named.items()}
+
+
+def merged(sums: ScoreSums) -> dict[str, tuple[float, int]]:
+    """The sums of every group added together."""
+    together: dict[str, tuple[float, int]] = {}
+    for named in sums.values():
+        for name, (total, count) in named.items():
+            before = together.get(name, (0.0, 0))
+            together[name] = (before[0] + total, before[1] + count)
+    return together
+
+
+def _in_parallel(connection: sa.Connection, query: sa.Select[Any], stored: int) -> list[Any]:
+    """``query`` run over slices of the scores by ``call_id``, one thread and connection each."""
+    engine = connection.engine
+    threads = _threads()
+    # Each in-memory SQLite connection is a database of its own: only files can be shared.
+    memory = engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
+    if threads < 2 or memory:
+        return list(connection.execute(query))
+    cuts = sorted(
+        {
+            connection.execute(
+                sa.select(scores.c.call_id)
+                .order_by(scores.c.call_id)
+                .limit(1)
+                .offset(stored * i // threads)
+            ).scalar_one()
+            for i in range(1, threads)
+        }
+    )
+    slices = [
+        query.where(
+            *([] if low is None else [scores.c.call_id >= low]),
+            *([] if high is None else [scores.c.call_id < high]),
+        )
+        for low, high in zip([None, *cuts], [*cuts, None], strict=True)
+    ]
+
+    def run(part: sa.Select[Any]) -> list[Any]:
+        with engine.connect() as own:
+            return list(own.execute(part))
+
+    with ThreadPoolExecutor(len(slices)) as pool:
+        return [row for rows in pool.map(run, slices) for row in rows]
+
+
+def _threads() -> int:
+    return min(MAX_THREADS, os.cpu_count() or 1)
+
+
+def _count(connection: sa.Connection) -> int:
+    return int(connection.execute(sa.select(sa.func.count()).select_from(scores)).scalar_one())

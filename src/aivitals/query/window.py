@@ -1,0 +1,77 @@
+"""Time windows: what ``--since`` reads, and the half-open UTC range every query takes.
+
+>>> from datetime import UTC, datetime
+>>> now = datetime(2026, 11, 3, 12, 30, tzinfo=UTC)
+>>> parse_since("24h", now=now)
+Window(start=datetime.datetime(2026, 11, 2, 12, 30, tzinfo=datetime.timezone.utc), end=datetime.datetime(2026, 11, 3, 12, 30, tzinfo=datetime.timezone.utc))
+>>> parse_since("2026-11-01", now=now).start.isoformat()
+'2026-11-01T00:00:00+00:00'
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from aivitals.query.errors import QueryError
+from aivitals.store.rows import epoch_ms
+
+_UNITS = {
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+}
+_DURATION = re.compile(r"(\d+)\s*([mhdw])")
+_HINT = "use 30m, 24h, 7d, 2w or an ISO date like 2026-11-01"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """From ``start`` (inclusive) to ``end`` (exclusive), both timezone-aware, normalised to UTC."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise QueryError("a window's start and end must be timezone-aware datetimes")
+        if self.end < self.start:
+            raise QueryError(f"the window ends ({self.end}) before it starts ({self.start})")
+        object.__setattr__(self, "start", self.start.astimezone(UTC))
+        object.__setattr__(self, "end", self.end.astimezone(UTC))
+
+    @property
+    def start_ms(self) -> int:
+        return epoch_ms(self.start)
+
+    @property
+    def end_ms(self) -> int:
+        return epoch_ms(self.end)
+
+
+def parse_since(text: str, *, now: datetime) -> Window:
+    """The window from ``text`` ago (``30m``, ``24h``, ``7d``, ``2w``) or an ISO date/time, to ``now``.
+
+    An ISO date or time without an offset is read as UTC.
+    """
+    cleaned = text.strip().lower()
+    match = _DURATION.fullmatch(cleaned)
+    if match:
+        amount = int(match.group(1))
+        if amount == 0:
+            raise QueryError(f"--since: {text!r} is an empty window; {_HINT}")
+        try:
+            return Window(start=now - amount * _UNITS[match.group(2)], end=now)
+        except OverflowError:
+            raise QueryError(f"--since: {text!r} reaches too far back; {_HINT}") from None
+    try:
+        start = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise QueryError(f"--since: cannot read {text!r}; {_HINT}") from None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    if start > now:
+        raise QueryError(f"--since: {text!r} is in the future; {_HINT}")
+    return Window(start=start, end=now)
