@@ -22,7 +22,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+# Piped or captured output (CI logs, files) gets room for the report tables; a terminal keeps its
+# own width.
+console = Console(width=None if sys.stdout.isatty() else 100)
 errors = Console(stderr=True)
 
 
@@ -37,6 +39,9 @@ def demo(
     calls: Annotated[int, typer.Option(help="How many calls to send.", min=1, max=100_000)] = 50,
     seed: Annotated[int, typer.Option(help="Same seed, same calls, tokens, costs and errors.")] = 7,
     concurrency: Annotated[int, typer.Option(help="Calls in flight at once.", min=1, max=64)] = 8,
+    db: Annotated[
+        str, typer.Option(help="Where to store the calls: a SQLite file (created if missing).")
+    ] = "./aivitals.db",
 ) -> None:
     """Tour aivitals: a fake upstream, a realistic workload through the openai client, a report.
 
@@ -47,12 +52,15 @@ def demo(
     """
     from aivitals.demo.run import render, run_demo  # noqa: PLC0415  # keeps `aivitals --help` fast
 
-    result = run_demo(calls=calls, seed=seed, concurrency=concurrency, console=console)
+    try:
+        result = run_demo(calls=calls, seed=seed, concurrency=concurrency, db=db, console=console)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     render(result, console)
 
 
 @app.command("mock-llm")
-def mock_llm(  # noqa: PLR0917  # one parameter per flag is how typer reads options
+def mock_llm(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8900,
     latency_median_ms: Annotated[float, typer.Option(help="Median latency (lognormal).")] = 400.0,
@@ -109,7 +117,9 @@ def mock_llm(  # noqa: PLR0917  # one parameter per flag is how typer reads opti
     try:
         serve(config, host=host, port=port)
     except OSError as exc:
-        raise fail(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
+        raise fail(
+            f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port"
+        ) from None
 
 
 @app.command()

@@ -12,17 +12,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
 
 import openai
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 import aivitals
 from aivitals.demo.workload import PlannedCall, plan_workload
 from aivitals.mock_llm import MockConfig, MockServer
-from aivitals.windows import LiveWindows, WindowView
+from aivitals.query import Window
 
 # A planned timeout hangs in the fake upstream longer than the client waits for it.
 _TIMEOUT_CLIENT_S = 1.0
@@ -34,15 +33,17 @@ _PROMPT = "Summarise the quarterly report in three bullet points."
 class DemoResult:
     planned: list[PlannedCall]
     elapsed_s: float
-    windows: LiveWindows
+    db: str
+    window: Window
 
 
-def run_demo(*, calls: int, seed: int, concurrency: int, console: Console) -> DemoResult:
-    """Run the workload and return what the live windows hold afterwards."""
+def run_demo(*, calls: int, seed: int, concurrency: int, db: str, console: Console) -> DemoResult:
+    """Run the workload, storing every call in ``db``; returns where and when."""
     planned = plan_workload(calls, seed=seed)
     # The report says which calls are unpriced; the once-per-model warning would only repeat it.
     logging.getLogger("aivitals.pricing").setLevel(logging.ERROR)
-    runtime = aivitals.configure(environment="demo", flush_interval_s=0.2)
+    aivitals.configure(environment="demo", store=db, flush_interval_s=0.2)
+    began = datetime.now(UTC)
     started = time.perf_counter()
     with MockServer(MockConfig(seed=seed, hang_s=_TIMEOUT_HANG_S)) as upstream:
         client = aivitals.instrument(
@@ -53,10 +54,12 @@ def run_demo(*, calls: int, seed: int, concurrency: int, console: Console) -> De
         with _progress(console, len(planned)) as advance, ThreadPoolExecutor(concurrency) as pool:
             for _ in pool.map(lambda item: _send(client, item), planned):
                 advance()
-    aivitals.flush()
-    assert runtime.windows is not None  # configure() always builds the live windows
+    aivitals.shutdown()  # flushes every call into the store and closes it
+    window = Window(
+        start=began - timedelta(seconds=1), end=datetime.now(UTC) + timedelta(seconds=1)
+    )
     return DemoResult(
-        planned=planned, elapsed_s=time.perf_counter() - started, windows=runtime.windows
+        planned=planned, elapsed_s=time.perf_counter() - started, db=db, window=window
     )
 
 
@@ -104,86 +107,35 @@ def _progress(console: Console, total: int) -> Iterator[Callable[[], None]]:
 
 
 def render(result: DemoResult, console: Console) -> None:
-    """Print the tour's findings: spend, per-model latency, attribution and errors."""
-    windows = result.windows
-    total = windows.read(period="today")
-    console.print()
-    console.print(
-        f"[bold]{total.calls} calls[/] in {result.elapsed_s:.1f} s — "
-        f"spend [bold green]${_money(total.cost_usd)}[/], "
-        f"{total.input_tokens:,} tokens in ({total.cached_input_tokens:,} cached), "
-        f"{total.output_tokens:,} out, "
-        f"error rate {_pct(total.error_rate)}, {total.unpriced_calls} unpriced"
-    )
-    keys = windows.keys(period="today")
-    console.print(_by_model(windows, sorted({k[1] for k in keys})))
-    console.print(_by(windows, "feature", sorted({k[2] for k in keys})))
-    console.print(_by(windows, "team", sorted({k[3] for k in keys})))
-    console.print(_errors(total))
-    if total.unpriced_calls:
+    """Print the tour's findings from the store: spend, latency per model, attribution, errors."""
+    from aivitals.cli.output import breakdown_table, errors_table, summary_panel  # noqa: PLC0415
+    from aivitals.query import Filters, Queries  # noqa: PLC0415
+    from aivitals.store.sql import SqlStore  # noqa: PLC0415
+
+    store = SqlStore.open(result.db)
+    try:
+        queries = Queries(store.engine)
+        window = result.window
+        console.print()
+        first = queries.report(window, Filters(), ["model"])
+        summary = first.summary
+        console.print(summary_panel(summary, window))
+        console.print(breakdown_table(first.breakdown, ["model"]))
+        for by in (["feature"], ["team"]):
+            console.print(breakdown_table(queries.breakdown(window, Filters(), by), by))
+        errors = queries.breakdown(window, Filters(status="error"), ["error_type"])
+        console.print(errors_table(errors, summary.calls))
+    finally:
+        store.close()
+    if any(item.model == "acme-internal-7b" for item in result.planned):
         console.print(
-            f"{total.unpriced_calls} calls went to a model no price catalog knows: they are "
-            "recorded with cost null, never guessed (add prices with a price override file)."
+            "acme-internal-7b is a model no price catalog knows: its calls are recorded with cost "
+            "null and counted as unpriced, never guessed (price it with a price override file)."
         )
-
-
-def _by_model(windows: LiveWindows, models: list[str]) -> Table:
-    table = Table(title="By model (latency percentiles within 1%)", title_justify="left")
-    table.add_column("model", no_wrap=True)
-    for column in ("calls", "cost $", "p50 ms", "p95 ms", "p99 ms", "ttft p50", "errors"):
-        table.add_column(column, justify="right")
-    for model in models:
-        view = windows.read(period="today", model=model)
-        cost = "unpriced" if view.unpriced_calls == view.calls else _money(view.cost_usd)
-        table.add_row(
-            model,
-            str(view.calls),
-            cost,
-            _ms(view.latency_p50_ms),
-            _ms(view.latency_p95_ms),
-            _ms(view.latency_p99_ms),
-            _ms(view.ttft_p50_ms),
-            _pct(view.error_rate),
-        )
-    return table
-
-
-def _by(windows: LiveWindows, field: str, values: list[str]) -> Table:
-    table = Table(title=f"By {field}", title_justify="left")
-    for column in (field, "calls", "cost $", "mean relevance"):
-        table.add_column(column, justify="left" if column == field else "right")
-    for value in values:
-        if field == "feature":
-            view = windows.read(period="today", feature=value)
-        else:
-            view = windows.read(period="today", team=value)
-        quality = view.quality.get("relevance")
-        table.add_row(
-            value or "(none)",
-            str(view.calls),
-            _money(view.cost_usd),
-            "—" if quality is None else f"{quality:.2f}",
-        )
-    return table
-
-
-def _errors(total: WindowView) -> Table:
-    table = Table(title="Errors by type", title_justify="left")
-    table.add_column("error type")
-    table.add_column("calls", justify="right")
-    table.add_column("share of calls", justify="right")
-    for error_type, count in sorted(total.errors_by_type.items(), key=lambda kv: -kv[1]):
-        table.add_row(error_type, str(count), _pct(count / total.calls if total.calls else None))
-    return table
-
-
-def _money(value: Decimal) -> str:
-    return f"{value:.6f}"
-
-
-def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.0f}"
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1%}"
+    console.print(
+        f"\nThe calls are stored in [bold]{result.db}[/] (SQLite). Explore them:\n"
+        f"  aivitals report --db {result.db} --since 1h --by feature,team\n"
+        f"  aivitals calls --db {result.db} --since 1h --where status=error\n"
+        f"  aivitals export --db {result.db} --since 1h --format csv -o calls.csv",
+        highlight=False,
+    )
