@@ -1,0 +1,1 @@
+"""The OpenAI-compatible gateway: point a client's base URL at aivitals and every call is recorded."""

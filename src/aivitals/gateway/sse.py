@@ -1,0 +1,106 @@
+"""Watching an OpenAI-style SSE stream on its way through, event by event.
+
+The gateway forwards a stream as it arrives; this relay only holds back an incomplete event
+until its end (``\\n\\n``) is in, reads what it needs from complete events (usage, model, finish
+reason), and drops the usage-only event when the gateway asked for usage on the client's behalf.
+
+>>> relay = StreamRelay(strip_usage=True)
+>>> relay.feed(b'data: {"model":"m","choices":[{"delta":{"content":"hi"}}]}\\n\\ndata: {"cho')
+b'data: {"model":"m","choices":[{"delta":{"content":"hi"}}]}\\n\\n'
+>>> relay.feed(b'ices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\\n\\ndata: [DONE]\\n\\n')
+b'data: [DONE]\\n\\n'
+>>> relay.usage, relay.content_events, relay.done
+({'prompt_tokens': 3, 'completion_tokens': 1}, 1, True)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+_SEPARATOR = b"\n\n"
+_DATA = b"data:"
+_DONE = b"[DONE]"
+
+
+class StreamRelay:
+    """Feeds bytes in, gets the bytes to forward out; remembers what the stream said."""
+
+    __slots__ = (
+        "_buffer",
+        "_decode",
+        "content_events",
+        "done",
+        "error",
+        "finish_reason",
+        "model",
+        "strip_usage",
+        "usage",
+    )
+
+    def __init__(self, *, strip_usage: bool) -> None:
+        self.strip_usage = strip_usage
+        self.usage: dict[str, Any] | None = None
+        self.model: str | None = None
+        self.finish_reason: str | None = None
+        self.error: dict[str, Any] | None = None
+        self.content_events = 0
+        self.done = False
+        self._buffer = b""
+        self._decode = msgspec.json.Decoder().decode
+
+    def feed(self, data: bytes) -> bytes:
+        buffer = self._buffer + data
+        end = buffer.rfind(_SEPARATOR)
+        if end < 0:
+            self._buffer = buffer
+            return b""
+        complete, self._buffer = buffer[: end + 2], buffer[end + 2 :]
+        if not self.strip_usage and self.model is not None and b'"usage":{' not in complete:
+            # The common case: nothing to strip, nothing new to learn but counts and endings.
+            self._skim(complete)
+            return complete
+        kept = [event for event in complete.split(_SEPARATOR)[:-1] if self._keep(event)]
+        return b"".join(event + _SEPARATOR for event in kept)
+
+    def flush(self) -> bytes:
+        """Whatever is left when the upstream closes (a stream cut mid-event)."""
+        rest, self._buffer = self._buffer, b""
+        return rest
+
+    def _skim(self, complete: bytes) -> None:
+        for event in complete.split(_SEPARATOR)[:-1]:
+            if b'"finish_reason":"' in event or b'"error"' in event or _DONE in event:
+                self._keep(event)
+            elif event.startswith(_DATA):
+                self.content_events += 1
+
+    def _keep(self, event: bytes) -> bool:
+        payload = event[len(_DATA) :].strip() if event.startswith(_DATA) else b""
+        if not payload:
+            return True
+        if payload == _DONE:
+            self.done = True
+            return True
+        try:
+            chunk = self._decode(payload)
+        except msgspec.DecodeError:
+            return True  # not ours to judge: pass it on untouched
+        if not isinstance(chunk, dict):
+            return True
+        if isinstance(chunk.get("error"), dict):
+            self.error = chunk["error"]
+        model = chunk.get("model")
+        if isinstance(model, str) and model:
+            self.model = model
+        choices = chunk.get("choices")
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
+        if choices:
+            self.content_events += 1
+            reason = choices[0].get("finish_reason") if isinstance(choices[0], dict) else None
+            if isinstance(reason, str):
+                self.finish_reason = reason
+        return not (self.strip_usage and isinstance(usage, dict) and not choices)
