@@ -127,7 +127,8 @@ def test_a_file_that_is_not_a_database_is_refused(db: Path) -> None:
     with pytest.raises(StoreError) as error:
         SqlStore.open(db)
     assert str(error.value) == (
-        f"{db} is not a SQLite database (file is corrupted or of another kind)"
+        f"{db} is not a SQLite database (corrupted, or a file of another kind); "
+        "point at an aivitals database or a new file"
     )
     assert db.read_text().startswith("these are my notes")
 

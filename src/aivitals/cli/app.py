@@ -30,7 +30,8 @@ errors = Console(stderr=True)
 
 def fail(message: str) -> typer.Exit:
     """Print a one-line error and return the exit to raise (code 2)."""
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    # soft_wrap: the message stays one line, whatever the terminal's width.
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
 

@@ -177,7 +177,8 @@ def store_error(exc: BaseException, *, doing: str, where: str) -> StoreError:
     lowered = message.lower()
     if "file is not a database" in lowered or "malformed" in lowered:
         return StoreError(
-            f"{where} is not a SQLite database (file is corrupted or of another kind)"
+            f"{where} is not a SQLite database (corrupted, or a file of another kind); "
+            "point at an aivitals database or a new file"
         )
     if "database is locked" in lowered or "database is busy" in lowered:
         return StoreError(
