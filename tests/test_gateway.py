@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import openai
@@ -13,6 +14,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 from starlette.applications import Starlette
 
+from aivitals.gateway.keys import GatewayKey, KeyRing
 from aivitals.gateway.proxy import Gateway
 from aivitals.gateway.upstreams import Upstream, Upstreams
 from aivitals.mock_llm import MockConfig, MockServer
@@ -278,3 +280,65 @@ def test_client_key_passes_through_and_is_never_recorded(rig: Rig) -> None:
     )
     (call,) = rig.calls()
     assert "sk-client-key" not in repr(call)
+
+
+def _gateway_app(upstream: MockServer, recorder: Recorder, **options: Any) -> Starlette:
+    upstreams = Upstreams([Upstream(name="mock", base_url=upstream.base_url, timeout_s=2.0)])
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with httpx.AsyncClient() as client:
+            gateway.client = client
+            yield
+
+    gateway = Gateway(recorder=recorder, upstreams=upstreams, client=httpx.AsyncClient(), **options)
+    return Starlette(routes=gateway.routes, lifespan=lifespan)
+
+
+SECRET = "sk-gw-search-team-0001"
+
+
+def test_gateway_keys_bind_attribution_and_refuse_strangers(upstream: MockServer) -> None:
+    memory = MemorySink()
+    recorder = Recorder(batch_sinks=[memory])
+    keys = KeyRing([GatewayKey(name="search", secret=SECRET, team="search")])
+    with serve_in_thread(_gateway_app(upstream, recorder, keys=keys)) as origin:
+        wrong = openai.OpenAI(
+            base_url=f"{origin}/v1", api_key="sk-not-a-gateway-key", max_retries=0
+        )
+        with pytest.raises(openai.AuthenticationError) as raised:
+            wrong.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert raised.value.status_code == 401 and "gateway key" in str(raised.value)
+        right = openai.OpenAI(base_url=f"{origin}/v1", api_key=SECRET, max_retries=0)
+        right.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            extra_headers={**told(latency_ms=1), "X-Aivitals-Team": "spoofed"},
+        )
+        wrong.close()
+        right.close()
+    recorder.flush()
+    (call,) = memory.calls  # the refused request reached no model and is not a call
+    assert call.team == "search"
+    recorder.close()
+
+
+def test_rate_limit_per_key_answers_429_with_retry_after(upstream: MockServer) -> None:
+    memory = MemorySink()
+    recorder = Recorder(batch_sinks=[memory])
+    keys = KeyRing([GatewayKey(name="search", secret=SECRET, team="search", requests_per_minute=2)])
+    before = upstream.stats()["total"]
+    with serve_in_thread(_gateway_app(upstream, recorder, keys=keys)) as origin:
+        client = openai.OpenAI(base_url=f"{origin}/v1", api_key=SECRET, max_retries=0)
+        for _ in range(2):
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=MESSAGES, extra_headers=told(latency_ms=1)
+            )
+        with pytest.raises(openai.RateLimitError) as raised:
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        client.close()
+    response = raised.value.response
+    assert 1 <= int(response.headers["retry-after"]) <= 60
+    assert "2 requests per minute" in str(raised.value)
+    assert upstream.stats()["total"] == before + 2, "a refused request must not reach the upstream"
+    recorder.close()

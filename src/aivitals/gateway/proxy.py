@@ -24,6 +24,8 @@ from starlette.routing import Route
 from aivitals.errors import INVALID_RESPONSE, ErrorInfo, classify_error, classify_response
 from aivitals.estimate import estimate_prompt_tokens
 from aivitals.gateway.attribution import read_attribution
+from aivitals.gateway.keys import GatewayKey, KeyRing
+from aivitals.gateway.limits import Limit, LimitPolicy, RateLimiter
 from aivitals.gateway.sse import StreamRelay
 from aivitals.gateway.upstreams import Upstream, Upstreams
 from aivitals.model import Call, Operation, utc_now
@@ -51,6 +53,7 @@ class _Exchange:
     __slots__ = (
         "attribution",
         "body",
+        "limits",
         "model",
         "operation",
         "started_at",
@@ -76,6 +79,7 @@ class _Exchange:
         self.started_at = utc_now()
         self.t0 = time.perf_counter()
         self.ttft_ms: float | None = None
+        self.limits: list[Limit] = []
 
     def call(
         self,
@@ -138,11 +142,26 @@ class Gateway:
     """The proxy: give it the recorder, the upstreams and an ``httpx.AsyncClient``; mount `routes`."""
 
     def __init__(
-        self, *, recorder: Recorder, upstreams: Upstreams, client: httpx.AsyncClient
+        self,
+        *,
+        recorder: Recorder,
+        upstreams: Upstreams,
+        client: httpx.AsyncClient,
+        keys: KeyRing | None = None,
+        limiter: RateLimiter | None = None,
+        policy: LimitPolicy | None = None,
     ) -> None:
         self.recorder = recorder
         self.upstreams = upstreams
         self.client = client
+        self.keys = keys or KeyRing()
+        self.limiter = limiter or RateLimiter()
+        self.policy = policy or LimitPolicy()
+
+    def _record(self, exchange: _Exchange, call: Call) -> None:
+        self.recorder.record(call)
+        if exchange.limits:
+            self.limiter.spend_tokens(exchange.limits, call.input_tokens + call.output_tokens)
 
     @property
     def routes(self) -> list[Route]:
@@ -179,6 +198,16 @@ class Gateway:
         return Response(answer.content, answer.status_code, media_type="application/json")
 
     async def _proxy(self, request: Request, operation: Operation) -> Response:
+        key: GatewayKey | None = None
+        if self.keys.enforced:
+            key = self.keys.authenticate(request.headers.get("authorization"))
+            if key is None:
+                return openai_error(
+                    401,
+                    "missing or unknown gateway key: send Authorization: Bearer <your gateway key>",
+                    type_="invalid_request_error",
+                    code="invalid_api_key",
+                )
         raw = await request.body()
         if len(raw) > MAX_BODY_BYTES:
             return openai_error(
@@ -219,13 +248,30 @@ class Gateway:
                 type_="invalid_request_error",
                 code="model_not_found",
             )
+        attribution = read_attribution(request.headers, body)
+        if key is not None:
+            # A key's binding wins over what the request says about itself.
+            attribution = attribution.merged(team=key.team, user=key.user)
         exchange = _Exchange(
-            operation=operation,
-            model=model,
-            upstream=upstream,
-            attribution=read_attribution(request.headers, body),
-            body=body,
+            operation=operation, model=model, upstream=upstream, attribution=attribution, body=body
         )
+        exchange.limits = self.policy.limits(
+            key_name=key.name if key else None,
+            key_limits=(key.requests_per_minute, key.tokens_per_minute) if key else (None, None),
+            user=attribution.user,
+            team=attribution.team,
+        )
+        if exchange.limits:
+            decision = self.limiter.admit(exchange.limits)
+            if not decision.allowed:
+                limited = openai_error(
+                    429,
+                    f"rate limit: {decision.reason}",
+                    type_="requests",
+                    code="rate_limit_exceeded",
+                )
+                limited.headers["retry-after"] = str(decision.retry_after_s)
+                return limited
         stream = body.get("stream") is True
         injected = (
             stream
@@ -239,20 +285,20 @@ class Gateway:
             "POST",
             upstream.url(_PATHS[operation]),
             content=raw,
-            headers=self._headers(request, upstream),
+            headers=self._headers(request, upstream, pass_client_key=not self.keys.enforced),
             timeout=upstream.timeout_s,
         )
         try:
             answer = await self.client.send(outgoing, stream=True)
         except httpx.HTTPError as exc:
             info = classify_error(exc)
-            self.recorder.record(exchange.call(error=info))
+            self._record(exchange, exchange.call(error=info))
             return _unreachable(upstream, info)
         if answer.status_code >= 400:
             content = await answer.aread()
             await answer.aclose()
             refused = classify_response(answer.status_code, content)
-            self.recorder.record(exchange.call(error=refused, http_status=answer.status_code))
+            self._record(exchange, exchange.call(error=refused, http_status=answer.status_code))
             return Response(
                 content, answer.status_code, media_type=answer.headers.get("content-type")
             )
@@ -269,7 +315,7 @@ class Gateway:
             content = await answer.aread()
         except httpx.HTTPError as exc:
             info = classify_error(exc)
-            self.recorder.record(exchange.call(error=info))
+            self._record(exchange, exchange.call(error=info))
             return _unreachable(exchange.upstream, info)
         finally:
             await answer.aclose()
@@ -282,7 +328,7 @@ class Gateway:
             error = ErrorInfo(
                 INVALID_RESPONSE.error_type, answer.status_code, INVALID_RESPONSE.message
             )
-            self.recorder.record(exchange.call(error=error))
+            self._record(exchange, exchange.call(error=error))
         else:
             choices = parsed.get("choices")
             reason = (
@@ -322,7 +368,7 @@ class Gateway:
         finally:
             # Record first (no await), then close the upstream shielded: a client that went away
             # cancels this task, and every unshielded await would be cancelled again.
-            self.recorder.record(self._stream_call(exchange, relay, outcome, answer.status_code))
+            self._record(exchange, self._stream_call(exchange, relay, outcome, answer.status_code))
             with anyio.CancelScope(shield=True):
                 await answer.aclose()
 
@@ -358,7 +404,9 @@ class Gateway:
         return exchange.call(status="cancelled", **common)
 
     @staticmethod
-    def _headers(request: Request, upstream: Upstream) -> dict[str, str]:
+    def _headers(
+        request: Request, upstream: Upstream, *, pass_client_key: bool = True
+    ) -> dict[str, str]:
         headers = {
             key: value
             for key, value in request.headers.items()
@@ -367,8 +415,9 @@ class Gateway:
         key = upstream.api_key
         if key is not None:
             headers["authorization"] = f"Bearer {key}"
-        elif "authorization" in request.headers:
-            # No key configured for this upstream: the client's own key goes through (never stored).
+        elif pass_client_key and "authorization" in request.headers:
+            # No gateway keys and no upstream key: the client's own key goes through (never
+            # stored). With gateway keys, the client's header is a gateway key: never forwarded.
             headers["authorization"] = request.headers["authorization"]
         return headers
 
