@@ -1,6 +1,7 @@
 """The ``aivitals`` command line: `app` holds the commands, registered by the modules below."""
 
 from aivitals.cli import history as _history  # noqa: F401  # registers report, calls, export
+from aivitals.cli import serve as _serve  # noqa: F401  # registers serve
 from aivitals.cli.app import app, main
 
 __all__ = ["app", "main"]

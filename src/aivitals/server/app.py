@@ -1,0 +1,105 @@
+"""`create_app`: the server as an ASGI app, from a runtime and an optional store.
+
+The app holds no globals: everything it uses arrives as an argument and lives in its
+`ServerContext`. Later slices (the gateway, keys, rate limits, budgets, the cache) add their
+routers and middleware here, and their readiness checks to ``checks``.
+
+>>> from fastapi.testclient import TestClient
+>>> from aivitals.recorder import Recorder
+>>> from aivitals.sdk.context import Attribution
+>>> from aivitals.sdk.runtime import Runtime
+>>> from aivitals.sinks.prometheus import PrometheusSink
+>>> sink = PrometheusSink()
+>>> runtime = Runtime(recorder=Recorder(inline_sinks=[sink]), prometheus=sink, windows=None,
+...                   defaults=Attribution())
+>>> client = TestClient(create_app(runtime=runtime, store=None))
+>>> client.post("/api/v1/calls", json={"provider": "openai", "model": "gpt-4o-mini",
+...                                    "latency_ms": 420.0}).status_code
+202
+>>> runtime.recorder.close()
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from datetime import datetime
+from functools import partial
+from importlib.metadata import version
+
+import anyio.to_thread
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from aivitals.model import utc_now
+from aivitals.sdk.runtime import Runtime
+from aivitals.server import ingest, ops, read
+from aivitals.server.context import ReadinessCheck, ServerContext
+from aivitals.server.errors import install_error_handlers
+from aivitals.server.limits import BodyLimitMiddleware
+from aivitals.server.metrics import MetricsMiddleware, ServerMetrics
+from aivitals.store.sql import SqlStore
+
+MAX_BODY_BYTES = 5 * 1024 * 1024
+"""Largest request body the API reads (a full batch of 1,000 calls is about 1 MB)."""
+
+
+def create_app(
+    *,
+    runtime: Runtime,
+    store: SqlStore | None,
+    registry: CollectorRegistry | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    queue_limit: int | None = None,
+    close_on_shutdown: bool = False,
+    now: Callable[[], datetime] = utc_now,
+    checks: Mapping[str, ReadinessCheck] | None = None,
+) -> FastAPI:
+    """The aivitals server: ingest into ``runtime``, read from ``store``, metrics and health.
+
+    ``registry`` receives the server's own metrics (a fresh one by default); the runtime's
+    Prometheus metrics are exposed through it too. ``queue_limit``: see `ServerContext`.
+    ``close_on_shutdown`` closes the runtime's recorder (flushing every recorded call to the
+    store) when the ASGI server shuts down, after the last in-flight request. ``checks`` are added
+    to ``/readyz``, after the store's.
+    """
+    metrics = ServerMetrics(registry=registry)
+    if runtime.prometheus is not None:
+        metrics.expose(runtime.prometheus.registry)
+    readiness: dict[str, ReadinessCheck] = {}
+    if store is not None:
+        readiness["store"] = partial(ops.check_store, store)
+    readiness.update(checks or {})
+    context = ServerContext(
+        runtime=runtime,
+        store=store,
+        metrics=metrics,
+        queue_limit=queue_limit,
+        now=now,
+        checks=readiness,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if close_on_shutdown:
+            # Blocks until the store has every call: off the loop, which is idle by now anyway.
+            await anyio.to_thread.run_sync(runtime.recorder.close)
+
+    app = FastAPI(
+        title="aivitals",
+        version=version("aivitals"),
+        summary="Ingest and query LLM calls; Prometheus metrics; health.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.context = context
+    install_error_handlers(app)
+    app.include_router(ingest.router)
+    app.include_router(read.router)
+    app.include_router(ops.router)
+    # The last added runs first: every request is counted, refused bodies included.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

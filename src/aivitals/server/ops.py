@@ -1,0 +1,72 @@
+"""Operations: ``GET /metrics`` for Prometheus, ``/healthz`` (alive) and ``/readyz`` (can work).
+
+``/readyz`` runs the context's readiness checks (the store answers a trivial query, when there is
+one; later slices add theirs, such as configured upstreams) and answers 503 naming each failure,
+so a load balancer stops sending traffic to a replica whose store is gone.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from prometheus_client.exposition import choose_encoder
+from starlette.responses import Response
+
+from aivitals.server.context import Context
+from aivitals.server.encoding import JsonResponse
+from aivitals.store import schema
+from aivitals.store.engine import store_error
+from aivitals.store.sql import SqlStore
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", response_class=Response)
+def get_metrics(request: Request, context: Context) -> Response:
+    """Every metric in one scrape: the calls' (aivitals_*), the server's and the process's."""
+    encode, content_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(encode(context.metrics.registry), media_type=content_type)
+
+
+@router.get("/healthz", response_class=JsonResponse)
+async def get_healthz() -> JsonResponse:
+    """Liveness: the process answers HTTP."""
+    return JsonResponse({"status": "ok"})
+
+
+@router.get(
+    "/readyz",
+    response_class=JsonResponse,
+    responses={503: {"description": "A check failed; the body names it and says why."}},
+)
+def get_readyz(context: Context) -> JsonResponse:
+    """Readiness: every check passes (the store answers, when there is one)."""
+    results: dict[str, str] = {}
+    failed: list[str] = []
+    for name, check in context.checks.items():
+        try:
+            check()
+        except Exception as exc:
+            results[name] = str(exc) or type(exc).__name__
+            failed.append(f"{name}: {results[name]}")
+        else:
+            results[name] = "ok"
+    if failed:
+        return JsonResponse(
+            {"status": "unready", "error": "; ".join(failed), "checks": results}, status_code=503
+        )
+    return JsonResponse({"status": "ready", "checks": results})
+
+
+def check_store(store: SqlStore) -> None:
+    """Raise unless ``store`` answers and still holds its tables.
+
+    `SqlStore.ping` alone passes on SQLite whatever the file holds (``SELECT 1`` never reads
+    it), so this also reads one row of ``calls``.
+    """
+    store.ping()
+    try:
+        with store.engine.connect() as connection:
+            connection.execute(sa.select(schema.calls.c.id).limit(1)).all()
+    except Exception as exc:
+        raise store_error(exc, doing="reading", where=store.name) from exc

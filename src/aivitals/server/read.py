@@ -1,0 +1,143 @@
+"""The store's queries over HTTP: ``/api/v1/summary``, ``/breakdown``, ``/timeseries``, ``/calls``.
+
+Parameters read as the CLI's options do (`parse_since`, `parse_where`, `check_by`): ``since=24h``,
+``where=team=search`` (repeatable), ``by=model,feature``. A parameter the queries refuse is a 422
+naming it; a server started without a store answers 503. Every answer echoes the window and the
+filters it used, and writes money as JSON numbers (see `aivitals.server.encoding`).
+
+The handlers are plain functions: FastAPI runs them in its thread pool, off the event loop, while
+they wait on the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from aivitals.query import Filters, Queries, QueryError, Window, check_by, parse_since, parse_where
+from aivitals.server.context import Context, ServerContext
+from aivitals.server.encoding import JsonResponse
+from aivitals.server.errors import ApiError, bad_field
+from aivitals.store.errors import StoreError
+
+router = APIRouter(prefix="/api/v1", tags=["read"], default_response_class=JsonResponse)
+
+T = TypeVar("T")
+
+Since = Annotated[
+    str,
+    Query(description="How far back: 30m, 24h, 7d, 2w, or an ISO date or time (UTC if no offset)."),
+]
+Where = Annotated[
+    list[str] | None,
+    Query(
+        description="Keep only calls where FIELD=VALUE (repeatable): model, provider, feature, "
+        "team, user, prompt_version, environment, status, error_type, operation."
+    ),
+]
+By = Annotated[str, Query(description="Fields to group by, comma-separated.")]
+
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    422: {"description": "A parameter the queries cannot use; the message says which."},
+    503: {"description": "No store configured (start with --db), or the store cannot be reached."},
+}
+
+
+@router.get("/summary", responses=_ANSWERS)
+def get_summary(context: Context, since: Since = "24h", where: Where = None) -> Response:
+    """Counts, spend, tokens, latency, speed, cache and quality of the window's calls."""
+
+    def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
+        return {"summary": queries.summary(window, filters)}
+
+    return _answer(context, since, where, answer)
+
+
+@router.get("/breakdown", responses=_ANSWERS)
+def get_breakdown(
+    context: Context,
+    since: Since = "24h",
+    where: Where = None,
+    by: By = "model",
+) -> Response:
+    """The summary's measures per combination of ``by`` values, most expensive first."""
+    fields = _by(by)
+
+    def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
+        return {"by": fields, "rows": queries.breakdown(window, filters, fields)}
+
+    return _answer(context, since, where, answer)
+
+
+@router.get("/timeseries", responses=_ANSWERS)
+def get_timeseries(
+    context: Context,
+    since: Since = "24h",
+    where: Where = None,
+    step: Annotated[str, Query(description="Bucket size: minute, hour or day (UTC).")] = "hour",
+    by: Annotated[str | None, Query(description="One field to split each bucket by.")] = None,
+) -> Response:
+    """Calls, errors, spend, tokens and latency percentiles per ``step`` (and ``by`` value)."""
+    group = _by(by)[0] if by else None
+
+    def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
+        points = queries.timeseries(window, filters, step, group)
+        return {"step": step, "by": group, "points": points}
+
+    return _answer(context, since, where, answer)
+
+
+@router.get("/calls", responses=_ANSWERS)
+def get_calls(
+    context: Context,
+    since: Since = "1h",
+    where: Where = None,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="Calls per page.")] = 50,
+    offset: Annotated[int, Query(ge=0, description="Skip this many newest calls.")] = 0,
+) -> Response:
+    """A page of the window's calls, newest first, each with its quality scores."""
+
+    def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
+        page = queries.calls(window, filters, limit=limit, offset=offset)
+        return {"limit": limit, "offset": offset, "calls": page}
+
+    return _answer(context, since, where, answer)
+
+
+def _answer(
+    context: ServerContext,
+    since: str,
+    where: list[str] | None,
+    answer: Callable[[Queries, Window, Filters], dict[str, Any]],
+) -> Response:
+    queries = context.queries
+    if queries is None:
+        raise ApiError(
+            503, "this server keeps no store, so it has no history to read: start it with --db"
+        )
+    window = _checked(lambda: parse_since(since, now=context.now()))
+    filters = _checked(lambda: parse_where(where or []))
+    try:
+        document = _checked(lambda: answer(queries, window, filters))
+    except StoreError as exc:
+        raise ApiError(503, str(exc)) from None
+    return JsonResponse({"window": window, "filters": dict(filters.items()), **document})
+
+
+def _by(text: str) -> tuple[str, ...]:
+    return _checked(lambda: check_by([name.strip() for name in text.split(",") if name.strip()]))
+
+
+def _checked(run: Callable[[], T]) -> T:
+    """``run()``, with a `QueryError` turned into a 422 naming the parameter."""
+    try:
+        return run()
+    except QueryError as exc:
+        # The queries' messages start with the CLI option they are about ("--where: ...").
+        message = str(exc).removeprefix("--")
+        name, sep, _ = message.partition(":")
+        field = f"query.{name}" if sep and name.isidentifier() else "query"
+        raise ApiError(422, message, fields=[bad_field(field, message)]) from None

@@ -1,0 +1,87 @@
+"""Builders for the server tests: an app over a fresh runtime and SQLite store, and a fixed clock.
+
+No test here; the server test modules import from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+
+from aivitals.query import Queries, parse_since
+from aivitals.query.calls import CallWithScores
+from aivitals.recorder import Recorder
+from aivitals.sdk.context import Attribution
+from aivitals.sdk.runtime import Runtime
+from aivitals.server import create_app
+from aivitals.sinks.prometheus import PrometheusSink
+from aivitals.sinks.store import StoreSink
+from aivitals.store.sql import SqlStore
+
+NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
+
+
+def build_runtime(store: SqlStore | None) -> Runtime:
+    """What `aivitals.configure` builds, minus the process-wide handle: nothing global."""
+    sink = PrometheusSink()
+    batch = [StoreSink(store)] if store is not None else []
+    recorder = Recorder(inline_sinks=[sink], batch_sinks=batch, flush_interval_s=0.05)
+    sink.watch(recorder)
+    return Runtime(recorder=recorder, prometheus=sink, windows=None, defaults=Attribution())
+
+
+@dataclass
+class Served:
+    client: TestClient
+    runtime: Runtime
+    store: SqlStore | None
+    registry: CollectorRegistry
+
+    def stored(self, since: str = "7d") -> list[CallWithScores]:
+        """Every stored call of the window before `NOW`, once the recorder has delivered."""
+        assert self.runtime.recorder.flush(timeout_s=10)
+        assert self.store is not None
+        window = parse_since(since, now=NOW)
+        return Queries(self.store.engine).calls(window, limit=10_000)
+
+
+@contextmanager
+def serve_app(store: SqlStore | None, **options: Any) -> Iterator[Served]:
+    """An app over ``store`` (closed afterwards) with a fresh runtime, its clock at `NOW`."""
+    runtime = build_runtime(store)
+    registry = CollectorRegistry()
+    app = create_app(runtime=runtime, store=store, registry=registry, now=lambda: NOW, **options)
+    try:
+        yield Served(TestClient(app), runtime, store, registry)
+    finally:
+        runtime.recorder.close()
+        if store is not None:
+            store.close()
+
+
+@contextmanager
+def served_at(path: Path) -> Iterator[Served]:
+    """An app over a fresh SQLite store at ``path``, its clock at `NOW`."""
+    with serve_app(SqlStore.open(path)) as served:
+        yield served
+
+
+def call_json(**overrides: Any) -> dict[str, Any]:
+    """A call as JSON, started 10 minutes before `NOW`."""
+    body: dict[str, Any] = {
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "latency_ms": 250.0,
+        "input_tokens": 1000,
+        "output_tokens": 100,
+        "started_at": "2026-11-03T11:50:00+00:00",
+    }
+    body.update(overrides)
+    return body
