@@ -9,6 +9,9 @@
 | ``AIVITALS_ENVIRONMENT`` | default ``environment`` attribution (``prod``, ``staging``...) | none |
 | ``AIVITALS_TIMEZONE`` | IANA zone where budget days and months begin | ``UTC`` |
 | ``AIVITALS_STORE`` | the store: a SQLite file path or a SQLAlchemy URL | ``./aivitals.db`` for the CLI; none for the SDK |
+| ``AIVITALS_ENDPOINT`` | send calls and scores to the aivitals server at this URL | off |
+| ``AIVITALS_API_KEY`` | the server's API key (sent as ``Authorization: Bearer``) | none |
+| ``AIVITALS_SPOOL_DIR`` | where undelivered batches wait for the server | ``~/.cache/aivitals/spool/<hash>`` |
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ class EnvSettings:
     environment: str | None = None
     timezone: str = "UTC"
     store: str | None = None
+    endpoint: str | None = None
+    api_key: str | None = None
+    spool_dir: str | None = None
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -60,6 +66,9 @@ def read_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
         environment=env.get("AIVITALS_ENVIRONMENT") or None,
         timezone=timezone,
         store=env.get("AIVITALS_STORE") or None,
+        endpoint=env.get("AIVITALS_ENDPOINT", "").strip() or None,
+        api_key=env.get("AIVITALS_API_KEY", "").strip() or None,
+        spool_dir=env.get("AIVITALS_SPOOL_DIR") or None,
     )
 
 

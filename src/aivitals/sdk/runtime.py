@@ -60,6 +60,9 @@ def configure(
     log_to: str | Path | None = None,
     store: str | Path | None = None,
     retention_days: float | None = None,
+    endpoint: str | None = None,
+    api_key: str | None = None,
+    spool_dir: str | Path | None = None,
     price_overrides: str | Path | None = None,
     windows_minutes: int = 60,
     timezone: str | None = None,
@@ -83,8 +86,10 @@ def configure(
     (inline or batch) to the defaults: Prometheus metrics and live windows, plus a JSON log when
     ``log_to`` is ``"stderr"``, ``"stdout"`` or a file path, and the store (history for
     ``aivitals report``) when ``store`` is a SQLite path or a SQLAlchemy URL; raw calls older
-    than ``retention_days`` are then deleted (rollups are kept). A bad setting raises `ConfigError`
-    here, at start-up, never later inside a recorded call.
+    than ``retention_days`` are then deleted (rollups are kept). With ``endpoint`` (the aivitals
+    server's URL), calls and scores are also sent there, ``api_key`` as a bearer token; batches
+    the server cannot take now wait on disk in ``spool_dir`` (see ``docs/exporter.md``). A bad
+    setting raises `ConfigError` here, at start-up, never later inside a recorded call.
     """
     global _runtime  # the one process-wide handle, set at start-up only
     env = read_env()
@@ -103,6 +108,11 @@ def configure(
     store_target = store or env.store
     if store_target is not None:
         batch.append(_store_sink(store_target, retention_days))
+    endpoint_target = endpoint or env.endpoint
+    if endpoint_target is not None:
+        batch.append(
+            _http_exporter(endpoint_target, api_key or env.api_key, spool_dir or env.spool_dir)
+        )
     for sink in sinks:
         if isinstance(sink, BatchSink):
             batch.append(sink)
@@ -209,6 +219,22 @@ def _store_sink(target: str | Path, retention_days: float | None) -> BatchSink:
         raise ConfigError(f"store: {exc}") from exc
     retention = timedelta(days=retention_days) if retention_days is not None else None
     return StoreSink(opened, retention=retention)
+
+
+def _http_exporter(endpoint: str, api_key: str | None, spool_dir: str | Path | None) -> BatchSink:
+    # Imported here: httpx is only paid for by processes that export.
+    try:
+        from aivitals.sinks.http import HttpExporter  # noqa: PLC0415
+    except ImportError as exc:
+        raise ConfigError(f"endpoint: sending to a server needs httpx ({exc})") from exc
+    try:
+        return HttpExporter(endpoint, api_key=api_key, spool_dir=spool_dir)
+    except ValueError as exc:
+        raise ConfigError(f"endpoint: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"spool_dir: {exc}; set spool_dir (or AIVITALS_SPOOL_DIR) to a writable directory"
+        ) from exc
 
 
 def _log_sink(target: str | Path) -> JsonLogSink:
