@@ -44,8 +44,8 @@ def serve(
     """
     from aivitals.sdk.runtime import configure  # noqa: PLC0415  # keeps `aivitals --help` fast
     from aivitals.server.app import create_app  # noqa: PLC0415
-    from aivitals.server.serve import bind  # noqa: PLC0415
     from aivitals.server.serve import serve as run  # noqa: PLC0415
+    from aivitals.serving import bind  # noqa: PLC0415
     from aivitals.store.errors import StoreError  # noqa: PLC0415
     from aivitals.store.sql import SqlStore  # noqa: PLC0415
 

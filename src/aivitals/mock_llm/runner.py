@@ -22,6 +22,7 @@ import uvicorn
 from aivitals.mock_llm.app import MockStats, create_app
 from aivitals.mock_llm.config import MockConfig
 from aivitals.mock_llm.streaming import cut_on_purpose
+from aivitals.serving import AnnouncingServer, bind, origin
 
 _STARTUP_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 10.0
@@ -42,36 +43,6 @@ def _quiet_requested_cuts() -> None:
     logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(existing, _CutFilter) for existing in logger.filters):
         logger.addFilter(_CutFilter())
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that reports, once, when it is listening."""
-
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._on_started = on_started
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started:
-            self._on_started()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _origin(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _uvicorn_config(config: MockConfig, stats: MockStats, **options: Any) -> uvicorn.Config:
@@ -99,7 +70,7 @@ class MockServer:
         self._host = host
         self._port = port
         self._stats = MockStats()
-        self._server: _Server | None = None
+        self._server: AnnouncingServer | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
         self._failure: BaseException | None = None
@@ -115,11 +86,11 @@ class MockServer:
         """Bind, start the thread and wait until the server accepts connections."""
         if self._thread is not None:
             raise RuntimeError("MockServer is already running")
-        self._socket = _bind(self._host, self._port)
-        self.url = _origin(self._socket)
+        self._socket = bind(self._host, self._port)
+        self.url = origin(self._socket)
         started = threading.Event()
         # log_config=None: leave the process's logging handlers alone (pytest captures them).
-        self._server = _Server(
+        self._server = AnnouncingServer(
             _uvicorn_config(self.config, self._stats, log_config=None), started.set
         )
         _quiet_requested_cuts()
@@ -195,9 +166,9 @@ def serve(
     (SIGINT) shuts the server down and returns; port 0 picks a free port.
     """
     config = config or MockConfig()
-    sock = _bind(host, port)
-    base_url = _origin(sock) + "/v1"
-    server = _Server(
+    sock = bind(host, port)
+    base_url = origin(sock) + "/v1"
+    server = AnnouncingServer(
         _uvicorn_config(config, MockStats()),
         lambda: announce(f"aivitals mock-llm listening on {base_url}"),
     )

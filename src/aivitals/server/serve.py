@@ -15,39 +15,9 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp
 
+from aivitals.serving import AnnouncingServer, origin
+
 GRACEFUL_TIMEOUT_S = 30
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that reports, once, when it is listening."""
-
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
-        super().__init__(config)
-        self._on_started = on_started
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started:
-            self._on_started()
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening-ready socket on ``host:port`` (port 0: a free one); raises `OSError` if taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def origin(sock: socket.socket) -> str:
-    """``http://host:port`` of a bound socket."""
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
@@ -76,7 +46,9 @@ def serve(
         log_level=log_level,
         timeout_graceful_shutdown=graceful_timeout_s,
     )
-    server = _Server(config, lambda: announce(f"aivitals serve listening on {origin(sock)}"))
+    server = AnnouncingServer(
+        config, lambda: announce(f"aivitals serve listening on {origin(sock)}")
+    )
     # uvicorn re-raises the signal that stopped it once it has shut down. SIGTERM's default
     # action would end the process right there, before our caller's clean-up and with a
     # "killed" status; a Python handler turns it into a normal return (exit 0).
