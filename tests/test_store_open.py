@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sqlite3
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,10 @@ def meta_of(path: Path) -> dict[str, str]:
         return dict(connection.execute("SELECT key, value FROM meta").fetchall())
 
 
+LATEST = str(schema.SCHEMA_VERSION)
+NEXT = schema.SCHEMA_VERSION + 1
+
+
 def test_the_code_knows_the_schema_it_describes() -> None:
     assert migrations.latest_version(migrations.STEPS) == schema.SCHEMA_VERSION
 
@@ -35,12 +40,31 @@ def test_the_code_knows_the_schema_it_describes() -> None:
 def test_a_new_store_is_created_with_its_directory_and_marker(tmp_path: Path) -> None:
     path = tmp_path / "not" / "yet" / "aivitals.db"
     SqlStore.open(path).close()
-    assert meta_of(path) == {"marker": "aivitals-store", "schema_version": "1"}
+    assert meta_of(path) == {"marker": "aivitals-store", "schema_version": LATEST}
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     # Opening again finds it up to date and changes nothing.
     SqlStore.open(f"sqlite:///{path}").close()
-    assert meta_of(path)["schema_version"] == "1"
+    assert meta_of(path)["schema_version"] == LATEST
+
+
+def test_a_version_1_store_gains_saved_usd_and_keeps_its_calls(db: Path) -> None:
+    store = SqlStore.open(db)
+    store.write([make_call(), make_call()], [])
+    store.close()
+    # Turn it back into what aivitals 0.1 wrote: no saved_usd column, schema 1.
+    with sqlite3.connect(db) as connection:
+        connection.execute("ALTER TABLE calls DROP COLUMN saved_usd")
+        connection.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+
+    store = SqlStore.open(db)
+    store.write([make_call(saved_usd=Decimal("0.25"), cost_usd=Decimal(0))], [])
+    store.close()
+
+    assert meta_of(db)["schema_version"] == "2"
+    with sqlite3.connect(db) as connection:
+        saved = connection.execute("SELECT saved_usd FROM calls ORDER BY saved_usd").fetchall()
+    assert saved == [(None,), (None,), ("0.25",)]
 
 
 def add_region(connection: sqlalchemy.Connection) -> None:
@@ -61,12 +85,12 @@ def test_an_older_store_is_upgraded_without_losing_rows(
         runs.append(1)
         add_region(connection)
 
-    monkeypatch.setattr(migrations, "STEPS", ((2, step),))
+    monkeypatch.setattr(migrations, "STEPS", (*migrations.STEPS, (NEXT, step)))
     SqlStore.open(db).close()
-    SqlStore.open(db).close()  # already at 2: the step does not run again
+    SqlStore.open(db).close()  # already upgraded: the step does not run again
 
     assert runs == [1]
-    assert meta_of(db)["schema_version"] == "2"
+    assert meta_of(db)["schema_version"] == str(NEXT)
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT region, count(*) FROM calls").fetchall() == [("eu", 2)]
 
@@ -81,14 +105,16 @@ def test_a_failed_upgrade_leaves_the_store_as_it_was(
     def broken(connection: sqlalchemy.Connection) -> None:
         raise RuntimeError("no space for the new index")
 
-    monkeypatch.setattr(migrations, "STEPS", ((2, add_region), (3, broken)))
+    monkeypatch.setattr(
+        migrations, "STEPS", (*migrations.STEPS, (NEXT, add_region), (NEXT + 1, broken))
+    )
     with pytest.raises(StoreError) as error:
         SqlStore.open(db)
     assert str(error.value) == (
-        f"upgrading {db} from schema 2 to 3 failed (no space for the new index); "
+        f"upgrading {db} from schema {NEXT} to {NEXT + 1} failed (no space for the new index); "
         "the store is unchanged: please report this"
     )
-    assert meta_of(db)["schema_version"] == "1"
+    assert meta_of(db)["schema_version"] == LATEST
     with sqlite3.connect(db) as connection:
         columns = [row[1] for row in connection.execute("PRAGMA table_info(calls)")]
         assert "region" not in columns
@@ -102,7 +128,7 @@ def test_a_store_from_a_newer_aivitals_is_refused(db: Path) -> None:
     with pytest.raises(StoreError) as error:
         SqlStore.open(db)
     assert str(error.value) == (
-        f"{db} was written by a newer aivitals (schema 7, this one knows 1): upgrade aivitals"
+        f"{db} was written by a newer aivitals (schema 7, this one knows {LATEST}): upgrade aivitals"
     )
 
 

@@ -58,7 +58,7 @@ _TOKEN_FIELDS = (
     "cache_write_tokens",
     "reasoning_tokens",
 )
-_COST_FIELDS = ("cost_usd", "input_cost_usd", "output_cost_usd")
+_COST_FIELDS = ("cost_usd", "input_cost_usd", "output_cost_usd", "saved_usd")
 
 
 class InvalidRecord(ValueError):
@@ -87,7 +87,9 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
     ('ok', True)
 
     ``cost_usd`` stays ``None`` until the recorder prices the call, and stays ``None`` for good when
-    the model has no known price: a missing price is never replaced by a guess.
+    the model has no known price: a missing price is never replaced by a guess. A response-cache
+    hit costs nothing (``cost_usd`` 0) and carries in ``saved_usd`` what the answer it replayed
+    cost.
     """
 
     provider: str
@@ -111,6 +113,7 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
     cost_usd: Decimal | None = None
     input_cost_usd: Decimal | None = None
     output_cost_usd: Decimal | None = None
+    saved_usd: Decimal | None = None
     price_source: str | None = None
     status: Status = "ok"
     error_type: ErrorType | None = None
@@ -159,6 +162,7 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
             and _money_ok(self.cost_usd)
             and _money_ok(self.input_cost_usd)
             and _money_ok(self.output_cost_usd)
+            and _money_ok(self.saved_usd)
             and (self.cache is None or self.cache in CACHE_RESULTS)
             and (self.cache_level is None or self.cache_level in CACHE_LEVELS)
             and (

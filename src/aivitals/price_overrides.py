@@ -15,14 +15,14 @@ The same keys work in YAML under a top-level ``models:`` mapping. Overrides win 
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from aivitals.config_files import read_config_file, validation_problems
 
 
 class PriceFileError(ValueError):
@@ -70,23 +70,11 @@ def load_price_overrides(path: str | Path) -> dict[tuple[str | None, str], Rates
 
     Raises `PriceFileError` naming the file and the bad key when the file cannot be used.
     """
-    file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PriceFileError(
-            f"{file}: cannot read the price override file ({exc.strerror})"
-        ) from exc
-    try:
-        if file.suffix.lower() in (".yaml", ".yml"):
-            raw = yaml.safe_load(text) or {}
-        else:
-            raw = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise PriceFileError(
-            f"{file}: not valid {file.suffix.lstrip('.') or 'TOML'}: {exc}"
-        ) from exc
-    return parse_price_overrides(raw, origin=str(file))
+        raw = read_config_file(path, what="price override file")
+    except ValueError as exc:
+        raise PriceFileError(str(exc)) from exc
+    return parse_price_overrides(raw, origin=str(path))
 
 
 def parse_price_overrides(
@@ -96,11 +84,7 @@ def parse_price_overrides(
     try:
         parsed = _PriceFile.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise PriceFileError(f"{origin}: {problems}") from exc
+        raise PriceFileError(f"{origin}: {validation_problems(exc)}") from exc
     return {
         (entry.provider, name): Rates(
             input_mtok=entry.input,

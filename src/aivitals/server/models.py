@@ -85,6 +85,7 @@ class CallIn(_Body):
     cost_usd: Money | None = None
     input_cost_usd: Money | None = None
     output_cost_usd: Money | None = None
+    saved_usd: Money | None = None
     price_source: Annotated[str, _fits(_C, "price_source")] | None = None
     status: Status = "ok"
     error_type: ErrorType | None = None

@@ -100,6 +100,8 @@ class PrometheusSink(Collector):
             if call.cache is not None:
                 cache = (call.cache, call.cache_level or "")
                 series.cache[cache] = series.cache.get(cache, 0) + 1
+            if call.saved_usd:
+                series.saved += call.saved_usd
             if speed is not None:
                 series.output_speed.observe(speed)
             if utilisation is not None:
@@ -169,6 +171,11 @@ class PrometheusSink(Collector):
             "Response cache lookups by result (hit, miss, bypass) and level (exact, semantic).",
             labels=[*model, "result", "level"],
         )
+        saved = CounterMetricFamily(
+            "aivitals_cache_saved_usd",
+            "What response-cache hits saved: the cost of the answers they replayed.",
+            labels=model,
+        )
         speed = HistogramMetricFamily(
             "aivitals_output_tokens_per_second",
             "Generation speed: output tokens per second after the first token.",
@@ -200,11 +207,25 @@ class PrometheusSink(Collector):
             unpriced.add_metric(labels, one.unpriced)
             for (result, level), count in sorted(one.cache.items()):
                 cache.add_metric([*labels, result, level], count)
+            if one.saved:
+                saved.add_metric(labels, float(one.saved))
             one.output_speed.add_to(speed, labels)
             one.context.add_to(context, labels)
         for (provider, name), count in sorted(in_flight.items()):
             flight.add_metric([provider, name], count)
-        return [requests, duration, ttft, tokens, cost, unpriced, cache, speed, context, flight]
+        return [
+            requests,
+            duration,
+            ttft,
+            tokens,
+            cost,
+            unpriced,
+            cache,
+            saved,
+            speed,
+            context,
+            flight,
+        ]
 
 
 _ZERO = Decimal(0)
@@ -266,6 +287,7 @@ class _Series:
         "duration",
         "output_speed",
         "requests",
+        "saved",
         "tokens",
         "ttft",
         "unpriced",
@@ -279,6 +301,7 @@ class _Series:
         self.unpriced = 0
         self.cost: dict[tuple[str, str], Decimal] = {}
         self.cache: dict[tuple[str, str], int] = {}
+        self.saved = _ZERO
         self.output_speed = _Histogram(TOKENS_PER_SECOND_BUCKETS)
         self.context = _Histogram(RATIO_BUCKETS)
 
@@ -291,6 +314,7 @@ class _Series:
         other.unpriced = self.unpriced
         other.cost = dict(self.cost)
         other.cache = dict(self.cache)
+        other.saved = self.saved
         other.output_speed = self.output_speed.copy()
         other.context = self.context.copy()
         return other
@@ -305,6 +329,7 @@ class _Series:
             merged.cost[key] = merged.cost.get(key, _ZERO) + usd
         for key, count in other.cache.items():
             merged.cache[key] = merged.cache.get(key, 0) + count
+        merged.saved += other.saved
         merged.output_speed = self.output_speed.merged_with(other.output_speed)
         merged.context = self.context.merged_with(other.context)
         return merged

@@ -27,7 +27,12 @@ Step = Callable[[sqlalchemy.Connection], None]
 BASE_VERSION = 1
 """The version `schema` had before any step existed."""
 
-STEPS: Sequence[tuple[int, Step]] = ()
+def _add_saved_usd(connection: sqlalchemy.Connection) -> None:
+    """2: what a response-cache hit saved (the cost of the answer it replayed)."""
+    connection.execute(sqlalchemy.text("ALTER TABLE calls ADD COLUMN saved_usd VARCHAR(40)"))
+
+
+STEPS: Sequence[tuple[int, Step]] = ((2, _add_saved_usd),)
 """(version, step) pairs in increasing version order; each step upgrades version - 1 to version."""
 
 _LISTED_TABLES = 5

@@ -48,6 +48,7 @@ def call_row(call: Call) -> dict[str, Any]:
         "input_cost_usd": None if call.input_cost_usd is None else str(call.input_cost_usd),
         "output_cost_usd": None if call.output_cost_usd is None else str(call.output_cost_usd),
         "price_source": call.price_source,
+        "saved_usd": None if call.saved_usd is None else str(call.saved_usd),
         "status": call.status,
         "error_type": call.error_type,
         "error_message": call.error_message,
@@ -71,7 +72,7 @@ def row_call(row: Any) -> Call:
     data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
     started = datetime.fromtimestamp(data.pop("started_ms") / 1000, UTC)
     data.pop("cost_nusd", None)
-    for name in ("cost_usd", "input_cost_usd", "output_cost_usd"):
+    for name in ("cost_usd", "input_cost_usd", "output_cost_usd", "saved_usd"):
         data[name] = None if data[name] is None else Decimal(data[name])
     data["tags"] = json.loads(data["tags"]) if data.get("tags") else {}
     data["tokens_estimated"] = bool(data["tokens_estimated"])

@@ -33,7 +33,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STORE_MARKER = "aivitals-store"
 
 GRANULARITIES = (60, 3600, 86400)
@@ -80,6 +80,7 @@ calls = Table(
     Column("input_cost_usd", String(40)),
     Column("output_cost_usd", String(40)),
     Column("price_source", String(200)),
+    Column("saved_usd", String(40)),
     Column("status", String(16), nullable=False),
     Column("error_type", String(32)),
     Column("error_message", Text),
