@@ -1,14 +1,21 @@
-"""``aivitals serve``: the ingest and read API, /metrics and health checks, on one port."""
+"""``aivitals serve``: the gateway, the ingest and read API, /metrics and health checks, on one port."""
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from aivitals.cli.app import app, fail
 from aivitals.config import ConfigError, read_env
+
+if TYPE_CHECKING:
+    from aivitals.gateway.budgets import BudgetLedger
+    from aivitals.gateway.config import GatewayConfig
+    from aivitals.gateway.proxy import Gateway
+    from aivitals.recorder import Recorder
 
 DEFAULT_STORE = "./aivitals.db"
 # Calls waiting for the store before ingest answers 503 instead of dropping any.
@@ -21,6 +28,23 @@ def serve(
     port: Annotated[
         int, typer.Option(help="Port to listen on (0: any free port).", min=0, max=65535)
     ] = 8700,
+    upstream: Annotated[
+        str | None,
+        typer.Option(
+            help="Quick start: proxy /v1/... to this OpenAI-compatible base URL (e.g. "
+            "https://api.openai.com/v1), passing each client's own API key through.",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="The gateway's TOML or YAML file: upstreams, keys, limits, budgets, cache "
+            "(docs/gateway.md).",
+            show_default=False,
+        ),
+    ] = None,
     db: Annotated[
         str | None,
         typer.Option(
@@ -37,8 +61,10 @@ def serve(
         float | None, typer.Option(help="Delete raw calls older than this many days.")
     ] = None,
 ) -> None:
-    """Serve the ingest API (POST /api/v1/calls, /api/v1/scores), the read API, /metrics,
-    /healthz and /readyz. See docs/server.md.
+    """Serve the OpenAI-compatible gateway (/v1/chat/completions, /v1/completions,
+    /v1/embeddings, /v1/models) when --upstream or --config names an upstream, the ingest API
+    (POST /api/v1/calls, /api/v1/scores), the read API, /metrics, /healthz and /readyz.
+    See docs/gateway.md and docs/server.md.
 
     SIGTERM or Ctrl+C finishes in-flight requests, then writes every accepted call to the store.
     """
@@ -52,12 +78,13 @@ def serve(
     if workers != 1:
         raise fail(
             "--workers above 1 is not supported yet: run one `aivitals serve` per core, each "
-            "on its own --port and the same --db, behind your load balancer"
+            "on its own --port and the same --db, behind your load balancer (docs/gateway.md)"
         )
     if no_db and db is not None:
         raise fail("--db and --no-db go one at a time")
     try:
         target = None if no_db else (db or read_env().store or DEFAULT_STORE)
+        settings = _settings(config, upstream)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     try:
@@ -67,20 +94,84 @@ def serve(
             f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port"
         ) from None
     store = None
+    runtime = None
     try:
         store = SqlStore.open(target) if target is not None else None
-        runtime = configure(store=target, retention_days=retention_days, queue_size=QUEUE_LIMIT)
+        ledger = settings.build_budgets() if settings is not None else None
+        # The server records what it receives: never into an endpoint (itself, perhaps).
+        runtime = configure(
+            store=target if target is not None else False,
+            endpoint=False,
+            retention_days=retention_days,
+            queue_size=QUEUE_LIMIT,
+            timezone=settings.timezone if settings is not None else None,
+            sinks=[ledger] if ledger is not None else [],
+        )
+        gateway = None
+        if settings is not None:
+            gateway = _gateway(settings, runtime.recorder, upstream, ledger)
+            if ledger is not None and ledger.budgets and store is not None:
+                from aivitals.query import Queries  # noqa: PLC0415
+
+                ledger.reload(Queries(store.engine))
     except (StoreError, ConfigError) as exc:
         sock.close()
+        if runtime is not None:
+            runtime.recorder.close()
         if store is not None:
             store.close()
         raise fail(str(exc)) from None
     server = create_app(
-        runtime=runtime, store=store, queue_limit=QUEUE_LIMIT, close_on_shutdown=True
+        runtime=runtime,
+        store=store,
+        queue_limit=QUEUE_LIMIT,
+        close_on_shutdown=True,
+        gateway=gateway,
     )
+    if gateway is not None:
+        names = ", ".join(f"{u.name} ({u.base_url})" for u in gateway.upstreams.all)
+        say(f"aivitals gateway: /v1/... goes to {names}")
     try:
-        run(server, sock, announce=lambda line: print(line, file=sys.stderr, flush=True))
+        run(server, sock, announce=say)
     finally:
         runtime.recorder.close()
         if store is not None:
             store.close()
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _settings(config: Path | None, upstream: str | None) -> GatewayConfig | None:
+    """The gateway's settings from --config and/or --upstream; None for no gateway."""
+    from aivitals.gateway.config import (  # noqa: PLC0415
+        GatewayConfig,
+        load_gateway_config,
+    )
+
+    if config is None and upstream is None:
+        return None
+    settings = load_gateway_config(config) if config is not None else GatewayConfig()
+    if not settings.upstreams and upstream is None:
+        raise ConfigError(f"{config}: no [[upstreams]]: add one, or pass --upstream URL")
+    return settings
+
+
+def _gateway(
+    settings: GatewayConfig, recorder: Recorder, upstream: str | None, ledger: BudgetLedger | None
+) -> Gateway:
+    from aivitals.gateway.proxy import Gateway  # noqa: PLC0415
+    from aivitals.gateway.upstreams import Upstream  # noqa: PLC0415
+
+    quick = [Upstream(name="upstream", base_url=upstream)] if upstream is not None else []
+    cache, cache_routes = settings.build_cache()
+    return Gateway(
+        recorder=recorder,
+        upstreams=settings.build_upstreams(quick),
+        keys=settings.build_keys(),
+        policy=settings.build_policy(),
+        budgets=ledger,
+        cache=cache,
+        cache_routes=cache_routes,
+    )

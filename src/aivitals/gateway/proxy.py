@@ -1,4 +1,8 @@
-"""The gateway's OpenAI-compatible routes: forward, pass the answer through, record the call.
+"""The gateway's OpenAI-compatible routes: check, forward, pass the answer through, record the call.
+
+A request goes through its stages in order, each a trace span (`tracing`): ``auth`` (gateway
+keys), ``rate_limit``, ``budget``, ``cache_lookup``, ``upstream`` and ``response``. Any stage may
+answer by itself (401, 429, a cache hit) and the upstream then never sees the request.
 
 Streams pass through event by event as they arrive (never buffered whole). For a stream whose
 client did not ask for usage, the gateway asks the upstream for the final usage chunk and strips
@@ -10,158 +14,112 @@ is closed. Upstream errors reach the client with the upstream's status and body;
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
 from typing import Any
 
 import anyio
 import httpx
 import msgspec
+from opentelemetry import trace as otel
+from opentelemetry.trace import Span, SpanKind
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from aivitals.errors import INVALID_RESPONSE, ErrorInfo, classify_error, classify_response
-from aivitals.estimate import estimate_prompt_tokens
 from aivitals.gateway.attribution import read_attribution
+from aivitals.gateway.budgets import BudgetLedger
+from aivitals.gateway.cache import CachedAnswer, ResponseCache, cache_key
+from aivitals.gateway.exchange import PATHS, Exchange
 from aivitals.gateway.keys import GatewayKey, KeyRing
-from aivitals.gateway.limits import Limit, LimitPolicy, RateLimiter
+from aivitals.gateway.limits import LimitPolicy, RateLimiter
+from aivitals.gateway.metrics import GatewayMetrics
+from aivitals.gateway.replies import bad_request, openai_error, unreachable
 from aivitals.gateway.sse import StreamRelay
+from aivitals.gateway.tracing import TRACE_HEADER, RequestTrace, tracer_for, tracer_provider
 from aivitals.gateway.upstreams import Upstream, Upstreams
 from aivitals.model import Call, Operation, utc_now
 from aivitals.recorder import Recorder
-from aivitals.sdk.context import Attribution
-from aivitals.usage import TokenUsage, usage_from_openai
+from aivitals.usage import usage_from_openai
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
-_HOP_HEADERS = {"authorization", "host", "content-length", "connection", "accept-encoding"}
+CACHE_HEADER = "x-aivitals-cache"
+_HOP_HEADERS = {
+    "authorization",
+    "host",
+    "content-length",
+    "connection",
+    "accept-encoding",
+    "traceparent",
+    "tracestate",
+}
+_REQUIRED = {"chat": "messages", "text_completion": "prompt", "embeddings": "input"}
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
-def openai_error(status: int, message: str, *, type_: str, code: str | None = None) -> JSONResponse:
-    """An error in the shape OpenAI clients parse."""
-    return JSONResponse(
-        {"error": {"message": message, "type": type_, "param": None, "code": code}},
-        status_code=status,
-    )
-
-
-class _Exchange:
-    """One proxied request: what is known about it so far, and how to record it."""
-
-    __slots__ = (
-        "attribution",
-        "body",
-        "limits",
-        "model",
-        "operation",
-        "started_at",
-        "t0",
-        "ttft_ms",
-        "upstream",
-    )
-
-    def __init__(
-        self,
-        *,
-        operation: Operation,
-        model: str,
-        upstream: Upstream,
-        attribution: Attribution,
-        body: Mapping[str, Any],
-    ) -> None:
-        self.operation = operation
-        self.model = model
-        self.upstream = upstream
-        self.attribution = attribution
-        self.body = body
-        self.started_at = utc_now()
-        self.t0 = time.perf_counter()
-        self.ttft_ms: float | None = None
-        self.limits: list[Limit] = []
-
-    def call(
-        self,
-        *,
-        usage: TokenUsage | None = None,
-        estimated: bool = False,
-        status: str = "ok",
-        error: ErrorInfo | None = None,
-        response_model: str | None = None,
-        finish_reason: str | None = None,
-        http_status: int | None = None,
-    ) -> Call:
-        who = self.attribution
-        usage = usage or TokenUsage()
-        return Call(
-            provider=self.upstream.provider,
-            model=self.model,
-            operation=self.operation,
-            latency_ms=(time.perf_counter() - self.t0) * 1000.0,
-            started_at=self.started_at,
-            ttft_ms=self.ttft_ms,
-            response_model=response_model,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cached_input_tokens=usage.cached_input_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            tokens_estimated=estimated,
-            status="error" if error is not None else status,  # type: ignore[arg-type]  # a Status
-            error_type=error.error_type if error is not None else None,
-            error_message=error.message if error is not None else None,
-            http_status=http_status
-            if http_status is not None
-            else (error.http_status if error else None),
-            finish_reason=finish_reason,
-            endpoint=f"/v1/{_PATHS[self.operation]}",
-            user=who.user,
-            feature=who.feature,
-            team=who.team,
-            prompt_version=who.prompt_version,
-            environment=who.environment,
-            tags=dict(who.tags),
-        )
-
-    def estimated_usage(self, output_tokens: int) -> TokenUsage:
-        prompt = estimate_prompt_tokens(
-            self.body.get("messages"), self.body.get("prompt") or self.body.get("input")
-        )
-        return TokenUsage(input_tokens=prompt, output_tokens=output_tokens)
-
-
-_PATHS: dict[Operation, str] = {
-    "chat": "chat/completions",
-    "text_completion": "completions",
-    "embeddings": "embeddings",
-    "other": "",
-}
-
-
 class Gateway:
-    """The proxy: give it the recorder, the upstreams and an ``httpx.AsyncClient``; mount `routes`."""
+    """The proxy: give it the recorder and the upstreams; mount `routes`.
+
+    The upstream client is made by `start` on the serving event loop (or pass ``client``).
+
+    Optional parts: ``keys`` (gateway keys; none means the client's own key passes through),
+    ``limiter`` and ``policy`` (rate limits), ``budgets`` (a `BudgetLedger` that is also one of the
+    recorder's inline sinks, so it sees every priced call), ``cache`` with ``cache_routes`` (the
+    operations cached without being asked), ``tracer`` (spans; a private provider by default) and
+    ``metrics`` (refusal counters).
+    """
 
     def __init__(
         self,
         *,
         recorder: Recorder,
         upstreams: Upstreams,
-        client: httpx.AsyncClient,
+        client: httpx.AsyncClient | None = None,
         keys: KeyRing | None = None,
         limiter: RateLimiter | None = None,
         policy: LimitPolicy | None = None,
+        budgets: BudgetLedger | None = None,
+        cache: ResponseCache | None = None,
+        cache_routes: Iterable[Operation] = (),
+        tracer: otel.Tracer | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.recorder = recorder
         self.upstreams = upstreams
-        self.client = client
+        self._owns_client = client is None
+        self.client = client or _placeholder()
         self.keys = keys or KeyRing()
         self.limiter = limiter or RateLimiter()
         self.policy = policy or LimitPolicy()
+        self.budgets = budgets
+        self.cache = cache
+        self.cache_routes = frozenset(cache_routes)
+        self.tracer = tracer or tracer_for(tracer_provider())
+        self.metrics = metrics or GatewayMetrics()
+        if cache is not None:
+            self.metrics.watch_cache(lambda: len(cache), lambda: cache.bytes)
 
-    def _record(self, exchange: _Exchange, call: Call) -> None:
-        self.recorder.record(call)
-        if exchange.limits:
-            self.limiter.spend_tokens(exchange.limits, call.input_tokens + call.output_tokens)
+    async def start(self) -> None:
+        """Make the upstream client on the running loop (the app's start-up calls this)."""
+        if self._owns_client:
+            self.client = httpx.AsyncClient(
+                # Keep-alive connections to each upstream, enough for a busy gateway; a request
+                # past these waits for a free one (pool timeout: the upstream's own timeout).
+                limits=httpx.Limits(max_connections=512, max_keepalive_connections=256),
+                timeout=httpx.Timeout(600.0),
+                follow_redirects=False,
+            )
+
+    async def stop(self) -> None:
+        if self._owns_client:
+            await self.client.aclose()
+
+    def check_upstreams(self) -> None:
+        """Raises `ConfigError` when an upstream's key variable is unset (``/readyz``)."""
+        for upstream in self.upstreams.all:
+            _ = upstream.api_key
 
     @property
     def routes(self) -> list[Route]:
@@ -182,6 +140,11 @@ class Gateway:
         return await self._proxy(request, "embeddings")
 
     async def models(self, request: Request) -> Response:
+        if (
+            self.keys.enforced
+            and self.keys.authenticate(request.headers.get("authorization")) is None
+        ):
+            return self._no_key()
         listed = self.upstreams.models()
         if listed:
             data = [
@@ -191,69 +154,67 @@ class Gateway:
         upstream = self.upstreams.all[0]
         try:
             answer = await self.client.get(
-                upstream.url("models"), headers=self._headers(request, upstream)
+                upstream.url("models"),
+                headers=self._headers(request, upstream, pass_client_key=not self.keys.enforced),
             )
         except httpx.HTTPError as exc:
-            return _unreachable(upstream, classify_error(exc))
+            return unreachable(upstream, classify_error(exc))
         return Response(answer.content, answer.status_code, media_type="application/json")
 
+    # -- the stages ------------------------------------------------------------------------------
+
     async def _proxy(self, request: Request, operation: Operation) -> Response:
+        t0 = time.perf_counter()
+        started_at = utc_now()
+        trace = RequestTrace(self.tracer, request.headers, f"gateway {operation}")
+        response = await self._handle(request, operation, trace, t0, started_at)
+        response.headers[TRACE_HEADER] = trace.trace_id
+        return response
+
+    async def _handle(
+        self,
+        request: Request,
+        operation: Operation,
+        trace: RequestTrace,
+        t0: float,
+        started_at: Any,
+    ) -> Response:
         key: GatewayKey | None = None
         if self.keys.enforced:
-            key = self.keys.authenticate(request.headers.get("authorization"))
+            with trace.stage("auth"):
+                key = self.keys.authenticate(request.headers.get("authorization"))
             if key is None:
-                return openai_error(
-                    401,
-                    "missing or unknown gateway key: send Authorization: Bearer <your gateway key>",
-                    type_="invalid_request_error",
-                    code="invalid_api_key",
-                )
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            return openai_error(
-                413,
-                f"request body is over {MAX_BODY_BYTES // 1024 // 1024} MB",
-                type_="invalid_request_error",
-            )
-        try:
-            body = _decode(raw)
-        except msgspec.DecodeError as exc:
-            return openai_error(
-                400, f"request body is not valid JSON: {exc}", type_="invalid_request_error"
-            )
-        if not isinstance(body, dict):
-            return openai_error(
-                400, "request body must be a JSON object", type_="invalid_request_error"
-            )
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            return openai_error(
-                400,
-                "missing required field: model",
-                type_="invalid_request_error",
-                code="missing_model",
-            )
-        required = {"chat": "messages", "text_completion": "prompt", "embeddings": "input"}[
-            operation
-        ]
-        if not body.get(required):
-            return openai_error(
-                400, f"missing required field: {required}", type_="invalid_request_error"
-            )
+                return self._refuse(trace, "auth", self._no_key())
+        parsed = await self._parse(request, operation)
+        if isinstance(parsed, Response):
+            return self._refuse(trace, "bad_request", parsed)
+        body, raw = parsed
+        model: str = body["model"]
         upstream = self.upstreams.route(model)
         if upstream is None:
-            return openai_error(
-                404,
-                f"no configured upstream serves model {model!r}",
-                type_="invalid_request_error",
-                code="model_not_found",
+            return self._refuse(
+                trace,
+                "bad_request",
+                bad_request(
+                    f"no configured upstream serves model {model!r}",
+                    code="model_not_found",
+                    status=404,
+                ),
             )
+        trace.root.update_name(f"{operation} {model}")
         attribution = read_attribution(request.headers, body)
         if key is not None:
             # A key's binding wins over what the request says about itself.
             attribution = attribution.merged(team=key.team, user=key.user)
-        exchange = _Exchange(
-            operation=operation, model=model, upstream=upstream, attribution=attribution, body=body
+        exchange = Exchange(
+            operation=operation,
+            model=model,
+            upstream=upstream,
+            attribution=attribution,
+            body=body,
+            trace=trace,
+            t0=t0,
+            started_at=started_at,
         )
         exchange.limits = self.policy.limits(
             key_name=key.name if key else None,
@@ -262,105 +223,241 @@ class Gateway:
             team=attribution.team,
         )
         if exchange.limits:
-            decision = self.limiter.admit(exchange.limits)
+            with trace.stage("rate_limit"):
+                decision = self.limiter.admit(exchange.limits)
             if not decision.allowed:
                 limited = openai_error(
                     429,
                     f"rate limit: {decision.reason}",
                     type_="requests",
                     code="rate_limit_exceeded",
+                    headers={"retry-after": str(decision.retry_after_s)},
                 )
-                limited.headers["retry-after"] = str(decision.retry_after_s)
-                return limited
+                return self._refuse(trace, "rate_limit", limited)
+        if self.budgets is not None and self.budgets.budgets:
+            with trace.stage("budget"):
+                over = self.budgets.check(
+                    user=attribution.user, team=attribution.team, feature=attribution.feature
+                )
+            if over is not None:
+                refused = openai_error(
+                    429,
+                    f"budget exceeded: {over.message}",
+                    type_="insufficient_quota",
+                    code="budget_exceeded",
+                    # openai clients would otherwise retry at once: nothing changes before reset.
+                    headers={"retry-after": str(over.retry_after_s), "x-should-retry": "false"},
+                )
+                return self._refuse(trace, "budget", refused)
+        if self.cache is not None:
+            hit = self._lookup(request, exchange)
+            if hit is not None:
+                return self._replay(exchange, hit)
+        return await self._forward(request, exchange, raw)
+
+    async def _parse(
+        self, request: Request, operation: Operation
+    ) -> tuple[dict[str, Any], bytes] | Response:
+        too_large = bad_request(
+            f"request body is over {MAX_BODY_BYTES // 1024 // 1024} MB", status=413
+        )
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return too_large
+        parts: list[bytes] = []
+        size = 0
+        async for part in request.stream():
+            size += len(part)
+            if size > MAX_BODY_BYTES:  # counted as it arrives: never held whole
+                return too_large
+            parts.append(part)
+        raw = b"".join(parts)
+        try:
+            body = _decode(raw)
+        except msgspec.DecodeError as exc:
+            return bad_request(f"request body is not valid JSON: {exc}")
+        if not isinstance(body, dict):
+            return bad_request("request body must be a JSON object")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return bad_request("missing required field: model", code="missing_model")
+        required = _REQUIRED[operation]
+        if not body.get(required):
+            return bad_request(f"missing required field: {required}")
+        return body, raw
+
+    def _lookup(self, request: Request, exchange: Exchange) -> CachedAnswer | None:
+        assert self.cache is not None
+        asked = request.headers.get(CACHE_HEADER, "").strip().lower()
+        if asked in ("off", "no", "false", "0"):
+            if exchange.operation in self.cache_routes:
+                exchange.cache = "bypass"
+            return None
+        if asked not in ("on", "yes", "true", "1") and exchange.operation not in self.cache_routes:
+            return None
+        exchange.cache_key = cache_key(exchange.operation, exchange.body)
+        with exchange.trace.stage("cache_lookup") as span:
+            hit = self.cache.get(exchange.cache_key)
+            span.set_attribute("aivitals.cache", "hit" if hit else "miss")
+        exchange.cache = "hit" if hit is not None else "miss"
+        return hit
+
+    def _replay(self, exchange: Exchange, hit: CachedAnswer) -> Response:
+        span = exchange.trace.start("response")
+        if not hit.stream:
+            self._record(
+                exchange,
+                exchange.call(
+                    response_model=hit.response_model,
+                    finish_reason=hit.finish_reason,
+                    http_status=200,
+                    saved_usd=hit.cost_usd,
+                ),
+                span,
+            )
+            return Response(hit.chunks[0], 200, media_type=hit.media_type)
+
+        async def events() -> AsyncIterator[bytes]:
+            outcome = "ok"
+            try:
+                for index, chunk in enumerate(hit.chunks):
+                    if index == 0:
+                        exchange.ttft_ms = (time.perf_counter() - exchange.t0) * 1000.0
+                    yield chunk
+            except BaseException:
+                outcome = "cancelled"
+                raise
+            finally:
+                call = exchange.call(
+                    status=outcome,
+                    response_model=hit.response_model,
+                    finish_reason=hit.finish_reason,
+                    http_status=200,
+                    saved_usd=hit.cost_usd,
+                )
+                self._record(exchange, call, span)
+
+        return StreamingResponse(events(), 200, media_type=hit.media_type)
+
+    async def _forward(self, request: Request, exchange: Exchange, raw: bytes) -> Response:
+        body = exchange.body
         stream = body.get("stream") is True
         injected = (
             stream
-            and operation != "embeddings"
+            and exchange.operation != "embeddings"
             and not isinstance(body.get("stream_options"), dict)
         )
         if injected:
-            body["stream_options"] = {"include_usage": True}
-            raw = _encode(body)
+            raw = _encode({**body, "stream_options": {"include_usage": True}})
+        upstream = exchange.upstream
+        headers = self._headers(request, upstream, pass_client_key=not self.keys.enforced)
+        span = exchange.trace.start("upstream", kind=SpanKind.CLIENT)
+        span.set_attribute("server.address", upstream.name)
+        exchange.trace.propagate(span, headers)
         outgoing = self.client.build_request(
             "POST",
-            upstream.url(_PATHS[operation]),
+            upstream.url(PATHS[exchange.operation]),
             content=raw,
-            headers=self._headers(request, upstream, pass_client_key=not self.keys.enforced),
+            headers=headers,
             timeout=upstream.timeout_s,
         )
         try:
             answer = await self.client.send(outgoing, stream=True)
         except httpx.HTTPError as exc:
+            span.end()
             info = classify_error(exc)
             self._record(exchange, exchange.call(error=info))
-            return _unreachable(upstream, info)
+            return unreachable(upstream, info)
+        span.set_attribute("http.response.status_code", answer.status_code)
+        span.end()
+        replying = exchange.trace.start("response")
         if answer.status_code >= 400:
             content = await answer.aread()
             await answer.aclose()
             refused = classify_response(answer.status_code, content)
-            self._record(exchange, exchange.call(error=refused, http_status=answer.status_code))
+            self._record(
+                exchange, exchange.call(error=refused, http_status=answer.status_code), replying
+            )
             return Response(
                 content, answer.status_code, media_type=answer.headers.get("content-type")
             )
         if stream:
+            relay = StreamRelay(strip_usage=injected)
             return StreamingResponse(
-                self._relay(answer, exchange, StreamRelay(strip_usage=injected)),
+                self._relay(answer, exchange, relay, replying),
                 status_code=answer.status_code,
                 media_type="text/event-stream",
             )
-        return await self._whole(answer, exchange)
+        return await self._whole(answer, exchange, replying)
 
-    async def _whole(self, answer: httpx.Response, exchange: _Exchange) -> Response:
+    async def _whole(self, answer: httpx.Response, exchange: Exchange, span: Span) -> Response:
         try:
             content = await answer.aread()
         except httpx.HTTPError as exc:
             info = classify_error(exc)
-            self._record(exchange, exchange.call(error=info))
-            return _unreachable(exchange.upstream, info)
+            self._record(exchange, exchange.call(error=info), span)
+            return unreachable(exchange.upstream, info)
         finally:
             await answer.aclose()
         try:
             parsed = _decode(content)
         except msgspec.DecodeError:
             parsed = None
+        media_type = answer.headers.get("content-type") or "application/json"
         if not isinstance(parsed, dict):
             # Passed through as the upstream sent it; recorded as what it is.
             error = ErrorInfo(
                 INVALID_RESPONSE.error_type, answer.status_code, INVALID_RESPONSE.message
             )
-            self._record(exchange, exchange.call(error=error))
-        else:
-            choices = parsed.get("choices")
-            reason = (
-                choices[0].get("finish_reason")
-                if choices and isinstance(choices[0], dict)
-                else None
+            self._record(exchange, exchange.call(error=error), span)
+            return Response(content, answer.status_code, media_type=media_type)
+        choices = parsed.get("choices")
+        reason = (
+            choices[0].get("finish_reason") if choices and isinstance(choices[0], dict) else None
+        )
+        model = parsed.get("model")
+        recorded = self._record(
+            exchange,
+            exchange.call(
+                usage=usage_from_openai(parsed.get("usage")),
+                response_model=model if isinstance(model, str) else None,
+                finish_reason=reason if isinstance(reason, str) else None,
+                http_status=answer.status_code,
+            ),
+            span,
+        )
+        if exchange.cache == "miss" and exchange.cache_key is not None and self.cache is not None:
+            self.cache.put(
+                exchange.cache_key,
+                CachedAnswer(
+                    chunks=(content,),
+                    media_type=media_type,
+                    stream=False,
+                    cost_usd=recorded.cost_usd,
+                    response_model=recorded.response_model,
+                    finish_reason=recorded.finish_reason,
+                ),
             )
-            self.recorder.record(
-                exchange.call(
-                    usage=usage_from_openai(parsed.get("usage")),
-                    response_model=parsed.get("model")
-                    if isinstance(parsed.get("model"), str)
-                    else None,
-                    finish_reason=reason if isinstance(reason, str) else None,
-                    http_status=answer.status_code,
-                )
-            )
-        return Response(content, answer.status_code, media_type=answer.headers.get("content-type"))
+        return Response(content, answer.status_code, media_type=media_type)
 
     async def _relay(
-        self, answer: httpx.Response, exchange: _Exchange, relay: StreamRelay
+        self, answer: httpx.Response, exchange: Exchange, relay: StreamRelay, span: Span
     ) -> AsyncIterator[bytes]:
         outcome: BaseException | None = None
+        kept: list[bytes] | None = [] if exchange.cache == "miss" else None
         try:
             async for data in answer.aiter_raw():
                 if exchange.ttft_ms is None:
                     exchange.ttft_ms = (time.perf_counter() - exchange.t0) * 1000.0
                 out = relay.feed(data)
                 if out:
+                    if kept is not None:
+                        kept.append(out)
                     yield out
             rest = relay.flush()
             if rest:
+                if kept is not None:
+                    kept.append(rest)
                 yield rest
         except BaseException as exc:  # a client gone (cancelled) or an upstream cut
             outcome = exc
@@ -368,13 +465,28 @@ class Gateway:
         finally:
             # Record first (no await), then close the upstream shielded: a client that went away
             # cancels this task, and every unshielded await would be cancelled again.
-            self._record(exchange, self._stream_call(exchange, relay, outcome, answer.status_code))
+            call = self._record(
+                exchange, self._stream_call(exchange, relay, outcome, answer.status_code), span
+            )
+            if kept is not None and call.status == "ok" and exchange.cache_key is not None:
+                assert self.cache is not None
+                self.cache.put(
+                    exchange.cache_key,
+                    CachedAnswer(
+                        chunks=tuple(kept),
+                        media_type="text/event-stream",
+                        stream=True,
+                        cost_usd=call.cost_usd,
+                        response_model=call.response_model,
+                        finish_reason=call.finish_reason,
+                    ),
+                )
             with anyio.CancelScope(shield=True):
                 await answer.aclose()
 
     @staticmethod
     def _stream_call(
-        exchange: _Exchange, relay: StreamRelay, outcome: BaseException | None, status: int
+        exchange: Exchange, relay: StreamRelay, outcome: BaseException | None, status: int
     ) -> Call:
         if relay.usage is not None:
             usage, estimated = usage_from_openai(relay.usage), False
@@ -403,6 +515,31 @@ class Gateway:
             return exchange.call(error=classify_error(outcome), **common)
         return exchange.call(status="cancelled", **common)
 
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _record(self, exchange: Exchange, call: Call, span: Span | None = None) -> Call:
+        recorded = self.recorder.record(call)
+        if exchange.limits:
+            self.limiter.spend_tokens(exchange.limits, call.input_tokens + call.output_tokens)
+        if span is not None:
+            span.end()
+        exchange.trace.end(recorded)
+        return recorded
+
+    def _refuse(self, trace: RequestTrace, reason: str, response: Response) -> Response:
+        self.metrics.refused(reason)
+        trace.refuse(response.status_code, reason)
+        return response
+
+    @staticmethod
+    def _no_key() -> Response:
+        return openai_error(
+            401,
+            "missing or unknown gateway key: send Authorization: Bearer <your gateway key>",
+            type_="invalid_request_error",
+            code="invalid_api_key",
+        )
+
     @staticmethod
     def _headers(
         request: Request, upstream: Upstream, *, pass_client_key: bool = True
@@ -422,13 +559,6 @@ class Gateway:
         return headers
 
 
-def _unreachable(upstream: Upstream, info: ErrorInfo) -> JSONResponse:
-    if info.error_type == "timeout":
-        return openai_error(
-            504,
-            f"upstream {upstream.name!r} did not answer within {upstream.timeout_s:g} s",
-            type_="timeout",
-        )
-    return openai_error(
-        502, f"upstream {upstream.name!r} cannot be reached: {info.message}", type_="upstream_error"
-    )
+def _placeholder() -> httpx.AsyncClient:
+    # Replaced by `Gateway.start`: an AsyncClient belongs to the loop it first runs on.
+    return httpx.AsyncClient()

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -58,9 +59,9 @@ def configure(
     registry: CollectorRegistry | None = None,
     metrics_port: int | None = None,
     log_to: str | Path | None = None,
-    store: str | Path | None = None,
+    store: str | Path | Literal[False] | None = None,
     retention_days: float | None = None,
-    endpoint: str | None = None,
+    endpoint: str | Literal[False] | None = None,
     api_key: str | None = None,
     spool_dir: str | Path | None = None,
     price_overrides: str | Path | None = None,
@@ -88,7 +89,8 @@ def configure(
     ``aivitals report``) when ``store`` is a SQLite path or a SQLAlchemy URL; raw calls older
     than ``retention_days`` are then deleted (rollups are kept). With ``endpoint`` (the aivitals
     server's URL), calls and scores are also sent there, ``api_key`` as a bearer token; batches
-    the server cannot take now wait on disk in ``spool_dir`` (see ``docs/exporter.md``). A bad
+    the server cannot take now wait on disk in ``spool_dir`` (see ``docs/exporter.md``).
+    ``store=False`` or ``endpoint=False`` means none, whatever the environment says. A bad
     setting raises `ConfigError` here, at start-up, never later inside a recorded call.
     """
     global _runtime  # the one process-wide handle, set at start-up only
@@ -105,10 +107,10 @@ def configure(
     log_target = log_to or env.log
     if log_target is not None:
         batch.append(_log_sink(log_target))
-    store_target = store or env.store
+    store_target = None if store is False else (store or env.store)
     if store_target is not None:
         batch.append(_store_sink(store_target, retention_days))
-    endpoint_target = endpoint or env.endpoint
+    endpoint_target = None if endpoint is False else (endpoint or env.endpoint)
     if endpoint_target is not None:
         batch.append(
             _http_exporter(endpoint_target, api_key or env.api_key, spool_dir or env.spool_dir)

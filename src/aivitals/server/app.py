@@ -1,8 +1,8 @@
 """`create_app`: the server as an ASGI app, from a runtime and an optional store.
 
 The app holds no globals: everything it uses arrives as an argument and lives in its
-`ServerContext`. Later slices (the gateway, keys, rate limits, budgets, the cache) add their
-routers and middleware here, and their readiness checks to ``checks``.
+`ServerContext`. With a `Gateway`, its OpenAI-compatible ``/v1/...`` routes are mounted too, its
+upstream client lives as long as the app, and ``/readyz`` checks its upstreams.
 
 >>> from fastapi.testclient import TestClient
 >>> from aivitals.recorder import Recorder
@@ -31,6 +31,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from aivitals.gateway.proxy import Gateway
 from aivitals.model import utc_now
 from aivitals.sdk.runtime import Runtime
 from aivitals.server import ingest, ops, read
@@ -54,6 +55,7 @@ def create_app(
     close_on_shutdown: bool = False,
     now: Callable[[], datetime] = utc_now,
     checks: Mapping[str, ReadinessCheck] | None = None,
+    gateway: Gateway | None = None,
 ) -> FastAPI:
     """The aivitals server: ingest into ``runtime``, read from ``store``, metrics and health.
 
@@ -69,6 +71,9 @@ def create_app(
     readiness: dict[str, ReadinessCheck] = {}
     if store is not None:
         readiness["store"] = partial(ops.check_store, store)
+    if gateway is not None:
+        readiness["upstreams"] = gateway.check_upstreams
+        metrics.expose(gateway.metrics.registry)
     readiness.update(checks or {})
     context = ServerContext(
         runtime=runtime,
@@ -81,7 +86,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        if gateway is not None:
+            await gateway.start()
+        try:
+            yield
+        finally:
+            if gateway is not None:
+                await gateway.stop()
         if close_on_shutdown:
             # Blocks until the store has every call: off the loop, which is idle by now anyway.
             await anyio.to_thread.run_sync(runtime.recorder.close)
@@ -99,7 +110,9 @@ def create_app(
     app.include_router(ingest.router)
     app.include_router(read.router)
     app.include_router(ops.router)
+    if gateway is not None:
+        app.router.routes.extend(gateway.routes)
     # The last added runs first: every request is counted, refused bodies included.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes, exempt=("/v1/",))
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -27,16 +27,21 @@ def too_large(limit: int) -> str:
 
 
 class BodyLimitMiddleware:
-    """Refuse HTTP request bodies over ``max_body_bytes`` with 413."""
+    """Refuse HTTP request bodies over ``max_body_bytes`` with 413.
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    Paths under one of ``exempt`` are left alone: the gateway's ``/v1/`` routes keep their own,
+    larger limit and answer it in OpenAI's error shape.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, exempt: tuple[str, ...] = ()) -> None:
         if max_body_bytes < 0:
             raise ValueError(f"max_body_bytes must be 0 or more, got {max_body_bytes}")
         self.app = app
         self.limit = max_body_bytes
+        self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (self.exempt and scope["path"].startswith(self.exempt)):
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length", "")

@@ -27,6 +27,7 @@ Step = Callable[[sqlalchemy.Connection], None]
 BASE_VERSION = 1
 """The version `schema` had before any step existed."""
 
+
 def _add_saved_usd(connection: sqlalchemy.Connection) -> None:
     """2: what a response-cache hit saved (the cost of the answer it replayed)."""
     connection.execute(sqlalchemy.text("ALTER TABLE calls ADD COLUMN saved_usd VARCHAR(40)"))

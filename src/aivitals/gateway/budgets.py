@@ -1,0 +1,210 @@
+"""Budgets: spend per user, team or feature per calendar day or month, refused once reached.
+
+`BudgetLedger` is a live window of spend kept for budgets: it is an inline sink of the recorder,
+so every priced call counts, whether it came through the gateway or the ingest API. It keeps one
+running total per budgeted user, team or feature and per period; a period's totals are dropped
+when the next one starts, so memory is bounded by the users, teams and features seen in the
+current day or month. Periods are calendar days and months in the configured time zone, and
+start again at local midnight (on the first of the month for monthly budgets).
+
+A request is checked before it goes upstream: once the spend under a budget has *reached* the
+limit, every further request under it is refused until the period ends. The call that crosses the
+limit is let through (its cost is only known when it ends), and so are calls already in flight.
+
+On start the ledger is reloaded from the store (`reload`), so a restart does not forget today's
+spend.
+
+>>> from datetime import UTC, datetime
+>>> from decimal import Decimal
+>>> from aivitals.model import Call
+>>> now = [datetime(2026, 11, 24, 23, 0, tzinfo=UTC)]
+>>> ledger = BudgetLedger([Budget(scope="team", period="day", usd=Decimal("1"))], clock=lambda: now[0])
+>>> ledger.on_call(Call(provider="openai", model="m", latency_ms=1.0, team="search",
+...                     cost_usd=Decimal("1.5"), started_at=now[0]))
+>>> print(ledger.check(team="search").message)
+team 'search' has spent $1.50 of its daily budget of $1.00; it resets at 2026-11-25 00:00 UTC
+>>> now[0] = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
+>>> ledger.check(team="search") is None
+True
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from aivitals.config import ConfigError, check_timezone
+from aivitals.model import Call, Score, utc_now
+from aivitals.query import Queries
+from aivitals.query.filters import Filters
+from aivitals.query.window import Window
+
+log = logging.getLogger("aivitals.gateway")
+
+Scope = Literal["user", "team", "feature"]
+Period = Literal["day", "month"]
+SCOPES: tuple[Scope, ...] = ("user", "team", "feature")
+_ADJECTIVE = {"day": "daily", "month": "monthly"}
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A spending limit in USD for one ``scope`` per ``period``.
+
+    ``value`` names one user, team or feature; None gives every one of them this budget each.
+    """
+
+    scope: Scope
+    period: Period
+    usd: Decimal
+    value: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.scope not in SCOPES:
+            raise ConfigError(f"budget scope must be one of {', '.join(SCOPES)}: {self.scope!r}")
+        if self.period not in _ADJECTIVE:
+            raise ConfigError(f"budget period must be 'day' or 'month': {self.period!r}")
+        if not self.usd > 0:
+            raise ConfigError(f"budget usd must be above 0: {self.usd}")
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a request is refused: the message for the client and when to try again."""
+
+    budget: Budget
+    value: str
+    spent_usd: Decimal
+    resets_at: datetime
+    retry_after_s: int
+
+    @property
+    def message(self) -> str:
+        return (
+            f"{self.budget.scope} {self.value!r} has spent ${self.spent_usd:.2f} of its "
+            f"{_ADJECTIVE[self.budget.period]} budget of ${self.budget.usd:.2f}; it resets at "
+            f"{self.resets_at:%Y-%m-%d %H:%M} {self.resets_at.tzname()}"
+        )
+
+
+class BudgetLedger:
+    """Spend per budgeted scope and period, from the calls the recorder sees. Thread-safe.
+
+    ``clock`` returns the current time (aware); tests inject one to cross a day or month.
+    """
+
+    name = "budgets"
+
+    def __init__(
+        self,
+        budgets: Sequence[Budget],
+        *,
+        timezone: str = "UTC",
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.budgets = tuple(budgets)
+        self._tz: ZoneInfo = check_timezone(timezone, setting="budget timezone")
+        self._clock = clock
+        self._lock = threading.Lock()
+        # (scope, value, period) -> the period's start and its spend so far.
+        self._spent: dict[tuple[str, str, str], tuple[datetime, Decimal]] = {}
+        self._watched = {(b.scope, b.period) for b in self.budgets}
+
+    def period_bounds(self, period: Period, at: datetime) -> tuple[datetime, datetime]:
+        """The local calendar ``period`` holding ``at``: its start and the next one's."""
+        local = at.astimezone(self._tz)
+        # Arithmetic on an aware datetime is wall-clock arithmetic, and ZoneInfo works out the
+        # offset of the result: a day with a DST change is still midnight to midnight.
+        if period == "day":
+            start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            return start, start + timedelta(days=1)
+        start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        return start, (start + timedelta(days=32)).replace(day=1)
+
+    def on_call(self, call: Call) -> None:
+        if not call.cost_usd or not self._watched:
+            return
+        for scope, period in self._watched:
+            value = getattr(call, scope)
+            if value is None:
+                continue
+            start, _ = self.period_bounds(period, call.started_at)
+            self._add((scope, value, period), start, call.cost_usd)
+
+    def on_score(self, score: Score) -> None:
+        """Scores cost nothing."""
+
+    def _add(self, key: tuple[str, str, str], start: datetime, usd: Decimal) -> None:
+        with self._lock:
+            held = self._spent.get(key)
+            if held is None or held[0] < start:
+                self._spent[key] = (start, usd)
+            elif held[0] == start:
+                self._spent[key] = (start, held[1] + usd)
+            # A call from an earlier period (a late report) no longer counts.
+
+    def spent(self, scope: Scope, value: str, period: Period) -> Decimal:
+        """Spend so far in the current ``period`` by this user, team or feature."""
+        start, _ = self.period_bounds(period, self._clock())
+        with self._lock:
+            held = self._spent.get((scope, value, period))
+        return held[1] if held is not None and held[0] == start else Decimal(0)
+
+    def check(
+        self, *, user: str | None = None, team: str | None = None, feature: str | None = None
+    ) -> Refusal | None:
+        """The first budget this request would go over, or None to let it through."""
+        values = {"user": user, "team": team, "feature": feature}
+        now = self._clock()
+        for budget in self.budgets:
+            value = values[budget.scope]
+            if value is None or (budget.value is not None and budget.value != value):
+                continue
+            spent = self.spent(budget.scope, value, budget.period)
+            if spent >= budget.usd:
+                _, resets = self.period_bounds(budget.period, now)
+                return Refusal(
+                    budget=budget,
+                    value=value,
+                    spent_usd=spent,
+                    resets_at=resets,
+                    retry_after_s=max(1, math.ceil((resets - now).total_seconds())),
+                )
+        return None
+
+    def reload(self, queries: Queries) -> int:
+        """Read the current periods' spend back from the store; returns the totals loaded.
+
+        Called once at start, before any request: it replaces what the ledger holds.
+        """
+        now = self._clock()
+        loaded: dict[tuple[str, str, str], tuple[datetime, Decimal]] = {}
+        for scope, period in sorted(self._watched):
+            start, _ = self.period_bounds(period, now)
+            window = Window(start.astimezone(UTC), now.astimezone(UTC) + timedelta(seconds=1))
+            named = {b.value for b in self.budgets if (b.scope, b.period) == (scope, period)}
+            if None in named:
+                rows = queries.top(window, by=scope, limit=1_000_000)
+                totals = {row.value: row.cost_usd for row in rows if row.value is not None}
+            else:
+                totals = {
+                    value: queries.summary(
+                        window, Filters(**{scope: value}), quality=False
+                    ).total_cost_usd
+                    for value in named
+                    if value is not None
+                }
+            for value, usd in totals.items():
+                if usd:
+                    loaded[(scope, value, period)] = (start, Decimal(usd))
+        with self._lock:
+            self._spent = loaded
+        log.info("aivitals: budgets reloaded %d running totals from the store", len(loaded))
+        return len(loaded)
