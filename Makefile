@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test lint typecheck pytest bench format clean
+.PHONY: help install demo test lint typecheck servers pytest bench format clean
 
 help:
 	@echo "make demo   set up and run the aivitals demo"
@@ -32,7 +32,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+# The real servers some tests start (tests/realservers.py); installed only when missing.
+TEST_SERVERS := prometheus
+
+servers:
+	scripts/install-test-servers $(TEST_SERVERS)
+
+pytest: $(STAMP) servers
 	$(BIN)/pytest
 
 test: lint typecheck pytest

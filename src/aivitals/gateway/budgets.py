@@ -88,10 +88,23 @@ class Refusal:
     @property
     def message(self) -> str:
         return (
-            f"{self.budget.scope} {self.value!r} has spent ${self.spent_usd:.2f} of its "
-            f"{_ADJECTIVE[self.budget.period]} budget of ${self.budget.usd:.2f}; it resets at "
+            f"{self.budget.scope} {self.value!r} has spent {usd(self.spent_usd)} of its "
+            f"{_ADJECTIVE[self.budget.period]} budget of {usd(self.budget.usd)}; it resets at "
             f"{self.resets_at:%Y-%m-%d %H:%M} {self.resets_at.tzname()}"
         )
+
+
+def usd(amount: Decimal) -> str:
+    """Dollars for people: cents from $1 up, up to six decimals below (never "$0.00" for $0.0018).
+
+    >>> usd(Decimal("50")), usd(Decimal("0.0018")), usd(Decimal("0.1"))
+    ('$50.00', '$0.0018', '$0.10')
+    """
+    if abs(amount) >= 1:
+        return f"${amount:,.2f}"
+    text = f"{amount:.6f}".rstrip("0")
+    decimals = len(text.split(".")[1])
+    return f"${amount:.{max(2, decimals)}f}"
 
 
 class BudgetLedger:

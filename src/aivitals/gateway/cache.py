@@ -12,6 +12,7 @@ Entries live in memory, bounded by total bytes (least recently used go first) an
 >>> key = cache_key("chat", {"model": "m", "messages": [{"role": "user", "content": "hi"}]})
 >>> cache.put(key, CachedAnswer(chunks=(b'{"ok": true}',), media_type="application/json",
 ...                             stream=False, cost_usd=None, response_model="m"))
+True
 >>> cache.get(key).chunks, cache.get("other")
 ((b'{"ok": true}',), None)
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -53,7 +54,7 @@ class Exchange:
         body: Mapping[str, Any],
         trace: RequestTrace,
         t0: float,
-        started_at: Any = None,
+        started_at: datetime | None = None,
     ) -> None:
         self.operation = operation
         self.model = model

@@ -14,8 +14,9 @@ is closed. Upstream errors reach the client with the upstream's status and body;
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -67,8 +68,9 @@ class Gateway:
     Optional parts: ``keys`` (gateway keys; none means the client's own key passes through),
     ``limiter`` and ``policy`` (rate limits), ``budgets`` (a `BudgetLedger` that is also one of the
     recorder's inline sinks, so it sees every priced call), ``cache`` with ``cache_routes`` (the
-    operations cached without being asked), ``tracer`` (spans; a private provider by default) and
-    ``metrics`` (refusal counters).
+    operations cached without being asked), ``tracer`` (spans; a private provider by default),
+    ``metrics`` (refusal counters) and ``now`` (the clock calls start by; the budgets' clock in
+    tests).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class Gateway:
         cache_routes: Iterable[Operation] = (),
         tracer: otel.Tracer | None = None,
         metrics: GatewayMetrics | None = None,
+        now: Callable[[], datetime] = utc_now,
     ) -> None:
         self.recorder = recorder
         self.upstreams = upstreams
@@ -98,6 +101,7 @@ class Gateway:
         self.cache_routes = frozenset(cache_routes)
         self.tracer = tracer or tracer_for(tracer_provider())
         self.metrics = metrics or GatewayMetrics()
+        self.now = now
         if cache is not None:
             self.metrics.watch_cache(lambda: len(cache), lambda: cache.bytes)
 
@@ -113,8 +117,8 @@ class Gateway:
             )
 
     async def stop(self) -> None:
-        if self._owns_client:
-            await self.client.aclose()
+        """Close the upstream client, the one `start` made or the one given."""
+        await self.client.aclose()
 
     def check_upstreams(self) -> None:
         """Raises `ConfigError` when an upstream's key variable is unset (``/readyz``)."""
@@ -165,7 +169,7 @@ class Gateway:
 
     async def _proxy(self, request: Request, operation: Operation) -> Response:
         t0 = time.perf_counter()
-        started_at = utc_now()
+        started_at = self.now()
         trace = RequestTrace(self.tracer, request.headers, f"gateway {operation}")
         response = await self._handle(request, operation, trace, t0, started_at)
         response.headers[TRACE_HEADER] = trace.trace_id
@@ -177,7 +181,7 @@ class Gateway:
         operation: Operation,
         trace: RequestTrace,
         t0: float,
-        started_at: Any,
+        started_at: datetime,
     ) -> Response:
         key: GatewayKey | None = None
         if self.keys.enforced:

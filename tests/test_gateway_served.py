@@ -1,0 +1,385 @@
+"""The gateway as `aivitals serve` mounts it: the real openai client in front, mock-llm behind.
+
+Each test asserts what reached the upstream, what the store then holds and what ``/metrics``
+says. Budgets run on an injected clock, so a day can end inside a test.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from aivitals.gateway.budgets import Budget, BudgetLedger
+from aivitals.gateway.cache import ResponseCache
+from aivitals.gateway.keys import GatewayKey, KeyRing
+from aivitals.gateway.proxy import Gateway
+from aivitals.gateway.tracing import tracer_for
+from aivitals.gateway.upstreams import Upstream, Upstreams
+from aivitals.mock_llm import MockConfig, MockServer
+from aivitals.model import Call
+from aivitals.query import Queries
+from aivitals.query.window import Window
+from aivitals.recorder import Recorder
+from aivitals.sdk.context import Attribution
+from aivitals.sdk.runtime import Runtime
+from aivitals.server import create_app
+from aivitals.sinks.prometheus import PrometheusSink
+from aivitals.sinks.store import StoreSink
+from aivitals.store.sql import SqlStore
+
+from .servers import serve_in_thread
+
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello there"}]
+PARIS_EVENING = datetime(2026, 11, 24, 21, 0, tzinfo=UTC)  # 22:00 in Europe/Paris
+SEARCH_KEY = "sk-gw-search-0123456789abcdef"
+LIMITED_KEY = "sk-gw-limited-0123456789abcdef"
+# gpt-4o-mini: $0.15 per million input tokens, $0.60 per million output (pinned in test_pricing).
+# 4,000 in and 500 out: 0.0006 + 0.0003 = $0.0009 a call.
+CALL_USD = Decimal("0.0009")
+USAGE = {"X-Mock-Prompt-Tokens": "4000", "X-Mock-Completion-Tokens": "500"}
+
+
+@dataclass
+class Clock:
+    now: datetime = PARIS_EVENING
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Rig:
+    origin: str
+    upstream: MockServer
+    store: SqlStore
+    recorder: Recorder
+    clock: Clock
+    spans: InMemorySpanExporter
+    sent: list[httpx.Request] = field(default_factory=list)
+
+    def client(self, key: str = SEARCH_KEY, **options: Any) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{self.origin}/v1", api_key=key, max_retries=0, **options)
+
+    def upstream_requests(self, path: str = "/v1/chat/completions") -> int:
+        return int(self.upstream.stats()["endpoints"].get(path, 0))
+
+    def stored(self, expected: int | None = None) -> list[Call]:
+        """The calls in the store, waiting (bounded) for ``expected`` of them: a stream is
+        recorded just after its last byte reaches the client."""
+        deadline = time.monotonic() + 10
+        while True:
+            assert self.recorder.flush(timeout_s=10)
+            window = Window(self.clock.now - timedelta(days=40), self.clock.now + timedelta(days=1))
+            calls = [c.call for c in Queries(self.store.engine).calls(window, limit=1000)]
+            if expected is None or len(calls) >= expected or time.monotonic() > deadline:
+                return sorted(calls, key=lambda call: call.id)
+            time.sleep(0.02)
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = httpx.get(f"{self.origin}/metrics").text
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples of ``name`` whose labels include ``labels``."""
+        return sum(
+            value
+            for (sample, have), value in self.metrics().items()
+            if sample == name and set(labels.items()) <= set(have)
+        )
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[MockServer]:
+    with MockServer(MockConfig(seed=4, latency_median_ms=5, ttft_median_ms=1, hang_s=3.0)) as mock:
+        yield mock
+
+
+def build(
+    upstream: MockServer, path: Path, clock: Clock, budgets: list[Budget]
+) -> tuple[Gateway, Recorder, SqlStore, InMemorySpanExporter, list[httpx.Request]]:
+    store = SqlStore.open(path)
+    ledger = BudgetLedger(budgets, timezone="Europe/Paris", clock=clock)
+    metrics = PrometheusSink()
+    recorder = Recorder(
+        inline_sinks=[metrics, ledger], batch_sinks=[StoreSink(store)], flush_interval_s=0.05
+    )
+    metrics.watch(recorder)
+    ledger.reload(Queries(store.engine))
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    sent: list[httpx.Request] = []
+
+    async def keep(request: httpx.Request) -> None:
+        sent.append(request)
+
+    gateway = Gateway(
+        recorder=recorder,
+        upstreams=Upstreams(
+            [
+                Upstream(
+                    name="mock",
+                    base_url=upstream.base_url,
+                    models=("gpt-4o-mini", "text-embedding-3-small"),
+                    timeout_s=1.0,
+                )
+            ]
+        ),
+        client=httpx.AsyncClient(event_hooks={"request": [keep]}),
+        keys=KeyRing(
+            [
+                GatewayKey(name="search", secret=SEARCH_KEY, team="search"),
+                GatewayKey(name="limited", secret=LIMITED_KEY, team="batch", requests_per_minute=2),
+            ]
+        ),
+        budgets=ledger,
+        cache=ResponseCache(ttl_s=600, max_bytes=1_000_000),
+        cache_routes={"embeddings"},
+        tracer=tracer_for(provider),
+        now=clock,
+    )
+    return gateway, recorder, store, spans, sent
+
+
+@pytest.fixture
+def rig(upstream: MockServer, tmp_path: Path) -> Iterator[Rig]:
+    upstream.reset()
+    clock = Clock()
+    budgets = [Budget(scope="team", value="search", period="day", usd=Decimal("0.001"))]
+    gateway, recorder, store, spans, sent = build(upstream, tmp_path / "a.db", clock, budgets)
+    metrics = next(s for s in recorder.inline_sinks if isinstance(s, PrometheusSink))
+    runtime = Runtime(recorder=recorder, prometheus=metrics, windows=None, defaults=Attribution())
+    app = create_app(runtime=runtime, store=store, registry=CollectorRegistry(), gateway=gateway)
+    with serve_in_thread(app) as origin:
+        yield Rig(origin, upstream, store, recorder, clock, spans, sent)
+    recorder.close()
+    store.close()
+
+
+def chat(client: openai.OpenAI, **headers: str) -> Any:
+    return client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers={**USAGE, **headers}
+    )
+
+
+def test_a_budget_lets_the_crossing_call_through_then_refuses_until_midnight(rig: Rig) -> None:
+    client = rig.client()
+    chat(client)  # $0.0009 of $0.001
+    chat(client)  # crosses: $0.0018, let through (its cost is only known at its end)
+    with pytest.raises(openai.RateLimitError) as refused:
+        chat(client)
+    assert refused.value.response.json()["error"]["message"] == (
+        "budget exceeded: team 'search' has spent $0.0018 of its daily budget of $0.001; "
+        "it resets at 2026-11-25 00:00 CET"
+    )
+    assert refused.value.code == "budget_exceeded"
+    assert refused.value.response.headers["x-should-retry"] == "false"
+    # 22:00 in Paris: two hours to midnight.
+    assert int(refused.value.response.headers["retry-after"]) == 2 * 3600
+    assert rig.upstream_requests() == 2
+
+    stored = rig.stored(2)
+    assert [c.cost_usd for c in stored] == [CALL_USD, CALL_USD]
+    assert all(c.team == "search" for c in stored)
+    assert rig.metric("aivitals_gateway_refusals_total", reason="budget") == 1
+    assert rig.metric("aivitals_requests_total", model="gpt-4o-mini", status="ok") == 2
+    assert rig.metric("aivitals_cost_usd_total", team="search") == pytest.approx(0.0018)
+
+    rig.clock.now = datetime(2026, 11, 24, 23, 0, 1, tzinfo=UTC)  # 00:00:01 in Paris
+    chat(client)
+    assert rig.upstream_requests() == 3
+    assert len(rig.stored(3)) == 3
+
+
+def test_budget_spend_survives_a_restart(upstream: MockServer, tmp_path: Path) -> None:
+    clock = Clock()
+    budgets = [Budget(scope="team", value="search", period="day", usd=Decimal("0.001"))]
+    path = tmp_path / "a.db"
+    for run in ("spends", "restarted"):
+        gateway, recorder, store, _, _ = build(upstream, path, clock, budgets)
+        runtime = Runtime(recorder=recorder, prometheus=None, windows=None, defaults=Attribution())
+        with serve_in_thread(create_app(runtime=runtime, store=store, gateway=gateway)) as origin:
+            client = openai.OpenAI(base_url=f"{origin}/v1", api_key=SEARCH_KEY, max_retries=0)
+            if run == "spends":
+                chat(client)
+                chat(client)
+            else:
+                # Nothing spent in this process yet: the refusal comes from the store's figures.
+                with pytest.raises(openai.RateLimitError, match=r"has spent \$0\.0018 of its"):
+                    chat(client)
+        recorder.close()
+        store.close()
+
+
+def test_a_wrong_or_missing_key_is_a_401_and_reaches_nothing(rig: Rig) -> None:
+    with pytest.raises(openai.AuthenticationError) as refused:
+        chat(rig.client(key="sk-gw-not-a-real-key-000000"))
+    assert refused.value.code == "invalid_api_key"
+    response = httpx.post(
+        f"{rig.origin}/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": MESSAGES},
+    )
+    assert response.status_code == 401
+    assert rig.upstream_requests() == 0
+    assert rig.stored() == []
+    assert rig.metric("aivitals_gateway_refusals_total", reason="auth") == 2
+    assert rig.metric("aivitals_requests_total") == 0
+
+
+def test_a_rate_limit_answers_429_with_retry_after_and_never_reaches_the_upstream(
+    rig: Rig,
+) -> None:
+    client = rig.client(key=LIMITED_KEY)
+    chat(client)
+    chat(client)
+    with pytest.raises(openai.RateLimitError) as refused:
+        chat(client)
+    assert refused.value.code == "rate_limit_exceeded"
+    assert 1 <= int(refused.value.response.headers["retry-after"]) <= 60
+    assert rig.upstream_requests() == 2
+    assert [c.team for c in rig.stored(2)] == ["batch", "batch"]
+    assert rig.metric("aivitals_gateway_refusals_total", reason="rate_limit") == 1
+
+
+def test_a_cached_route_answers_a_repeat_without_the_upstream(rig: Rig) -> None:
+    client = rig.client()
+    first = client.embeddings.create(model="text-embedding-3-small", input=["a b c d"])
+    again = client.embeddings.create(model="text-embedding-3-small", input=["a b c d"])
+    assert again.data[0].embedding == first.data[0].embedding
+    assert rig.upstream_requests("/v1/embeddings") == 1
+
+    miss, hit = rig.stored(2)
+    assert (miss.cache, hit.cache) == ("miss", "hit")
+    assert miss.cost_usd is not None and miss.cost_usd > 0
+    assert hit.cost_usd == 0 and hit.saved_usd == miss.cost_usd
+    assert hit.input_tokens == 0  # nothing was sent to the provider
+    assert rig.metric("aivitals_cache_requests_total", result="hit") == 1
+    assert rig.metric("aivitals_cache_requests_total", result="miss") == 1
+    assert rig.metric("aivitals_cache_saved_usd_total") == pytest.approx(float(miss.cost_usd))
+    assert rig.metric("aivitals_gateway_cache_entries") == 1
+    # Asked not to use the cache: the upstream answers, recorded as a bypass.
+    client.embeddings.create(
+        model="text-embedding-3-small",
+        input=["a b c d"],
+        extra_headers={"X-Aivitals-Cache": "off"},
+    )
+    assert rig.upstream_requests("/v1/embeddings") == 2
+    assert rig.stored(3)[-1].cache == "bypass"
+
+
+def test_a_stream_is_cached_on_request_and_replayed_as_a_stream(rig: Rig) -> None:
+    client = rig.client()
+
+    def streamed() -> list[str]:
+        chunks = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            stream=True,
+            extra_headers={**USAGE, "X-Aivitals-Cache": "on"},
+        )
+        return [c.choices[0].delta.content or "" for c in chunks if c.choices]
+
+    first = streamed()
+    again = streamed()
+    assert again == first and len(first) > 2  # the same events, not one blob
+    assert rig.upstream_requests() == 1
+    miss, hit = rig.stored(2)
+    assert miss.cost_usd == CALL_USD
+    assert (hit.cache, hit.cost_usd, hit.saved_usd) == ("hit", 0, CALL_USD)
+    assert hit.ttft_ms is not None
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "error_type"),
+    [
+        ("rate_limit", 429, "rate_limit"),
+        ("server_error", 500, "provider_down"),
+        ("timeout", 504, "timeout"),
+    ],
+)
+def test_upstream_failures_reach_the_client_and_are_recorded(
+    rig: Rig, fault: str, status: int, error_type: str
+) -> None:
+    with pytest.raises(openai.APIStatusError) as failed:
+        chat(rig.client(), **{"X-Mock-Error": fault})
+    assert failed.value.status_code == status
+    (call,) = rig.stored(1)
+    assert (call.status, call.error_type) == ("error", error_type)
+    assert rig.metric("aivitals_requests_total", status="error", error_type=error_type) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (b'{"model": "gpt-4o-mini", "messages": [', 400, "not valid JSON"),
+        (b'{"model": "gpt-4o-mini"}', 400, "missing required field: messages"),
+        (
+            b'{"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}',
+            404,
+            "no configured upstream serves model 'no-such-model'",
+        ),
+        (
+            b'{"model": "gpt-4o-mini", "messages": "' + b"x" * (11 * 1024 * 1024) + b'"}',
+            413,
+            "over 10 MB",
+        ),
+    ],
+    ids=["malformed-json", "no-messages", "unknown-model", "too-large"],
+)
+def test_bad_requests_get_a_clear_4xx_and_nothing_is_stored(
+    rig: Rig, body: bytes, status: int, says: str
+) -> None:
+    response = httpx.post(
+        f"{rig.origin}/v1/chat/completions",
+        content=body,
+        headers={"authorization": f"Bearer {SEARCH_KEY}", "content-type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == status
+    assert says in response.json()["error"]["message"]
+    assert rig.upstream_requests() == 0
+    assert rig.stored() == []
+    assert rig.metric("aivitals_gateway_refusals_total", reason="bad_request") == 1
+
+
+def test_traceparent_is_honoured_propagated_and_returned(rig: Rig) -> None:
+    incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    reply = rig.client().chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES, extra_headers={"traceparent": incoming}
+    )
+    assert reply.headers["x-aivitals-trace-id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    (sent,) = rig.sent
+    version, trace_id, parent, flags = sent.headers["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "01")
+    assert SEARCH_KEY not in str(sent.headers)  # a gateway key is never forwarded
+
+    (call,) = rig.stored(1)
+    assert call.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert call.parent_span_id == "00f067aa0ba902b7"
+    spans = {span.name: span for span in rig.spans.get_finished_spans()}
+    assert {"chat gpt-4o-mini", "auth", "budget", "upstream", "response"} <= set(spans)
+    assert f"{spans['upstream'].context.span_id:016x}" == parent  # the upstream's parent span
+    root = spans["chat gpt-4o-mini"]
+    assert f"{root.context.span_id:016x}" == call.span_id
+    assert root.attributes is not None
+    assert root.attributes["gen_ai.usage.output_tokens"] == call.output_tokens
+    assert {s.context.trace_id for s in spans.values()} == {int(call.trace_id, 16)}
