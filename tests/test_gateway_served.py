@@ -304,7 +304,7 @@ def test_a_stream_is_cached_on_request_and_replayed_as_a_stream(rig: Rig) -> Non
     assert rig.upstream_requests() == 1
     miss, hit = rig.stored(2)
     assert miss.cost_usd == CALL_USD
-    assert (hit.cache, hit.cost_usd, hit.saved_usd) == ("hit", 0, CALL_USD)
+    assert (hit.cache, hit.cost_usd, hit.saved_usd) == ("hit", Decimal(0), CALL_USD)
     assert hit.ttft_ms is not None
 
 

@@ -23,13 +23,18 @@ import pytest
 import aivitals
 from aivitals.config import ConfigError, read_env
 from aivitals.model import Call, Score
+from aivitals.query import Queries, parse_since
 from aivitals.recorder import Recorder
 from aivitals.sdk.runtime import reset
+from aivitals.server import create_app
 from aivitals.sinks.base import BatchSink, Ticking
 from aivitals.sinks.http import ExportError, HttpExporter
 from aivitals.sinks.spool import Spool
+from aivitals.store.sql import SqlStore
 
 from .helpers import make_call
+from .servers import serve_in_thread
+from .test_server_support import build_runtime
 
 pytestmark = pytest.mark.slow  # every test here talks to a real socket
 
@@ -498,3 +503,31 @@ def test_nonsense_settings_are_refused(tmp_path: Path) -> None:
         aivitals.configure(
             endpoint="http://127.0.0.1:1", spool_dir=blocker / "spool", prometheus=False
         )
+
+
+def test_the_exporter_delivers_to_a_real_aivitals_server(tmp_path: Path) -> None:
+    """The SDK's exporter against `aivitals serve`'s app, not a stand-in: every call and score
+    lands in the server's store, scores joined to their calls."""
+
+    store = SqlStore.open(tmp_path / "server.db")
+    runtime = build_runtime(store)
+    try:
+        with serve_in_thread(create_app(runtime=runtime, store=store)) as origin:
+            exporter = HttpExporter(origin, spool_dir=tmp_path / "spool")
+            recorder = Recorder(batch_sinks=[exporter], batch_size=100, flush_interval_s=0.05)
+            calls = [make_call(latency_ms=100.0 + i, feature="export") for i in range(250)]
+            for call in calls:
+                recorder.record(call)
+            recorder.record_score(Score(call_id=calls[0].id, name="helpful", value=0.75))
+            assert recorder.flush(timeout_s=30)
+            recorder.close()
+            assert runtime.recorder.flush(timeout_s=30)
+        stored = Queries(store.engine).calls(
+            parse_since("1h", now=datetime.now(tz=calls[0].started_at.tzinfo)), limit=1000
+        )
+        assert sorted(s.call.id for s in stored) == sorted(c.id for c in calls)
+        (scored,) = [s for s in stored if s.scores]
+        assert scored.call.id == calls[0].id and scored.scores[0].value == 0.75
+    finally:
+        runtime.recorder.close()
+        store.close()

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from aivitals.config import ConfigError
@@ -31,7 +32,8 @@ errors = Console(stderr=True)
 def fail(message: str) -> typer.Exit:
     """Print a one-line error and return the exit to raise (code 2)."""
     # soft_wrap: the message stays one line, whatever the terminal's width.
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escape: a message quoting the user's text ("[[upstreams]]", a path) is printed as it is.
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -84,6 +86,10 @@ def mock_llm(
     hang_s: Annotated[float, typer.Option(help="How long an injected timeout hangs.")] = 30.0,
     seed: Annotated[int | None, typer.Option(help="Make the random decisions repeatable.")] = None,
     time_scale: Annotated[float, typer.Option(help="Multiply every sleep (0: never sleep).")] = 1.0,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="Require this bearer key, as a real provider does (default: none)."),
+    ] = None,
 ) -> None:
     """Run a fake OpenAI-compatible upstream for tests, demos and benchmarks.
 
@@ -112,6 +118,7 @@ def mock_llm(
             hang_s=hang_s,
             seed=seed,
             time_scale=time_scale,
+            api_key=api_key,
         )
     except ConfigError as exc:
         raise fail(str(exc)) from None

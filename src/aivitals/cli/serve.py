@@ -68,6 +68,8 @@ def serve(
 
     SIGTERM or Ctrl+C finishes in-flight requests, then writes every accepted call to the store.
     """
+    from prometheus_client import disable_created_metrics  # noqa: PLC0415
+
     from aivitals.sdk.runtime import configure  # noqa: PLC0415  # keeps `aivitals --help` fast
     from aivitals.server.app import create_app  # noqa: PLC0415
     from aivitals.server.serve import serve as run  # noqa: PLC0415
@@ -128,11 +130,21 @@ def serve(
         close_on_shutdown=True,
         gateway=gateway,
     )
+    routes = ""
     if gateway is not None:
         names = ", ".join(f"{u.name} ({u.base_url})" for u in gateway.upstreams.all)
-        say(f"aivitals gateway: /v1/... goes to {names}")
+        routes = f"aivitals gateway: /v1/... goes to {names}"
+
+    def announce(line: str) -> None:
+        say(line)  # the "listening on URL" line first: scripts wait for it
+        if routes:
+            say(routes)
+
+    # Series with a _created timestamp per counter double what a scrape carries for nothing
+    # dashboards use; this process is ours, so turn them off for every registry in it.
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
     try:
-        run(server, sock, announce=say)
+        run(server, sock, announce=announce)
     finally:
         runtime.recorder.close()
         if store is not None:

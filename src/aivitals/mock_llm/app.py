@@ -116,6 +116,7 @@ class _Upstream:
         self.planner = Planner(config)
         self._known_models = frozenset(config.models)
         self._models_body = msgspec.json.encode(shapes.model_list(config.models))
+        self._authorization = f"Bearer {config.api_key}" if config.api_key else None
 
     async def chat(self, request: Request) -> Response:
         return await self._serve(request, "chat")
@@ -140,6 +141,13 @@ class _Upstream:
 
     async def _serve(self, request: Request, operation: _Operation) -> Response:
         path = _PATHS[operation]
+        if self._authorization is not None and (
+            request.headers.get("authorization") != self._authorization
+        ):
+            self.stats.count(path, model=None, error="auth")
+            refused = injected_error("auth", model="", prompt_tokens=0, chat=False)
+            assert refused is not None
+            return refused
         try:
             parsed = _READERS[operation](decode_body(await request.body()))
             controls = read_controls(request.scope["headers"])

@@ -88,6 +88,8 @@ class MockConfig:
     """With a seed, the random decisions are the same sequence in request order, run after run."""
     time_scale: float = 1.0
     """Multiplier on every sleep, header-requested ones included; 0 never sleeps."""
+    api_key: str | None = None
+    """When set, a request must carry ``Authorization: Bearer <api_key>`` or get OpenAI's 401."""
 
     def __post_init__(self) -> None:
         if not self.models or not all(isinstance(m, str) and m for m in self.models):
