@@ -48,6 +48,7 @@ MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello
 PARIS_EVENING = datetime(2026, 11, 24, 21, 0, tzinfo=UTC)  # 22:00 in Europe/Paris
 SEARCH_KEY = "sk-gw-search-0123456789abcdef"
 LIMITED_KEY = "sk-gw-limited-0123456789abcdef"
+APPS_KEY = "sk-gw-apps-0123456789abcdef"  # a team with no budget
 # gpt-4o-mini: $0.15 per million input tokens, $0.60 per million output (pinned in test_pricing).
 # 4,000 in and 500 out: 0.0006 + 0.0003 = $0.0009 a call.
 CALL_USD = Decimal("0.0009")
@@ -71,9 +72,12 @@ class Rig:
     clock: Clock
     spans: InMemorySpanExporter
     sent: list[httpx.Request] = field(default_factory=list)
+    clients: list[openai.OpenAI] = field(default_factory=list)
 
     def client(self, key: str = SEARCH_KEY, **options: Any) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.origin}/v1", api_key=key, max_retries=0, **options)
+        made = openai.OpenAI(base_url=f"{self.origin}/v1", api_key=key, max_retries=0, **options)
+        self.clients.append(made)
+        return made
 
     def upstream_requests(self, path: str = "/v1/chat/completions") -> int:
         return int(self.upstream.stats()["endpoints"].get(path, 0))
@@ -149,6 +153,7 @@ def build(
             [
                 GatewayKey(name="search", secret=SEARCH_KEY, team="search"),
                 GatewayKey(name="limited", secret=LIMITED_KEY, team="batch", requests_per_minute=2),
+                GatewayKey(name="apps", secret=APPS_KEY, team="apps"),
             ]
         ),
         budgets=ledger,
@@ -170,7 +175,10 @@ def rig(upstream: MockServer, tmp_path: Path) -> Iterator[Rig]:
     runtime = Runtime(recorder=recorder, prometheus=metrics, windows=None, defaults=Attribution())
     app = create_app(runtime=runtime, store=store, registry=CollectorRegistry(), gateway=gateway)
     with serve_in_thread(app) as origin:
-        yield Rig(origin, upstream, store, recorder, clock, spans, sent)
+        rig = Rig(origin, upstream, store, recorder, clock, spans, sent)
+        yield rig
+        for client in rig.clients:
+            client.close()
     recorder.close()
     store.close()
 
@@ -383,3 +391,51 @@ def test_traceparent_is_honoured_propagated_and_returned(rig: Rig) -> None:
     assert root.attributes is not None
     assert root.attributes["gen_ai.usage.output_tokens"] == call.output_tokens
     assert {s.context.trace_id for s in spans.values()} == {int(call.trace_id, 16)}
+
+
+def test_chat_stream_and_embeddings_land_in_the_store_and_metrics(rig: Rig) -> None:
+    client = rig.client(key=APPS_KEY)
+    chat(client, **{"X-Aivitals-Feature": "ask", "X-Mock-Cached-Tokens": "1024"})
+    chunks = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        extra_headers={**USAGE, "X-Mock-TTFT-Ms": "20", "X-Mock-Latency-Ms": "60"},
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len(text.split()) == 500
+    vectors = client.embeddings.create(
+        model="text-embedding-3-small",
+        input=["one two three"],
+        extra_headers={"X-Aivitals-Cache": "off"},
+    )
+    whole, streamed, embedded = rig.stored(3)
+    # 4,000 in of which 1,024 cached at half price: 2,976 x 0.15 + 1,024 x 0.075 + 500 x 0.60
+    assert whole.cost_usd == Decimal("0.0004464") + Decimal("0.0000768") + Decimal("0.0003")
+    assert (whole.feature, whole.team, whole.cached_input_tokens) == ("ask", "apps", 1024)
+    assert streamed.cost_usd == CALL_USD and not streamed.tokens_estimated
+    assert streamed.ttft_ms is not None and 20 <= streamed.ttft_ms < streamed.latency_ms
+    assert embedded.operation == "embeddings" and embedded.cache == "bypass"
+    assert embedded.input_tokens == vectors.usage.prompt_tokens > 0
+    assert rig.metric("aivitals_requests_total", operation="chat", status="ok") == 2
+    assert rig.metric("aivitals_requests_total", operation="embeddings", status="ok") == 1
+    assert rig.metric("aivitals_time_to_first_token_seconds_count") == 1
+    assert rig.metric("aivitals_tokens_total", model="gpt-4o-mini", type="output") == 1000
+    assert rig.metric("aivitals_tokens_total", type="cached_input") == 1024
+
+
+def test_a_client_gone_mid_stream_is_stored_as_cancelled(rig: Rig) -> None:
+    client = rig.client(timeout=30)
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini",
+        messages=MESSAGES,
+        stream=True,
+        extra_headers={**USAGE, "X-Mock-TTFT-Ms": "10", "X-Mock-Latency-Ms": "3000"},
+    ) as response:
+        lines = response.iter_lines()
+        assert next(line for line in lines if line.startswith("data:"))
+    # Leaving the block closed the connection after the first event, long before the end.
+    (call,) = rig.stored(1)
+    assert call.status == "cancelled" and call.tokens_estimated
+    assert call.latency_ms < 2500
+    assert rig.metric("aivitals_requests_total", status="cancelled") == 1
