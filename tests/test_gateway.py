@@ -77,16 +77,15 @@ def rig(upstream: MockServer) -> Iterator[Rig]:
         ]
     )
 
+    gateway = Gateway(recorder=recorder, upstreams=upstreams)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with httpx.AsyncClient() as client:
-            app.state.gateway.client = client
-            yield
+        await gateway.start()
+        yield
+        await gateway.stop()
 
-    placeholder = httpx.AsyncClient()  # replaced at start-up by one bound to the server's loop
-    gateway = Gateway(recorder=recorder, upstreams=upstreams, client=placeholder)
     app = Starlette(routes=gateway.routes, lifespan=lifespan)
-    app.state.gateway = gateway
     with serve_in_thread(app) as origin:
         rig = Rig(upstream, origin, recorder, memory, metrics)
         yield rig
@@ -215,17 +214,19 @@ def test_upstream_timeout_is_a_504(rig: Rig) -> None:
 async def test_refused_connection_is_a_502() -> None:
     memory = MemorySink()
     recorder = Recorder(batch_sinks=[memory])
-    async with httpx.AsyncClient() as upstream_client:
-        gateway = Gateway(
-            recorder=recorder,
-            upstreams=Upstreams([Upstream(name="gone", base_url="http://127.0.0.1:9/v1")]),
-            client=upstream_client,
-        )
+    gateway = Gateway(
+        recorder=recorder,
+        upstreams=Upstreams([Upstream(name="gone", base_url="http://127.0.0.1:9/v1")]),
+    )
+    await gateway.start()
+    try:
         transport = httpx.ASGITransport(app=Starlette(routes=gateway.routes))
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
             answer = await client.post(
                 "/v1/chat/completions", json={"model": "gpt-4o", "messages": MESSAGES}
             )
+    finally:
+        await gateway.stop()
     assert answer.status_code == 502
     assert "cannot be reached" in answer.json()["error"]["message"]
     recorder.flush()
@@ -285,13 +286,14 @@ def test_client_key_passes_through_and_is_never_recorded(rig: Rig) -> None:
 def _gateway_app(upstream: MockServer, recorder: Recorder, **options: Any) -> Starlette:
     upstreams = Upstreams([Upstream(name="mock", base_url=upstream.base_url, timeout_s=2.0)])
 
+    gateway = Gateway(recorder=recorder, upstreams=upstreams, **options)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with httpx.AsyncClient() as client:
-            gateway.client = client
-            yield
+        await gateway.start()
+        yield
+        await gateway.stop()
 
-    gateway = Gateway(recorder=recorder, upstreams=upstreams, client=httpx.AsyncClient(), **options)
     return Starlette(routes=gateway.routes, lifespan=lifespan)
 
 

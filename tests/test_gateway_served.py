@@ -7,7 +7,7 @@ says. Budgets run on an injected clock, so a day can end inside a test.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -29,6 +29,7 @@ from aivitals.gateway.cache import ResponseCache
 from aivitals.gateway.keys import GatewayKey, KeyRing
 from aivitals.gateway.proxy import Gateway
 from aivitals.gateway.tracing import tracer_for
+from aivitals.gateway.upstream_client import UpstreamClient
 from aivitals.gateway.upstreams import Upstream, Upstreams
 from aivitals.mock_llm import MockConfig, MockServer
 from aivitals.model import Call
@@ -71,7 +72,7 @@ class Rig:
     recorder: Recorder
     clock: Clock
     spans: InMemorySpanExporter
-    sent: list[httpx.Request] = field(default_factory=list)
+    sent: list[dict[str, str]] = field(default_factory=list)
     clients: list[openai.OpenAI] = field(default_factory=list)
 
     def client(self, key: str = SEARCH_KEY, **options: Any) -> openai.OpenAI:
@@ -119,7 +120,7 @@ def upstream() -> Iterator[MockServer]:
 
 def build(
     upstream: MockServer, path: Path, clock: Clock, budgets: list[Budget]
-) -> tuple[Gateway, Recorder, SqlStore, InMemorySpanExporter, list[httpx.Request]]:
+) -> tuple[Gateway, Recorder, SqlStore, InMemorySpanExporter, list[dict[str, str]]]:
     store = SqlStore.open(path)
     ledger = BudgetLedger(budgets, timezone="Europe/Paris", clock=clock)
     metrics = PrometheusSink()
@@ -131,10 +132,10 @@ def build(
     spans = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    sent: list[httpx.Request] = []
+    sent: list[dict[str, str]] = []  # the headers of each request sent upstream
 
-    async def keep(request: httpx.Request) -> None:
-        sent.append(request)
+    def keep(method: str, url: str, headers: Mapping[str, str]) -> None:
+        sent.append(dict(headers))
 
     gateway = Gateway(
         recorder=recorder,
@@ -148,7 +149,7 @@ def build(
                 )
             ]
         ),
-        client=httpx.AsyncClient(event_hooks={"request": [keep]}),
+        client=UpstreamClient(on_request=keep),
         keys=KeyRing(
             [
                 GatewayKey(name="search", secret=SEARCH_KEY, team="search"),
@@ -376,9 +377,9 @@ def test_traceparent_is_honoured_propagated_and_returned(rig: Rig) -> None:
     )
     assert reply.headers["x-aivitals-trace-id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     (sent,) = rig.sent
-    version, trace_id, parent, flags = sent.headers["traceparent"].split("-")
+    version, trace_id, parent, flags = sent["traceparent"].split("-")
     assert (version, trace_id, flags) == ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "01")
-    assert SEARCH_KEY not in str(sent.headers)  # a gateway key is never forwarded
+    assert SEARCH_KEY not in str(sent)  # a gateway key is never forwarded
 
     (call,) = rig.stored(1)
     assert call.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -72,6 +72,12 @@ _BY_CLASS_NAME: dict[str, ErrorType] = {
     "ProtocolError": "provider_down",
     "ProxyError": "provider_down",
     "DecodingError": "invalid_response",
+    # aiohttp: its timeouts are also connection errors, so they are named first in the MRO;
+    # then refused, reset, disconnected; a body (a stream) cut short.
+    "ServerTimeoutError": "timeout",
+    "ConnectionTimeoutError": "timeout",
+    "ClientConnectionError": "provider_down",
+    "ClientPayloadError": "provider_down",
     # Builtins: asyncio.TimeoutError and socket.timeout are aliases of TimeoutError since 3.11.
     "TimeoutError": "timeout",
     "ConnectionError": "provider_down",

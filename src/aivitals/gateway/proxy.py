@@ -19,8 +19,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-import anyio
-import httpx
 import msgspec
 from opentelemetry import trace as otel
 from opentelemetry.trace import Span, SpanKind
@@ -28,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from aivitals.errors import INVALID_RESPONSE, ErrorInfo, classify_error, classify_response
+from aivitals.errors import INVALID_RESPONSE, ErrorInfo, classify_response
 from aivitals.gateway.attribution import read_attribution
 from aivitals.gateway.budgets import BudgetLedger
 from aivitals.gateway.cache import CachedAnswer, ResponseCache, cache_key
@@ -39,6 +37,7 @@ from aivitals.gateway.metrics import GatewayMetrics
 from aivitals.gateway.replies import bad_request, openai_error, unreachable
 from aivitals.gateway.sse import StreamRelay
 from aivitals.gateway.tracing import TRACE_HEADER, RequestTrace, tracer_for, tracer_provider
+from aivitals.gateway.upstream_client import UpstreamClient, UpstreamFailure, UpstreamReply
 from aivitals.gateway.upstreams import Upstream, Upstreams
 from aivitals.model import Call, Operation, utc_now
 from aivitals.recorder import Recorder
@@ -78,7 +77,7 @@ class Gateway:
         *,
         recorder: Recorder,
         upstreams: Upstreams,
-        client: httpx.AsyncClient | None = None,
+        client: UpstreamClient | None = None,
         keys: KeyRing | None = None,
         limiter: RateLimiter | None = None,
         policy: LimitPolicy | None = None,
@@ -91,8 +90,7 @@ class Gateway:
     ) -> None:
         self.recorder = recorder
         self.upstreams = upstreams
-        self._owns_client = client is None
-        self.client = client or _placeholder()
+        self.client = client or UpstreamClient()
         self.keys = keys or KeyRing()
         self.limiter = limiter or RateLimiter()
         self.policy = policy or LimitPolicy()
@@ -106,19 +104,12 @@ class Gateway:
             self.metrics.watch_cache(lambda: len(cache), lambda: cache.bytes)
 
     async def start(self) -> None:
-        """Make the upstream client on the running loop (the app's start-up calls this)."""
-        if self._owns_client:
-            self.client = httpx.AsyncClient(
-                # Keep-alive connections to each upstream, enough for a busy gateway; a request
-                # past these waits for a free one (pool timeout: the upstream's own timeout).
-                limits=httpx.Limits(max_connections=512, max_keepalive_connections=256),
-                timeout=httpx.Timeout(600.0),
-                follow_redirects=False,
-            )
+        """Open the upstream client on the running loop (the app's start-up calls this)."""
+        await self.client.start()
 
     async def stop(self) -> None:
-        """Close the upstream client, the one `start` made or the one given."""
-        await self.client.aclose()
+        """Close the upstream client and its connections."""
+        await self.client.stop()
 
     def check_upstreams(self) -> None:
         """Raises `ConfigError` when an upstream's key variable is unset (``/readyz``)."""
@@ -157,13 +148,19 @@ class Gateway:
             return JSONResponse({"object": "list", "data": data})
         upstream = self.upstreams.all[0]
         try:
-            answer = await self.client.get(
+            answer = await self.client.send(
+                "GET",
                 upstream.url("models"),
                 headers=self._headers(request, upstream, pass_client_key=not self.keys.enforced),
+                timeout_s=upstream.timeout_s,
             )
-        except httpx.HTTPError as exc:
-            return unreachable(upstream, classify_error(exc))
-        return Response(answer.content, answer.status_code, media_type="application/json")
+            try:
+                content = await answer.read()
+            finally:
+                answer.close()
+        except UpstreamFailure as failure:
+            return unreachable(upstream, failure.info)
+        return Response(content, answer.status, media_type="application/json")
 
     # -- the stages ------------------------------------------------------------------------------
 
@@ -358,63 +355,60 @@ class Gateway:
         span = exchange.trace.start("upstream", kind=SpanKind.CLIENT)
         span.set_attribute("server.address", upstream.name)
         exchange.trace.propagate(span, headers)
-        outgoing = self.client.build_request(
-            "POST",
-            upstream.url(PATHS[exchange.operation]),
-            content=raw,
-            headers=headers,
-            timeout=upstream.timeout_s,
-        )
         try:
-            answer = await self.client.send(outgoing, stream=True)
-        except httpx.HTTPError as exc:
+            answer = await self.client.send(
+                "POST",
+                upstream.url(PATHS[exchange.operation]),
+                headers=headers,
+                body=raw,
+                timeout_s=upstream.timeout_s,
+            )
+        except UpstreamFailure as failure:
             span.end()
-            info = classify_error(exc)
-            self._record(exchange, exchange.call(error=info))
-            return unreachable(upstream, info)
-        span.set_attribute("http.response.status_code", answer.status_code)
+            self._record(exchange, exchange.call(error=failure.info))
+            return unreachable(upstream, failure.info)
+        span.set_attribute("http.response.status_code", answer.status)
         span.end()
         replying = exchange.trace.start("response")
-        if answer.status_code >= 400:
-            content = await answer.aread()
-            await answer.aclose()
-            refused = classify_response(answer.status_code, content)
+        if answer.status >= 400:
+            try:
+                content = await answer.read()
+            except UpstreamFailure as failure:
+                content = failure.info.message.encode()
+            finally:
+                answer.close()
+            refused = classify_response(answer.status, content)
             self._record(
-                exchange, exchange.call(error=refused, http_status=answer.status_code), replying
+                exchange, exchange.call(error=refused, http_status=answer.status), replying
             )
-            return Response(
-                content, answer.status_code, media_type=answer.headers.get("content-type")
-            )
+            return Response(content, answer.status, media_type=answer.content_type)
         if stream:
             relay = StreamRelay(strip_usage=injected)
             return StreamingResponse(
                 self._relay(answer, exchange, relay, replying),
-                status_code=answer.status_code,
+                status_code=answer.status,
                 media_type="text/event-stream",
             )
         return await self._whole(answer, exchange, replying)
 
-    async def _whole(self, answer: httpx.Response, exchange: Exchange, span: Span) -> Response:
+    async def _whole(self, answer: UpstreamReply, exchange: Exchange, span: Span) -> Response:
         try:
-            content = await answer.aread()
-        except httpx.HTTPError as exc:
-            info = classify_error(exc)
-            self._record(exchange, exchange.call(error=info), span)
-            return unreachable(exchange.upstream, info)
+            content = await answer.read()
+        except UpstreamFailure as failure:
+            self._record(exchange, exchange.call(error=failure.info), span)
+            return unreachable(exchange.upstream, failure.info)
         finally:
-            await answer.aclose()
+            answer.close()
         try:
             parsed = _decode(content)
         except msgspec.DecodeError:
             parsed = None
-        media_type = answer.headers.get("content-type") or "application/json"
+        media_type = answer.content_type or "application/json"
         if not isinstance(parsed, dict):
             # Passed through as the upstream sent it; recorded as what it is.
-            error = ErrorInfo(
-                INVALID_RESPONSE.error_type, answer.status_code, INVALID_RESPONSE.message
-            )
+            error = ErrorInfo(INVALID_RESPONSE.error_type, answer.status, INVALID_RESPONSE.message)
             self._record(exchange, exchange.call(error=error), span)
-            return Response(content, answer.status_code, media_type=media_type)
+            return Response(content, answer.status, media_type=media_type)
         choices = parsed.get("choices")
         reason = (
             choices[0].get("finish_reason") if choices and isinstance(choices[0], dict) else None
@@ -426,7 +420,7 @@ class Gateway:
                 usage=usage_from_openai(parsed.get("usage")),
                 response_model=model if isinstance(model, str) else None,
                 finish_reason=reason if isinstance(reason, str) else None,
-                http_status=answer.status_code,
+                http_status=answer.status,
             ),
             span,
         )
@@ -442,15 +436,15 @@ class Gateway:
                     finish_reason=recorded.finish_reason,
                 ),
             )
-        return Response(content, answer.status_code, media_type=media_type)
+        return Response(content, answer.status, media_type=media_type)
 
     async def _relay(
-        self, answer: httpx.Response, exchange: Exchange, relay: StreamRelay, span: Span
+        self, answer: UpstreamReply, exchange: Exchange, relay: StreamRelay, span: Span
     ) -> AsyncIterator[bytes]:
         outcome: BaseException | None = None
         kept: list[bytes] | None = [] if exchange.cache == "miss" else None
         try:
-            async for data in answer.aiter_raw():
+            async for data in answer.chunks():
                 if exchange.ttft_ms is None:
                     exchange.ttft_ms = (time.perf_counter() - exchange.t0) * 1000.0
                 out = relay.feed(data)
@@ -467,10 +461,11 @@ class Gateway:
             outcome = exc
             raise
         finally:
-            # Record first (no await), then close the upstream shielded: a client that went away
-            # cancels this task, and every unshielded await would be cancelled again.
+            # Nothing here awaits: a client that went away cancels this task, and an await
+            # would be cancelled again. Closing the reply mid-body drops the upstream connection.
+            answer.close()
             call = self._record(
-                exchange, self._stream_call(exchange, relay, outcome, answer.status_code), span
+                exchange, self._stream_call(exchange, relay, outcome, answer.status), span
             )
             if kept is not None and call.status == "ok" and exchange.cache_key is not None:
                 assert self.cache is not None
@@ -485,8 +480,6 @@ class Gateway:
                         finish_reason=call.finish_reason,
                     ),
                 )
-            with anyio.CancelScope(shield=True):
-                await answer.aclose()
 
     @staticmethod
     def _stream_call(
@@ -515,8 +508,8 @@ class Gateway:
             return exchange.call(error=cut, **common)
         if outcome is None:
             return exchange.call(**common)
-        if isinstance(outcome, httpx.HTTPError):
-            return exchange.call(error=classify_error(outcome), **common)
+        if isinstance(outcome, UpstreamFailure):
+            return exchange.call(error=outcome.info, **common)
         return exchange.call(status="cancelled", **common)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -561,8 +554,3 @@ class Gateway:
             # stored). With gateway keys, the client's header is a gateway key: never forwarded.
             headers["authorization"] = request.headers["authorization"]
         return headers
-
-
-def _placeholder() -> httpx.AsyncClient:
-    # Replaced by `Gateway.start`: an AsyncClient belongs to the loop it first runs on.
-    return httpx.AsyncClient()
