@@ -1,0 +1,526 @@
+"""The dashboard's five rows (docs/design.md): cost, latency, tokens, quality, operational health.
+
+Each row function adds a row and its panels to a dashboard builder and returns it. Queries use
+only the metric names and labels of docs/metrics.md and docs/server.md.
+
+The builder places panels left to right and starts a new line only once one is full, never
+before a panel that would overflow it: in each row the widths (`span`) must add up to 24 per
+line (a test checks that no panel runs past the grid).
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import heatmap, statetimeline, table
+from grafana_foundation_sdk.builders.common import GraphThresholdsStyleConfig, StackingConfig
+from grafana_foundation_sdk.builders.dashboard import Dashboard, FieldColor, Row
+from grafana_foundation_sdk.models.common import GraphThresholdsStyleMode, StackingMode
+from grafana_foundation_sdk.models.dashboard import FieldColorModeId
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+from aivitals.dashboards.panels import (
+    DATASOURCE,
+    bars_panel,
+    query,
+    stat_panel,
+    thresholds,
+    timeseries_panel,
+)
+from aivitals.dashboards.promql import increase, quantile, rate, selector
+
+_REQUESTS = "aivitals_requests_total"
+_COST = "aivitals_cost_usd_total"
+_TOKENS = "aivitals_tokens_total"
+_DURATION = "aivitals_request_duration_seconds"
+_SCORE = "aivitals_quality_score"
+
+_HIT = 'result="hit"'
+_LOOKUP = 'result!="bypass"'
+_IN_OUT = 'type=~"input|output"'
+_LOW_SCORE = 'le="0.7"'
+_ERROR = 'status="error"'
+
+_MODEL_ONLY = ("provider", "model")
+"""The filters both sides of a ratio of cost (by feature and team) over requests (neither) share."""
+
+
+def cost_row(dashboard: Dashboard) -> Dashboard:
+    """Cost overview: total spend, cost per request, spend by model, feature and team."""
+    spend = f"sum({increase(_COST)})"
+    # aivitals_requests_total has no feature or team label: both sides of cost per request follow
+    # provider and model only, or a feature filter would divide its spend by every request.
+    priced = f"sum({increase(_COST, filters=_MODEL_ONLY)})"
+    model_spend = f"sum by (model) ({rate(_COST, filters=_MODEL_ONLY)})"
+    cache = "aivitals_cache_requests_total"
+    return (
+        dashboard.with_row(Row("Cost overview"))
+        .with_panel(
+            stat_panel(
+                "Total spend", "Spend on priced calls in the time range.", spend, unit="currencyUSD"
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Cost per request",
+                "Spend over requests in the time range (follows the provider and model filters).",
+                f"{priced} / sum({increase(_REQUESTS)})",
+                unit="currencyUSD",
+                decimals=5,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Requests",
+                "Model calls in the time range, every outcome.",
+                f"sum({increase(_REQUESTS)})",
+                unit="short",
+                decimals=0,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Unpriced calls",
+                "Calls whose model has no known price: recorded without a cost, never guessed. "
+                "Add the model to a price override file (docs/pricing.md).",
+                # No series until the first unpriced call: that is zero, not "no data".
+                f"sum({increase('aivitals_unpriced_calls_total')}) or vector(0)",
+                unit="short",
+                decimals=0,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Saved by the response cache",
+                "What the answers replayed from the cache cost when first made.",
+                f"sum({increase('aivitals_cache_saved_usd_total')}) or vector(0)",
+                unit="currencyUSD",
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Cache hit ratio",
+                "Response-cache hits over hits and misses in the time range.",
+                f"sum({increase(cache, '', _HIT)}) / sum({increase(cache, '', _LOOKUP)})",
+                unit="percentunit",
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Spend per hour by model",
+                "Spend rate in US dollars per hour, stacked: the top line is the total.",
+                query(f"3600 * sum by (model) ({rate(_COST)})", legend="{{model}}"),
+                unit="currencyUSD",
+            )
+            .stacking(StackingConfig().mode(StackingMode.NORMAL))
+            .fill_opacity(30)
+        )
+        .with_panel(
+            timeseries_panel(
+                "Cost per request by model",
+                "Spend over requests, per model (follows the provider and model filters).",
+                query(f"{model_spend} / sum by (model) ({rate(_REQUESTS)})", legend="{{model}}"),
+                unit="currencyUSD",
+            )
+        )
+        .with_panel(
+            bars_panel(
+                "Spend by model",
+                "In the time range.",
+                f"sum by (model) ({increase(_COST)})",
+                legend="{{model}}",
+                unit="currencyUSD",
+            )
+        )
+        .with_panel(
+            bars_panel(
+                "Spend by feature",
+                "In the time range; a blank name is the calls without a feature.",
+                f"sum by (feature) ({increase(_COST)})",
+                legend="{{feature}}",
+                unit="currencyUSD",
+            )
+        )
+        .with_panel(
+            bars_panel(
+                "Spend by team",
+                "In the time range; a blank name is the calls without a team.",
+                f"sum by (team) ({increase(_COST)})",
+                legend="{{team}}",
+                unit="currencyUSD",
+            )
+        )
+    )
+
+
+def latency_row(dashboard: Dashboard) -> Dashboard:
+    """Latency: p50/p95/p99 over time, per model, the distribution, time to first token."""
+    ttft = "aivitals_time_to_first_token_seconds"
+    return (
+        dashboard.with_row(Row("Latency"))
+        .with_panel(
+            timeseries_panel(
+                "End-to-end latency: p50, p95, p99",
+                "Percentiles of every call's latency, from the histogram's buckets.",
+                *(
+                    query(quantile(q, _DURATION), legend=f"p{round(q * 100)}")
+                    for q in (0.5, 0.95, 0.99)
+                ),
+                unit="s",
+            )
+            .thresholds(thresholds((None, "green"), (5, "orange"), (10, "red")))
+            .thresholds_style(GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED))
+        )
+        .with_panel(
+            timeseries_panel(
+                "p95 latency by model",
+                "The default alert warns above 5 s (p95) and pages above 10 s (p99).",
+                query(quantile(0.95, _DURATION, by="model"), legend="{{model}}"),
+                unit="s",
+            )
+        )
+        .with_panel(
+            heatmap.Panel()
+            .title("Latency distribution")
+            .description("Calls per latency bucket over time (bucket bounds 0.01 s to 81.92 s).")
+            .datasource(DATASOURCE)
+            .with_target(
+                query(f"sum by (le) ({rate(_DURATION, '_bucket')})", legend="{{le}}").format(
+                    PromQueryFormat.HEATMAP
+                )
+            )
+            # The buckets are already counted by Prometheus: no recalculation in the browser.
+            .calculate(False)
+            .span(12)
+            .height(8)
+        )
+        .with_panel(
+            timeseries_panel(
+                "Time to first token: p50, p95",
+                "Streams only: how long the caller waited for the first chunk.",
+                *(query(quantile(q, ttft), legend=f"p{round(q * 100)}") for q in (0.5, 0.95)),
+                unit="s",
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Output tokens per second (median) by model",
+                "Generation speed after the first token.",
+                query(
+                    quantile(0.5, "aivitals_output_tokens_per_second", by="model"),
+                    legend="{{model}}",
+                ),
+                unit="short",
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Context window utilisation (p95) by model",
+                "Input tokens over the model's context window.",
+                query(
+                    quantile(0.95, "aivitals_context_utilisation_ratio", by="model"),
+                    legend="{{model}}",
+                ),
+                unit="percentunit",
+            )
+        )
+    )
+
+
+def tokens_row(dashboard: Dashboard) -> Dashboard:
+    """Token usage: input and output by model, tokens per request, input/output ratio."""
+
+    def of_type(kind: str) -> str:
+        return f'type="{kind}"'
+
+    per_model = "sum by (model) ({})"
+    return (
+        dashboard.with_row(Row("Token usage"))
+        .with_panel(
+            timeseries_panel(
+                "Tokens per second by model: input and output",
+                "Input includes cached reads; output includes reasoning.",
+                query(
+                    f"sum by (model, type) ({rate(_TOKENS, '', _IN_OUT)})",
+                    legend="{{model}} {{type}}",
+                ),
+                unit="short",
+            )
+        )
+        .with_panel(
+            bars_panel(
+                "Tokens by model and type",
+                "In the time range.",
+                f"sum by (model, type) ({increase(_TOKENS, '', _IN_OUT)})",
+                legend="{{model}} {{type}}",
+                unit="short",
+                span=12,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Tokens per request by model",
+                "Average input and output tokens per call.",
+                *(
+                    query(
+                        per_model.format(rate(_TOKENS, "", of_type(kind)))
+                        + " / "
+                        + per_model.format(rate(_REQUESTS)),
+                        legend=f"{{{{model}}}} {kind}",
+                    )
+                    for kind in ("input", "output")
+                ),
+                unit="short",
+                span=8,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Input/output ratio by model",
+                "Input tokens per output token: a prompt that grows shows here first.",
+                query(
+                    per_model.format(rate(_TOKENS, "", of_type("input")))
+                    + " / "
+                    + per_model.format(rate(_TOKENS, "", of_type("output"))),
+                    legend="{{model}}",
+                ),
+                unit="short",
+                span=8,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Cached share of input tokens by model",
+                "Prompt-cache reads over all input tokens: higher is cheaper.",
+                query(
+                    per_model.format(rate(_TOKENS, "", of_type("cached_input")))
+                    + " / "
+                    + per_model.format(rate(_TOKENS, "", of_type("input"))),
+                    legend="{{model}}",
+                ),
+                unit="percentunit",
+                span=8,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Tokens per request",
+                "Input plus output tokens per call in the time range.",
+                f"sum({increase(_TOKENS, '', _IN_OUT)}) / sum({increase(_REQUESTS)})",
+                unit="short",
+                span=12,
+                decimals=0,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Tokens",
+                "Input plus output tokens in the time range.",
+                f"sum({increase(_TOKENS, '', _IN_OUT)})",
+                unit="short",
+                span=12,
+                decimals=0,
+            )
+        )
+    )
+
+
+def quality_row(dashboard: Dashboard) -> Dashboard:
+    """Quality: mean scores over time, by feature and model, share of low scores."""
+
+    def mean(by: str, *, over_range: bool) -> str:
+        # A histogram's mean is its sum over its count, both over the same window.
+        window = increase if over_range else rate
+        return (
+            f"sum by ({by}) ({window(_SCORE, '_sum')}) / sum by ({by}) ({window(_SCORE, '_count')})"
+        )
+
+    return (
+        dashboard.with_row(Row("Quality"))
+        .with_panel(
+            timeseries_panel(
+                "Mean score over time by score name",
+                "Scores normalised to 0..1. The default alerts warn below 0.7 and page below 0.5.",
+                query(mean("name", over_range=False), legend="{{name}}"),
+                unit="percentunit",
+            )
+            .thresholds(thresholds((None, "red"), (0.5, "orange"), (0.7, "green")))
+            .thresholds_style(GraphThresholdsStyleConfig().mode(GraphThresholdsStyleMode.DASHED))
+        )
+        .with_panel(
+            timeseries_panel(
+                "Share of scores below 0.7",
+                "Scores at or under 0.7 (a bucket bound) over all scores.",
+                query(
+                    f"sum by (name) ({rate(_SCORE, '_bucket', _LOW_SCORE)})"
+                    f" / sum by (name) ({rate(_SCORE, '_count')})",
+                    legend="{{name}}",
+                ),
+                unit="percentunit",
+            )
+        )
+        .with_panel(
+            bars_panel(
+                "Mean score by feature",
+                "In the time range; a blank name is the calls without a feature.",
+                mean("feature, name", over_range=True),
+                legend="{{feature}} {{name}}",
+                unit="percentunit",
+            )
+        )
+        .with_panel(
+            bars_panel(
+                "Mean score by model",
+                "In the time range.",
+                mean("model, name", over_range=True),
+                legend="{{model}} {{name}}",
+                unit="percentunit",
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Scores recorded",
+                "Quality scores in the time range.",
+                f"sum({increase(_SCORE, '_count')})",
+                unit="short",
+                span=8,
+                decimals=0,
+            )
+        )
+    )
+
+
+def health_row(dashboard: Dashboard) -> Dashboard:
+    """Operational health: volume, errors, provider status, active alerts, the process."""
+    errors = rate(_REQUESTS, "", _ERROR)
+    # A provider without errors has no error series: `or ... * 0` keeps it on the chart at 0.
+    provider_errors = (
+        f"(sum by (provider) ({errors}) or 0 * sum by (provider) ({rate(_REQUESTS)}))"
+        f" / sum by (provider) ({rate(_REQUESTS)})"
+    )
+    return (
+        dashboard.with_row(Row("Operational health"))
+        .with_panel(
+            timeseries_panel(
+                "Requests per second by status",
+                "Every model call: ok, error, cancelled.",
+                query(f"sum by (status) ({rate(_REQUESTS)})", legend="{{status}}"),
+                unit="reqps",
+            )
+            .stacking(StackingConfig().mode(StackingMode.NORMAL))
+            .fill_opacity(30)
+        )
+        .with_panel(
+            timeseries_panel(
+                "Error rate by type",
+                "Errors of each type over all requests; the default alert warns above 5%.",
+                query(
+                    f"sum by (error_type) ({errors})"
+                    f" / ignoring(error_type) group_left sum({rate(_REQUESTS)})",
+                    legend="{{error_type}}",
+                ),
+                unit="percentunit",
+            )
+        )
+        .with_panel(
+            statetimeline.Panel()
+            .title("Provider status")
+            .description(
+                "Share of each provider's calls that failed: green under 5%, red over 20%."
+            )
+            .datasource(DATASOURCE)
+            .with_target(query(provider_errors, legend="{{provider}}"))
+            .unit("percentunit")
+            .thresholds(thresholds((None, "green"), (0.05, "orange"), (0.2, "red")))
+            .color_scheme(FieldColor().mode(FieldColorModeId.THRESHOLDS))
+            .span(12)
+            .height(8)
+        )
+        .with_panel(
+            table.Panel()
+            .title("Active alerts")
+            .description(
+                "Alerts pending or firing in Prometheus (load the rules of "
+                "`aivitals alerts export --prometheus`)."
+            )
+            .datasource(DATASOURCE)
+            .with_target(
+                query(
+                    'sum by (alertname, alertstate, severity) (ALERTS{alertname=~".+"})',
+                    instant=True,
+                ).format(PromQueryFormat.TABLE)
+            )
+            .span(12)
+            .height(8)
+        )
+        .with_panel(
+            stat_panel(
+                "Error rate",
+                "Failed calls over all calls in the time range.",
+                f"(sum({increase(_REQUESTS, '', _ERROR)}) or vector(0))"
+                f" / sum({increase(_REQUESTS)})",
+                unit="percentunit",
+                span=4,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "In flight",
+                "Model calls started and not yet finished.",
+                f"sum({selector('aivitals_requests_in_flight')}) or vector(0)",
+                unit="short",
+                span=4,
+                decimals=0,
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Recorder queue depth",
+                "Calls and scores waiting for the store and exports.",
+                "sum(aivitals_queue_depth)",
+                unit="short",
+                span=4,
+                decimals=0,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Dropped records and sink errors per second",
+                "Anything above zero means lost data: a full queue or a failing sink.",
+                query(
+                    "sum(rate(aivitals_dropped_calls_total[$__rate_interval]))",
+                    legend="dropped calls",
+                ),
+                query(
+                    "sum(rate(aivitals_dropped_scores_total[$__rate_interval]))",
+                    legend="dropped scores",
+                ),
+                query(
+                    "sum(rate(aivitals_sink_errors_total[$__rate_interval])) or vector(0)",
+                    legend="sink errors",
+                ),
+                unit="short",
+                span=12,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Server CPU",
+                "CPU seconds per second of each aivitals process.",
+                query("rate(process_cpu_seconds_total[$__rate_interval])", legend="{{instance}}"),
+                unit="percentunit",
+                span=12,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Server memory",
+                "Resident memory of each aivitals process.",
+                query("process_resident_memory_bytes", legend="{{instance}}"),
+                unit="bytes",
+                span=12,
+            )
+        )
+    )
+
+
+ROWS = (cost_row, latency_row, tokens_row, quality_row, health_row)
+"""The rows in the order the dashboard shows them."""
