@@ -12,6 +12,7 @@
 | ``AIVITALS_ENDPOINT`` | send calls and scores to the aivitals server at this URL | off |
 | ``AIVITALS_API_KEY`` | the server's API key (sent as ``Authorization: Bearer``) | none |
 | ``AIVITALS_SPOOL_DIR`` | where undelivered batches wait for the server | ``~/.cache/aivitals/spool/<hash>`` |
+| ``AIVITALS_DASHBOARD_TOKEN`` | ``aivitals serve`` asks for it on the dashboard and read API | none |
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class EnvSettings:
     endpoint: str | None = None
     api_key: str | None = None
     spool_dir: str | None = None
+    dashboard_token: str | None = None
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -69,6 +71,7 @@ def read_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
         endpoint=env.get("AIVITALS_ENDPOINT", "").strip() or None,
         api_key=env.get("AIVITALS_API_KEY", "").strip() or None,
         spool_dir=env.get("AIVITALS_SPOOL_DIR") or None,
+        dashboard_token=env.get("AIVITALS_DASHBOARD_TOKEN", "").strip() or None,
     )
 
 

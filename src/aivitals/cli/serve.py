@@ -60,6 +60,14 @@ def serve(
     retention_days: Annotated[
         float | None, typer.Option(help="Delete raw calls older than this many days.")
     ] = None,
+    dashboard_token: Annotated[
+        str | None,
+        typer.Option(
+            help="Ask for this token on the dashboard and the read API (docs/dashboard.md). "
+            "Default: $AIVITALS_DASHBOARD_TOKEN.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible gateway (/v1/chat/completions, /v1/completions,
     /v1/embeddings, /v1/models) when --upstream or --config names an upstream, the ingest API
@@ -87,6 +95,7 @@ def serve(
     try:
         target = None if no_db else (db or read_env().store or DEFAULT_STORE)
         settings = _settings(config, upstream)
+        token = dashboard_token or read_env().dashboard_token
     except ConfigError as exc:
         raise fail(str(exc)) from None
     try:
@@ -129,6 +138,7 @@ def serve(
         queue_limit=QUEUE_LIMIT,
         close_on_shutdown=True,
         gateway=gateway,
+        dashboard_token=token,
     )
     routes = ""
     if gateway is not None:

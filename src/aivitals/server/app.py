@@ -28,7 +28,7 @@ from functools import partial
 from importlib.metadata import version
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
 
 from aivitals.gateway.proxy import Gateway
@@ -36,6 +36,7 @@ from aivitals.model import utc_now
 from aivitals.sdk.runtime import Runtime
 from aivitals.server import ingest, ops, read
 from aivitals.server.context import ReadinessCheck, ServerContext
+from aivitals.server.dashboard import DashboardAuth, dashboard_router
 from aivitals.server.errors import install_error_handlers
 from aivitals.server.limits import BodyLimitMiddleware
 from aivitals.server.metrics import MetricsMiddleware, ServerMetrics
@@ -56,6 +57,7 @@ def create_app(
     now: Callable[[], datetime] = utc_now,
     checks: Mapping[str, ReadinessCheck] | None = None,
     gateway: Gateway | None = None,
+    dashboard_token: str | None = None,
 ) -> FastAPI:
     """The aivitals server: ingest into ``runtime``, read from ``store``, metrics and health.
 
@@ -63,7 +65,8 @@ def create_app(
     Prometheus metrics are exposed through it too. ``queue_limit``: see `ServerContext`.
     ``close_on_shutdown`` closes the runtime's recorder (flushing every recorded call to the
     store) when the ASGI server shuts down, after the last in-flight request. ``checks`` are added
-    to ``/readyz``, after the store's.
+    to ``/readyz``, after the store's. ``dashboard_token``, when set, is asked of the dashboard
+    at ``/`` and of the read API (docs/dashboard.md); ingest, metrics and health stay open.
     """
     metrics = ServerMetrics(registry=registry)
     if runtime.prometheus is not None:
@@ -108,7 +111,10 @@ def create_app(
     app.state.context = context
     install_error_handlers(app)
     app.include_router(ingest.router)
-    app.include_router(read.router)
+    auth = DashboardAuth(dashboard_token) if dashboard_token else None
+    guard = [Depends(auth.require)] if auth is not None else []
+    app.include_router(read.router, dependencies=guard)
+    app.include_router(dashboard_router(auth))
     app.include_router(ops.router)
     if gateway is not None:
         app.router.routes.extend(gateway.routes)

@@ -1,5 +1,9 @@
 """The store's queries over HTTP: ``/api/v1/summary``, ``/breakdown``, ``/timeseries``, ``/calls``.
 
+For the dashboard, also ``/histogram`` (calls per latency bin), ``/quality`` (score means over
+time), ``/values`` (what each filter can take) and ``/calls/{id}`` (one call, its scores and
+trace); see `aivitals.server.dashboard.stats`.
+
 Parameters read as the CLI's options do (`parse_since`, `parse_where`, `check_by`): ``since=24h``,
 ``where=team=search`` (repeatable), ``by=model,feature``. A parameter the queries refuse is a 422
 naming it; a server started without a store answers 503. Every answer echoes the window and the
@@ -19,6 +23,7 @@ from starlette.responses import Response
 
 from aivitals.query import Filters, Queries, QueryError, Window, check_by, parse_since, parse_where
 from aivitals.server.context import Context, ServerContext
+from aivitals.server.dashboard import stats
 from aivitals.server.encoding import JsonResponse
 from aivitals.server.errors import ApiError, bad_field
 from aivitals.store.errors import StoreError
@@ -105,6 +110,96 @@ def get_calls(
         return {"limit": limit, "offset": offset, "calls": page}
 
     return _answer(context, since, where, answer)
+
+
+@router.get("/histogram", responses=_ANSWERS)
+def get_histogram(
+    context: Context,
+    since: Since = "24h",
+    where: Where = None,
+    by: Annotated[str | None, Query(description="One field to split the calls by.")] = None,
+) -> Response:
+    """Calls per latency bin: ``edges_ms`` are the bins' upper edges, and each series has one
+    more count than there are edges (the calls at or above the last edge)."""
+    group = _by(by)[0] if by else None
+
+    def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
+        with queries.engine.connect() as connection:
+            series = stats.latency_histogram(connection, window, filters, group)
+        return {"by": group, "edges_ms": stats.LATENCY_EDGES_MS, "series": series}
+
+    return _answer(context, since, where, answer)
+
+
+@router.get("/quality", responses=_ANSWERS)
+def get_quality(
+    context: Context,
+    since: Since = "24h",
+    where: Where = None,
+    step: Annotated[str, Query(description="Bucket size: minute, hour or day (UTC).")] = "hour",
+) -> Response:
+    """Each score's mean and count per ``step`` bucket of its call's start, oldest first."""
+
+    def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
+        with queries.engine.connect() as connection:
+            points = stats.score_series(connection, window, filters, step)
+        return {"step": step, "points": points}
+
+    return _answer(context, since, where, answer)
+
+
+@router.get("/values", responses=_ANSWERS)
+def get_values(
+    context: Context,
+    since: Since = "24h",
+    field: Annotated[
+        list[str] | None,
+        Query(
+            description="Fields to list (repeatable); default model, provider, feature, "
+            "team, user, environment."
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="Values per field.")] = 200,
+) -> Response:
+    """The values each field takes among the window's calls, most calls first (absent left out)."""
+    fields: tuple[str, ...] = stats.FILTER_FIELDS
+    if field:
+        try:
+            fields = check_by(field)
+        except QueryError as exc:
+            message = str(exc).replace("--by:", "field:", 1)
+            raise ApiError(422, message, fields=[bad_field("query.field", message)]) from None
+
+    def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
+        with queries.engine.connect() as connection:
+            return {"values": stats.filter_values(connection, window, fields, limit=limit)}
+
+    return _answer(context, since, None, answer)
+
+
+@router.get(
+    "/calls/{call_id}",
+    responses={**_ANSWERS, 404: {"description": "No stored call has this id."}},
+)
+def get_call(context: Context, call_id: str) -> Response:
+    """One call with its scores and every stored call of its trace (itself included)."""
+    queries = _queries(context)
+    try:
+        with queries.engine.connect() as connection:
+            detail = stats.call_detail(connection, call_id)
+    except StoreError as exc:
+        raise ApiError(503, str(exc)) from None
+    if detail is None:
+        raise ApiError(404, "no stored call has this id")
+    return JsonResponse(detail)
+
+
+def _queries(context: ServerContext) -> Queries:
+    if context.queries is None:
+        raise ApiError(
+            503, "this server keeps no store, so it has no history to read: start it with --db"
+        )
+    return context.queries
 
 
 def _answer(
