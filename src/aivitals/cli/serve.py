@@ -71,8 +71,8 @@ def serve(
 ) -> None:
     """Serve the OpenAI-compatible gateway (/v1/chat/completions, /v1/completions,
     /v1/embeddings, /v1/models) when --upstream or --config names an upstream, the ingest API
-    (POST /api/v1/calls, /api/v1/scores), the read API, /metrics, /healthz and /readyz.
-    See docs/gateway.md and docs/server.md.
+    (POST /api/v1/calls, /api/v1/scores), the read API, the web dashboard at /, /metrics,
+    /healthz and /readyz. See docs/gateway.md, docs/server.md and docs/dashboard.md.
 
     SIGTERM or Ctrl+C finishes in-flight requests, then writes every accepted call to the store.
     """
