@@ -327,3 +327,40 @@ class Prometheus(ServerProcess):
 
 class PromQLError(Exception):
     """Prometheus refused a query or answered in a shape the caller did not ask for."""
+
+
+class Alertmanager(ServerProcess):
+    """A real Prometheus Alertmanager on a free port; its v2 API at ``url + "/api/v2/..."``.
+
+    ``with Alertmanager(need("prometheus-alertmanager"), tmp_path) as am: am.alerts()``. It
+    routes everything to a receiver with no integrations: tests read alerts back from its API.
+    """
+
+    name = "alertmanager"
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        super().__init__(binary, workdir)
+        self.config_path = workdir / "alertmanager.yml"
+        self.config: dict[str, Any] = {
+            "route": {"receiver": "null", "group_wait": "1s", "group_interval": "1s"},
+            "receivers": [{"name": "null"}],
+        }
+
+    def command(self) -> list[str]:
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        return [
+            self.binary,
+            f"--config.file={self.config_path}",
+            f"--storage.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            # Empty: no gossip port (one instance, and nothing else to bind).
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ]
+
+    def alerts(self, **filters: str) -> list[dict[str, Any]]:
+        """``GET /api/v2/alerts`` (active, silenced and inhibited alerts; resolved ones are not)."""
+        reply = self.client.get(f"{self.url}/api/v2/alerts", params=filters)
+        reply.raise_for_status()
+        alerts: list[dict[str, Any]] = reply.json()
+        return alerts

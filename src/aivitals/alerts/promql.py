@@ -1,0 +1,214 @@
+"""The same rules as a Prometheus rule file, over the metrics of docs/metrics.md.
+
+A rule that PromQL cannot express over those metrics (``signal: query``, a ``month`` window, a
+filter or group on a label the metric lacks, such as ``team`` on latency) is listed with the
+reason, never dropped silently. ``window: today`` becomes a rolling 24 hours (Prometheus has no
+calendar day), and says so in the notes.
+
+Each expression answers in the rule's own unit (latency in milliseconds), so thresholds and the
+``{value}`` of summaries mean the same in both places.
+
+>>> from aivitals.alerts.rules import parse_rules
+>>> rules = parse_rules("rules: [{name: Slow, signal: latency_p95, op: '>', threshold: 5000}]")
+>>> print(export_prometheus(rules).rules[0]["expr"])
+histogram_quantile(0.95, sum by (le) (rate(aivitals_request_duration_seconds_bucket[5m]))) * 1000 > 5000.0
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from aivitals.alerts.rules import Rule, RuleSet
+
+GROUP_NAME = "aivitals"
+
+_REQUESTS = "aivitals_requests_total"
+_DURATION = "aivitals_request_duration_seconds_bucket"
+_TOKENS = "aivitals_tokens_total"
+_COST = "aivitals_cost_usd_total"
+_UNPRICED = "aivitals_unpriced_calls_total"
+_CACHE = "aivitals_cache_requests_total"
+_QUALITY = "aivitals_quality_score"
+
+# The labels each signal's metrics share (docs/metrics.md): what a rule may filter or group by.
+_LABELS: dict[str, tuple[str, ...]] = {
+    "spend": ("provider", "model", "feature", "team"),
+    "cost_per_request": ("provider", "model"),
+    "latency_p50": ("provider", "model", "operation"),
+    "latency_p95": ("provider", "model", "operation"),
+    "latency_p99": ("provider", "model", "operation"),
+    "tokens": ("provider", "model"),
+    "error_rate": ("provider", "model", "operation"),
+    "cache_hit_ratio": ("provider", "model"),
+    "quality": ("model", "feature"),
+}
+_PRINTF = re.compile(r"\.?\d*[fge]")
+
+
+class Unexpressible(Exception):
+    """PromQL over aivitals' metrics cannot say what this rule says."""
+
+
+@dataclass(slots=True)
+class Export:
+    """The exported rules, the rules left out (with why) and notes on approximations."""
+
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+
+    def text(self) -> str:
+        """The rule file, as YAML."""
+        document = {"groups": [{"name": GROUP_NAME, "rules": self.rules}]}
+        return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=10_000)
+
+
+def export_prometheus(rules: RuleSet) -> Export:
+    """Every enabled rule PromQL can express, as Prometheus alerting rules."""
+    result = Export()
+    for rule in rules.rules:
+        if not rule.enabled:
+            continue
+        try:
+            expr = promql_of(rule)
+        except Unexpressible as exc:
+            result.skipped.append((rule.name, str(exc)))
+            continue
+        if rule.window == "today":
+            result.notes.append(
+                (rule.name, "window today is exported as the last 24 hours (rolling)")
+            )
+        entry: dict[str, Any] = {"alert": rule.name, "expr": expr}
+        if rule.for_s > 0:
+            entry["for"] = rule.for_
+        entry["labels"] = {**rule.labels, "severity": rule.severity}
+        entry["annotations"] = {"summary": go_template(rule)}
+        result.rules.append(entry)
+    return result
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _selector(metric: str, matchers: Sequence[str]) -> str:
+    return f"{metric}{{{','.join(matchers)}}}" if matchers else metric
+
+
+def _sum(by: Sequence[str], inner: str) -> str:
+    return f"sum by ({', '.join(by)}) ({inner})" if by else f"sum({inner})"
+
+
+def promql_of(rule: Rule) -> str:
+    """The rule's alerting expression; raises `Unexpressible` with the reason."""
+    if rule.signal == "query":
+        raise Unexpressible("signal: query reads the store, which Prometheus does not have")
+    if rule.window == "month":
+        raise Unexpressible("window month: Prometheus has no calendar month")
+    rng = "1d" if rule.window == "today" else rule.window
+    allowed = _LABELS[rule.signal]
+    groups = [g for g in rule.group_by if not (rule.signal == "error_rate" and g == "error_type")]
+    for name in rule.filters:
+        if name not in allowed:
+            raise Unexpressible(
+                f"filter on {name}: the {rule.signal} metrics have no {name} label "
+                f"(they have {', '.join(allowed)})"
+            )
+    for name in groups:
+        if name not in allowed:
+            raise Unexpressible(
+                f"group_by {name}: the {rule.signal} metrics have no {name} label "
+                f"(they have {', '.join(allowed)})"
+            )
+    matchers = [f"{name}={_quote(value)}" for name, value in rule.filters.items()]
+    value = _value_expr(rule, groups, matchers, rng)
+    return f"{value} {rule.op} {rule.threshold!r}"
+
+
+def _increase(metric: str, matchers: Sequence[str], rng: str) -> str:
+    return f"increase({_selector(metric, matchers)}[{rng}])"
+
+
+def _value_expr(rule: Rule, by: list[str], matchers: list[str], rng: str) -> str:
+    signal = rule.signal
+    if signal == "spend":
+        return _sum(by, _increase(_COST, matchers, rng))
+    if signal == "cost_per_request":
+        calls = _sum(by, _increase(_REQUESTS, matchers, rng))
+        unpriced = _sum(by, _increase(_UNPRICED, matchers, rng))
+        # No unpriced series at all is zero unpriced calls, not an empty answer.
+        priced = f"({calls} - ({unpriced} or {calls} * 0))"
+        return f"{_sum(by, _increase(_COST, matchers, rng))} / {priced}"
+    if signal.startswith("latency_p"):
+        q = int(signal.removeprefix("latency_p")) / 100
+        buckets = _sum([*by, "le"], f"rate({_selector(_DURATION, matchers)}[{rng}])")
+        return f"histogram_quantile({q:g}, {buckets}) * 1000"
+    if signal == "tokens":
+        return _sum(by, _increase(_TOKENS, ['type=~"input|output"', *matchers], rng))
+    if signal == "error_rate":
+        errors = ['status="error"', *matchers]
+        if rule.error_type is not None:
+            errors.append(f"error_type={_quote(rule.error_type)}")
+        total = _sum(by, _increase(_REQUESTS, matchers, rng))
+        if "error_type" in rule.group_by:
+            failed = _sum([*by, "error_type"], _increase(_REQUESTS, errors, rng))
+            return f"{failed} / ignoring(error_type) group_left {total}"
+        return f"{_sum(by, _increase(_REQUESTS, errors, rng))} / {total}"
+    if signal == "cache_hit_ratio":
+        looked = _sum(by, _increase(_CACHE, ['result=~"hit|miss"', *matchers], rng))
+        hits = _sum(by, _increase(_CACHE, ['result="hit"', *matchers], rng))
+        return f"({hits} or {looked} * 0) / {looked}"
+    if signal == "quality":
+        if rule.score is not None:
+            named = [*matchers, f"name={_quote(rule.score)}"]
+            total = _sum(by, _increase(f"{_QUALITY}_sum", named, rng))
+            count = _sum(by, _increase(f"{_QUALITY}_count", named, rng))
+            return f"{total} / {count}"
+        # One alert per score name, labelled `score` as the engine labels it.
+        parts = []
+        for suffix in ("sum", "count"):
+            inner = _increase(f"{_QUALITY}_{suffix}", matchers, rng)
+            relabelled = f'label_replace({inner}, "score", "$1", "name", "(.*)")'
+            parts.append(_sum([*by, "score"], relabelled))
+        return f"{parts[0]} / {parts[1]}"
+    raise Unexpressible(f"signal {signal} has no PromQL form")
+
+
+def go_template(rule: Rule) -> str:
+    """The rule's summary as a Prometheus annotation template.
+
+    ``{value}`` becomes ``$value`` (printf for ``.2f``-like specs, humanizePercentage for
+    ``.1%``), ``{threshold}`` and the rule's own fields are filled in now, and any other field
+    is a label: ``{model}`` becomes ``{{ $labels.model }}``.
+    """
+    fixed = {
+        "threshold": rule.threshold,
+        "alertname": rule.name,
+        "severity": rule.severity,
+        "op": rule.op,
+        "window": rule.window,
+    }
+    out: list[str] = []
+    for literal, name, spec, conversion in string.Formatter().parse(rule.summary):
+        out.append(literal)
+        if name is None:
+            continue
+        if name == "value":
+            if spec and spec.endswith("%"):
+                out.append("{{ $value | humanizePercentage }}")
+            elif spec and _PRINTF.fullmatch(spec):
+                out.append(f'{{{{ printf "%{spec}" $value }}}}')
+            else:
+                out.append("{{ $value }}")
+        elif name in fixed:
+            text = format(fixed[name], spec or "")
+            out.append(text if conversion is None else repr(text))
+        else:
+            out.append(f"{{{{ $labels.{name} }}}}")
+    return "".join(out)
