@@ -162,4 +162,13 @@ def test_demo_stores_its_calls_and_is_deterministic(tmp_path: Path) -> None:
             ).fetchall()
         assert len(rows) == 20
         seen.append(rows)
+        # The alert section follows from the stored errors: the error-rate rule fires for each
+        # error type above 5% of the calls, worked out here from the rows themselves.
+        types = [row[5] for row in rows if row[5] is not None]
+        above = sorted({t for t in types if types.count(t) / len(rows) > 0.05})
+        for error_type in above:
+            assert f"ErrorRateHigh (error_type={error_type})" in out
+        if not above:
+            assert "No default alert rule fires" in out
+        assert f"aivitals serve --db {path}" in " ".join(out.split())
     assert seen[0] == seen[1]

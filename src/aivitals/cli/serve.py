@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -59,6 +60,15 @@ def serve(
     workers: Annotated[int, typer.Option(help="Server processes (1 for now).", min=1)] = 1,
     retention_days: Annotated[
         float | None, typer.Option(help="Delete raw calls older than this many days.")
+    ] = None,
+    alerts: Annotated[
+        Path | None,
+        typer.Option(
+            "--alerts",
+            help="Evaluate these alert rules (YAML; `aivitals alerts init` writes the defaults), "
+            "notify, and show active alerts on the dashboard. Reloaded on change or SIGHUP.",
+            show_default=False,
+        ),
     ] = None,
     dashboard_token: Annotated[
         str | None,
@@ -132,6 +142,33 @@ def serve(
         if store is not None:
             store.close()
         raise fail(str(exc)) from None
+    service = None
+    if alerts is not None:
+        from aivitals.alerts import (  # noqa: PLC0415
+            AlertService,
+            RuleFileError,
+            default_state_path,
+        )
+        from aivitals.alerts.state import StateFileError  # noqa: PLC0415
+        from aivitals.query import Queries  # noqa: PLC0415
+
+        service = AlertService(
+            alerts,
+            windows=runtime.windows,
+            queries=Queries(store.engine) if store is not None else None,
+            state_path=default_state_path(target),
+        )
+        try:
+            service.start()
+        except (RuleFileError, StateFileError) as exc:
+            sock.close()
+            runtime.recorder.close()
+            if store is not None:
+                store.close()
+            raise fail(str(exc)) from None
+        # SIGHUP reloads the rules (request_reload is signal-safe: the reload runs on the
+        # service's own thread).
+        signal.signal(signal.SIGHUP, lambda signum, frame: service.request_reload())
     server = create_app(
         runtime=runtime,
         store=store,
@@ -139,6 +176,7 @@ def serve(
         close_on_shutdown=True,
         gateway=gateway,
         dashboard_token=token,
+        alerts=service,
     )
     routes = ""
     if gateway is not None:
@@ -156,6 +194,8 @@ def serve(
     try:
         run(server, sock, announce=announce)
     finally:
+        if service is not None:
+            service.stop()
         runtime.recorder.close()
         if store is not None:
             store.close()

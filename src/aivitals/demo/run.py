@@ -16,12 +16,13 @@ from datetime import UTC, datetime, timedelta
 
 import openai
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import aivitals
 from aivitals.demo.workload import PlannedCall, plan_workload
 from aivitals.mock_llm import MockConfig, MockServer
-from aivitals.query import Window
+from aivitals.query import Queries, Window
 
 # A planned timeout hangs in the fake upstream longer than the client waits for it.
 _TIMEOUT_CLIENT_S = 1.0
@@ -125,6 +126,7 @@ def render(result: DemoResult, console: Console) -> None:
             console.print(breakdown_table(queries.breakdown(window, Filters(), by), by))
         errors = queries.breakdown(window, Filters(status="error"), ["error_type"])
         console.print(errors_table(errors, summary.calls))
+        fired = fired_alerts(queries)
     finally:
         store.close()
     if any(item.model == "acme-internal-7b" for item in result.planned):
@@ -132,10 +134,41 @@ def render(result: DemoResult, console: Console) -> None:
             "acme-internal-7b is a model no price catalog knows: its calls are recorded with cost "
             "null and counted as unpriced, never guessed (price it with a price override file)."
         )
+    if fired:
+        console.print("\nDefault alert rules this workload fires (aivitals alerts check):")
+        for line in fired:
+            console.print(f"  [bold red]{escape(line)}[/]", highlight=False)
+    else:
+        console.print("\nNo default alert rule fires on this workload (aivitals alerts check).")
     console.print(
         f"\nThe calls are stored in [bold]{result.db}[/] (SQLite). Explore them:\n"
         f"  aivitals report --db {result.db} --since 1h --by feature,team\n"
         f"  aivitals calls --db {result.db} --since 1h --where status=error\n"
-        f"  aivitals export --db {result.db} --since 1h --format csv -o calls.csv",
+        f"  aivitals export --db {result.db} --since 1h --format csv -o calls.csv\n"
+        f"See them in the dashboard: run `aivitals serve --db {result.db}` and open "
+        f"http://127.0.0.1:8700/",
         highlight=False,
     )
+
+
+def fired_alerts(queries: Queries) -> list[str]:
+    """The default alert rules that breach on the store now, one line each (rule, group, value)."""
+    from aivitals.alerts import AlertEngine, default_rules_text, parse_rules  # noqa: PLC0415
+
+    engine = AlertEngine(parse_rules(default_rules_text()), queries=queries, notifiers={})
+    lines = []
+    for finding in engine.check():
+        if not finding.breached or finding.value is None:
+            continue
+        rule = finding.rule
+        group = ", ".join(
+            f"{key}={value}"
+            for key, value in finding.labels.items()
+            if key not in ("alertname", "severity") and key not in rule.labels
+        )
+        where = f" ({group})" if group else ""
+        lines.append(
+            f"{rule.severity}: {rule.name}{where} is {finding.value:.4g}, "
+            f"{rule.op} {rule.threshold:g} over {rule.window}"
+        )
+    return lines

@@ -31,9 +31,11 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
 
+from aivitals.alerts import AlertService
 from aivitals.gateway.proxy import Gateway
 from aivitals.model import utc_now
 from aivitals.sdk.runtime import Runtime
+from aivitals.server import alerts as alerts_api
 from aivitals.server import ingest, ops, read
 from aivitals.server.context import ReadinessCheck, ServerContext
 from aivitals.server.dashboard import DashboardAuth, dashboard_router
@@ -58,6 +60,7 @@ def create_app(
     checks: Mapping[str, ReadinessCheck] | None = None,
     gateway: Gateway | None = None,
     dashboard_token: str | None = None,
+    alerts: AlertService | None = None,
 ) -> FastAPI:
     """The aivitals server: ingest into ``runtime``, read from ``store``, metrics and health.
 
@@ -67,6 +70,8 @@ def create_app(
     store) when the ASGI server shuts down, after the last in-flight request. ``checks`` are added
     to ``/readyz``, after the store's. ``dashboard_token``, when set, is asked of the dashboard
     at ``/`` and of the read API (docs/dashboard.md); ingest, metrics and health stay open.
+    ``alerts``, an `AlertService` its caller starts and stops, has its active alerts served at
+    ``GET /api/v1/alerts`` (behind the dashboard token).
     """
     metrics = ServerMetrics(registry=registry)
     if runtime.prometheus is not None:
@@ -114,6 +119,9 @@ def create_app(
     auth = DashboardAuth(dashboard_token) if dashboard_token else None
     guard = [Depends(auth.require)] if auth is not None else []
     app.include_router(read.router, dependencies=guard)
+    if alerts is not None:
+        app.state.alerts = alerts
+        app.include_router(alerts_api.router, dependencies=guard)
     app.include_router(dashboard_router(auth))
     app.include_router(ops.router)
     if gateway is not None:

@@ -1,0 +1,96 @@
+"""``aivitals serve --alerts``: the engine runs in the server, notifies, shows its alerts over
+HTTP, and reloads its rules on SIGHUP."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.test_alerts_support import receiving
+from tests.test_server_serve import AIVITALS, start
+from tests.test_server_support import call_json
+
+RULES = """
+interval: 1s
+notifiers:
+  - name: hook
+    type: webhook
+    url: {url}
+rules:
+  - name: ErrorsAbove
+    signal: error_rate
+    window: 15m
+    op: ">"
+    threshold: {threshold}
+    severity: critical
+    for: 0s
+    summary: "error rate is {{value:.2f}}"
+"""
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_serve_runs_the_rules_notifies_and_reloads_on_sighup(tmp_path: Path) -> None:
+    with receiving() as hook:
+        rules = tmp_path / "alerts.yaml"
+        rules.write_text(RULES.format(url=hook.url, threshold=0.25))
+        process, url = start("--db", str(tmp_path / "a.db"), "--alerts", str(rules))
+        try:
+            now = datetime.now(UTC).isoformat()
+            failed = {"status": "error", "error_type": "rate_limit"}
+            calls = [call_json(started_at=now, **(failed if i < 4 else {})) for i in range(10)]
+            assert httpx.post(f"{url}/api/v1/calls", json={"calls": calls}).status_code == 202
+
+            def firing() -> bool:
+                alerts = httpx.get(f"{url}/api/v1/alerts").json()["alerts"]
+                return [a["phase"] for a in alerts] == ["firing"]
+
+            wait_until(firing, "the alert to fire")
+            (alert,) = httpx.get(f"{url}/api/v1/alerts").json()["alerts"]
+            assert (alert["rule"], alert["severity"]) == ("ErrorsAbove", "critical")
+            assert alert["value"] == pytest.approx(0.4)  # 4 errors in 10 calls
+            wait_until(lambda: len(hook.received) >= 1, "the webhook")
+            assert "ErrorsAbove" in str(hook.received[0].body)
+
+            # Raise the threshold above the error rate and ask for a reload: it resolves.
+            rules.write_text(RULES.format(url=hook.url, threshold=0.9))
+            process.send_signal(signal.SIGHUP)
+            wait_until(
+                lambda: httpx.get(f"{url}/api/v1/alerts").json()["alerts"] == [], "the resolve"
+            )
+            wait_until(lambda: len(hook.received) >= 2, "the resolve notification")
+            assert len(hook.received) == 2  # one firing, one resolve: no storm
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(30) == 0
+            assert process.stderr is not None
+            process.stderr.close()
+
+
+def test_serve_refuses_a_bad_rule_file_in_one_line(tmp_path: Path) -> None:
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text("rules:\n  - name: X\n    signal: nonsense\n")
+    process = subprocess.run(
+        [AIVITALS, "serve", "--no-db", "--port", "0", "--alerts", str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert process.returncode == 2
+    lines = process.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(rules) in lines[0] and "signal" in lines[0]
