@@ -12,10 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from aivitals.alerts import AlertService
+from aivitals.query import Queries
+from aivitals.server import create_app
 from tests.test_alerts_support import receiving
 from tests.test_server_serve import AIVITALS, start
-from tests.test_server_support import call_json
+from tests.test_server_support import call_json, served_at
 
 RULES = """
 interval: 1s
@@ -94,3 +98,58 @@ def test_serve_refuses_a_bad_rule_file_in_one_line(tmp_path: Path) -> None:
     assert process.returncode == 2
     lines = process.stderr.strip().splitlines()
     assert len(lines) == 1 and str(rules) in lines[0] and "signal" in lines[0]
+
+
+def test_silences_over_http_hold_back_notifications(tmp_path: Path) -> None:
+    with receiving() as hook, served_at(tmp_path / "a.db") as served:
+        rules = tmp_path / "alerts.yaml"
+        rules.write_text(RULES.format(url=hook.url, threshold=0.25))
+        assert served.store is not None
+        service = AlertService(
+            rules, queries=Queries(served.store.engine), state_path=tmp_path / "state.json"
+        )
+        service.start()
+        try:
+            client = TestClient(
+                create_app(runtime=served.runtime, store=served.store, alerts=service)
+            )
+            refused = client.post(
+                "/api/v1/alerts/silences", json={"matchers": {"alertname": "X"}, "for": "soon"}
+            )
+            assert refused.status_code == 422 and refused.json()["fields"][0]["field"] == "for"
+            assert (
+                client.post(
+                    "/api/v1/alerts/silences", json={"matchers": {}, "for": "1h"}
+                ).status_code
+                == 422
+            )
+            made = client.post(
+                "/api/v1/alerts/silences",
+                json={"matchers": {"alertname": "ErrorsAbove"}, "for": "1h", "comment": "known"},
+            )
+            assert made.status_code == 201
+            silence = made.json()
+            assert [s["id"] for s in client.get("/api/v1/alerts/silences").json()["silences"]] == [
+                silence["id"]
+            ]
+
+            now = datetime.now(UTC).isoformat()
+            failed = {"status": "error", "error_type": "rate_limit"}
+            calls = [call_json(started_at=now, **(failed if i < 4 else {})) for i in range(10)]
+            assert client.post("/api/v1/calls", json={"calls": calls}).status_code == 202
+            assert served.runtime.recorder.flush()
+
+            def firing() -> bool:
+                service.run_now()
+                alerts = client.get("/api/v1/alerts").json()["alerts"]
+                return [a["phase"] for a in alerts] == ["firing"]
+
+            wait_until(firing, "the alert to fire")
+            assert hook.received == []  # firing, but silenced
+
+            assert client.delete(f"/api/v1/alerts/silences/{silence['id']}").status_code == 204
+            assert client.delete(f"/api/v1/alerts/silences/{silence['id']}").status_code == 404
+            service.run_now()
+            wait_until(lambda: len(hook.received) == 1, "the notification once unsilenced")
+        finally:
+            service.stop()

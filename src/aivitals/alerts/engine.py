@@ -443,6 +443,17 @@ class AlertEngine:
             self._file.save(self.state)
             return silence
 
+    def clock(self) -> float:
+        """The engine's time now (epoch seconds): silences start and end on it."""
+        return self._clock()
+
+    def silences(self) -> list[Silence]:
+        """The silences not yet ended, soonest to end first."""
+        with self._lock:
+            now = self._clock()
+            kept = [replace(s, matchers=dict(s.matchers)) for s in self.state.silences]
+        return sorted((s for s in kept if s.ends_at > now), key=lambda s: s.ends_at)
+
     def unsilence(self, silence_id: str) -> bool:
         """End a silence now; False if there is none with that id."""
         with self._lock:

@@ -1,4 +1,4 @@
-"""``GET /api/v1/alerts``: the alert engine's active alerts and its delivery health.
+"""``GET /api/v1/alerts``: the alert engine's active alerts and its delivery health; silences.
 
 Mounted only when the server runs an `AlertService` (``aivitals serve --alerts FILE``); without
 one the route is absent (404), which the dashboard reads as "no alert engine configured".
@@ -10,9 +10,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
 
-from aivitals.alerts import AlertService
+from aivitals.alerts import AlertEngine, AlertService, Silence
+from aivitals.alerts.rules import parse_duration
 from aivitals.server.encoding import JsonResponse
+from aivitals.server.errors import ApiError, bad_field
 
 router = APIRouter(tags=["alerts"])
 
@@ -53,3 +57,61 @@ def get_alerts(request: Request) -> JsonResponse:
     order = {"critical": 0, "warning": 1}
     alerts.sort(key=lambda a: (a["phase"] != "firing", order.get(a["severity"] or "", 2)))
     return JsonResponse({"alerts": alerts, "status": status, "rules_error": service.last_error})
+
+
+class SilenceIn(BaseModel):
+    """Hold back notifications of the alerts whose labels equal every matcher, for a while."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    matchers: dict[str, str] = Field(min_length=1, examples=[{"alertname": "ErrorRateHigh"}])
+    duration: str = Field(alias="for", examples=["2h"], description="30s, 5m, 1h, 1d or 2w")
+    comment: str = ""
+
+
+def _engine(request: Request) -> AlertEngine:
+    engine = request.app.state.alerts.engine
+    if engine is None:
+        raise ApiError(503, "the alert engine has no rules loaded yet")
+    assert isinstance(engine, AlertEngine)
+    return engine
+
+
+def _silence_json(silence: Silence) -> dict[str, Any]:
+    return {
+        "id": silence.id,
+        "matchers": silence.matchers,
+        "starts_at": _when(silence.starts_at),
+        "ends_at": _when(silence.ends_at),
+        "comment": silence.comment,
+    }
+
+
+@router.get("/api/v1/alerts/silences", response_class=JsonResponse)
+def get_silences(request: Request) -> JsonResponse:
+    """The silences not yet ended."""
+    return JsonResponse({"silences": [_silence_json(s) for s in _engine(request).silences()]})
+
+
+@router.post("/api/v1/alerts/silences", response_class=JsonResponse, status_code=201)
+def post_silence(request: Request, silence: SilenceIn) -> JsonResponse:
+    """Silence matching alerts from now for ``for``: they keep their state, unnotified."""
+    try:
+        seconds = parse_duration(silence.duration)
+    except ValueError as exc:
+        raise ApiError(
+            422, f"invalid request: {exc}", fields=[bad_field("for", str(exc))]
+        ) from None
+    engine = _engine(request)
+    made = engine.silence(
+        silence.matchers, ends_at=engine.clock() + seconds, comment=silence.comment
+    )
+    return JsonResponse(_silence_json(made), status_code=201)
+
+
+@router.delete("/api/v1/alerts/silences/{silence_id}", status_code=204)
+def delete_silence(request: Request, silence_id: str) -> Response:
+    """End a silence now."""
+    if not _engine(request).unsilence(silence_id):
+        raise ApiError(404, f"no silence {silence_id!r}")
+    return Response(status_code=204)
