@@ -57,8 +57,9 @@ class StreamRelay:
             self._buffer = buffer
             return b""
         complete, self._buffer = buffer[: end + 2], buffer[end + 2 :]
-        if not self.strip_usage and self.model is not None and b'"usage":{' not in complete:
-            # The common case: nothing to strip, nothing new to learn but counts and endings.
+        if self.model is not None and b'"usage":{' not in complete:
+            # The common case: no usage event to strip or read, nothing new to learn but counts
+            # and endings, so most events are never decoded.
             self._skim(complete)
             return complete
         kept = [event for event in complete.split(_SEPARATOR)[:-1] if self._keep(event)]
