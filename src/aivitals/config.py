@@ -12,6 +12,7 @@
 | ``AIVITALS_ENDPOINT`` | send calls and scores to the aivitals server at this URL | off |
 | ``AIVITALS_API_KEY`` | the server's API key (sent as ``Authorization: Bearer``) | none |
 | ``AIVITALS_SPOOL_DIR`` | where undelivered batches wait for the server | ``~/.cache/aivitals/spool/<hash>`` |
+| ``AIVITALS_INGEST_KEY`` | ``aivitals serve`` asks for it on the ingest API (the SDK sends ``AIVITALS_API_KEY``) | none |
 | ``AIVITALS_DASHBOARD_TOKEN`` | ``aivitals serve`` asks for it on the dashboard and read API | none |
 """
 
@@ -40,6 +41,7 @@ class EnvSettings:
     api_key: str | None = None
     spool_dir: str | None = None
     dashboard_token: str | None = None
+    ingest_key: str | None = None
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -72,6 +74,7 @@ def read_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
         api_key=env.get("AIVITALS_API_KEY", "").strip() or None,
         spool_dir=env.get("AIVITALS_SPOOL_DIR") or None,
         dashboard_token=env.get("AIVITALS_DASHBOARD_TOKEN", "").strip() or None,
+        ingest_key=env.get("AIVITALS_INGEST_KEY", "").strip() or None,
     )
 
 

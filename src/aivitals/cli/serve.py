@@ -70,6 +70,14 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    ingest_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Ask for this bearer key on POST /api/v1/calls and /api/v1/scores (at least 16 "
+            "characters). Default: $AIVITALS_INGEST_KEY; none: ingest is open.",
+            show_default=False,
+        ),
+    ] = None,
     dashboard_token: Annotated[
         str | None,
         typer.Option(
@@ -106,6 +114,9 @@ def serve(
         target = None if no_db else (db or read_env().store or DEFAULT_STORE)
         settings = _settings(config, upstream)
         token = dashboard_token or read_env().dashboard_token
+        key = ingest_key or read_env().ingest_key
+        if key is not None and len(key) < 16:
+            raise ConfigError("--ingest-key must be at least 16 characters")
     except ConfigError as exc:
         raise fail(str(exc)) from None
     try:
@@ -177,6 +188,7 @@ def serve(
         gateway=gateway,
         dashboard_token=token,
         alerts=service,
+        ingest_key=key,
     )
     routes = ""
     if gateway is not None:

@@ -40,6 +40,7 @@ from aivitals.server import ingest, ops, read
 from aivitals.server.context import ReadinessCheck, ServerContext
 from aivitals.server.dashboard import DashboardAuth, dashboard_router
 from aivitals.server.errors import install_error_handlers
+from aivitals.server.ingest_auth import IngestKey
 from aivitals.server.limits import BodyLimitMiddleware
 from aivitals.server.metrics import MetricsMiddleware, ServerMetrics
 from aivitals.store.sql import SqlStore
@@ -61,6 +62,7 @@ def create_app(
     gateway: Gateway | None = None,
     dashboard_token: str | None = None,
     alerts: AlertService | None = None,
+    ingest_key: str | None = None,
 ) -> FastAPI:
     """The aivitals server: ingest into ``runtime``, read from ``store``, metrics and health.
 
@@ -71,7 +73,8 @@ def create_app(
     to ``/readyz``, after the store's. ``dashboard_token``, when set, is asked of the dashboard
     at ``/`` and of the read API (docs/dashboard.md); ingest, metrics and health stay open.
     ``alerts``, an `AlertService` its caller starts and stops, has its active alerts served at
-    ``GET /api/v1/alerts`` (behind the dashboard token).
+    ``GET /api/v1/alerts`` (behind the dashboard token). ``ingest_key``, when set, is asked of
+    ``POST /api/v1/calls`` and ``/api/v1/scores`` as a bearer token.
     """
     metrics = ServerMetrics(registry=registry)
     if runtime.prometheus is not None:
@@ -115,7 +118,8 @@ def create_app(
     )
     app.state.context = context
     install_error_handlers(app)
-    app.include_router(ingest.router)
+    ingest_guard = [Depends(IngestKey(ingest_key).require)] if ingest_key else []
+    app.include_router(ingest.router, dependencies=ingest_guard)
     auth = DashboardAuth(dashboard_token) if dashboard_token else None
     guard = [Depends(auth.require)] if auth is not None else []
     app.include_router(read.router, dependencies=guard)
