@@ -111,10 +111,11 @@ def serve(
     if no_db and db is not None:
         raise fail("--db and --no-db go one at a time")
     try:
-        target = None if no_db else (db or read_env().store or DEFAULT_STORE)
+        env = read_env()
+        target = None if no_db else (db or env.store or DEFAULT_STORE)
         settings = _settings(config, upstream)
-        token = dashboard_token or read_env().dashboard_token
-        key = ingest_key or read_env().ingest_key
+        token = dashboard_token or env.dashboard_token
+        key = ingest_key or env.ingest_key
         if key is not None and len(key) < 16:
             raise ConfigError("--ingest-key must be at least 16 characters")
     except ConfigError as exc:
@@ -125,14 +126,21 @@ def serve(
         raise fail(
             f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port"
         ) from None
+    from aivitals.alerts import AlertService, RuleFileError, default_state_path  # noqa: PLC0415
+    from aivitals.alerts.state import StateFileError  # noqa: PLC0415
+    from aivitals.query import Queries  # noqa: PLC0415
+
     store = None
     runtime = None
+    service = None
     try:
         store = SqlStore.open(target) if target is not None else None
+        queries = Queries(store.engine) if store is not None else None
         ledger = settings.build_budgets() if settings is not None else None
-        # The server records what it receives: never into an endpoint (itself, perhaps).
+        # The server records what it receives into the store it reads (one engine for both),
+        # and never into an endpoint (itself, perhaps).
         runtime = configure(
-            store=target if target is not None else False,
+            store=store if store is not None else False,
             endpoint=False,
             retention_days=retention_days,
             queue_size=QUEUE_LIMIT,
@@ -142,44 +150,28 @@ def serve(
         gateway = None
         if settings is not None:
             gateway = _gateway(settings, runtime.recorder, upstream, ledger)
-            if ledger is not None and ledger.budgets and store is not None:
-                from aivitals.query import Queries  # noqa: PLC0415
-
-                ledger.reload(Queries(store.engine))
-    except (StoreError, ConfigError) as exc:
+            if ledger is not None and ledger.budgets and queries is not None:
+                ledger.reload(queries)
+        if alerts is not None:
+            service = AlertService(
+                alerts,
+                windows=runtime.windows,
+                queries=queries,
+                state_path=default_state_path(target),
+            )
+            service.start()
+    except (StoreError, ConfigError, RuleFileError, StateFileError) as exc:
         sock.close()
         if runtime is not None:
             runtime.recorder.close()
         if store is not None:
             store.close()
         raise fail(str(exc)) from None
-    service = None
-    if alerts is not None:
-        from aivitals.alerts import (  # noqa: PLC0415
-            AlertService,
-            RuleFileError,
-            default_state_path,
-        )
-        from aivitals.alerts.state import StateFileError  # noqa: PLC0415
-        from aivitals.query import Queries  # noqa: PLC0415
-
-        service = AlertService(
-            alerts,
-            windows=runtime.windows,
-            queries=Queries(store.engine) if store is not None else None,
-            state_path=default_state_path(target),
-        )
-        try:
-            service.start()
-        except (RuleFileError, StateFileError) as exc:
-            sock.close()
-            runtime.recorder.close()
-            if store is not None:
-                store.close()
-            raise fail(str(exc)) from None
+    if service is not None:
+        reload_rules = service.request_reload
         # SIGHUP reloads the rules (request_reload is signal-safe: the reload runs on the
         # service's own thread).
-        signal.signal(signal.SIGHUP, lambda signum, frame: service.request_reload())
+        signal.signal(signal.SIGHUP, lambda signum, frame: reload_rules())
     server = create_app(
         runtime=runtime,
         store=store,

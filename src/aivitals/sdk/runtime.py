@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -25,6 +25,9 @@ from aivitals.sinks.base import BatchSink, InlineSink
 from aivitals.sinks.log import JsonLogSink
 from aivitals.sinks.prometheus import PrometheusSink
 from aivitals.windows import LiveWindows
+
+if TYPE_CHECKING:
+    from aivitals.store.sql import SqlStore
 
 log = logging.getLogger("aivitals")
 
@@ -59,7 +62,7 @@ def configure(
     registry: CollectorRegistry | None = None,
     metrics_port: int | None = None,
     log_to: str | Path | None = None,
-    store: str | Path | Literal[False] | None = None,
+    store: str | Path | SqlStore | Literal[False] | None = None,
     retention_days: float | None = None,
     endpoint: str | Literal[False] | None = None,
     api_key: str | None = None,
@@ -86,7 +89,8 @@ def configure(
     Arguments win over the ``AIVITALS_*`` environment variables. ``sinks`` adds your own
     (inline or batch) to the defaults: Prometheus metrics and live windows, plus a JSON log when
     ``log_to`` is ``"stderr"``, ``"stdout"`` or a file path, and the store (history for
-    ``aivitals report``) when ``store`` is a SQLite path or a SQLAlchemy URL; raw calls older
+    ``aivitals report``) when ``store`` is a SQLite path, a SQLAlchemy URL or an opened
+    `SqlStore` (which the recorder then closes when it closes); raw calls older
     than ``retention_days`` are then deleted (rollups are kept). With ``endpoint`` (the aivitals
     server's URL), calls and scores are also sent there, ``api_key`` as a bearer token; batches
     the server cannot take now wait on disk in ``spool_dir`` (see ``docs/exporter.md``).
@@ -207,7 +211,7 @@ def reset() -> None:
         _runtime = None
 
 
-def _store_sink(target: str | Path, retention_days: float | None) -> BatchSink:
+def _store_sink(target: str | Path | SqlStore, retention_days: float | None) -> BatchSink:
     # Imported here: SQLAlchemy is only paid for by processes that keep a store.
     from aivitals.sinks.store import StoreSink  # noqa: PLC0415
     from aivitals.store.errors import StoreError  # noqa: PLC0415
@@ -216,7 +220,7 @@ def _store_sink(target: str | Path, retention_days: float | None) -> BatchSink:
     if retention_days is not None and retention_days <= 0:
         raise ConfigError(f"retention_days must be above 0, got {retention_days}")
     try:
-        opened = SqlStore.open(target)
+        opened = target if isinstance(target, SqlStore) else SqlStore.open(target)
     except StoreError as exc:
         raise ConfigError(f"store: {exc}") from exc
     retention = timedelta(days=retention_days) if retention_days is not None else None
