@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from aivitals.server.dashboard.stats import LATENCY_EDGES_MS
-from tests.test_server_support import Served, call_json, serve_app, served_at
+from tests.test_server_support import Served, call_json, get_ok, serve_app, served_with
 
 CALLS = [
     call_json(id="a", latency_ms=20.0, feature="search", started_at="2026-11-03T10:10:00Z"),
@@ -45,18 +45,8 @@ SCORES = [
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    with served_at(tmp_path / "aivitals.db") as served:
-        assert served.client.post("/api/v1/calls", json={"calls": CALLS}).status_code == 202
-        assert served.client.post("/api/v1/scores", json={"scores": SCORES}).status_code == 202
-        assert served.runtime.recorder.flush(timeout_s=10)
+    with served_with(tmp_path / "aivitals.db", CALLS, SCORES) as served:
         yield served
-
-
-def get(served: Served, path: str, **params: Any) -> dict[str, Any]:
-    reply = served.client.get(path, params=params)
-    assert reply.status_code == 200, reply.text
-    body: dict[str, Any] = reply.json()
-    return body
 
 
 def bin_of(latency_ms: float) -> int:
@@ -64,7 +54,7 @@ def bin_of(latency_ms: float) -> int:
 
 
 def test_histogram_counts_calls_per_latency_bin(served: Served) -> None:
-    body = get(served, "/api/v1/histogram", since="24h")
+    body = get_ok(served, "/api/v1/histogram", since="24h")
     assert body["edges_ms"] == list(LATENCY_EDGES_MS)
     [series] = body["series"]
     expected = [0] * (len(LATENCY_EDGES_MS) + 1)
@@ -76,30 +66,30 @@ def test_histogram_counts_calls_per_latency_bin(served: Served) -> None:
 
 
 def test_histogram_filters_and_splits_by_a_field(served: Served) -> None:
-    body = get(served, "/api/v1/histogram", since="1h", by="model")
+    body = get_ok(served, "/api/v1/histogram", since="1h", by="model")
     assert [(s["group"], s["calls"]) for s in body["series"]] == [
         ({"model": "gpt-4o"}, 2),
         ({"model": "gpt-4o-mini"}, 1),
     ]
-    body = get(served, "/api/v1/histogram", since="24h", where="feature=search")
+    body = get_ok(served, "/api/v1/histogram", since="24h", where="feature=search")
     assert body["series"][0]["calls"] == 2
-    assert get(served, "/api/v1/histogram", since="24h", where="team=none")["series"] == []
+    assert get_ok(served, "/api/v1/histogram", since="24h", where="team=none")["series"] == []
 
 
 def test_quality_is_each_scores_mean_per_bucket_of_its_calls_start(served: Served) -> None:
-    body = get(served, "/api/v1/quality", since="24h", step="hour")
+    body = get_ok(served, "/api/v1/quality", since="24h", step="hour")
     points = [(p["start"], p["name"], p["mean"], p["count"]) for p in body["points"]]
     assert points == [
         ("2026-11-03T10:00:00Z", "relevance", 0.5, 1),
         ("2026-11-03T11:00:00Z", "relevance", pytest.approx(0.8), 2),
         ("2026-11-03T11:00:00Z", "stars", 4.0, 1),
     ]
-    body = get(served, "/api/v1/quality", since="24h", where="model=gpt-4o")
+    body = get_ok(served, "/api/v1/quality", since="24h", where="model=gpt-4o")
     assert [(p["name"], p["mean"]) for p in body["points"]] == [("relevance", 0.7), ("stars", 4.0)]
 
 
 def test_values_lists_each_filters_values_most_calls_first(served: Served) -> None:
-    values = get(served, "/api/v1/values", since="24h")["values"]
+    values = get_ok(served, "/api/v1/values", since="24h")["values"]
     assert list(values) == ["model", "provider", "feature", "team", "user", "environment"]
     assert values["model"] == [
         {"value": "gpt-4o", "calls": 2},
@@ -107,18 +97,18 @@ def test_values_lists_each_filters_values_most_calls_first(served: Served) -> No
     ]
     assert values["feature"] == [{"value": "search", "calls": 2}]  # absent values left out
     assert values["environment"] == [{"value": "prod", "calls": 1}]
-    one = get(served, "/api/v1/values", since="1h", field=["model", "feature"])["values"]
+    one = get_ok(served, "/api/v1/values", since="1h", field=["model", "feature"])["values"]
     assert one == {"model": [{"value": "gpt-4o", "calls": 2}, {"value": "gpt-4o-mini", "calls": 1}],
                    "feature": [{"value": "search", "calls": 1}]}  # fmt: skip
 
 
 def test_one_call_with_its_scores_and_trace(served: Served) -> None:
-    body = get(served, "/api/v1/calls/c")
+    body = get_ok(served, "/api/v1/calls/c")
     assert body["call"]["id"] == "c"
     assert body["call"]["cost_usd"] is not None
     assert [(s["name"], s["value"]) for s in body["scores"]] == [("relevance", 0.7), ("stars", 4.0)]
     assert [(c["id"], c["parent_span_id"]) for c in body["trace"]] == [("c", None), ("d", "s1")]
-    lone = get(served, "/api/v1/calls/a")
+    lone = get_ok(served, "/api/v1/calls/a")
     assert [c["id"] for c in lone["trace"]] == ["a"]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_server_support import Served, call_json, serve_app, served_at
+from tests.test_server_support import Served, call_json, get_ok, serve_app, served_with
 
 # Three calls in the last hour before NOW (12:00 UTC), with costs the client sent.
 CALLS = [
@@ -34,21 +34,12 @@ CALLS = [
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    with served_at(tmp_path / "aivitals.db") as served:
-        assert served.client.post("/api/v1/calls", json={"calls": CALLS}).status_code == 202
-        assert served.runtime.recorder.flush(timeout_s=10)
+    with served_with(tmp_path / "aivitals.db", CALLS) as served:
         yield served
 
 
-def get(served: Served, path: str, **params: Any) -> dict[str, Any]:
-    reply = served.client.get(path, params=params)
-    assert reply.status_code == 200, reply.text
-    body: dict[str, Any] = reply.json()
-    return body
-
-
 def test_summary_counts_spend_and_latency(served: Served) -> None:
-    body = get(served, "/api/v1/summary", since="1h")
+    body = get_ok(served, "/api/v1/summary", since="1h")
     assert body["window"] == {"start": "2026-11-03T11:00:00Z", "end": "2026-11-03T12:00:00Z"}
     summary = body["summary"]
     assert (summary["calls"], summary["ok"], summary["errors"]) == (3, 2, 1)
@@ -58,13 +49,13 @@ def test_summary_counts_spend_and_latency(served: Served) -> None:
 
 
 def test_summary_filters_with_repeated_where(served: Served) -> None:
-    body = get(served, "/api/v1/summary", since="1h", where=["team=search", "model=gpt-4o-mini"])
+    body = get_ok(served, "/api/v1/summary", since="1h", where=["team=search", "model=gpt-4o-mini"])
     assert body["filters"] == {"model": "gpt-4o-mini", "team": "search"}
     assert (body["summary"]["calls"], body["summary"]["total_cost_usd"]) == (2, 0.03)
 
 
 def test_breakdown_rows_come_most_expensive_first(served: Served) -> None:
-    body = get(served, "/api/v1/breakdown", since="1h", by="model,team")
+    body = get_ok(served, "/api/v1/breakdown", since="1h", by="model,team")
     assert body["by"] == ["model", "team"]
     rows = [(r["group"], r["calls"], r["total_cost_usd"]) for r in body["rows"]]
     assert rows == [
@@ -74,7 +65,7 @@ def test_breakdown_rows_come_most_expensive_first(served: Served) -> None:
 
 
 def test_timeseries_buckets_by_step_and_group(served: Served) -> None:
-    body = get(served, "/api/v1/timeseries", since="2h", step="hour", by="team")
+    body = get_ok(served, "/api/v1/timeseries", since="2h", step="hour", by="team")
     points = {(p["start"], p["group"]["team"]): (p["calls"], p["cost_usd"]) for p in body["points"]}
     assert points == {
         ("2026-11-03T11:00:00Z", "search"): (2, 0.03),
@@ -83,11 +74,11 @@ def test_timeseries_buckets_by_step_and_group(served: Served) -> None:
 
 
 def test_calls_page_newest_first(served: Served) -> None:
-    body = get(served, "/api/v1/calls", since="1h", limit=2)
+    body = get_ok(served, "/api/v1/calls", since="1h", limit=2)
     assert [c["call"]["id"] for c in body["calls"]] == ["c", "b"]
     assert body["calls"][0]["call"]["cost_usd"] == 0.05
     assert body["calls"][0]["scores"] == []
-    body = get(served, "/api/v1/calls", since="1h", limit=2, offset=2)
+    body = get_ok(served, "/api/v1/calls", since="1h", limit=2, offset=2)
     assert [c["call"]["id"] for c in body["calls"]] == ["a"]
 
 

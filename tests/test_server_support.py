@@ -5,7 +5,7 @@ No test here; the server test modules import from it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,4 +84,28 @@ def call_json(**overrides: Any) -> dict[str, Any]:
         "started_at": "2026-11-03T11:50:00+00:00",
     }
     body.update(overrides)
+    return body
+
+
+@contextmanager
+def served_with(
+    path: Path, calls: list[dict[str, Any]], scores: Sequence[dict[str, Any]] = ()
+) -> Iterator[Served]:
+    """`served_at` with ``calls`` and ``scores`` posted through the ingest API and stored."""
+    with served_at(path) as served:
+        assert served.client.post("/api/v1/calls", json={"calls": calls}).status_code == 202
+        if scores:
+            assert (
+                served.client.post("/api/v1/scores", json={"scores": list(scores)}).status_code
+                == 202
+            )
+        assert served.runtime.recorder.flush(timeout_s=10)
+        yield served
+
+
+def get_ok(served: Served, path: str, **params: Any) -> dict[str, Any]:
+    """The JSON body of a GET that must answer 200."""
+    reply = served.client.get(path, params=params)
+    assert reply.status_code == 200, reply.text
+    body: dict[str, Any] = reply.json()
     return body
