@@ -129,9 +129,20 @@ class BudgetLedger:
         # (scope, value, period) -> the period's start and its spend so far.
         self._spent: dict[tuple[str, str, str], tuple[datetime, Decimal]] = {}
         self._watched = {(b.scope, b.period) for b in self.budgets}
+        self._bounds: dict[str, tuple[datetime, datetime]] = {}
 
     def period_bounds(self, period: Period, at: datetime) -> tuple[datetime, datetime]:
         """The local calendar ``period`` holding ``at``: its start and the next one's."""
+        # Every recorded call asks (this is an inline sink): almost all fall in the period
+        # asked last, so keep it rather than redo the zone arithmetic.
+        held = self._bounds.get(period)
+        if held is not None and held[0] <= at < held[1]:
+            return held
+        bounds = self._compute_bounds(period, at)
+        self._bounds[period] = bounds
+        return bounds
+
+    def _compute_bounds(self, period: Period, at: datetime) -> tuple[datetime, datetime]:
         local = at.astimezone(self._tz)
         # Arithmetic on an aware datetime is wall-clock arithmetic, and ZoneInfo works out the
         # offset of the result: a day with a DST change is still midnight to midnight.
@@ -163,9 +174,12 @@ class BudgetLedger:
                 self._spent[key] = (start, held[1] + usd)
             # A call from an earlier period (a late report) no longer counts.
 
-    def spent(self, scope: Scope, value: str, period: Period) -> Decimal:
-        """Spend so far in the current ``period`` by this user, team or feature."""
-        start, _ = self.period_bounds(period, self._clock())
+    def spent(
+        self, scope: Scope, value: str, period: Period, *, at: datetime | None = None
+    ) -> Decimal:
+        """Spend so far in the ``period`` holding ``at`` (default now) by this user, team or
+        feature."""
+        start, _ = self.period_bounds(period, self._clock() if at is None else at)
         with self._lock:
             held = self._spent.get((scope, value, period))
         return held[1] if held is not None and held[0] == start else Decimal(0)
@@ -180,7 +194,7 @@ class BudgetLedger:
             value = values[budget.scope]
             if value is None or (budget.value is not None and budget.value != value):
                 continue
-            spent = self.spent(budget.scope, value, budget.period)
+            spent = self.spent(budget.scope, value, budget.period, at=now)
             if spent >= budget.usd:
                 _, resets = self.period_bounds(budget.period, now)
                 return Refusal(
