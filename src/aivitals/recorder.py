@@ -6,6 +6,11 @@ batches, from a worker thread fed by a bounded queue. A full queue drops the cal
 never blocks the caller. A sink that raises is logged and counted, never propagated. `flush()` and
 `close()` (run at exit by `aivitals.configure`) wait until everything accepted has been delivered.
 
+`record_durably` is for sources that acknowledge what they receive (the ingest API): the batch
+is committed to the store (the `DurableSink`) on the caller's thread before anything else sees
+it, and a failure raises instead of being buffered, so the source can refuse the batch and its
+sender keep it.
+
 >>> from aivitals.sinks.memory import MemorySink
 >>> sink = MemorySink()
 >>> recorder = Recorder(batch_sinks=[sink])
@@ -33,7 +38,14 @@ import msgspec
 
 from aivitals.model import Call, Score
 from aivitals.pricing import Pricer
-from aivitals.sinks.base import BatchSink, InFlightObserver, InlineSink, Ticking
+from aivitals.sinks.base import (
+    Accounted,
+    BatchSink,
+    DurableSink,
+    InFlightObserver,
+    InlineSink,
+    Ticking,
+)
 from aivitals.usage import TokenUsage
 
 log = logging.getLogger("aivitals.recorder")
@@ -41,6 +53,15 @@ log = logging.getLogger("aivitals.recorder")
 _ERROR_LOG_INTERVAL_S = 60.0
 
 T = TypeVar("T", Call, Score)
+
+
+class _Committed:
+    """A queued item the durable sink already has: every other batch sink still gets it."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: Call | Score) -> None:
+        self.item = item
 
 
 class RecorderStats:
@@ -52,6 +73,7 @@ class RecorderStats:
         self.dropped_calls = 0
         self.dropped_scores = 0
         self.internal_errors = 0
+        self.lost_at_shutdown = 0
         self.sink_errors: Counter[str] = Counter()
         self.sink_failed_items: Counter[str] = Counter()
 
@@ -86,7 +108,10 @@ class Recorder:
         self._ticking = tuple(
             sink for sink in (*self.inline_sinks, *self.batch_sinks) if isinstance(sink, Ticking)
         )
-        self._queue: deque[Call | Score] = deque()
+        self._durable = next(
+            (sink for sink in self.batch_sinks if isinstance(sink, DurableSink)), None
+        )
+        self._queue: deque[Call | Score | _Committed] = deque()
         self._queue_size = queue_size
         self._batch_size = batch_size
         self._interval = flush_interval_s
@@ -104,6 +129,78 @@ class Recorder:
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def durable(self) -> bool:
+        """Whether `record_durably` commits to a store (else it only records)."""
+        return self._durable is not None
+
+    def store_health(self) -> str | None:
+        """None while the durable sink's writes succeed (or there is none); else why not."""
+        return None if self._durable is None else self._durable.health()
+
+    def buffered(self) -> dict[tuple[str, str], int]:
+        """Items waiting anywhere in this process, by (sink, buffer): the queue and sinks'."""
+        waiting = {("recorder", "queue"): len(self._queue)}
+        for sink in self.batch_sinks:
+            if isinstance(sink, Accounted):
+                for buffer, count in sink.buffered().items():
+                    waiting[(sink.name, buffer)] = count
+        return waiting
+
+    def lost(self) -> dict[tuple[str, str], int]:
+        """Items accepted and then lost for good, by (sink, reason); all zero is the goal."""
+        stats = self.stats
+        lost = {
+            ("recorder", "queue_full"): stats.dropped_calls + stats.dropped_scores,
+            ("recorder", "shutdown"): stats.lost_at_shutdown,
+        }
+        for sink in self.batch_sinks:
+            if isinstance(sink, Accounted):
+                for reason, count in sink.lost().items():
+                    lost[(sink.name, reason)] = count
+        return lost
+
+    def record_durably(self, calls: Sequence[Call]) -> list[Call]:
+        """Price ``calls``, commit them to the store, then hand them to every other sink.
+
+        Raises what the store raised (`StoreError`) when they could not be committed; nothing of
+        the batch is then recorded anywhere, so the sender can send it again. Without a durable
+        sink this is `record` for each call.
+        """
+        priced = [self._safely_priced(call) for call in calls]
+        if self._durable is None:
+            return [self.record(call) for call in priced]
+        self._durable.commit(priced, ())
+        for call in priced:
+            try:
+                for sink in self.inline_sinks:
+                    try:
+                        sink.on_call(call)
+                    except Exception:
+                        self._sink_failed(sink.name, 1)
+                self._accept(_Committed(call))
+            except Exception:
+                self._internal_error("recording a call")
+        return priced
+
+    def record_scores_durably(self, scores: Sequence[Score]) -> None:
+        """`record_durably` for scores."""
+        if self._durable is None:
+            for score in scores:
+                self.record_score(score)
+            return
+        self._durable.commit((), scores)
+        for score in scores:
+            try:
+                for sink in self.inline_sinks:
+                    try:
+                        sink.on_score(score)
+                    except Exception:
+                        self._sink_failed(sink.name, 1)
+                self._accept(_Committed(score))
+            except Exception:
+                self._internal_error("recording a score")
 
     def record(self, call: Call) -> Call:
         """Price ``call``, hand it to every sink, and return it as recorded (with its cost).
@@ -170,15 +267,22 @@ class Recorder:
         """Flush, stop the worker and close the batch sinks. Calls recorded afterwards go nowhere."""
         if self._closed:
             return
-        if not self.flush(timeout_s):
-            log.warning(
-                "aivitals: %d calls and scores were still waiting for their sinks at shutdown",
-                len(self._queue),
-            )
+        flushed = self.flush(timeout_s)
         self._closed = True
         self._wake.set()
         if self._worker is not None:
             self._worker.join(timeout_s)
+        if not flushed and self._queue:
+            # The worker is stuck in a sink past the deadline; these never reached any sink.
+            with self._lock:
+                lost = len(self._queue)
+                self._queue.clear()
+                self.stats.lost_at_shutdown += lost
+            log.error(
+                "aivitals: %d calls and scores were still waiting for their sinks at shutdown "
+                "and are LOST",
+                lost,
+            )
         for sink in self.batch_sinks:
             try:
                 sink.close()
@@ -211,6 +315,15 @@ class Recorder:
             or self.pricer.context_window(provider=provider, model=model),
         }
 
+    def _safely_priced(self, call: Call) -> Call:
+        if call.price_source is not None:
+            return call
+        try:
+            return self._priced(call)
+        except Exception:
+            self._internal_error("pricing a call")
+            return call
+
     def _priced(self, call: Call) -> Call:
         usage = TokenUsage(
             input_tokens=call.input_tokens,
@@ -227,8 +340,8 @@ class Recorder:
         )
         return msgspec.structs.replace(call, **fields) if fields else call
 
-    def _accept(self, item: Call | Score) -> None:
-        is_call = isinstance(item, Call)
+    def _accept(self, item: Call | Score | _Committed) -> None:
+        is_call = isinstance(item.item if isinstance(item, _Committed) else item, Call)
         with self._lock:
             if is_call:
                 self.stats.accepted_calls += 1
@@ -284,17 +397,28 @@ class Recorder:
         while self._queue:
             calls: list[Call] = []
             scores: list[Score] = []
+            fresh_calls: list[Call] = []  # what the durable sink does not have yet
+            fresh_scores: list[Score] = []
             for _ in range(min(self._batch_size, len(self._queue))):
-                item = self._queue.popleft()
+                queued = self._queue.popleft()
+                item = queued.item if isinstance(queued, _Committed) else queued
+                fresh = not isinstance(queued, _Committed)
                 if isinstance(item, Call):
                     calls.append(item)
+                    if fresh:
+                        fresh_calls.append(item)
                 else:
                     scores.append(item)
+                    if fresh:
+                        fresh_scores.append(item)
             for sink in self.batch_sinks:
-                if calls:
-                    self._deliver(sink.name, sink.write_calls, calls)
-                if scores:
-                    self._deliver(sink.name, sink.write_scores, scores)
+                durable = sink is self._durable
+                sink_calls = fresh_calls if durable else calls
+                sink_scores = fresh_scores if durable else scores
+                if sink_calls:
+                    self._deliver(sink.name, sink.write_calls, sink_calls)
+                if sink_scores:
+                    self._deliver(sink.name, sink.write_scores, sink_scores)
             with self._done:
                 self._delivered += len(calls) + len(scores)
                 self._done.notify_all()

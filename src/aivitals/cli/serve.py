@@ -92,7 +92,10 @@ def serve(
     (POST /api/v1/calls, /api/v1/scores), the read API, the web dashboard at /, /metrics,
     /healthz and /readyz. See docs/gateway.md, docs/server.md and docs/dashboard.md.
 
-    SIGTERM or Ctrl+C finishes in-flight requests, then writes every accepted call to the store.
+    SIGTERM or Ctrl+C finishes in-flight requests, then writes every accepted call to the store
+    (or, while the store cannot be written, beside it, for the next start). A 2xx from the
+    ingest API means the calls are committed. The exit status is 1 if anything accepted was
+    lost.
     """
     from prometheus_client import disable_created_metrics  # noqa: PLC0415
 
@@ -203,6 +206,15 @@ def serve(
         runtime.recorder.close()
         if store is not None:
             store.close()
+    lost = {where: count for where, count in runtime.recorder.lost().items() if count}
+    if lost:
+        # Said loudly, and in the exit status, so a supervisor or an operator sees it.
+        detail = ", ".join(f"{count} {sink} {reason}" for (sink, reason), count in lost.items())
+        fail(
+            f"{sum(lost.values())} accepted calls and scores were lost before reaching the "
+            f"store ({detail}); see the log above and aivitals_lost_items_total"
+        )
+        raise typer.Exit(code=1)  # not fail's 2: the command was right, the outcome was not
 
 
 def say(line: str) -> None:

@@ -224,7 +224,7 @@ def _store_sink(target: str | Path | SqlStore, retention_days: float | None) -> 
     except StoreError as exc:
         raise ConfigError(f"store: {exc}") from exc
     retention = timedelta(days=retention_days) if retention_days is not None else None
-    return StoreSink(opened, retention=retention)
+    return StoreSink(opened, retention=retention, pending_dir=opened.pending_dir)
 
 
 def _http_exporter(endpoint: str, api_key: str | None, spool_dir: str | Path | None) -> BatchSink:

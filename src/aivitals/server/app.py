@@ -81,7 +81,7 @@ def create_app(
         metrics.expose(runtime.prometheus.registry)
     readiness: dict[str, ReadinessCheck] = {}
     if store is not None:
-        readiness["store"] = partial(ops.check_store, store)
+        readiness["store"] = partial(ops.check_store, store, runtime.recorder)
     if gateway is not None:
         readiness["upstreams"] = gateway.check_upstreams
         metrics.expose(gateway.metrics.registry)

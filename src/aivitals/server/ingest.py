@@ -5,12 +5,19 @@ ranges, then `Call` / `Score` for values that cannot go together, such as more c
 tokens); only if all pass is any recorded. Recording goes through the runtime's recorder like any
 SDK call: it prices unpriced calls and feeds every sink, the store included.
 
+A 2xx means the batch is committed to the store (`Recorder.record_durably`: concurrent requests
+share one transaction). When the store cannot take it, the answer is 503 with ``Retry-After``
+and nothing of the batch is recorded anywhere: the sender keeps it and sends it again (the SDK's
+exporter does, from its spool). Without a store (``serve --no-db``) there is nothing to make
+durable, and a 2xx means the batch reached the recorder.
+
 The handlers are plain functions, so FastAPI runs them in its thread pool: pricing a batch of a
 thousand calls never holds up the event loop.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -28,6 +35,7 @@ from aivitals.server.models import (
     ScoreIn,
     ScoresBody,
 )
+from aivitals.store.errors import StoreError
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
@@ -45,8 +53,11 @@ def post_calls(body: CallsBody, context: Context) -> Accepted:
     items, prefix = (body.calls, "calls.") if isinstance(body, CallBatch) else ([body], "")
     calls = _build(items, CallIn.to_call, prefix)
     _check_room(context, len(calls))
-    record = context.runtime.recorder.record
-    return Accepted(accepted=len(calls), ids=[record(call).id for call in calls])
+    try:
+        recorded = context.runtime.recorder.record_durably(calls)
+    except StoreError as exc:
+        raise _unavailable(exc) from None
+    return Accepted(accepted=len(recorded), ids=[call.id for call in recorded])
 
 
 @router.post("/scores", status_code=202, response_model=Accepted, responses=_REFUSED)
@@ -55,8 +66,10 @@ def post_scores(body: ScoresBody, context: Context) -> Accepted:
     items, prefix = (body.scores, "scores.") if isinstance(body, ScoreBatch) else ([body], "")
     scores = _build(items, ScoreIn.to_score, prefix)
     _check_room(context, len(scores))
-    for score in scores:
-        context.runtime.recorder.record_score(score)
+    try:
+        context.runtime.recorder.record_scores_durably(scores)
+    except StoreError as exc:
+        raise _unavailable(exc) from None
     return Accepted(accepted=len(scores), ids=[score.id for score in scores])
 
 
@@ -75,6 +88,18 @@ def _build(items: Sequence[In], build: Callable[[In], Out], prefix: str) -> list
         named = ", ".join(item["field"] for item in bad)
         raise ApiError(422, f"invalid request: {named}; nothing was recorded", fields=bad)
     return built
+
+
+def _unavailable(exc: StoreError) -> ApiError:
+    if not exc.retryable:
+        # The database refused the data itself (the door's checks should make this rare).
+        return ApiError(422, f"the store refused this batch: {exc}; nothing was recorded")
+    return ApiError(
+        503,
+        f"the store cannot be written now, nothing was recorded; retry this batch ({exc})",
+        # The store sink's back-off when it knows one; otherwise a second is a fair guess.
+        headers={"Retry-After": str(max(1, math.ceil(exc.retry_after_s or 1)))},
+    )
 
 
 def _check_room(context: ServerContext, count: int) -> None:

@@ -1,7 +1,7 @@
 """Operations: ``GET /metrics`` for Prometheus, ``/healthz`` (alive) and ``/readyz`` (can work).
 
-``/readyz`` runs the context's readiness checks (the store answers a trivial query, when there is
-one; later slices add theirs, such as configured upstreams) and answers 503 naming each failure,
+``/readyz`` runs the context's readiness checks (the store answers a trivial query and its writes
+are not failing, when there is one; the gateway's upstreams, when configured) and answers 503 naming each failure,
 so a load balancer stops sending traffic to a replica whose store is gone.
 """
 
@@ -12,10 +12,12 @@ from fastapi import APIRouter, Request
 from prometheus_client.exposition import choose_encoder
 from starlette.responses import Response
 
+from aivitals.recorder import Recorder
 from aivitals.server.context import Context
 from aivitals.server.encoding import JsonResponse
 from aivitals.store import schema
 from aivitals.store.engine import store_error
+from aivitals.store.errors import StoreError
 from aivitals.store.sql import SqlStore
 
 router = APIRouter(tags=["operations"])
@@ -58,12 +60,16 @@ def get_readyz(context: Context) -> JsonResponse:
     return JsonResponse({"status": "ready", "checks": results})
 
 
-def check_store(store: SqlStore) -> None:
-    """Raise unless ``store`` answers and still holds its tables.
+def check_store(store: SqlStore, recorder: Recorder | None = None) -> None:
+    """Raise unless ``store`` answers, still holds its tables, and takes ``recorder``'s writes.
 
     `SqlStore.ping` alone passes on SQLite whatever the file holds (``SELECT 1`` never reads
-    it), so this also reads one row of ``calls``.
+    it), so this also reads one row of ``calls``. Reading proves nothing about writing (a full
+    disk reads fine): the recorder's store sink says whether its last writes failed.
     """
+    failing = recorder.store_health() if recorder is not None else None
+    if failing is not None:
+        raise StoreError(f"{store.name} cannot be written: {failing}")
     store.ping()
     try:
         with store.engine.connect() as connection:

@@ -7,7 +7,7 @@ with batches (store writes, log lines, exports): that is where I/O belongs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from aivitals.model import Call, Score
@@ -51,3 +51,36 @@ class BatchSink(Protocol):
     def write_scores(self, scores: Sequence[Score]) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class DurableSink(Protocol):
+    """A batch sink that can also store a batch *now*, on the caller's thread (the store).
+
+    ``commit`` returns only once the items are on disk, and raises otherwise; the recorder then
+    leaves those items out of what it hands the sink later. This is what a 2xx from the ingest
+    API waits for.
+    """
+
+    name: str
+
+    def commit(self, calls: Sequence[Call], scores: Sequence[Score] = ()) -> None: ...
+
+    def health(self) -> str | None:
+        """None while writes succeed; else why they fail (for ``/readyz``)."""
+        ...
+
+
+@runtime_checkable
+class Accounted(Protocol):
+    """A sink that holds items before they arrive, and can lose some: both are metrics."""
+
+    name: str
+
+    def buffered(self) -> Mapping[str, int]:
+        """Items waiting, by buffer (``store_retry``, ``exporter_spool``, ...)."""
+        ...
+
+    def lost(self) -> Mapping[str, int]:
+        """Items lost for good since start, by reason (``overflow``, ``refused``, ``shutdown``)."""
+        ...

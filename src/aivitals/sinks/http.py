@@ -45,7 +45,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -169,6 +169,14 @@ class HttpExporter:
     def pending_files(self) -> int:
         """Request bodies waiting in the spool (from any process sharing it)."""
         return self.spool.file_count()
+
+    def buffered(self) -> Mapping[str, int]:
+        """Calls and scores waiting in the spool (from any process sharing it)."""
+        return {"exporter_spool": sum(entry.count for entry in self.spool.entries())}
+
+    def lost(self) -> Mapping[str, int]:
+        """Items lost for good: the spool's bound or an unwritable spool, and server refusals."""
+        return {"overflow": self.dropped, "refused": self.rejected}
 
     def write_calls(self, calls: Sequence[Call]) -> None:
         """Send ``calls`` (after the spool); raise `ExportError` if they did not arrive now."""

@@ -373,8 +373,27 @@ class _RecorderCollector(Collector):
         )
         internal.add_metric([], stats.internal_errors)
         yield internal
+        waiting = self._recorder.buffered()
         depth = GaugeMetricFamily(
-            "aivitals_queue_depth", "Calls and scores waiting for the batch sinks."
+            "aivitals_queue_depth",
+            "Calls and scores accepted and not yet delivered, in every buffer of this process.",
         )
-        depth.add_metric([], self._recorder.queue_depth)
+        depth.add_metric([], sum(waiting.values()))
         yield depth
+        buffered = GaugeMetricFamily(
+            "aivitals_buffered_items",
+            "Calls and scores waiting, by sink and buffer (queue, store_retry, "
+            "store_pending_files, exporter_spool).",
+            labels=["sink", "buffer"],
+        )
+        for (sink, buffer), count in sorted(waiting.items()):
+            buffered.add_metric([sink, buffer], count)
+        yield buffered
+        lost = CounterMetricFamily(
+            "aivitals_lost_items",
+            "Calls and scores accepted and then lost for good, by sink and reason.",
+            labels=["sink", "reason"],
+        )
+        for (sink, reason), count in sorted(self._recorder.lost().items()):
+            lost.add_metric([sink, reason], count)
+        yield lost

@@ -13,6 +13,17 @@ overflow, or still buffered at close) plus ``rejected`` (items the database refu
 as a value too long for its column: retrying cannot help, so they are isolated and dropped, and
 the rest of their batch is stored).
 
+Durable writes: `commit` stores a batch *now*, on the caller's thread, or raises; the ingest API
+answers 2xx only after it returned. Concurrent commits are merged into one transaction
+(`GroupCommit`). While the sink is in back-off, `commit` fails at once with a retryable
+`StoreError`, so clients are told to retry instead of waiting on a dead store.
+
+Shutdown: what is still held for retry at `close` (calls the gateway or the SDK recorded while
+the store was failing) is written to ``pending_dir`` (one JSON file per chunk, the exporter's
+spool format) and stored by the next `StoreSink` opened with that directory, before it takes
+new work. Only if that file cannot be written either is anything lost; it is then counted in
+``lost_at_close``, logged with the count, and `aivitals serve` exits non-zero.
+
 >>> import tempfile, pathlib
 >>> from aivitals.model import Call
 >>> from aivitals.store.sql import SqlStore
@@ -33,10 +44,15 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
+
+import msgspec
 
 from aivitals.model import Call, Score, utc_now
+from aivitals.sinks.group_commit import GroupCommit
+from aivitals.sinks.spool import Kind, Spool
 from aivitals.store.base import Store
 from aivitals.store.errors import StoreError
 
@@ -49,14 +65,25 @@ _CHUNK = 1000
 _CHUNKS_PER_TURN = 20
 # Retention deletes at most this many calls per tick, for the same reason.
 _RETENTION_ROWS_PER_TICK = 20_000
+# The pending directory is replayed on open and, once new files could be there, on ticks.
+_PENDING_MAX_BYTES = 1024 * 1024 * 1024
+
+
+class _Calls(msgspec.Struct):
+    calls: list[Call]
+
+
+class _Scores(msgspec.Struct):
+    scores: list[Score]
 
 
 class StoreSink:
     """A batch sink writing into ``store``; see the module docstring for what happens on failure.
 
     ``retention`` deletes raw calls older than that (rollups stay), checked at most every
-    ``retention_interval_s`` from the recorder's worker. ``clock`` (monotonic seconds) and
-    ``now`` (wall time) are injectable for tests.
+    ``retention_interval_s`` from the recorder's worker. ``pending_dir``: where what could not be
+    stored by `close` waits for the next start (None: nowhere, it is lost and counted).
+    ``clock`` (monotonic seconds) and ``now`` (wall time) are injectable for tests.
     """
 
     name = "store"
@@ -70,6 +97,7 @@ class StoreSink:
         backoff_s: float = 1.0,
         max_backoff_s: float = 60.0,
         retention_interval_s: float = 3600.0,
+        pending_dir: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -82,6 +110,9 @@ class StoreSink:
         self.dropped = 0
         self.rejected = 0
         self.deleted = 0
+        self.lost_at_close = 0
+        self.spilled = 0
+        self.replayed = 0
         self._buffer: deque[Call | Score] = deque()
         self._max_buffered = max_buffered
         self._initial_backoff_s = backoff_s
@@ -93,11 +124,63 @@ class StoreSink:
         self._clock = clock
         self._now = now
         self._lock = threading.Lock()
+        self._closed = False
+        self._failing_since: float | None = None
+        self._last_error = ""
+        self._group: GroupCommit[Call | Score] = GroupCommit(
+            self._commit_now, isolate=lambda exc: not _retryable(exc)
+        )
+        self._encoder = msgspec.json.Encoder()
+        self._pending_dir = pending_dir
+        self._pending: Spool | None = None
+        self._pending_items = 0
+        # Made only when a shutdown needs it: most stores never get the folder.
+        if pending_dir is not None and pending_dir.is_dir():
+            self._pending = Spool(pending_dir, max_bytes=_PENDING_MAX_BYTES)
+            self._pending.recover()
+            self._replay_pending()
 
     @property
     def pending(self) -> int:
         """Calls and scores held for retry."""
         return len(self._buffer)
+
+    def buffered(self) -> Mapping[str, int]:
+        """Items waiting, by where: held in memory for retry, in files left by a shutdown."""
+        return {"store_retry": len(self._buffer), "store_pending_files": self._pending_items}
+
+    def lost(self) -> Mapping[str, int]:
+        """Items lost for good, by why."""
+        return {
+            "overflow": self.dropped - self.lost_at_close,
+            "refused": self.rejected,
+            "shutdown": self.lost_at_close,
+        }
+
+    def health(self) -> str | None:
+        """None while writes succeed; else why the store cannot be written now."""
+        since = self._failing_since
+        if since is None:
+            return None
+        return (
+            f"writes have failed for {self._clock() - since:.0f} s ({self._last_error}); "
+            f"{len(self._buffer)} calls and scores held for retry"
+        )
+
+    def commit(self, calls: Sequence[Call], scores: Sequence[Score] = ()) -> None:
+        """Store ``calls`` and ``scores`` now, merged with concurrent commits; raise if not stored.
+
+        Raises `StoreError` (``retryable`` when trying later can help) and keeps nothing: the
+        caller still holds the items and tells its client to send them again.
+        """
+        wait_s = self._retry_at - self._clock()
+        if wait_s > 0:
+            raise StoreError(
+                f"the store cannot be written now ({self._last_error})",
+                retryable=True,
+                retry_after_s=wait_s,
+            )
+        self._group.commit([*calls, *scores])
 
     def write_calls(self, calls: Sequence[Call]) -> None:
         self._write(calls)
@@ -112,27 +195,100 @@ class StoreSink:
                 # Counted when those items were first refused; the back-off has grown.
                 with contextlib.suppress(StoreError):
                     self._drain()
+            if self._pending_items and self._clock() >= self._retry_at:
+                self._replay_pending()
             if self.retention is not None and self._clock() >= self._next_retention:
                 self._expire(self.retention)
 
     def close(self) -> None:
-        """Try once more to store what is buffered (back-off or not), then close the store."""
+        """Try once more to store what is buffered (back-off or not); keep the rest on disk.
+
+        What cannot be stored goes to ``pending_dir`` for the next start; only what cannot be
+        written there either is lost, counted in ``lost_at_close`` and logged with the count.
+        """
         with self._lock:
+            self._closed = True
             if self._buffer:
                 with contextlib.suppress(StoreError):
                     self._drain(turns=None)
             if self._buffer:
-                log.warning(
-                    "aivitals: %d calls and scores could not be stored before shutdown",
-                    len(self._buffer),
-                )
-                self.dropped += len(self._buffer)
-                self._buffer.clear()
+                self._spill()
             self.store.close()
+
+    def _spill(self) -> None:
+        held = len(self._buffer)
+        if self._pending_dir is not None:
+            try:
+                if self._pending is None:
+                    self._pending = Spool(self._pending_dir, max_bytes=_PENDING_MAX_BYTES)
+                for kind, items in _by_kind(list(self._buffer)):
+                    for start in range(0, len(items), _CHUNK):
+                        chunk = items[start : start + _CHUNK]
+                        body = self._encoder.encode({kind: chunk})
+                        self.dropped += self._pending.put(kind, body, count=len(chunk))
+                        self.spilled += len(chunk)
+                        for _ in chunk:
+                            self._buffer.popleft()
+            except OSError as exc:
+                log.error(
+                    "aivitals: cannot keep calls for the next start in %s (%s)",
+                    self._pending_dir,
+                    exc,
+                )
+            else:
+                log.warning(
+                    "aivitals: the store could not be written before shutdown; %d calls and "
+                    "scores wait in %s and are stored at the next start",
+                    held,
+                    self._pending_dir,
+                )
+        if self._buffer:
+            lost = len(self._buffer)
+            log.error(
+                "aivitals: %d calls and scores could not be stored before shutdown and are LOST",
+                lost,
+            )
+            self.lost_at_close += lost
+            self.dropped += lost
+            self._buffer.clear()
+
+    def _replay_pending(self) -> None:
+        """Store what an earlier shutdown left in ``pending_dir``, oldest first."""
+        assert self._pending is not None
+        waiting = 0
+        for entry in self._pending.entries():
+            claimed = self._pending.claim(entry)
+            if claimed is None:
+                continue
+            try:
+                items = _decode(entry.kind, claimed.read_bytes())
+                self.store.write(
+                    [item for item in items if isinstance(item, Call)],
+                    [item for item in items if isinstance(item, Score)],
+                )
+            except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+                log.error("aivitals: unreadable pending file %s dropped: %s", claimed, exc)
+                self.rejected += entry.count
+            except Exception as exc:
+                self._pending.release(claimed, entry)
+                if _retryable(exc):
+                    self._note_failure(exc)
+                    waiting += entry.count
+                    continue
+                log.error("aivitals: pending file %s refused by the store: %s", claimed, exc)
+                self.rejected += entry.count
+            else:
+                self.replayed += entry.count
+            self._pending.remove(claimed)
+        self._pending_items = waiting
 
     def _write(self, items: Sequence[Call | Score]) -> None:
         with self._lock:
             self._hold(items)
+            if self._closed:
+                # Recorded after close (a worker that outlived its deadline): straight to disk.
+                self._spill()
+                return
             wait_s = self._retry_at - self._clock()
             if wait_s > 0:
                 raise StoreError(
@@ -171,6 +327,7 @@ class StoreSink:
                 self._buffer.popleft()
         self._backoff_s = 0.0
         self._retry_at = float("-inf")
+        self._failing_since = None
         if refused is not None:
             raise StoreError(
                 f"the store refused some calls or scores, dropped: {refused}; {self._counts()}"
@@ -196,14 +353,31 @@ class StoreSink:
         scores = [item for item in items if isinstance(item, Score)]
         self.store.write(calls, scores)
 
+    def _commit_now(self, items: list[Call | Score]) -> None:
+        try:
+            self._store_items(items)
+        except Exception as exc:
+            if _retryable(exc):
+                raise self._failed(exc) from exc
+            raise
+        self._failing_since = None
+
+    def _note_failure(self, exc: Exception) -> None:
+        self._last_error = str(exc)
+        if self._failing_since is None:
+            self._failing_since = self._clock()
+
     def _failed(self, exc: Exception) -> StoreError:
         """Grow the back-off; the error to raise (the items stay buffered)."""
+        self._note_failure(exc)
         self._backoff_s = min(
             self._max_backoff_s, self._backoff_s * 2 if self._backoff_s else self._initial_backoff_s
         )
         self._retry_at = self._clock() + self._backoff_s
         return StoreError(
-            f"{exc}; {self._counts()}, retrying in {self._backoff_s:g} s", retryable=True
+            f"{exc}; {self._counts()}, retrying in {self._backoff_s:g} s",
+            retryable=True,
+            retry_after_s=self._backoff_s,
         )
 
     def _counts(self) -> str:
@@ -224,7 +398,20 @@ class StoreSink:
         self._next_retention = self._clock() + (0.0 if more else self._retention_interval_s)
 
 
-def _retryable(exc: Exception) -> bool:
+def _by_kind(items: list[Call | Score]) -> list[tuple[Kind, list[Call | Score]]]:
+    calls: list[Call | Score] = [item for item in items if isinstance(item, Call)]
+    scores: list[Call | Score] = [item for item in items if isinstance(item, Score)]
+    parts: list[tuple[Kind, list[Call | Score]]] = [("calls", calls), ("scores", scores)]
+    return [(kind, part) for kind, part in parts if part]
+
+
+def _decode(kind: Kind, body: bytes) -> Sequence[Call | Score]:
+    if kind == "calls":
+        return msgspec.json.decode(body, type=_Calls).calls
+    return msgspec.json.decode(body, type=_Scores).scores
+
+
+def _retryable(exc: BaseException) -> bool:
     # A store's own errors say whether a retry can help; anything else (a custom store's bug, a
     # network library's error) is assumed passing, so data is kept rather than thrown away.
     return exc.retryable if isinstance(exc, StoreError) else True

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -156,6 +158,20 @@ class SqlStore:
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+    @property
+    def pending_dir(self) -> Path:
+        """Where calls that could not be stored at a shutdown wait for the next start.
+
+        Beside the file for SQLite (``aivitals.db.pending/``), so the two move together; for
+        PostgreSQL, in the user's cache, one folder per database.
+        """
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database:
+            database = Path(self.engine.url.database)
+            return database.with_name(f"{database.name}.pending")
+        digest = hashlib.sha256(self.name.encode()).hexdigest()[:16]
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(cache) / "aivitals" / "pending" / digest
 
     def __repr__(self) -> str:
         return f"SqlStore({self.name!r})"
