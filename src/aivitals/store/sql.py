@@ -43,6 +43,8 @@ from aivitals.store.rows import call_row, epoch_ms, score_row
 _IN_CHUNK = 500
 _DELETE_CHUNK = 1000
 _ROLLUP_PK = ("granularity", "bucket_start", *schema.ROLLUP_KEYS)
+# 11 key columns a row: 500 keys stay far below SQLite's 32,766 parameters a statement.
+_ROLLUP_KEYS_PER_SELECT = 500
 
 T = TypeVar("T")
 
@@ -195,25 +197,16 @@ class SqlStore:
 
     def _fold_rollups(self, connection: sqlalchemy.Connection, calls: list[Call]) -> None:
         batch = {rollup_key(row): row for row in rollup_rows(calls)}
-        buckets: dict[int, set[int]] = {}
-        for granularity, bucket_start, *_ in batch:
-            buckets.setdefault(granularity, set()).add(bucket_start)
-        # Read only the buckets this batch touches (a handful), then match full keys here:
-        # cheaper than one lookup per key, and the primary key serves the range.
+        # Read exactly the rows this batch touches, by primary key: a day bucket holds a row per
+        # key seen that day, and reading them all made a one-call write cost milliseconds.
         table = schema.rollups
+        pk = sqlalchemy.tuple_(*(table.c[name] for name in _ROLLUP_PK))
         stored: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for granularity, starts in buckets.items():
-            for chunk in _chunks(sorted(starts), _IN_CHUNK):
-                rows = connection.execute(
-                    sqlalchemy.select(table).where(
-                        table.c.granularity == granularity, table.c.bucket_start.in_(chunk)
-                    )
-                )
-                for row in rows.mappings():
-                    data = dict(row)
-                    key = rollup_key(data)
-                    if key in batch:
-                        stored[key] = data
+        for chunk in _chunks(list(batch), _ROLLUP_KEYS_PER_SELECT):
+            rows = connection.execute(sqlalchemy.select(table).where(pk.in_(chunk)))
+            for row in rows.mappings():
+                data = dict(row)
+                stored[rollup_key(data)] = data
         merged = [
             merge_rows(stored[key], row) if key in stored else row for key, row in batch.items()
         ]
