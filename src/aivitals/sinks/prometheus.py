@@ -2,7 +2,9 @@
 
 The names and labels are a contract: dashboards, alert rules and docs/metrics.md all use them. User
 ids and prompt text are never labels (cardinality and personal data); per-user figures live in the
-store. Durations are in seconds with OpenTelemetry's GenAI bucket boundaries.
+store. Durations are in seconds with OpenTelemetry's GenAI bucket boundaries. The label values
+that come from outside (provider, model, feature, team, score name) are capped (`LabelLimits`):
+late values past a cap are counted under ``_other`` (see `aivitals.cardinality`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from aivitals.cardinality import KeyCap, LabelLimits, OverflowCollector, ValueCap
 from aivitals.model import Call, Score
 
 if TYPE_CHECKING:
@@ -49,12 +52,54 @@ class PrometheusSink(Collector):
     own lock and label lookup, about 0.5 to 1 µs, and a call touches a dozen series. Here a call
     takes one lock and adds to plain numbers; the families are built from them at scrape time by
     this collector, and exposed by ``prometheus_client`` as usual.
+
+    ``limits`` caps the label values and label sets kept (`LabelLimits`, defaults in
+    docs/metrics.md); what does not fit is counted under ``_other`` and each fold in
+    ``aivitals_label_overflow_total``. The dicts below hold admitted keys only, so a known key
+    costs the lookup it always did, and only a key missing from them asks its cap.
     """
 
     name = "prometheus"
 
-    def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, *, registry: CollectorRegistry | None = None, limits: LabelLimits | None = None
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        limits = limits if limits is not None else LabelLimits()
+        values = limits.value_caps()
+        self._series_cap = KeyCap(
+            "aivitals_requests_total",
+            ("provider", "model", "operation"),
+            max_keys=limits.model_series,
+            values=values,
+        )
+        # Provider and model arrive here already folded by the series cap.
+        self._cost_cap = KeyCap(
+            "aivitals_cost_usd_total",
+            ("provider", "model", "feature", "team"),
+            max_keys=limits.attribution_series,
+            values={"feature": values["feature"], "team": values["team"]},
+        )
+        self._flight_cap = KeyCap(
+            "aivitals_requests_in_flight",
+            ("provider", "model"),
+            max_keys=limits.model_series,
+            values=values,
+        )
+        self._quality_cap = KeyCap(
+            "aivitals_quality_score",
+            ("name", "model", "feature"),
+            max_keys=limits.model_series,
+            values={
+                "name": ValueCap(limits.score_names),
+                "model": values["model"],
+                "feature": values["feature"],
+            },
+        )
+        self.overflow = OverflowCollector(
+            [self._series_cap, self._cost_cap, self._flight_cap, self._quality_cap]
+        )
+        """Counts the folds; `watch` other parts' caps (the live windows') to export theirs."""
         self._lock = threading.Lock()
         self._series: dict[tuple[str, str, str], _Series] = {}
         self._in_flight: dict[tuple[str, str], int] = {}
@@ -67,6 +112,7 @@ class PrometheusSink(Collector):
             registry=self.registry,
         )
         self.registry.register(self)
+        self.registry.register(self.overflow)
 
     def watch(self, recorder: Recorder) -> None:
         """Also export the recorder's own health (drops, sink failures, queue depth)."""
@@ -80,7 +126,10 @@ class PrometheusSink(Collector):
         with self._lock:
             series = self._series.get(key)
             if series is None:
-                series = self._series[key] = _Series()
+                key = self._series_cap.admit(key)
+                series = self._series.get(key)
+                if series is None:
+                    series = self._series[key] = _Series()
             outcome = (call.status, call.error_type or "")
             series.requests[outcome] = series.requests.get(outcome, 0) + 1
             series.duration.observe(seconds)
@@ -96,7 +145,11 @@ class PrometheusSink(Collector):
                 series.unpriced += 1
             else:
                 who = (call.feature or "", call.team or "")
-                series.cost[who] = series.cost.get(who, _ZERO) + call.cost_usd
+                usd = series.cost.get(who)
+                if usd is None:
+                    who = self._cost_cap.admit((*key[:2], *who))[2:]
+                    usd = series.cost.get(who, _ZERO)
+                series.cost[who] = usd + call.cost_usd
             if call.cache is not None:
                 cache = (call.cache, call.cache_level or "")
                 series.cache[cache] = series.cache.get(cache, 0) + 1
@@ -108,19 +161,27 @@ class PrometheusSink(Collector):
                 series.context.observe(utilisation)
 
     def on_score(self, score: Score) -> None:
-        self.quality.labels(score.name, score.model or "", score.feature or "").observe(
-            score.normalised
-        )
+        labels = self._quality_cap.admit((score.name, score.model or "", score.feature or ""))
+        self.quality.labels(*labels).observe(score.normalised)
 
     def call_started(self, provider: str, model: str) -> None:
         key = (provider, model)
         with self._lock:
-            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+            count = self._in_flight.get(key)
+            if count is None:
+                key = self._flight_cap.admit(key)
+                count = self._in_flight.get(key, 0)
+            self._in_flight[key] = count + 1
 
     def call_ended(self, provider: str, model: str) -> None:
         key = (provider, model)
         with self._lock:
-            self._in_flight[key] = self._in_flight.get(key, 0) - 1
+            count = self._in_flight.get(key)
+            if count is None:
+                # Folds as its start did (caps only grow), and that start was counted already.
+                key = self._flight_cap.admit(key, count=False)
+                count = self._in_flight.get(key, 0)
+            self._in_flight[key] = count - 1
 
     def describe(self) -> Iterator[Metric]:
         return iter(self._families({}, {}))
