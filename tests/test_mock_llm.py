@@ -249,7 +249,7 @@ def test_injected_status_errors_raise_the_matching_openai_exception(
     assert caught.value.message
     # aivitals' own classifier reads the body the way it would read production's.
     assert classify_error(caught.value).error_type == classified
-    if kind == "rate_limit":
+    if kind in ("rate_limit", "unavailable"):
         assert caught.value.response.headers["retry-after"] == "1"
     if kind == "context_length":
         assert "maximum context length is 128000 tokens" in caught.value.message
@@ -341,6 +341,59 @@ def test_a_client_leaving_a_slow_stream_frees_the_server_at_once() -> None:
 
 
 @pytest.mark.slow
+def test_each_request_is_kept_with_the_headers_it_arrived_with(server: MockServer) -> None:
+    server.reset()
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}'
+    with httpx.Client(base_url=server.url) as raw:
+        # Chunked (a generator body has no length): the mock takes it like any other.
+        chunked = raw.post(
+            "/v1/chat/completions",
+            content=iter([body[:20], body[20:]]),
+            headers={"content-type": "application/json", "x-test": "chunked", "x-twice": "a"},
+        )
+        listed = raw.get("/mock/requests").json()["requests"]
+    assert chunked.status_code == 200
+    assert chunked.json()["choices"][0]["message"]["role"] == "assistant"
+    (request,) = server.requests()
+    assert listed == [request]
+    assert (request["method"], request["path"]) == ("POST", "/v1/chat/completions")
+    headers = request["headers"]
+    assert ["transfer-encoding", "chunked"] in headers and ["x-test", "chunked"] in headers
+    assert "content-length" not in [name for name, _ in headers]
+
+
+@pytest.mark.slow
+def test_every_answer_carries_a_request_id_and_an_edge_cookie(server: MockServer) -> None:
+    with httpx.Client(base_url=server.url) as raw:
+        answers = [
+            raw.post("/v1/embeddings", json={"model": "m", "input": "a"}),
+            raw.post("/v1/embeddings", json={"model": "m"}),  # a 400 too
+            raw.get("/v1/models"),
+        ]
+    ids = {answer.headers["x-request-id"] for answer in answers}
+    assert len(ids) == 3 and all(i.startswith("req_") for i in ids)
+    assert all(answer.headers["set-cookie"].startswith("__cf_bm=") for answer in answers)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_client_hanging_up_before_its_answer_is_counted_as_gone(stream: bool) -> None:
+    slow = {"X-Mock-Latency-Ms": "5000", "X-Mock-TTFT-Ms": "5000"}
+    with MockServer(MockConfig(time_scale=1)) as server:
+        with pytest.raises(httpx.ReadTimeout), httpx.Client(base_url=server.url) as raw:
+            raw.post(
+                "/v1/chat/completions",
+                json={"model": "m", "messages": MESSAGES, "stream": stream},
+                headers=slow,
+                timeout=httpx.Timeout(10, read=0.3),
+            )
+        deadline = time.monotonic() + 10
+        while server.stats()["gone"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.stats()["gone"] == 1
+
+
+@pytest.mark.slow
 def test_seeded_random_decisions_repeat_in_request_order() -> None:
     config = MockConfig(
         seed=1234,
@@ -396,15 +449,29 @@ def test_stats_count_requests_per_endpoint_model_and_error() -> None:
             "endpoints": {"/v1/chat/completions": 4, "/v1/embeddings": 1, "/v1/models": 1},
             "models": {"gpt-4o-mini": 3, "text-embedding-3-small": 1},
             "errors": {"rate_limit": 1},
+            "gone": 0,
         }
         assert server.stats() == expected
         assert over_http == expected
         server.reset()
-        assert server.stats() == {"total": 0, "endpoints": {}, "models": {}, "errors": {}}
+        assert server.stats() == {
+            "total": 0,
+            "endpoints": {},
+            "models": {},
+            "errors": {},
+            "gone": 0,
+        }
+        assert server.requests() == []
 
 
 BAD_BODIES: list[tuple[str, bytes, str | None, str]] = [
     ("/v1/chat/completions", b"{not json", None, "could not parse the JSON body"),
+    (
+        "/v1/chat/completions",
+        b'{"model": "m", "messages": ' + b"[" * 10_000 + b"]" * 10_000 + b"}",
+        None,
+        "could not parse the JSON body",
+    ),
     ("/v1/chat/completions", b"[1, 2]", None, "must be a JSON object"),
     (
         "/v1/chat/completions",

@@ -1,9 +1,10 @@
 """`create_app`: the fake OpenAI-compatible upstream, as a Starlette app.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/embeddings``,
-``GET /v1/models``, and for tests ``GET /mock/stats`` and ``POST /mock/reset``. Each request is
-checked (400 in OpenAI's shape), planned once by the `Planner`, counted in `MockStats`, then
-answered after its planned latency:
+``GET /v1/models``, and for tests ``GET /mock/stats``, ``GET /mock/requests`` (the headers each
+recent request arrived with) and ``POST /mock/reset``. Each request is checked (400 in OpenAI's
+shape), planned once by the `Planner`, counted in `MockStats`, then answered after its planned
+latency, with an ``x-request-id`` and a ``set-cookie`` as OpenAI's edge sends them:
 
 >>> from starlette.testclient import TestClient
 >>> with TestClient(create_app(MockConfig(time_scale=0))) as client:
@@ -14,9 +15,10 @@ answered after its planned latency:
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -61,23 +63,52 @@ _READERS: dict[_Operation, Callable[[dict[str, Any]], GenerateRequest | Embeddin
 }
 
 
+KEPT_REQUESTS = 200
+"""How many recent requests `MockStats.requests` keeps, with their headers."""
+
+
 class MockStats:
-    """Requests that reached the mock, bad ones included: in total, per path, model and error.
+    """Requests that reached the mock, bad ones included: in total, per path, model and error;
+    ``gone`` counts clients that hung up before their answer was complete. The last
+    `KEPT_REQUESTS` requests are kept with the headers they arrived with (`requests`), so a test
+    can assert what a proxy in front actually sent.
 
     Thread-safe, so a test can read it while the server runs in another thread.
 
     >>> stats = MockStats()
     >>> stats.count(CHAT_PATH, model="gpt-4o", error=None)
     >>> stats.snapshot()
-    {'total': 1, 'endpoints': {'/v1/chat/completions': 1}, 'models': {'gpt-4o': 1}, 'errors': {}}
+    {'total': 1, 'endpoints': {'/v1/chat/completions': 1}, 'models': {'gpt-4o': 1}, 'errors': {}, 'gone': 0}
+    >>> stats.receive("POST", CHAT_PATH, [(b"content-length", b"2")])
+    >>> stats.requests()
+    [{'method': 'POST', 'path': '/v1/chat/completions', 'headers': [['content-length', '2']]}]
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._total = 0
+        self._gone = 0
         self._endpoints: Counter[str] = Counter()
         self._models: Counter[str] = Counter()
         self._errors: Counter[str] = Counter()
+        self._requests: deque[dict[str, Any]] = deque(maxlen=KEPT_REQUESTS)
+
+    def receive(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> None:
+        """Keep one request's method, path and headers as they arrived (names lower-case,
+        repeats and order kept)."""
+        kept = [[name.decode("latin-1"), value.decode("latin-1")] for name, value in headers]
+        with self._lock:
+            self._requests.append({"method": method, "path": path, "headers": kept})
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The kept requests, oldest first, as ``GET /mock/requests`` lists them."""
+        with self._lock:
+            return list(self._requests)
+
+    def hung_up(self) -> None:
+        """Count a client that left before its answer was complete."""
+        with self._lock:
+            self._gone += 1
 
     def count(self, endpoint: str, *, model: str | None, error: ErrorKind | None) -> None:
         """Count one request; ``model`` is None when the body did not name one."""
@@ -97,11 +128,14 @@ class MockStats:
                 "endpoints": dict(self._endpoints),
                 "models": dict(self._models),
                 "errors": dict(self._errors),
+                "gone": self._gone,
             }
 
     def reset(self) -> None:
         with self._lock:
             self._total = 0
+            self._gone = 0
+            self._requests.clear()
             self._endpoints.clear()
             self._models.clear()
             self._errors.clear()
@@ -128,11 +162,15 @@ class _Upstream:
         return await self._serve(request, "embeddings")
 
     async def models(self, request: Request) -> Response:
+        self.stats.receive(request.method, MODELS_PATH, request.scope["headers"])
         self.stats.count(MODELS_PATH, model=None, error=None)
-        return Response(self._models_body, media_type="application/json")
+        return _stamped(Response(self._models_body, media_type="application/json"))
 
     async def read_stats(self, request: Request) -> Response:
         return _json(self.stats.snapshot())
+
+    async def read_requests(self, request: Request) -> Response:
+        return _json({"requests": self.stats.requests()})
 
     async def reset(self, request: Request) -> Response:
         self.stats.reset()
@@ -141,6 +179,14 @@ class _Upstream:
 
     async def _serve(self, request: Request, operation: _Operation) -> Response:
         path = _PATHS[operation]
+        self.stats.receive(request.method, path, request.scope["headers"])
+        return _stamped(await self._answer(request, operation, path))
+
+    async def _pause(self, request: Request, seconds: float) -> None:
+        if not await pause(request.receive, seconds):
+            self.stats.hung_up()
+
+    async def _answer(self, request: Request, operation: _Operation, path: str) -> Response:
         if self._authorization is not None and (
             request.headers.get("authorization") != self._authorization
         ):
@@ -171,10 +217,9 @@ class _Upstream:
         )
         self.stats.count(path, model=model, error=plan.error)
         stream = generate is not None and generate.stream
-        receive = request.receive
         if plan.error == "timeout":
             # Answer, eventually: the client's own timeout is what a test of this is about.
-            await pause(receive, plan.hang_s)
+            await self._pause(request, plan.hang_s)
         elif plan.error is not None:
             chat = operation == "chat"
             failure = injected_error(
@@ -182,17 +227,22 @@ class _Upstream:
             )
             if failure is not None:
                 # An error comes when the first byte of a good answer would have.
-                await pause(receive, plan.ttft_s if stream else plan.latency_s)
+                await self._pause(request, plan.ttft_s if stream else plan.latency_s)
                 return failure
         cut = plan.error == "stream_cut"
         if generate is not None and stream:
             events = chat_events if operation == "chat" else text_events
             schedule = events(plan, model=model, include_usage=generate.include_usage, cut=cut)
-            return EventStream(schedule, cut=cut)
+            return EventStream(schedule, cut=cut, on_gone=self.stats.hung_up)
         reply = msgspec.json.encode(_whole_reply(operation, parsed, plan))
         if cut:
-            return EventStream(cut_json(reply, plan), media_type="application/json", cut=True)
-        await pause(receive, plan.latency_s)
+            return EventStream(
+                cut_json(reply, plan),
+                media_type="application/json",
+                cut=True,
+                on_gone=self.stats.hung_up,
+            )
+        await self._pause(request, plan.latency_s)
         return Response(reply, media_type="application/json")
 
 
@@ -209,6 +259,16 @@ def _whole_reply(
     return shapes.text_completion(
         plan, model=parsed.model, id=shapes.new_id("cmpl-"), created=created
     )
+
+
+def _stamped(response: Response) -> Response:
+    """Add the headers OpenAI's edge puts on every answer: a request id (end to end, which a
+    proxy passes on) and a Cloudflare cookie (which a proxy should not hand its clients)."""
+    response.headers["x-request-id"] = "req_" + secrets.token_hex(16)
+    response.headers["set-cookie"] = (
+        f"__cf_bm={secrets.token_urlsafe(24)}; path=/; HttpOnly; Secure; SameSite=None"
+    )
+    return response
 
 
 def _json(data: dict[str, Any]) -> Response:
@@ -236,6 +296,7 @@ def create_app(config: MockConfig | None = None, *, stats: MockStats | None = No
         Route(EMBEDDINGS_PATH, upstream.embeddings, methods=["POST"]),
         Route(MODELS_PATH, upstream.models, methods=["GET"]),
         Route("/mock/stats", upstream.read_stats, methods=["GET"]),
+        Route("/mock/requests", upstream.read_requests, methods=["GET"]),
         Route("/mock/reset", upstream.reset, methods=["POST"]),
     ]
     return Starlette(routes=routes, exception_handlers={404: _no_route, 405: _no_route})

@@ -113,7 +113,10 @@ def injected_error(
         )
     if kind == "unavailable":
         return error_response(
-            503, "The server is overloaded or not ready yet.", type="server_error"
+            503,
+            "The server is overloaded or not ready yet.",
+            type="server_error",
+            headers={"retry-after": "1"},
         )
     if kind == "malformed":
         return malformed_response(stream=stream)

@@ -127,6 +127,10 @@ class MockServer:
         """What ``GET /mock/stats`` answers: totals per endpoint, model and injected error."""
         return self._stats.snapshot()
 
+    def requests(self) -> list[dict[str, Any]]:
+        """What ``GET /mock/requests`` lists: recent requests with the headers they arrived with."""
+        return self._stats.requests()
+
     def reset(self) -> None:
         """Zero the stats and restart the seeded sequence, as ``POST /mock/reset`` does."""
         # Over HTTP, so the planner is reset on the server's own thread between two requests.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -73,9 +73,11 @@ class EventStream(Response):
         *,
         media_type: str = "text/event-stream",
         cut: bool = False,
+        on_gone: Callable[[], None] | None = None,
     ) -> None:
         self.events = events
         self.cut = cut
+        self.on_gone = on_gone
         self.status_code = 200
         self.media_type = media_type
         self.background = None
@@ -86,7 +88,10 @@ class EventStream(Response):
         head_sent = False
         for at_s, payload in self.events:
             if not await pause(receive, started + at_s - time.monotonic()):
-                return  # the client left; the server already knows, so nothing is logged
+                # The client left; the server already knows, so nothing is logged.
+                if self.on_gone is not None:
+                    self.on_gone()
+                return
             if not head_sent:
                 head_sent = True
                 await send(

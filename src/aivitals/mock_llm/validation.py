@@ -74,7 +74,7 @@ def decode_body(raw: bytes) -> dict[str, Any]:
     """Parse a JSON object body."""
     try:
         body = _decoder.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # msgspec guards its depth with RecursionError
         raise RequestError(
             "We could not parse the JSON body of your request. The OpenAI API expects a JSON "
             "payload, but what was sent was not valid JSON."
