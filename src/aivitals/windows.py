@@ -3,14 +3,17 @@
 Per (provider, model, feature, team) and per minute the windows keep counts, sums and mergeable
 quantile sketches (DDSketch, 1% relative accuracy, at most 2048 bins each), never a list of every
 latency. Completed minutes are folded into the current day and month, so memory is bounded by the
-number of distinct keys times (minutes kept + 2), whatever the number of calls.
+number of distinct keys times (minutes kept + 2), whatever the number of calls; and the keys are
+capped (`LabelLimits`: 1,000 keys, 200 models, 500 features, 200 teams by default). A key past
+its cap is counted under ``_other`` (``model="_other"``, say), so totals stay whole while a read
+filtered on a folded value finds nothing; `LiveWindows.caps` count the folds.
 
 Alerts and budgets read from here:
 
 >>> from datetime import UTC, datetime
->>> windows = LiveWindows(clock=lambda: 600.0)
+>>> windows = LiveWindows(clock=lambda: 1_790_000_000.0)
 >>> windows.on_call(Call(provider="openai", model="gpt-4o-mini", latency_ms=250.0,
-...                      started_at=datetime.fromtimestamp(599.0, UTC)))
+...                      started_at=datetime.fromtimestamp(1_789_999_999.0, UTC)))
 >>> view = windows.read(minutes=5)
 >>> view.calls, abs((view.latency_p50_ms or 0) - 250.0) / 250.0 <= 0.01
 (1, True)
@@ -31,6 +34,7 @@ from decimal import Decimal
 
 from ddsketch import LogCollapsingLowestDenseDDSketch
 
+from aivitals.cardinality import KeyCap, LabelLimits, ValueCap
 from aivitals.model import Call, Score
 
 _RELATIVE_ACCURACY = 0.01
@@ -160,7 +164,8 @@ class LiveWindows:
     """Bounded-memory live aggregates; an inline sink. Thread-safe.
 
     ``minutes`` is how far back `read(minutes=...)` can look; ``tz`` sets where a day and a month
-    begin (budgets reset there). ``clock`` returns epoch seconds; tests inject it.
+    begin (budgets reset there). ``clock`` returns epoch seconds; tests inject it. ``limits``
+    caps the keys kept (see the module's docstring).
     """
 
     name = "windows"
@@ -171,9 +176,30 @@ class LiveWindows:
         minutes: int = 60,
         tz: tzinfo = UTC,
         clock: Callable[[], float] = time.time,
+        limits: LabelLimits | None = None,
     ) -> None:
         if minutes < 1:
             raise ValueError("minutes must be >= 1")
+        limits = limits if limits is not None else LabelLimits()
+        values = limits.value_caps()
+        # The provider never folds: past the cap a call still counts for its provider.
+        self._key_cap = KeyCap(
+            "live_windows",
+            ("provider", "model", "feature", "team"),
+            max_keys=limits.live_keys,
+            values=values,
+            fold_order=("team", "feature", "model"),
+        )
+        self._quality_cap = KeyCap(
+            "live_windows_quality",
+            ("model", "feature", "name"),
+            max_keys=limits.model_series,
+            values={
+                "model": values["model"],
+                "feature": values["feature"],
+                "name": ValueCap(limits.score_names),
+            },
+        )
         self._keep = minutes
         self._tz = tz
         self._clock = clock
@@ -188,21 +214,32 @@ class LiveWindows:
     def on_call(self, call: Call) -> None:
         minute = int((call.started_at.timestamp() + call.latency_ms / 1000.0) // 60)
         key = (call.provider, call.model, call.feature or "", call.team or "")
+        admitted = False
         with self._lock:
             for period in self._targets(minute):
                 agg = period.aggs.get(key)
                 if agg is None:
-                    agg = period.aggs[key] = _Agg()
+                    if not admitted:
+                        # Once per call, however many periods it lands in: one fold, counted once.
+                        key, admitted = self._key_cap.admit(key), True
+                        agg = period.aggs.get(key)
+                    if agg is None:
+                        agg = period.aggs[key] = _Agg()
                 agg.add(call)
 
     def on_score(self, score: Score) -> None:
         minute = int(score.created_at.timestamp() // 60)
-        qkey = (score.model or "", score.feature or "", score.name)
+        qkey = self._quality_cap.admit((score.model or "", score.feature or "", score.name))
         with self._lock:
             for period in self._targets(minute):
                 slot = period.quality.setdefault(qkey, [0.0, 0.0])
                 slot[0] += score.normalised
                 slot[1] += 1
+
+    @property
+    def caps(self) -> tuple[KeyCap, KeyCap]:
+        """The caps on call keys and on quality keys, for their folds to be exported."""
+        return (self._key_cap, self._quality_cap)
 
     def tick(self) -> None:
         """Fold completed minutes into the day and month, and forget minutes past the horizon."""

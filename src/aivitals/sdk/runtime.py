@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from aivitals.cardinality import LabelLimits
 from aivitals.config import ConfigError, check_timezone, read_env
 from aivitals.pricing import Pricer
 from aivitals.recorder import Recorder
@@ -69,6 +70,7 @@ def configure(
     spool_dir: str | Path | None = None,
     price_overrides: str | Path | None = None,
     windows_minutes: int = 60,
+    label_limits: LabelLimits | None = None,
     timezone: str | None = None,
     environment: str | None = None,
     feature: str | None = None,
@@ -96,6 +98,8 @@ def configure(
     the server cannot take now wait on disk in ``spool_dir`` (see ``docs/exporter.md``).
     ``store=False`` or ``endpoint=False`` means none, whatever the environment says. A bad
     setting raises `ConfigError` here, at start-up, never later inside a recorded call.
+    ``label_limits`` caps the distinct label values the metrics and live windows keep (see
+    docs/metrics.md, "Label cardinality").
     """
     global _runtime  # the one process-wide handle, set at start-up only
     env = read_env()
@@ -103,10 +107,11 @@ def configure(
     pricer = Pricer.from_file(price_overrides or env.price_overrides)
     inline: list[InlineSink] = []
     batch: list[BatchSink] = []
-    prometheus_sink = PrometheusSink(registry=registry) if prometheus else None
+    prometheus_sink = PrometheusSink(registry=registry, limits=label_limits) if prometheus else None
+    windows = LiveWindows(minutes=windows_minutes, tz=zone, limits=label_limits)
     if prometheus_sink is not None:
         inline.append(prometheus_sink)
-    windows = LiveWindows(minutes=windows_minutes, tz=zone)
+        prometheus_sink.overflow.watch(*windows.caps)
     inline.append(windows)
     log_target = log_to or env.log
     if log_target is not None:

@@ -72,8 +72,10 @@ class PrometheusSink(Collector):
             ("provider", "model", "operation"),
             max_keys=limits.model_series,
             values=values,
+            fold_order=("model",),
         )
-        # Provider and model arrive here already folded by the series cap.
+        # The provider never folds (past the cap a call still counts for its provider); in the
+        # cost family neither does the model, which arrives folded by the series cap already.
         self._cost_cap = KeyCap(
             "aivitals_cost_usd_total",
             ("provider", "model", "feature", "team"),
@@ -85,6 +87,7 @@ class PrometheusSink(Collector):
             ("provider", "model"),
             max_keys=limits.model_series,
             values=values,
+            fold_order=("model",),
         )
         self._quality_cap = KeyCap(
             "aivitals_quality_score",
