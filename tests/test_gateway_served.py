@@ -167,10 +167,13 @@ def build(
 
 
 @pytest.fixture
-def rig(upstream: MockServer, tmp_path: Path) -> Iterator[Rig]:
+def rig(upstream: MockServer, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Rig]:
     upstream.reset()
     clock = Clock()
-    budgets = [Budget(scope="team", value="search", period="day", usd=Decimal("0.001"))]
+    # Room for any test's calls unless a test asks for less (indirect parametrization): a
+    # request without max_tokens reserves gpt-4o-mini's whole context window, about $0.077.
+    usd = getattr(request, "param", Decimal("1"))
+    budgets = [Budget(scope="team", value="search", period="day", usd=usd)]
     gateway, recorder, store, spans, sent = build(upstream, tmp_path / "a.db", clock, budgets)
     metrics = next(s for s in recorder.inline_sinks if isinstance(s, PrometheusSink))
     runtime = Runtime(recorder=recorder, prometheus=metrics, windows=None, defaults=Attribution())
@@ -190,33 +193,43 @@ def chat(client: openai.OpenAI, **headers: str) -> Any:
     )
 
 
-def test_a_budget_lets_the_crossing_call_through_then_refuses_until_midnight(rig: Rig) -> None:
-    client = rig.client()
-    chat(client)  # $0.0009 of $0.001
-    chat(client)  # crosses: $0.0018, let through (its cost is only known at its end)
-    with pytest.raises(openai.RateLimitError) as refused:
-        chat(client)
-    assert refused.value.response.json()["error"]["message"] == (
-        "budget exceeded: team 'search' has spent $0.0018 of its daily budget of $0.001; "
-        "it resets at 2026-11-25 00:00 CET"
+def capped(client: openai.OpenAI) -> Any:
+    """A call that may answer 500 tokens at most: it reserves about $0.0003, and costs $0.0009
+    (the mock reports 4,000 input tokens, more than the short body could hold)."""
+    return client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, max_tokens=500, extra_headers=USAGE
     )
+
+
+@pytest.mark.parametrize("rig", [Decimal("0.001")], indirect=True)
+def test_a_budget_refuses_a_call_whose_worst_case_does_not_fit_until_midnight(rig: Rig) -> None:
+    client = rig.client()
+    capped(client)  # $0.0009 of $0.001
+    with pytest.raises(openai.RateLimitError) as refused:
+        capped(client)  # up to $0.0003 more would pass the limit
+    message = refused.value.response.json()["error"]["message"]
+    assert message.startswith(
+        "budget exceeded: team 'search' has spent $0.0009 of its daily budget of $0.001; "
+        "this call could cost up to $0.000"
+    )
+    assert message.endswith("(500 output tokens at most); it resets at 2026-11-25 00:00 CET")
     assert refused.value.code == "budget_exceeded"
+    # Spend alone leaves no room: nothing changes before the reset.
     assert refused.value.response.headers["x-should-retry"] == "false"
     # 22:00 in Paris: two hours to midnight.
     assert int(refused.value.response.headers["retry-after"]) == 2 * 3600
-    assert rig.upstream_requests() == 2
+    assert rig.upstream_requests() == 1
 
-    stored = rig.stored(2)
-    assert [c.cost_usd for c in stored] == [CALL_USD, CALL_USD]
-    assert all(c.team == "search" for c in stored)
+    (stored,) = rig.stored(1)
+    assert (stored.cost_usd, stored.team) == (CALL_USD, "search")
     assert rig.metric("aivitals_gateway_refusals_total", reason="budget") == 1
-    assert rig.metric("aivitals_requests_total", model="gpt-4o-mini", status="ok") == 2
-    assert rig.metric("aivitals_cost_usd_total", team="search") == pytest.approx(0.0018)
+    assert rig.metric("aivitals_requests_total", model="gpt-4o-mini", status="ok") == 1
+    assert rig.metric("aivitals_cost_usd_total", team="search") == pytest.approx(0.0009)
 
     rig.clock.now = datetime(2026, 11, 24, 23, 0, 1, tzinfo=UTC)  # 00:00:01 in Paris
-    chat(client)
-    assert rig.upstream_requests() == 3
-    assert len(rig.stored(3)) == 3
+    capped(client)
+    assert rig.upstream_requests() == 2
+    assert len(rig.stored(2)) == 2
 
 
 def test_budget_spend_survives_a_restart(upstream: MockServer, tmp_path: Path) -> None:
@@ -229,12 +242,11 @@ def test_budget_spend_survives_a_restart(upstream: MockServer, tmp_path: Path) -
         with serve_in_thread(create_app(runtime=runtime, store=store, gateway=gateway)) as origin:
             client = openai.OpenAI(base_url=f"{origin}/v1", api_key=SEARCH_KEY, max_retries=0)
             if run == "spends":
-                chat(client)
-                chat(client)
+                capped(client)
             else:
                 # Nothing spent in this process yet: the refusal comes from the store's figures.
-                with pytest.raises(openai.RateLimitError, match=r"has spent \$0\.0018 of its"):
-                    chat(client)
+                with pytest.raises(openai.RateLimitError, match=r"has spent \$0\.0009 of its"):
+                    capped(client)
         recorder.close()
         store.close()
 

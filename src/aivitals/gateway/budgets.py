@@ -1,4 +1,4 @@
-"""Budgets: spend per user, team or feature per calendar day or month, refused once reached.
+"""Budgets: spend per user, team or feature per calendar day or month, held under concurrency.
 
 `BudgetLedger` is a live window of spend kept for budgets: it is an inline sink of the recorder,
 so every priced call counts, whether it came through the gateway or the ingest API. It keeps one
@@ -7,9 +7,11 @@ when the next one starts, so memory is bounded by the users, teams and features 
 current day or month. Periods are calendar days and months in the configured time zone, and
 start again at local midnight (on the first of the month for monthly budgets).
 
-A request is checked before it goes upstream: once the spend under a budget has *reached* the
-limit, every further request under it is refused until the period ends. The call that crosses the
-limit is let through (its cost is only known when it ends), and so are calls already in flight.
+Admission reserves: before a request goes upstream, `reserve` holds its worst-case cost against
+every budget it falls under, and refuses it when spend plus what calls in flight hold plus this
+worst case would pass a limit. The `Hold` is released when the call ends, once its real cost is
+in the ledger, so concurrent requests can never spend more than the limit as long as each worst
+case is honest (`aivitals.gateway.reserve` computes them).
 
 On start the ledger is reloaded from the store (`reload`), so a restart does not forget today's
 spend.
@@ -19,10 +21,14 @@ spend.
 >>> from aivitals.model import Call
 >>> now = [datetime(2026, 11, 24, 23, 0, tzinfo=UTC)]
 >>> ledger = BudgetLedger([Budget(scope="team", period="day", usd=Decimal("1"))], clock=lambda: now[0])
+>>> hold = ledger.reserve(Decimal("0.6"), team="search")
+>>> print(ledger.reserve(Decimal("0.6"), team="search").message)
+team 'search' has spent $0.00 of its daily budget of $1.00 and calls in flight hold $0.60; this call could cost up to $0.60; it resets at 2026-11-25 00:00 UTC
 >>> ledger.on_call(Call(provider="openai", model="m", latency_ms=1.0, team="search",
-...                     cost_usd=Decimal("1.5"), started_at=now[0]))
+...                     cost_usd=Decimal("1"), started_at=now[0]))
+>>> hold.release()
 >>> print(ledger.check(team="search").message)
-team 'search' has spent $1.50 of its daily budget of $1.00; it resets at 2026-11-25 00:00 UTC
+team 'search' has spent $1.00 of its daily budget of $1.00; it resets at 2026-11-25 00:00 UTC
 >>> now[0] = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 >>> ledger.check(team="search") is None
 True
@@ -33,8 +39,10 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import weakref
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Literal
@@ -52,6 +60,7 @@ Scope = Literal["user", "team", "feature"]
 Period = Literal["day", "month"]
 SCOPES: tuple[Scope, ...] = ("user", "team", "feature")
 _ADJECTIVE = {"day": "daily", "month": "monthly"}
+_HELD_RETRY_S = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,21 +86,75 @@ class Budget:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """Why a request is refused: the message for the client and when to try again."""
+    """Why a request is refused: the message for the client and when to try again.
+
+    ``held_usd`` is what calls in flight hold under the budget, ``asked_usd`` the most this
+    request could cost (``asked_basis`` says why, for the message).
+    """
 
     budget: Budget
     value: str
     spent_usd: Decimal
     resets_at: datetime
     retry_after_s: int
+    held_usd: Decimal = Decimal(0)
+    asked_usd: Decimal = Decimal(0)
+    asked_basis: str = ""
+
+    @property
+    def final(self) -> bool:
+        """Whether nothing but the reset can let this request through: spend alone leaves no
+        room for it, whatever the calls in flight turn out to cost."""
+        return self.spent_usd + self.asked_usd > self.budget.usd or (
+            self.spent_usd >= self.budget.usd
+        )
 
     @property
     def message(self) -> str:
-        return (
+        said = (
             f"{self.budget.scope} {self.value!r} has spent {usd(self.spent_usd)} of its "
-            f"{_ADJECTIVE[self.budget.period]} budget of {usd(self.budget.usd)}; it resets at "
-            f"{self.resets_at:%Y-%m-%d %H:%M} {self.resets_at.tzname()}"
+            f"{_ADJECTIVE[self.budget.period]} budget of {usd(self.budget.usd)}"
         )
+        if self.spent_usd < self.budget.usd:
+            if self.held_usd:
+                said += f" and calls in flight hold {usd(self.held_usd)}"
+            said += f"; this call could cost up to {usd(self.asked_usd)}"
+            if self.asked_basis:
+                said += f" ({self.asked_basis})"
+        return f"{said}; it resets at {self.resets_at:%Y-%m-%d %H:%M} {self.resets_at.tzname()}"
+
+
+_Key = tuple[str, str, str]  # (scope, value, period)
+
+
+class Hold:
+    """A reserve against budgets, given back exactly once.
+
+    `release` gives it back when the call ends (after its real cost reached the ledger). A hold
+    that is dropped unreleased (a request whose end was never seen: a stream that never started,
+    a task that died) is given back when it is garbage collected, so a reserve never leaks.
+    """
+
+    __slots__ = ("__weakref__", "_finalizer", "_ledger", "usd")
+
+    def __init__(
+        self, ledger: BudgetLedger, entries: tuple[tuple[_Key, datetime], ...], usd: Decimal
+    ) -> None:
+        self.usd = usd
+        self._ledger = ledger
+        # The callback only queues the return (no lock): the collector may run it on a thread
+        # that is inside the ledger's lock already.
+        self._finalizer = weakref.finalize(self, ledger._returned.append, (entries, usd))
+        self._finalizer.atexit = False
+
+    def release(self) -> None:
+        """Give the reserve back (idempotent)."""
+        self._finalizer()
+        self._ledger._take_back()
+
+    @property
+    def released(self) -> bool:
+        return not self._finalizer.alive
 
 
 def usd(amount: Decimal) -> str:
@@ -126,8 +189,12 @@ class BudgetLedger:
         self._tz: ZoneInfo = check_timezone(timezone, setting="budget timezone")
         self._clock = clock
         self._lock = threading.Lock()
-        # (scope, value, period) -> the period's start and its spend so far.
-        self._spent: dict[tuple[str, str, str], tuple[datetime, Decimal]] = {}
+        # (scope, value, period) -> the period's start and its spend so far; and what the
+        # calls in flight hold (their worst cases), the same way.
+        self._spent: dict[_Key, tuple[datetime, Decimal]] = {}
+        self._held: dict[_Key, tuple[datetime, Decimal]] = {}
+        # Holds given back, waiting to be subtracted under the lock (see Hold).
+        self._returned: deque[tuple[tuple[tuple[_Key, datetime], ...], Decimal]] = deque()
         self._watched = {(b.scope, b.period) for b in self.budgets}
         self._bounds: dict[str, tuple[datetime, datetime]] = {}
 
@@ -184,10 +251,32 @@ class BudgetLedger:
             held = self._spent.get((scope, value, period))
         return held[1] if held is not None and held[0] == start else Decimal(0)
 
+    def held(
+        self, scope: Scope, value: str, period: Period, *, at: datetime | None = None
+    ) -> Decimal:
+        """What calls in flight hold (their worst cases) under this user, team or feature."""
+        start, _ = self.period_bounds(period, self._clock() if at is None else at)
+        with self._lock:
+            self._subtract_returned()
+            held = self._held.get((scope, value, period))
+        return held[1] if held is not None and held[0] == start else Decimal(0)
+
+    def applies(
+        self, *, user: str | None = None, team: str | None = None, feature: str | None = None
+    ) -> bool:
+        """Whether any budget covers a request for this user, team or feature."""
+        values = {"user": user, "team": team, "feature": feature}
+        for budget in self.budgets:
+            value = values[budget.scope]
+            if value is not None and (budget.value is None or budget.value == value):
+                return True
+        return False
+
     def check(
         self, *, user: str | None = None, team: str | None = None, feature: str | None = None
     ) -> Refusal | None:
-        """The first budget this request would go over, or None to let it through."""
+        """The first budget whose spend has reached its limit, or None: a question about
+        spend only (admission asks `reserve`)."""
         values = {"user": user, "team": team, "feature": feature}
         now = self._clock()
         for budget in self.budgets:
@@ -196,15 +285,91 @@ class BudgetLedger:
                 continue
             spent = self.spent(budget.scope, value, budget.period, at=now)
             if spent >= budget.usd:
-                _, resets = self.period_bounds(budget.period, now)
-                return Refusal(
-                    budget=budget,
-                    value=value,
-                    spent_usd=spent,
-                    resets_at=resets,
-                    retry_after_s=max(1, math.ceil((resets - now).total_seconds())),
-                )
+                return self._refusal(budget, value, now, spent=spent)
         return None
+
+    def reserve(
+        self,
+        usd: Decimal,
+        *,
+        user: str | None = None,
+        team: str | None = None,
+        feature: str | None = None,
+        basis: str = "",
+    ) -> Hold | Refusal:
+        """Hold ``usd`` (a request's worst-case cost) against every budget the request falls
+        under, or say which budget it does not fit: spend plus what calls in flight hold plus
+        ``usd`` would pass the limit. ``basis`` says where ``usd`` came from, for the message.
+
+        Checked and held under one lock, so two requests can never both take the same room.
+        """
+        values = {"user": user, "team": team, "feature": feature}
+        now = self._clock()
+        entries: dict[_Key, datetime] = {}
+        with self._lock:
+            self._subtract_returned()
+            for budget in self.budgets:
+                value = values[budget.scope]
+                if value is None or (budget.value is not None and budget.value != value):
+                    continue
+                key: _Key = (budget.scope, value, budget.period)
+                start, _ = self.period_bounds(budget.period, now)
+                spent = _current(self._spent.get(key), start)
+                held = _current(self._held.get(key), start)
+                if spent >= budget.usd or spent + held + usd > budget.usd:
+                    return self._refusal(
+                        budget, value, now, spent=spent, held=held, asked=usd, basis=basis
+                    )
+                entries[key] = start
+            for key, start in entries.items():
+                self._held[key] = (start, _current(self._held.get(key), start) + usd)
+        return Hold(self, tuple(entries.items()), usd)
+
+    def _refusal(
+        self,
+        budget: Budget,
+        value: str,
+        now: datetime,
+        *,
+        spent: Decimal,
+        held: Decimal = Decimal(0),
+        asked: Decimal = Decimal(0),
+        basis: str = "",
+    ) -> Refusal:
+        _, resets = self.period_bounds(budget.period, now)
+        refusal = Refusal(
+            budget=budget,
+            value=value,
+            spent_usd=spent,
+            resets_at=resets,
+            retry_after_s=0,
+            held_usd=held,
+            asked_usd=asked,
+            asked_basis=basis,
+        )
+        # Refused for what calls in flight hold: room may come back when they end (for less
+        # than their worst case), so a retry soon can work. Otherwise only the reset helps.
+        wait = (resets - now).total_seconds() if refusal.final else _HELD_RETRY_S
+        return replace(refusal, retry_after_s=max(1, math.ceil(wait)))
+
+    def _take_back(self) -> None:
+        if self._returned:
+            with self._lock:
+                self._subtract_returned()
+
+    def _subtract_returned(self) -> None:
+        # Under the lock. A hold from a period that has ended no longer counts: nothing to give.
+        while self._returned:
+            entries, usd = self._returned.popleft()
+            for key, start in entries:
+                held = self._held.get(key)
+                if held is None or held[0] != start:
+                    continue
+                rest = held[1] - usd
+                if rest > 0:
+                    self._held[key] = (start, rest)
+                else:
+                    del self._held[key]
 
     def reload(self, queries: Queries) -> int:
         """Read the current periods' spend back from the store; returns the totals loaded.
@@ -235,3 +400,8 @@ class BudgetLedger:
             self._spent = loaded
         log.info("aivitals: budgets reloaded %d running totals from the store", len(loaded))
         return len(loaded)
+
+
+def _current(held: tuple[datetime, Decimal] | None, start: datetime) -> Decimal:
+    """The amount of a running total if it belongs to the period starting at ``start``."""
+    return held[1] if held is not None and held[0] == start else Decimal(0)

@@ -16,6 +16,7 @@ secret_env = "AIVITALS_KEY_SEARCH" # or secret = "..." (at least 16 characters)
 team = "search"
 requests_per_minute = 600
 tokens_per_minute = 200000
+allow_user_header = false          # true: the key may name its calls' user (X-Aivitals-User)
 
 [limits.per_user]                  # every user
 requests_per_minute = 60
@@ -89,6 +90,7 @@ class KeySettings(_Strict):
     user: str | None = None
     requests_per_minute: int | None = Field(default=None, gt=0)
     tokens_per_minute: int | None = Field(default=None, gt=0)
+    allow_user_header: bool = False
 
     @model_validator(mode="after")
     def _one_secret(self) -> KeySettings:
@@ -187,6 +189,7 @@ class GatewayConfig(_Strict):
                     user=k.user,
                     requests_per_minute=k.requests_per_minute,
                     tokens_per_minute=k.tokens_per_minute,
+                    allow_user_header=k.allow_user_header,
                 )
             )
         return KeyRing(keys)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aivitals.errors import ErrorInfo
 from aivitals.estimate import estimate_prompt_tokens
@@ -16,6 +16,9 @@ from aivitals.gateway.upstreams import Upstream
 from aivitals.model import CacheResult, Call, Operation, utc_now
 from aivitals.sdk.context import Attribution
 from aivitals.usage import TokenUsage
+
+if TYPE_CHECKING:
+    from aivitals.gateway.budgets import Hold
 
 PATHS: dict[Operation, str] = {
     "chat": "chat/completions",
@@ -34,6 +37,7 @@ class Exchange:
         "body",
         "cache",
         "cache_key",
+        "hold",
         "limits",
         "model",
         "operation",
@@ -68,6 +72,7 @@ class Exchange:
         self.limits: list[Limit] = []
         self.cache: CacheResult | None = None
         self.cache_key: str | None = None
+        self.hold: Hold | None = None  # the budget reserve, released when the call ends
 
     def call(
         self,

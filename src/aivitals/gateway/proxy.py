@@ -35,6 +35,7 @@ from aivitals.gateway.keys import GatewayKey, KeyRing
 from aivitals.gateway.limits import LimitPolicy, RateLimiter
 from aivitals.gateway.metrics import GatewayMetrics
 from aivitals.gateway.replies import bad_request, openai_error, unreachable
+from aivitals.gateway.reserve import admit
 from aivitals.gateway.sse import StreamRelay
 from aivitals.gateway.tracing import TRACE_HEADER, RequestTrace, tracer_for, tracer_provider
 from aivitals.gateway.upstream_client import UpstreamClient, UpstreamFailure, UpstreamReply
@@ -205,8 +206,8 @@ class Gateway:
         trace.root.update_name(f"{operation} {model}")
         attribution = read_attribution(request.headers, body)
         if key is not None:
-            # A key's binding wins over what the request says about itself.
-            attribution = attribution.merged(team=key.team, user=key.user)
+            # Who the call is for is the key's to say, not the request's: budgets bind to it.
+            attribution = key.bind(attribution)
         exchange = Exchange(
             operation=operation,
             model=model,
@@ -237,24 +238,32 @@ class Gateway:
                 return self._refuse(trace, "rate_limit", limited)
         if self.budgets is not None and self.budgets.budgets:
             with trace.stage("budget"):
-                over = self.budgets.check(
-                    user=attribution.user, team=attribution.team, feature=attribution.feature
+                held = admit(
+                    self.budgets,
+                    self.recorder.pricer,
+                    provider=upstream.provider,
+                    model=model,
+                    operation=operation,
+                    attribution=attribution,
+                    body=body,
+                    body_bytes=len(raw),
+                    at=started_at,
                 )
-            if over is not None:
-                refused = openai_error(
-                    429,
-                    f"budget exceeded: {over.message}",
-                    type_="insufficient_quota",
-                    code="budget_exceeded",
-                    # openai clients would otherwise retry at once: nothing changes before reset.
-                    headers={"retry-after": str(over.retry_after_s), "x-should-retry": "false"},
-                )
-                return self._refuse(trace, "budget", refused)
+            if isinstance(held, Response):
+                return self._refuse(trace, "budget", held)
+            # Released in _record when the call ends; a request that dies before that gives
+            # it back below, and one whose end is never seen when the hold is collected.
+            exchange.hold = held
         if self.cache is not None:
             hit = self._lookup(request, exchange)
             if hit is not None:
                 return self._replay(exchange, hit)
-        return await self._forward(request, exchange, raw)
+        try:
+            return await self._forward(request, exchange, raw)
+        except BaseException:
+            if exchange.hold is not None:
+                exchange.hold.release()
+            raise
 
     async def _parse(
         self, request: Request, operation: Operation
@@ -516,6 +525,9 @@ class Gateway:
 
     def _record(self, exchange: Exchange, call: Call, span: Span | None = None) -> Call:
         recorded = self.recorder.record(call)
+        if exchange.hold is not None:
+            # The real cost is in the ledger now (an inline sink of the recorder): settled.
+            exchange.hold.release()
         if exchange.limits:
             self.limiter.spend_tokens(exchange.limits, call.input_tokens + call.output_tokens)
         if span is not None:
