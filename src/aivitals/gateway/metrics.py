@@ -10,14 +10,29 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from aivitals.cardinality import KeyCap, OverflowCollector, ValueCap
+
 REASONS = ("auth", "bad_request", "rate_limit", "budget")
+MAX_REASONS = 32
+"""Reasons are named in code, not by clients; the cap only stops a bug from growing the set."""
 
 
 class GatewayMetrics:
-    """``aivitals_gateway_refusals_total{reason}`` and the cache gauges, in ``registry``."""
+    """``aivitals_gateway_refusals_total{reason}`` and the cache gauges, in ``registry``.
+
+    Past `MAX_REASONS` distinct reasons a new one is counted as ``_other`` (and as a fold in
+    ``aivitals_label_overflow_total``).
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._reasons = KeyCap(
+            "aivitals_gateway_refusals_total",
+            ("reason",),
+            max_keys=MAX_REASONS,
+            values={"reason": ValueCap(MAX_REASONS)},
+        )
+        self.registry.register(OverflowCollector([self._reasons]))
         self.refusals = Counter(
             "aivitals_gateway_refusals",
             "Requests the gateway answered itself without calling an upstream, by reason: auth "
@@ -26,7 +41,7 @@ class GatewayMetrics:
             registry=self.registry,
         )
         for reason in REASONS:
-            self.refusals.labels(reason)  # every reason shows from the start, at 0
+            self.refusals.labels(*self._reasons.admit((reason,)))  # shows from the start, at 0
         self.cache_entries = Gauge(
             "aivitals_gateway_cache_entries",
             "Answers held by the response cache.",
@@ -43,4 +58,4 @@ class GatewayMetrics:
         self.cache_bytes.set_function(size)
 
     def refused(self, reason: str) -> None:
-        self.refusals.labels(reason).inc()
+        self.refusals.labels(*self._reasons.admit((reason,))).inc()

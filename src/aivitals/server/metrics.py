@@ -3,7 +3,9 @@
 They live in a registry of their own (`ServerMetrics.registry`), apart from the calls' metrics in
 the Prometheus sink's registry, and ``/metrics`` exposes both through it. Routes are labelled by
 their template (``/api/v1/calls``), never the raw path; a request no route matched is labelled
-``unmatched``, so scanners cannot grow the label set.
+``unmatched``, a method outside the usual seven ``other`` and a status HTTP does not name by its
+class (``5xx``), so scanners and odd upstreams cannot grow the label set; and whatever is still
+new past ``max_series`` label sets folds into ``_other`` (`aivitals.cardinality`).
 
 >>> metrics = ServerMetrics()
 >>> metrics.observe(method="GET", route="/healthz", status=200, seconds=0.002)
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from http import HTTPStatus
 
 from prometheus_client import (
     CollectorRegistry,
@@ -30,27 +33,63 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aivitals.cardinality import OVERFLOW_METRIC, KeyCap, OverflowCollector, ValueCap
+
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_STATUSES = {int(status): str(int(status)) for status in HTTPStatus}
+MAX_SERIES = 1_000
+"""(method, route, status) label sets kept: the app has tens of routes, each answering a few
+statuses; a route label past 200 distinct values can only be a bug upstream of us."""
 # Ingest and reads answer in milliseconds; the upper buckets catch slow store queries.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class RegistryCollector(Collector):
-    """Exposes every metric of another registry, so one scrape reads both."""
+class _Exposed(Collector):
+    """Every metric of other registries, so one scrape reads them all, and the label overflow.
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._registry = registry
+    A scrape may carry a family once only, and the sink, the gateway and the server each count
+    their folds in ``aivitals_label_overflow_total``: their families are merged into one here.
+    """
+
+    def __init__(self, overflow: OverflowCollector) -> None:
+        self._overflow = overflow
+        self.registries: list[CollectorRegistry] = []
+
+    def describe(self) -> Iterator[Metric]:
+        return self._overflow.describe()
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._registry.collect()
+        (merged,) = self._overflow.collect()
+        for registry in self.registries:
+            for family in registry.collect():
+                if family.name == OVERFLOW_METRIC:
+                    merged.samples.extend(family.samples)
+                else:
+                    yield family
+        yield merged
 
 
 class ServerMetrics:
-    """The HTTP server's request metrics, plus process and platform metrics, in ``registry``."""
+    """The HTTP server's request metrics, plus process and platform metrics, in ``registry``.
 
-    def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
+    ``max_series`` caps the (method, route, status) label sets (`MAX_SERIES` by default).
+    """
+
+    def __init__(
+        self, *, registry: CollectorRegistry | None = None, max_series: int = MAX_SERIES
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        # Route folds first: a status kept under route="_other" still tells errors from successes.
+        self._cap = KeyCap(
+            "aivitals_http_server_requests_total",
+            ("method", "route", "status"),
+            max_keys=max_series,
+            values={"route": ValueCap(min(200, max_series))},
+            fold_order=("route", "method", "status"),
+        )
+        self._exposed = _Exposed(OverflowCollector([self._cap]))
+        self.registry.register(self._exposed)
         self.requests = Counter(
             "aivitals_http_server_requests",
             "HTTP requests answered by the aivitals server, by route template and status.",
@@ -74,11 +113,13 @@ class ServerMetrics:
 
     def expose(self, registry: CollectorRegistry) -> None:
         """Also serve ``registry``'s metrics (the calls' metrics) from this one."""
-        self.registry.register(RegistryCollector(registry))
+        self._exposed.registries.append(registry)
 
     def observe(self, *, method: str, route: str, status: int, seconds: float) -> None:
         method = method if method in _METHODS else "other"
-        self.requests.labels(method, route, str(status)).inc()
+        code = _STATUSES.get(status) or f"{status // 100}xx"
+        method, route, code = self._cap.admit((method, route, code))
+        self.requests.labels(method, route, code).inc()
         self.duration.labels(method, route).observe(seconds)
 
 
