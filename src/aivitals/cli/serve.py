@@ -86,6 +86,14 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    body_timeout_s: Annotated[
+        float,
+        typer.Option(
+            help="Answer 408 and close the connection when a request body has not all arrived "
+            "this many seconds after it began.",
+            min=0.001,
+        ),
+    ] = 30.0,  # server.limits.BODY_TIMEOUT_S, not imported here to keep `--help` fast
 ) -> None:
     """Serve the OpenAI-compatible gateway (/v1/chat/completions, /v1/completions,
     /v1/embeddings, /v1/models) when --upstream or --config names an upstream, the ingest API
@@ -184,6 +192,7 @@ def serve(
         dashboard_token=token,
         alerts=service,
         ingest_key=key,
+        body_timeout_s=body_timeout_s,
     )
     routes = ""
     if gateway is not None:

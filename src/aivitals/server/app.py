@@ -41,7 +41,7 @@ from aivitals.server.context import ReadinessCheck, ServerContext
 from aivitals.server.dashboard import DashboardAuth, dashboard_router
 from aivitals.server.errors import install_error_handlers
 from aivitals.server.ingest_auth import IngestKey
-from aivitals.server.limits import BodyLimitMiddleware
+from aivitals.server.limits import BODY_TIMEOUT_S, BodyLimitMiddleware
 from aivitals.server.metrics import MetricsMiddleware, ServerMetrics
 from aivitals.store.sql import SqlStore
 
@@ -55,6 +55,7 @@ def create_app(
     store: SqlStore | None,
     registry: CollectorRegistry | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    body_timeout_s: float = BODY_TIMEOUT_S,
     queue_limit: int | None = None,
     close_on_shutdown: bool = False,
     now: Callable[[], datetime] = utc_now,
@@ -74,7 +75,8 @@ def create_app(
     at ``/`` and of the read API (docs/dashboard.md); ingest, metrics and health stay open.
     ``alerts``, an `AlertService` its caller starts and stops, has its active alerts served at
     ``GET /api/v1/alerts`` (behind the dashboard token). ``ingest_key``, when set, is asked of
-    ``POST /api/v1/calls`` and ``/api/v1/scores`` as a bearer token.
+    ``POST /api/v1/calls`` and ``/api/v1/scores`` as a bearer token. A request body that has not
+    all arrived ``body_timeout_s`` after the first read of it is answered 408, on every route.
     """
     metrics = ServerMetrics(registry=registry)
     if runtime.prometheus is not None:
@@ -131,6 +133,11 @@ def create_app(
     if gateway is not None:
         app.router.routes.extend(gateway.routes)
     # The last added runs first: every request is counted, refused bodies included.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes, exempt=("/v1/",))
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=max_body_bytes,
+        exempt=("/v1/",),
+        body_timeout_s=body_timeout_s,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
