@@ -125,3 +125,39 @@ def test_aivitals_serve_asks_for_the_token_it_was_given(tmp_path: Path) -> None:
         process.wait(timeout=30)
         if process.stderr is not None:
             process.stderr.close()
+
+
+# A cookie header with bytes past ASCII (a browser extension, a proxy, a hand-made request).
+ODD_COOKIES = (
+    f"{COOKIE}=caf\xe9".encode("latin-1"),
+    f"{COOKIE}=".encode() + "☃".encode(),
+    b"other=\xff\xfe; " + COOKIE.encode() + b"=abc",
+)
+
+
+@pytest.mark.parametrize("cookie", ODD_COOKIES)
+def test_a_cookie_with_non_ascii_bytes_is_a_401_on_every_guarded_route(
+    guarded: Served, cookie: bytes
+) -> None:
+    for path in (*READS, "/", "/dashboard/static/dashboard.js"):
+        reply = guarded.client.get(path, headers={"cookie": cookie})
+        assert reply.status_code == 401, (path, reply.text)
+    # With the token as well, the odd cookie costs nothing.
+    both = {"cookie": cookie, "authorization": f"Bearer {TOKEN}"}
+    assert guarded.client.get("/api/v1/summary", headers=both).status_code == 200
+
+
+@pytest.mark.slow
+def test_aivitals_serve_answers_a_non_ascii_cookie_with_a_401(tmp_path: Path) -> None:
+    process, url = start("--db", str(tmp_path / "aivitals.db"), "--dashboard-token", TOKEN)
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for cookie in ODD_COOKIES:
+                reply = client.get("/api/v1/summary", headers={"cookie": cookie})
+                assert reply.status_code == 401, reply.text
+                assert "token" in reply.json()["error"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if process.stderr is not None:
+            process.stderr.close()

@@ -39,14 +39,23 @@ class DashboardAuth:
 
     def matches(self, token: str) -> bool:
         """Whether ``token`` is the dashboard token (in constant time)."""
-        return hmac.compare_digest(token.encode(), self._token)
+        # surrogatepass: any str has bytes, so no text a client sends can raise here.
+        return hmac.compare_digest(token.encode("utf-8", "surrogatepass"), self._token)
 
     def accepts(self, *, authorization: str | None, cookie: str | None) -> bool:
-        """Whether a request with this ``Authorization`` header and cookie may read."""
+        """Whether a request with this ``Authorization`` header and cookie may read.
+
+        >>> DashboardAuth("s3cret").accepts(authorization=None, cookie="caf\xe9")
+        False
+        """
         scheme, _, credentials = (authorization or "").partition(" ")
         if scheme.lower() == "bearer" and self.matches(credentials.strip()):
             return True
-        return cookie is not None and hmac.compare_digest(cookie, self.cookie_value)
+        # Compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError,
+        # which was a 500 on every read route), and headers arrive decoded as Latin-1.
+        return cookie is not None and hmac.compare_digest(
+            cookie.encode("utf-8", "surrogatepass"), self.cookie_value.encode()
+        )
 
     def allows(self, request: Request) -> bool:
         """Whether ``request`` carries the token, in its header or its cookie."""
