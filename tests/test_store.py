@@ -76,13 +76,18 @@ def varied_calls(n: int, *, seed: int, start: datetime = T0) -> list[Call]:
     for i in range(n):
         failed = rng.random() < 0.1
         output = 0 if failed else rng.randint(1, 500)
+        model = rng.choice(["gpt-4o", "gpt-4o-mini"])
+        feature = rng.choice(["search", "chat", None])
+        team = rng.choice(["core", None])
+        latency_ms = rng.lognormvariate(6, 1)
         calls.append(
             make_call(
-                model=rng.choice(["gpt-4o", "gpt-4o-mini"]),
-                feature=rng.choice(["search", "chat", None]),
-                team=rng.choice(["core", None]),
-                latency_ms=rng.lognormvariate(6, 1),
-                ttft_ms=None if failed else rng.lognormvariate(5, 0.5),
+                model=model,
+                feature=feature,
+                team=team,
+                latency_ms=latency_ms,
+                # The first token is part of the call: never later than its end.
+                ttft_ms=None if failed else min(rng.lognormvariate(5, 0.5), latency_ms),
                 started_at=start + timedelta(milliseconds=rng.randrange(6 * 60_000)),
                 output_tokens=output,
                 status="error" if failed else "ok",

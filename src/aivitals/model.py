@@ -6,12 +6,14 @@ Token conventions (the same as OpenTelemetry's GenAI conventions, whatever the p
   cached tokens outside ``input_tokens``; `aivitals.usage` normalises that before a `Call` is built.
 - ``output_tokens`` is the total output, including ``reasoning_tokens``.
 
-A `Call` validates itself on construction and raises `InvalidRecord` naming the field at fault:
+A `Call` validates itself on construction and raises `InvalidRecord` naming the field at fault.
+The limits (`aivitals.bounds`) are the same for every source: a value no source can sanely send,
+or that the store's columns and sums cannot hold, is refused here, before any sink sees it.
 
->>> Call(provider="openai", model="gpt-4o-mini", latency_ms=-1.0)
+>>> Call(provider="openai", model="gpt-4o-mini", latency_ms=1e16)
 Traceback (most recent call last):
 ...
-aivitals.model.InvalidRecord: latency_ms: must be a finite number >= 0, got -1.0
+aivitals.model.InvalidRecord: latency_ms: must be a finite number from 0 to 86,400,000 ms (one day), got 1e+16
 """
 
 from __future__ import annotations
@@ -24,6 +26,21 @@ from typing import Literal, get_args
 
 import msgspec
 import uuid_utils
+
+from aivitals.bounds import (
+    CALL_TEXT_CHARS,
+    EARLIEST_TIME,
+    MAX_AHEAD,
+    MAX_DURATION_MS,
+    MAX_MONEY_CHARS,
+    MAX_SCORE_MAGNITUDE,
+    MAX_TAG_KEY_CHARS,
+    MAX_TAG_VALUE_CHARS,
+    MAX_TAGS,
+    MAX_TOKENS,
+    MAX_USD,
+    SCORE_TEXT_CHARS,
+)
 
 Status = Literal["ok", "error", "cancelled"]
 """``cancelled``: the caller went away (closed a stream early, disconnected) before the end."""
@@ -59,6 +76,20 @@ _TOKEN_FIELDS = (
     "reasoning_tokens",
 )
 _COST_FIELDS = ("cost_usd", "input_cost_usd", "output_cost_usd", "saved_usd")
+_REQUIRED_TEXT = frozenset({"id", "provider", "model"})
+_OPTIONAL_CALL_TEXT = tuple(name for name in CALL_TEXT_CHARS if name not in _REQUIRED_TEXT)
+_ZERO = Decimal(0)
+
+# Bound once here: the valid-case check below reads module constants, not the mappings.
+_ID = CALL_TEXT_CHARS["id"]
+_TRACE = CALL_TEXT_CHARS["trace_id"]
+_SPAN = CALL_TEXT_CHARS["span_id"]
+_PROVIDER = CALL_TEXT_CHARS["provider"]
+_MODEL = CALL_TEXT_CHARS["model"]
+_ERROR_MESSAGE = CALL_TEXT_CHARS["error_message"]
+_FINISH = CALL_TEXT_CHARS["finish_reason"]
+_ENVIRONMENT = CALL_TEXT_CHARS["environment"]
+_NAME = 200  # response_model, price_source, user, feature, team, endpoint, prompt_version
 
 
 class InvalidRecord(ValueError):
@@ -76,6 +107,26 @@ def new_id() -> str:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class _Horizon:
+    """The latest acceptable time (now plus `MAX_AHEAD`), read without a clock in the valid case.
+
+    It only grows stale by being too early, so a stale value can make the quick check fail but
+    never pass a time it should refuse; the field-by-field check then refreshes it and decides.
+    """
+
+    __slots__ = ("latest",)
+
+    def __init__(self) -> None:
+        self.latest = self.refresh()
+
+    def refresh(self) -> datetime:
+        self.latest = utc_now() + MAX_AHEAD
+        return self.latest
+
+
+_HORIZON = _Horizon()
 
 
 class Call(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,56 +184,224 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         # One cheap expression covers the common, valid case (this runs on the caller's thread
-        # for every call); only when it fails do the field-by-field checks find what is wrong.
+        # for every call); only when it fails do the field-by-field checks find what is wrong,
+        # or find nothing (non-ASCII text and a stale `_HORIZON` take that way and pass).
+        # Text: ``isascii`` is O(1) in CPython and rules out lone surrogates; NUL is refused
+        # because PostgreSQL refuses it in every text column.
         if not (
             type(self.provider) is str
-            and self.provider
+            and 0 < len(self.provider) <= _PROVIDER
+            and "\x00" not in self.provider
+            and self.provider.isascii()
             and type(self.model) is str
-            and self.model
+            and 0 < len(self.model) <= _MODEL
+            and "\x00" not in self.model
+            and self.model.isascii()
+            and type(self.id) is str
+            and 0 < len(self.id) <= _ID
+            and self.id.isascii()
+            and "\x00" not in self.id
             and type(self.latency_ms) in (float, int)
-            and 0 <= self.latency_ms < math.inf
+            and 0 <= self.latency_ms <= MAX_DURATION_MS
+            and (
+                self.ttft_ms is None
+                or (type(self.ttft_ms) in (float, int) and 0 <= self.ttft_ms <= self.latency_ms)
+            )
+            and (
+                self.queue_ms is None
+                or (type(self.queue_ms) in (float, int) and 0 <= self.queue_ms <= MAX_DURATION_MS)
+            )
             and type(self.input_tokens) is int
             and type(self.output_tokens) is int
             and type(self.cached_input_tokens) is int
             and type(self.cache_write_tokens) is int
             and type(self.reasoning_tokens) is int
             and 0 <= self.cached_input_tokens + self.cache_write_tokens <= self.input_tokens
+            and self.input_tokens <= MAX_TOKENS
             and self.cached_input_tokens >= 0
             and self.cache_write_tokens >= 0
-            and 0 <= self.reasoning_tokens <= self.output_tokens
+            and 0 <= self.reasoning_tokens <= self.output_tokens <= MAX_TOKENS
+            and type(self.tokens_estimated) is bool
             and self.status in STATUSES
             and self.operation in OPERATIONS
             and (self.error_type is None) == (self.status != "error")
             and (self.error_type is None or self.error_type in ERROR_TYPES)
             and (
-                self.ttft_ms is None
-                or (type(self.ttft_ms) is float and 0 <= self.ttft_ms < math.inf)
+                self.cost_usd is None
+                or (
+                    type(self.cost_usd) is Decimal
+                    and self.cost_usd.is_finite()
+                    and _ZERO <= self.cost_usd <= MAX_USD
+                    and len(str(self.cost_usd)) <= MAX_MONEY_CHARS
+                )
             )
-            and self.queue_ms is None
-            and _money_ok(self.cost_usd)
-            and _money_ok(self.input_cost_usd)
-            and _money_ok(self.output_cost_usd)
-            and _money_ok(self.saved_usd)
+            and (
+                self.input_cost_usd is None
+                or (
+                    type(self.input_cost_usd) is Decimal
+                    and self.input_cost_usd.is_finite()
+                    and _ZERO <= self.input_cost_usd <= MAX_USD
+                    and len(str(self.input_cost_usd)) <= MAX_MONEY_CHARS
+                )
+            )
+            and (
+                self.output_cost_usd is None
+                or (
+                    type(self.output_cost_usd) is Decimal
+                    and self.output_cost_usd.is_finite()
+                    and _ZERO <= self.output_cost_usd <= MAX_USD
+                    and len(str(self.output_cost_usd)) <= MAX_MONEY_CHARS
+                )
+            )
+            and (self.saved_usd is None or _money_problem(self.saved_usd) is None)
             and (self.cache is None or self.cache in CACHE_RESULTS)
             and (self.cache_level is None or self.cache_level in CACHE_LEVELS)
             and (
                 self.context_window is None
-                or (type(self.context_window) is int and self.context_window > 0)
+                or (type(self.context_window) is int and 0 < self.context_window <= MAX_TOKENS)
             )
             and (
                 self.http_status is None
                 or (type(self.http_status) is int and 100 <= self.http_status <= 599)
             )
+            and type(self.started_at) is datetime
             and self.started_at.tzinfo is not None
+            and EARLIEST_TIME <= self.started_at <= _HORIZON.latest
+            and (
+                self.trace_id is None
+                or (
+                    type(self.trace_id) is str
+                    and len(self.trace_id) <= _TRACE
+                    and self.trace_id.isascii()
+                    and "\x00" not in self.trace_id
+                )
+            )
+            and (
+                self.span_id is None
+                or (
+                    type(self.span_id) is str
+                    and len(self.span_id) <= _SPAN
+                    and self.span_id.isascii()
+                    and "\x00" not in self.span_id
+                )
+            )
+            and (
+                self.parent_span_id is None
+                or (
+                    type(self.parent_span_id) is str
+                    and len(self.parent_span_id) <= _SPAN
+                    and self.parent_span_id.isascii()
+                    and "\x00" not in self.parent_span_id
+                )
+            )
+            and (
+                self.response_model is None
+                or (
+                    type(self.response_model) is str
+                    and len(self.response_model) <= _NAME
+                    and self.response_model.isascii()
+                    and "\x00" not in self.response_model
+                )
+            )
+            and (
+                self.price_source is None
+                or (
+                    type(self.price_source) is str
+                    and len(self.price_source) <= _NAME
+                    and self.price_source.isascii()
+                    and "\x00" not in self.price_source
+                )
+            )
+            and (
+                self.error_message is None
+                or (
+                    type(self.error_message) is str
+                    and len(self.error_message) <= _ERROR_MESSAGE
+                    and self.error_message.isascii()
+                    and "\x00" not in self.error_message
+                )
+            )
+            and (
+                self.finish_reason is None
+                or (
+                    type(self.finish_reason) is str
+                    and len(self.finish_reason) <= _FINISH
+                    and self.finish_reason.isascii()
+                    and "\x00" not in self.finish_reason
+                )
+            )
+            and (
+                self.user is None
+                or (
+                    type(self.user) is str
+                    and len(self.user) <= _NAME
+                    and self.user.isascii()
+                    and "\x00" not in self.user
+                )
+            )
+            and (
+                self.feature is None
+                or (
+                    type(self.feature) is str
+                    and len(self.feature) <= _NAME
+                    and self.feature.isascii()
+                    and "\x00" not in self.feature
+                )
+            )
+            and (
+                self.team is None
+                or (
+                    type(self.team) is str
+                    and len(self.team) <= _NAME
+                    and self.team.isascii()
+                    and "\x00" not in self.team
+                )
+            )
+            and (
+                self.endpoint is None
+                or (
+                    type(self.endpoint) is str
+                    and len(self.endpoint) <= _NAME
+                    and self.endpoint.isascii()
+                    and "\x00" not in self.endpoint
+                )
+            )
+            and (
+                self.prompt_version is None
+                or (
+                    type(self.prompt_version) is str
+                    and len(self.prompt_version) <= _NAME
+                    and self.prompt_version.isascii()
+                    and "\x00" not in self.prompt_version
+                )
+            )
+            and (
+                self.environment is None
+                or (
+                    type(self.environment) is str
+                    and len(self.environment) <= _ENVIRONMENT
+                    and self.environment.isascii()
+                    and "\x00" not in self.environment
+                )
+            )
+            and type(self.tags) is dict
+            and (not self.tags or _tags_ok(self.tags))
         ):
             self._check_fields()
 
     def _check_fields(self) -> None:
-        _check_text("provider", self.provider)
-        _check_text("model", self.model)
+        _check_text("id", self.id, _ID, required=True)
+        _check_text("provider", self.provider, _PROVIDER, required=True)
+        _check_text("model", self.model, _MODEL, required=True)
         _check_duration("latency_ms", self.latency_ms)
         if self.ttft_ms is not None:
             _check_duration("ttft_ms", self.ttft_ms)
+            if self.ttft_ms > self.latency_ms:
+                raise InvalidRecord(
+                    "ttft_ms",
+                    f"{self.ttft_ms!r} is longer than the whole call (latency_ms "
+                    f"{self.latency_ms!r}); the time to first token is part of the latency",
+                )
         if self.queue_ms is not None:
             _check_duration("queue_ms", self.queue_ms)
         for name in _TOKEN_FIELDS:
@@ -200,8 +419,14 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
                 f"{self.reasoning_tokens} exceeds output_tokens ({self.output_tokens}); "
                 "output_tokens is the total output including reasoning",
             )
+        if type(self.tokens_estimated) is not bool:
+            raise InvalidRecord(
+                "tokens_estimated", f"must be true or false, got {_kind(self.tokens_estimated)}"
+            )
         for name in _COST_FIELDS:
-            _check_money(name, getattr(self, name))
+            problem = _money_problem(getattr(self, name))
+            if problem is not None:
+                raise InvalidRecord(name, problem)
         _check_choice("operation", self.operation, OPERATIONS)
         _check_choice("status", self.status, STATUSES)
         if self.error_type is not None:
@@ -220,19 +445,24 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
         if self.cache_level is not None:
             _check_choice("cache_level", self.cache_level, CACHE_LEVELS)
         if self.context_window is not None and (
-            type(self.context_window) is not int or self.context_window <= 0
+            type(self.context_window) is not int or not 0 < self.context_window <= MAX_TOKENS
         ):
             raise InvalidRecord(
-                "context_window", f"must be a positive integer, got {self.context_window!r}"
+                "context_window",
+                f"must be a whole number from 1 to {MAX_TOKENS:,}, got {_kind(self.context_window)}",
             )
         if self.http_status is not None and (
             type(self.http_status) is not int or not 100 <= self.http_status <= 599
         ):
             raise InvalidRecord(
-                "http_status", f"must be an HTTP status code, got {self.http_status!r}"
+                "http_status", f"must be an HTTP status code, got {_kind(self.http_status)}"
             )
-        if self.started_at.tzinfo is None:
-            raise InvalidRecord("started_at", "must be timezone-aware (use datetime.now(UTC))")
+        _check_time("started_at", self.started_at)
+        for name in _OPTIONAL_CALL_TEXT:
+            _check_text(name, getattr(self, name), CALL_TEXT_CHARS[name])
+        problem = tags_problem(self.tags)
+        if problem is not None:
+            raise InvalidRecord("tags", problem)
 
     @property
     def priced(self) -> bool:
@@ -281,29 +511,40 @@ class Score(msgspec.Struct, frozen=True, kw_only=True):
     feature: str | None = None
 
     def __post_init__(self) -> None:
-        _check_text("call_id", self.call_id)
-        _check_text("name", self.name)
-        _check_text("source", self.source)
-        if not _is_number(self.min_value) or not _is_number(self.max_value):
-            raise InvalidRecord("min_value", "the range bounds must be finite numbers")
+        for name in _SCORE_TEXT:
+            _check_text(
+                name,
+                getattr(self, name),
+                SCORE_TEXT_CHARS[name],
+                required=name in _REQUIRED_SCORE_TEXT,
+            )
+        for name in ("value", "min_value", "max_value"):
+            number = getattr(self, name)
+            if not _is_number(number) or not -MAX_SCORE_MAGNITUDE <= number <= MAX_SCORE_MAGNITUDE:
+                raise InvalidRecord(
+                    name,
+                    f"must be a finite number from {-MAX_SCORE_MAGNITUDE:,.0f} to "
+                    f"{MAX_SCORE_MAGNITUDE:,.0f}, got {_kind(number)}",
+                )
         if self.min_value >= self.max_value:
             raise InvalidRecord(
                 "max_value", f"must be above min_value ({self.min_value}), got {self.max_value}"
             )
-        if not _is_number(self.value):
-            raise InvalidRecord("value", f"must be a finite number, got {self.value!r}")
         if not self.min_value <= self.value <= self.max_value:
             raise InvalidRecord(
                 "value",
                 f"{self.value} is outside the declared range [{self.min_value}, {self.max_value}]",
             )
-        if self.created_at.tzinfo is None:
-            raise InvalidRecord("created_at", "must be timezone-aware (use datetime.now(UTC))")
+        _check_time("created_at", self.created_at)
 
     @property
     def normalised(self) -> float:
         """The value mapped onto 0..1, so scores with different ranges can be averaged."""
         return (self.value - self.min_value) / (self.max_value - self.min_value)
+
+
+_SCORE_TEXT = tuple(SCORE_TEXT_CHARS)
+_REQUIRED_SCORE_TEXT = frozenset({"id", "call_id", "name", "source"})
 
 
 def _is_number(value: object) -> bool:
@@ -312,35 +553,131 @@ def _is_number(value: object) -> bool:
     )
 
 
-def _money_ok(value: object) -> bool:
-    return value is None or (type(value) is Decimal and value.is_finite() and value >= 0)
+def _kind(value: object) -> str:
+    """A value for a message: numbers as themselves, anything else by its type (never echoed
+    whole: it may be large, or hold what should not be logged)."""
+    if type(value) in (int, float, bool, Decimal) or value is None:
+        text = repr(value)
+        return text if len(text) <= 60 else f"{text[:57]}..."
+    return f"a {type(value).__name__}"
 
 
-def _check_text(field: str, value: object) -> None:
-    if type(value) is not str or not value:
-        raise InvalidRecord(field, f"must be a non-empty string, got {value!r}")
+def clean_text(text: str) -> bool:
+    """True when ``text`` can be stored as-is: valid UTF-8 (no lone surrogate) and no NUL.
+
+    >>> clean_text("naïve"), clean_text("bad \\ud800"), clean_text("a\\x00b")
+    (True, False, False)
+    """
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_text(field: str, value: object, limit: int, *, required: bool = False) -> None:
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or (required and not value):
+        raise InvalidRecord(field, f"must be a non-empty string, got {_kind(value)}")
+    if len(value) > limit:
+        raise InvalidRecord(field, f"must be at most {limit:,} characters, got {len(value):,}")
+    if not clean_text(value):
+        raise InvalidRecord(
+            field, "must be valid UTF-8 text: no lone surrogate (\\ud800-\\udfff) and no NUL"
+        )
 
 
 def _check_duration(field: str, value: object) -> None:
-    if not _is_number(value) or value < 0:  # type: ignore[operator]  # _is_number narrowed it
-        raise InvalidRecord(field, f"must be a finite number >= 0, got {value!r}")
+    if not _is_number(value) or not 0 <= value <= MAX_DURATION_MS:  # type: ignore[operator]  # _is_number narrowed it
+        raise InvalidRecord(
+            field,
+            f"must be a finite number from 0 to {MAX_DURATION_MS:,} ms (one day), got {_kind(value)}",
+        )
 
 
 def _check_count(field: str, value: object) -> None:
-    if type(value) is not int or value < 0:
-        raise InvalidRecord(field, f"must be a whole number >= 0, got {value!r}")
+    if type(value) is not int or not 0 <= value <= MAX_TOKENS:
+        raise InvalidRecord(
+            field, f"must be a whole number from 0 to {MAX_TOKENS:,}, got {_kind(value)}"
+        )
 
 
-def _check_money(field: str, value: object) -> None:
+def _money_problem(value: object) -> str | None:
     if value is None:
-        return
-    if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
-        raise InvalidRecord(field, f"must be a Decimal >= 0 or None, got {value!r}")
+        return None
+    if not isinstance(value, Decimal) or not value.is_finite() or not _ZERO <= value <= MAX_USD:
+        return f"must be a Decimal from 0 to {MAX_USD:,} USD or None, got {_kind(value)}"
+    if len(str(value)) > MAX_MONEY_CHARS:
+        return f"has more digits than the store keeps ({MAX_MONEY_CHARS} characters as text)"
+    return None
+
+
+def _check_time(field: str, value: object) -> None:
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise InvalidRecord(field, "must be timezone-aware (use datetime.now(UTC))")
+    if value < EARLIEST_TIME:
+        raise InvalidRecord(
+            field, f"must be on or after {EARLIEST_TIME:%Y-%m-%d}, got {value.isoformat()}"
+        )
+    if value > _HORIZON.latest and value > _HORIZON.refresh():
+        raise InvalidRecord(
+            field,
+            f"{value.isoformat()} is more than {MAX_AHEAD.days} day ahead of now (UTC)",
+        )
 
 
 def _check_choice(field: str, value: object, allowed: frozenset[str]) -> None:
-    if value not in allowed:
-        raise InvalidRecord(field, f"unknown value {value!r}; expected one of {sorted(allowed)}")
+    if not isinstance(value, str) or value not in allowed:
+        shown = repr(value[:40]) if isinstance(value, str) else _kind(value)
+        raise InvalidRecord(field, f"unknown value {shown}; expected one of {sorted(allowed)}")
+
+
+def tags_problem(tags: object) -> str | None:
+    """What is wrong with a call's tags, or None: at most `MAX_TAGS` of them, each key non-empty
+    text and each value text, within their lengths, and `clean_text`. Tags are named by their
+    position, never echoed.
+
+    >>> tags_problem({"region": "eu"}) is None, tags_problem({"": "x"})
+    (True, 'tag 1: the key must not be empty')
+    """
+    if not isinstance(tags, dict):
+        return f"must be an object of strings, got {_kind(tags)}"
+    if len(tags) > MAX_TAGS:
+        return f"at most {MAX_TAGS} tags, got {len(tags):,}"
+    for position, (key, value) in enumerate(tags.items(), 1):
+        if not isinstance(key, str) or not isinstance(value, str):
+            return f"tag {position}: keys and values must be strings"
+        if not key:
+            return f"tag {position}: the key must not be empty"
+        if len(key) > MAX_TAG_KEY_CHARS:
+            return f"tag {position}: the key is over {MAX_TAG_KEY_CHARS} characters"
+        if len(value) > MAX_TAG_VALUE_CHARS:
+            return f"tag {position}: the value is over {MAX_TAG_VALUE_CHARS} characters"
+        if not (clean_text(key) and clean_text(value)):
+            return f"tag {position}: not valid UTF-8 text (a lone surrogate or a NUL)"
+    return None
+
+
+def _tags_ok(tags: dict[str, str]) -> bool:
+    if len(tags) > MAX_TAGS:
+        return False
+    for key, value in tags.items():
+        if not (
+            type(key) is str
+            and type(value) is str
+            and 0 < len(key) <= MAX_TAG_KEY_CHARS
+            and len(value) <= MAX_TAG_VALUE_CHARS
+            and "\x00" not in key
+            and "\x00" not in value
+            and ((key.isascii() and value.isascii()) or (clean_text(key) and clean_text(value)))
+        ):
+            return False
+    return True
 
 
 def tags_of(mapping: Mapping[str, object] | None) -> dict[str, str]:
