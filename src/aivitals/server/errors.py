@@ -48,7 +48,19 @@ def field_path(loc: Sequence[int | str]) -> str:
         # Only the one-or-batch unions put a tag here; no body model has a field of that name.
         if parts and parts[0] in BATCH_TAGS:
             parts = parts[1:]
-    return ".".join(str(part) for part in parts) or "body"
+    return ".".join(_shown(part) for part in parts) or "body"
+
+
+_MAX_PART_CHARS = 64
+
+
+def _shown(part: int | str) -> str:
+    # A location can hold a key the client sent (an unknown field's name): cut it short and
+    # escape what UTF-8 cannot carry (a lone surrogate), so the 422 stays small and valid.
+    text = str(part)
+    if len(text) > _MAX_PART_CHARS:
+        text = text[:_MAX_PART_CHARS] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def bad_field(field: str, message: str) -> dict[str, str]:

@@ -3,7 +3,10 @@
 The fields and their JSON forms are the ones ``msgspec.json.encode(call)`` writes, so a call the
 SDK encoded posts unchanged: ``started_at`` is ISO 8601 with an offset, money is a decimal string
 (or a number), ``tags`` is an object of strings. Unknown fields are refused, so a misspelt
-attribution field fails loudly instead of vanishing. Text limits are the store's column sizes.
+attribution field fails loudly instead of vanishing. The limits are `aivitals.bounds`, stated here
+so the OpenAPI document shows them; `Call` and `Score` check them again with what JSON Schema
+cannot say (no lone surrogate, ``ttft_ms <= latency_ms``, a time no later than tomorrow), and the
+422 names the field either way.
 
 >>> CallIn.model_validate({"provider": "openai", "model": "gpt-4o", "latency_ms": 812}).to_call().latency_ms
 812.0
@@ -11,13 +14,33 @@ attribution field fails loudly instead of vanishing. Text limits are the store's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+)
+from pydantic_core import PydanticCustomError
 
+from aivitals.bounds import (
+    CALL_TEXT_CHARS,
+    MAX_DURATION_MS,
+    MAX_SCORE_MAGNITUDE,
+    MAX_TAG_KEY_CHARS,
+    MAX_TAG_VALUE_CHARS,
+    MAX_TAGS,
+    MAX_TOKENS,
+    MAX_USD,
+    SCORE_TEXT_CHARS,
+)
 from aivitals.model import (
     CacheLevel,
     CacheResult,
@@ -27,9 +50,9 @@ from aivitals.model import (
     Score,
     Status,
     new_id,
+    tags_problem,
     utc_now,
 )
-from aivitals.store import schema
 
 MAX_BATCH = 1000
 """Most calls (or scores) in one request; larger batches are refused whole with a 422."""
@@ -38,23 +61,39 @@ BATCH_TAGS = frozenset({"one", "batch"})
 """Tags of the one-or-batch body unions; pydantic puts them in error locations (errors.py drops them)."""
 
 
-def _limit(table: sa.Table, column: str) -> int | None:
-    kind = table.c[column].type
-    return kind.length if isinstance(kind, sa.String) else None
+def _fits(limits: Mapping[str, int], field: str) -> StringConstraints:
+    """Non-empty text no longer than the field's limit (the store's column size)."""
+    return StringConstraints(strict=True, min_length=1, max_length=limits[field])
 
 
-def _fits(table: sa.Table, column: str) -> StringConstraints:
-    """Non-empty text no longer than the store's column (which PostgreSQL would refuse)."""
-    return StringConstraints(strict=True, min_length=1, max_length=_limit(table, column))
+def _check_tags(value: object) -> object:
+    # Checked whole before pydantic walks the items: its own errors would name a tag by its key,
+    # echoing it (it may be huge, or not valid UTF-8) into the 422.
+    if isinstance(value, dict):
+        problem = tags_problem(value)
+        if problem is not None:
+            raise PydanticCustomError("tags", problem)
+    return value
 
 
-Count = Annotated[int, Field(strict=True, ge=0)]
-Millis = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
-Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Count = Annotated[int, Field(strict=True, ge=0, le=MAX_TOKENS)]
+Millis = Annotated[float, Field(strict=True, ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)]
+Money = Annotated[Decimal, Field(ge=0, le=MAX_USD, allow_inf_nan=False)]
+ScoreNumber = Annotated[
+    float,
+    Field(strict=True, ge=-MAX_SCORE_MAGNITUDE, le=MAX_SCORE_MAGNITUDE, allow_inf_nan=False),
+]
+Tags = Annotated[
+    dict[
+        Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_TAG_KEY_CHARS)],
+        Annotated[str, StringConstraints(strict=True, max_length=MAX_TAG_VALUE_CHARS)],
+    ],
+    BeforeValidator(_check_tags),
+    Field(max_length=MAX_TAGS),
+]
 
-_C = schema.calls
-_S = schema.scores
+_C = CALL_TEXT_CHARS
+_S = SCORE_TEXT_CHARS
 
 
 class _Body(BaseModel):
@@ -89,19 +128,19 @@ class CallIn(_Body):
     price_source: Annotated[str, _fits(_C, "price_source")] | None = None
     status: Status = "ok"
     error_type: ErrorType | None = None
-    error_message: Annotated[str, Field(strict=True)] | None = None
+    error_message: Annotated[str, _fits(_C, "error_message")] | None = None
     http_status: Annotated[int, Field(strict=True, ge=100, le=599)] | None = None
     finish_reason: Annotated[str, _fits(_C, "finish_reason")] | None = None
     cache: CacheResult | None = None
     cache_level: CacheLevel | None = None
-    context_window: Annotated[int, Field(strict=True, gt=0)] | None = None
+    context_window: Annotated[int, Field(strict=True, gt=0, le=MAX_TOKENS)] | None = None
     user: Annotated[str, _fits(_C, "user")] | None = None
     feature: Annotated[str, _fits(_C, "feature")] | None = None
     team: Annotated[str, _fits(_C, "team")] | None = None
     endpoint: Annotated[str, _fits(_C, "endpoint")] | None = None
     prompt_version: Annotated[str, _fits(_C, "prompt_version")] | None = None
     environment: Annotated[str, _fits(_C, "environment")] | None = None
-    tags: dict[str, Annotated[str, Field(strict=True)]] = Field(default_factory=dict)
+    tags: Tags = Field(default_factory=dict)
 
     def to_call(self) -> Call:
         """The `Call`; raises `aivitals.model.InvalidRecord` for values that cannot go together.
@@ -128,12 +167,12 @@ class ScoreIn(_Body):
 
     call_id: Annotated[str, _fits(_S, "call_id")]
     name: Annotated[str, _fits(_S, "name")]
-    value: Finite
+    value: ScoreNumber
     id: Annotated[str, _fits(_S, "id")] | None = None
     source: Annotated[str, _fits(_S, "source")] = "api"
-    comment: Annotated[str, Field(strict=True)] | None = None
-    min_value: Finite = 0.0
-    max_value: Finite = 1.0
+    comment: Annotated[str, _fits(_S, "comment")] | None = None
+    min_value: ScoreNumber = 0.0
+    max_value: ScoreNumber = 1.0
     created_at: datetime | None = None
     model: Annotated[str, _fits(_S, "model")] | None = None
     feature: Annotated[str, _fits(_S, "feature")] | None = None
