@@ -12,19 +12,27 @@ number for the tools that read these lines; the store keeps the exact decimal.
 ...                        started_at=datetime(2026, 1, 1, tzinfo=UTC))])
 >>> out.getvalue()[:61]
 '{"event":"llm.call","provider":"openai","model":"gpt-4o-mini"'
+
+An item that cannot be written as JSON (text that is not valid Unicode, such as a lone surrogate
+in a tag; the record refuses it, so only an item built around it can hold one) is left out,
+logged and counted (`lost`: ``aivitals_lost_items_total{sink="log", reason="unencodable"}``);
+the rest of its batch is written.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import msgspec
 
 from aivitals.model import Call, Score
+
+logger = logging.getLogger("aivitals.sinks")
 
 
 def _encoder() -> msgspec.json.Encoder:
@@ -55,16 +63,47 @@ class JsonLogSink:
         self._stream = self._owned or stream or (None if logger else sys.stderr)
         self._logger = logger
         self._encode = _encoder().encode
+        self._lock = threading.Lock()
+        self._unencodable = 0
 
     def write_calls(self, calls: Sequence[Call]) -> None:
-        self._emit([self._line("llm.call", call) for call in calls])
+        self._emit(self._lines("llm.call", calls))
 
     def write_scores(self, scores: Sequence[Score]) -> None:
-        self._emit([self._line("llm.score", score) for score in scores])
+        self._emit(self._lines("llm.score", scores))
+
+    def buffered(self) -> Mapping[str, int]:
+        """Nothing waits here: each batch is written as it comes."""
+        return {}
+
+    def lost(self) -> Mapping[str, int]:
+        """Items left out because they cannot be written as JSON."""
+        with self._lock:
+            return {"unencodable": self._unencodable}
 
     def close(self) -> None:
         if self._owned is not None:
             self._owned.close()
+
+    def _lines(self, event: str, items: Sequence[Call | Score]) -> list[str]:
+        lines: list[str] = []
+        refused: list[str] = []
+        for item in items:
+            try:
+                lines.append(self._line(event, item))
+            except (UnicodeEncodeError, TypeError, ValueError, OverflowError) as exc:
+                # One item msgspec cannot encode must not cost the whole batch.
+                refused.append(f"{getattr(item, 'id', '?')!r} ({type(exc).__name__})")
+        if refused:
+            with self._lock:
+                self._unencodable += len(refused)
+            logger.warning(
+                "log sink: left out %d %s events that cannot be written as JSON: %s",
+                len(refused),
+                event,
+                ", ".join(refused[:5]),
+            )
+        return lines
 
     def _line(self, event: str, item: Call | Score) -> str:
         fields: dict[str, Any] = {"event": event}
@@ -81,5 +120,7 @@ class JsonLogSink:
                 self._logger.info(line)
             return
         assert self._stream is not None  # set whenever there is no logger
+        if not lines:
+            return
         self._stream.write("\n".join(lines) + "\n")
         self._stream.flush()
