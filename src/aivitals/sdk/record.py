@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from aivitals.model import Call, InvalidRecord, Score
+from aivitals.salvage import salvage_score
 from aivitals.sdk.context import set_last_call_id
 from aivitals.sdk.runtime import get_runtime
 
@@ -46,25 +47,43 @@ def score(
     >>> aivitals.score("0192f0c4-0000-7000-8000-000000000000", "helpfulness", 4, max_value=5).value
     4
 
-    A value outside ``[min_value, max_value]`` or NaN is refused: it is logged with the reason
-    and nothing is recorded (scores come from evaluators and users; they must not crash them).
+    A value outside ``[min_value, max_value]`` or NaN, or a name, source or call id that is not
+    valid text within its length (`aivitals.bounds`), is refused: it is logged with the reason and
+    nothing is recorded (scores come from evaluators and users; they must not crash them). A bad
+    ``comment``, ``model`` or ``feature`` is logged and left out; the score is recorded.
     """
     try:
-        item = Score(
-            call_id=call_id,
-            name=name,
-            value=value,
-            source=source,
-            comment=comment,
-            min_value=min_value,
-            max_value=max_value,
-            model=model,
-            feature=feature,
+        item, refusals = salvage_score(
+            {
+                "call_id": call_id,
+                "name": name,
+                "value": value,
+                "source": source,
+                "comment": comment,
+                "min_value": min_value,
+                "max_value": max_value,
+                "model": model,
+                "feature": feature,
+            }
         )
     except InvalidRecord as exc:
-        log.warning("aivitals: score %r for call %s refused: %s", name, call_id, exc)
+        log.warning("aivitals: score %r for call %s refused: %s", _short(name), call_id, exc)
         return None
+    for refusal in refusals:
+        log.warning(
+            "aivitals: score %r for call %s had an invalid %s (%s); recorded without it",
+            item.name,
+            item.call_id,
+            refusal.field,
+            refusal,
+        )
     runtime = get_runtime()
     if runtime.enabled:
         runtime.recorder.record_score(item)
     return item
+
+
+def _short(name: object) -> str:
+    # A refused name may be the reason (too long, not text): log only its start.
+    text = repr(name)
+    return text if len(text) <= 80 else f"{text[:77]}..."

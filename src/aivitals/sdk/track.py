@@ -32,6 +32,7 @@ from aivitals.model import (
     utc_now,
 )
 from aivitals.pricing import Cost
+from aivitals.salvage import salvage_call
 from aivitals.sdk.context import Attribution, _attribution, set_last_call_id
 from aivitals.sdk.runtime import Runtime, get_runtime
 from aivitals.usage import TokenUsage, usage_from_response
@@ -215,7 +216,10 @@ class TrackedCall:
         if self._finished:
             return self.recorded
         self._finished = True
-        latency_ms = (time.perf_counter() - self._t0) * 1000.0 if self._started else 0.0
+        if self._started:
+            latency_ms = (time.perf_counter() - self._t0) * 1000.0
+        else:  # finished without a start: an instant, now
+            latency_ms, self._started_at = 0.0, utc_now()
         try:
             runtime = self._runtime or get_runtime()
             if self._in_flight_key is not None:
@@ -228,6 +232,8 @@ class TrackedCall:
             if not runtime.enabled or not self.model:
                 return None
             call = self._build(runtime, latency_ms)
+            if call is None:
+                return None
             self.recorded = runtime.recorder.record(call)
             set_last_call_id(call.id)
             if parent is not None and parent is not self:
@@ -254,7 +260,7 @@ class TrackedCall:
             self._who = base if extra is _EMPTY_ATTRIBUTION else _merge(base, extra)
         return self._who
 
-    def _build(self, runtime: Runtime, latency_ms: float) -> Call:
+    def _build(self, runtime: Runtime, latency_ms: float) -> Call | None:
         assert self.model is not None  # finish() checks it first
         status, error_type, http_status, message = "ok", None, None, None
         if self.error is not None:
@@ -273,87 +279,77 @@ class TrackedCall:
         context_window = self.context_window
         if cost is not None and context_window is None:
             context_window = pricing.context_window(provider=provider, model=self.model)
-        outcome = (status, error_type, message, http_status)
+        call_fields = self._fields(
+            provider=provider,
+            latency_ms=latency_ms,
+            outcome=(status, error_type, message, http_status),
+            who=who,
+            cost=cost,
+            context_window=context_window,
+        )
         try:
-            return self._make(
-                provider=provider,
-                latency_ms=latency_ms,
-                outcome=outcome,
-                who=who,
-                usage=self.usage,
-                cost=cost,
-                context_window=context_window,
-                tags=who.tags,
-            )
+            call, refusals = salvage_call(call_fields)
         except InvalidRecord as exc:
+            log.warning("aivitals: call %s not recorded: %s", self.id, exc)
+            return None
+        for refusal in refusals:
             # Keep the call (latency, outcome, attribution) and drop what was wrong with it.
             log.warning(
                 "aivitals: call %s had an invalid %s (%s); recorded without it",
                 self.id,
-                exc.field,
-                exc,
+                refusal.field,
+                refusal,
             )
-            tags = {**who.tags, "aivitals.invalid": exc.field}
-            return self._make(
-                provider=provider,
-                latency_ms=latency_ms,
-                outcome=outcome,
-                who=who,
-                usage=_NO_USAGE,
-                cost=None,
-                context_window=None,
-                tags=tags,
-            )
+        return call
 
-    def _make(
+    def _fields(
         self,
         *,
         provider: str,
         latency_ms: float,
         outcome: tuple[Any, Any, str | None, int | None],
         who: Attribution,
-        usage: TokenUsage,
         cost: Cost | None,
         context_window: int | None,
-        tags: Mapping[str, str],
-    ) -> Call:
+    ) -> dict[str, Any]:
         assert self.model is not None  # finish() checks it first
         status, error_type, message, http_status = outcome
-        return Call(
-            id=self.id,
-            provider=provider,
-            model=self.model,
-            operation=self.operation,
-            latency_ms=latency_ms,
-            started_at=self._started_at,
-            ttft_ms=self.ttft_ms,
-            response_model=self.response_model,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cached_input_tokens=usage.cached_input_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            tokens_estimated=self.tokens_estimated,
-            cost_usd=cost.total_usd if cost else None,
-            input_cost_usd=cost.input_usd if cost else None,
-            output_cost_usd=cost.output_usd if cost else None,
-            price_source=cost.source if cost else None,
-            status=status,
-            error_type=error_type,
-            error_message=message,
-            http_status=http_status,
-            finish_reason=self.finish_reason,
-            cache=self.cache,
-            cache_level=self.cache_level,
-            context_window=context_window,
-            user=who.user,
-            feature=who.feature,
-            team=who.team,
-            endpoint=who.endpoint,
-            prompt_version=who.prompt_version,
-            environment=who.environment,
-            tags=dict(tags),
-        )
+        usage = self.usage
+        return {
+            "id": self.id,
+            "provider": provider,
+            "model": self.model,
+            "operation": self.operation,
+            "latency_ms": latency_ms,
+            "started_at": self._started_at,
+            "ttft_ms": self.ttft_ms,
+            "response_model": self.response_model,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cached_input_tokens": usage.cached_input_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "tokens_estimated": self.tokens_estimated,
+            "cost_usd": cost.total_usd if cost else None,
+            "input_cost_usd": cost.input_usd if cost else None,
+            "output_cost_usd": cost.output_usd if cost else None,
+            "price_source": cost.source if cost else None,
+            "status": status,
+            "error_type": error_type,
+            "error_message": message,
+            "http_status": http_status,
+            "finish_reason": self.finish_reason,
+            "cache": self.cache,
+            "cache_level": self.cache_level,
+            "context_window": context_window,
+            "user": who.user,
+            "feature": who.feature,
+            "team": who.team,
+            "endpoint": who.endpoint,
+            "prompt_version": who.prompt_version,
+            "environment": who.environment,
+            "tags": dict(who.tags),
+        }
 
     def __enter__(self) -> TrackedCall:
         self._tokens = (_attribution.set(self._attribution()), _current.set(self))
