@@ -38,6 +38,7 @@ from aivitals.alerts.state import (
     Silence,
     StateFile,
     fingerprint,
+    silence_problem,
 )
 from aivitals.query import Queries
 from aivitals.windows import LiveWindows
@@ -124,6 +125,7 @@ class AlertEngine:
         self._file = StateFile(state_path)
         self.state: EngineState = self._file.load()
         self.rule_errors: dict[str, str] = {}
+        self._live_failing: set[str] = set()
         self.rules = rules
         self.notifiers: dict[str, Notifier] = self._notifiers_for(rules)
 
@@ -160,7 +162,24 @@ class AlertEngine:
         """The rule's value per group now, and the source that answered (``live``/``store``)."""
         if self._windows is not None and rule.source != "store":
             if live_fits(rule, self._live_minutes):
-                return read_live(rule, self._windows), "live"
+                try:
+                    readings = read_live(rule, self._windows)
+                except (ArithmeticError, ValueError) as exc:
+                    # A call the windows cannot place (a latency of 1e16 ms ends in year
+                    # 318,857) must not blind the rule: the store answers it too.
+                    if rule.source == "live" or self._queries is None:
+                        raise
+                    if rule.name not in self._live_failing:
+                        self._live_failing.add(rule.name)
+                        logger.warning(
+                            "alert rule %s: the live windows cannot answer (%s); "
+                            "reading the store until they can",
+                            rule.name,
+                            exc,
+                        )
+                else:
+                    self._live_failing.discard(rule.name)
+                    return readings, "live"
             if rule.source == "live":
                 raise ValueError(
                     f"the live windows cannot answer this rule (its window, filters or groups); "
@@ -427,15 +446,23 @@ class AlertEngine:
         starts_at: float | None = None,
         comment: str = "",
     ) -> Silence:
-        """Hold back notifications of alerts whose labels equal ``matchers`` until ``ends_at``."""
+        """Hold back notifications of alerts whose labels equal ``matchers`` until ``ends_at``.
+
+        Raises ValueError, and keeps nothing, for a silence without matchers or one that would
+        last less than `MIN_SILENCE_S` or more than `MAX_SILENCE_S`.
+        """
         if not matchers:
             raise ValueError("a silence needs at least one matcher (alertname=..., model=...)")
         with self._lock:
             now = self._clock()
+            begins = now if starts_at is None else starts_at
+            problem = silence_problem(begins, ends_at)
+            if problem is not None:
+                raise ValueError(problem)
             silence = Silence(
                 id=self.state.new_id(),
                 matchers=dict(matchers),
-                starts_at=now if starts_at is None else starts_at,
+                starts_at=begins,
                 ends_at=ends_at,
                 comment=comment,
             )

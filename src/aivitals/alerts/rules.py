@@ -56,8 +56,10 @@ DEFAULT_RULES_PATH = "aivitals-alerts.yaml"
 def parse_duration(text: str) -> float:
     """Seconds in ``30s``, ``5m``, ``1h``, ``1d``, ``2w`` (Prometheus' own units)."""
     match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"cannot read duration {text!r}; use 30s, 5m, 1h, 1d or 2w")
+    # Past 15 digits no duration is meant (and Python reads no integer past 4,300 digits).
+    if match is None or len(match.group(1).lstrip("0")) > 15:
+        shown = repr(text) if len(text) <= 40 else repr(text[:40]) + "..."
+        raise ValueError(f"cannot read duration {shown}; use 30s, 5m, 1h, 1d or 2w")
     return float(int(match.group(1)) * _SECONDS[match.group(2)])
 
 

@@ -4,14 +4,21 @@ The file (``<store>.alerts.json`` beside a SQLite store by default) holds each a
 silences, the notifications still to deliver and those given up on, and delivery counters. It is
 written whole to a temporary file and renamed over the old one, so a crash leaves either the old
 or the new state, never half of one.
+
+A silence lasts from `MIN_SILENCE_S` to `MAX_SILENCE_S`; the engine refuses any other. A saved
+silence that is not one (an older version accepted ``for: 100000000w``, which no date can end)
+is left out when the file is loaded, and logged, so the rest of the state still loads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +26,13 @@ from aivitals.alerts.notifiers.base import Notification
 
 Phase = Literal["inactive", "pending", "firing", "resolved"]
 STATE_VERSION = 1
+MIN_SILENCE_S = 60.0
+"""The shortest silence: a minute (a silence of 0s would end before it is seen)."""
+MAX_SILENCE_S = 366 * 86400.0
+"""The longest silence: a year (a leap one). Longer is disabling the rule, which the rule file
+says better (``enabled: false``)."""
+
+logger = logging.getLogger("aivitals.alerts")
 
 
 def fingerprint(labels: dict[str, str]) -> str:
@@ -61,6 +75,27 @@ class Silence:
 
     def matches(self, labels: dict[str, str]) -> bool:
         return all(labels.get(name) == value for name, value in self.matchers.items())
+
+
+def silence_problem(starts_at: float, ends_at: float) -> str | None:
+    """Why a silence from ``starts_at`` to ``ends_at`` (epoch seconds) is refused; None if it is not."""
+    if not (math.isfinite(starts_at) and math.isfinite(ends_at)):
+        return "its start and end must be finite times"
+    length = ends_at - starts_at
+    # A millisecond of slack: epoch seconds as floats do not subtract exactly.
+    if length < MIN_SILENCE_S - 0.001:
+        return f"a silence lasts at least {MIN_SILENCE_S:g}s (1m), got {length:g}s"
+    if length > MAX_SILENCE_S + 0.001:
+        return (
+            f"a silence lasts at most 366d (a year), got {length:g}s; "
+            "to stop a rule for good, set enabled: false in the rule file"
+        )
+    try:
+        datetime.fromtimestamp(starts_at, UTC)
+        datetime.fromtimestamp(ends_at, UTC)
+    except (OverflowError, OSError, ValueError):
+        return "its start and end must be dates (years 1 to 9999)"
+    return None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -127,12 +162,32 @@ def load_state(data: dict[str, Any]) -> EngineState:
     alerts = [AlertState(**item) for item in data.get("alerts", [])]
     return EngineState(
         alerts={alert.fingerprint: alert for alert in alerts},
-        silences=[Silence(**item) for item in data.get("silences", [])],
+        silences=_silences(data.get("silences", [])),
         outbox=[_delivery_from_json(item) for item in data.get("outbox", [])],
         given_up=[_delivery_from_json(item) for item in data.get("given_up", [])],
         counters=dict(data.get("counters", {})),
         next_id=int(data.get("next_id", 1)),
     )
+
+
+def _silences(items: list[Any]) -> list[Silence]:
+    """The saved silences that are silences; the others are logged and left out."""
+    kept: list[Silence] = []
+    for item in items:
+        try:
+            silence = Silence(**item)
+            problem = silence_problem(float(silence.starts_at), float(silence.ends_at))
+        except (TypeError, ValueError) as exc:
+            problem = str(exc)
+        if problem is None and isinstance(silence.matchers, dict) and silence.matchers:
+            kept.append(silence)
+            continue
+        logger.warning(
+            "alert state: left out a saved silence that is not one (%s): %s",
+            problem or "no matchers",
+            json.dumps(item, default=str)[:200],
+        )
+    return kept
 
 
 class StateFile:

@@ -22,7 +22,13 @@ router = APIRouter(tags=["alerts"])
 
 
 def _when(epoch_s: float | None) -> str | None:
-    return None if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC).isoformat()
+    if epoch_s is None:
+        return None
+    try:
+        return datetime.fromtimestamp(epoch_s, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):
+        # A time no date holds (saved by an older version): shown as unknown, never a 500.
+        return None
 
 
 @router.get("/api/v1/alerts", response_class=JsonResponse)
@@ -65,8 +71,13 @@ class SilenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     matchers: dict[str, str] = Field(min_length=1, examples=[{"alertname": "ErrorRateHigh"}])
-    duration: str = Field(alias="for", examples=["2h"], description="30s, 5m, 1h, 1d or 2w")
-    comment: str = ""
+    duration: str = Field(
+        alias="for",
+        examples=["2h"],
+        max_length=32,
+        description="How long: 5m, 1h, 1d, 2w...; from 1m to 366d (a year).",
+    )
+    comment: str = Field(default="", max_length=4096)
 
 
 def _engine(request: Request) -> AlertEngine:
@@ -96,16 +107,17 @@ def get_silences(request: Request) -> JsonResponse:
 @router.post("/api/v1/alerts/silences", response_class=JsonResponse, status_code=201)
 def post_silence(request: Request, silence: SilenceIn) -> JsonResponse:
     """Silence matching alerts from now for ``for``: they keep their state, unnotified."""
+    engine = _engine(request)
     try:
         seconds = parse_duration(silence.duration)
+        now = engine.clock()
+        made = engine.silence(
+            silence.matchers, starts_at=now, ends_at=now + seconds, comment=silence.comment
+        )
     except ValueError as exc:
         raise ApiError(
-            422, f"invalid request: {exc}", fields=[bad_field("for", str(exc))]
+            422, f"invalid request: for: {exc}", fields=[bad_field("for", str(exc))]
         ) from None
-    engine = _engine(request)
-    made = engine.silence(
-        silence.matchers, ends_at=engine.clock() + seconds, comment=silence.comment
-    )
     return JsonResponse(_silence_json(made), status_code=201)
 
 
