@@ -7,8 +7,10 @@ answer by itself (401, 429, a cache hit) and the upstream then never sees the re
 Streams pass through event by event as they arrive (never buffered whole). For a stream whose
 client did not ask for usage, the gateway asks the upstream for the final usage chunk and strips
 it again. A client that goes away mid-stream is recorded as ``cancelled`` and the upstream request
-is closed. Upstream errors reach the client with the upstream's status and body; a timeout is a
-504 and a refused connection a 502, each in OpenAI's error shape.
+is closed; one that goes while the upstream is still answering (any request) is recorded as
+``cancelled`` then, and the upstream request is cancelled. Upstream errors reach the client with
+the upstream's status, body and end-to-end headers (``Retry-After``...); a timeout is a 504 and a
+refused connection a 502, each in OpenAI's error shape. What headers cross, each way: `headers`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import msgspec
 from opentelemetry import trace as otel
 from opentelemetry.trace import Span, SpanKind
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -30,7 +33,10 @@ from aivitals.errors import INVALID_RESPONSE, ErrorInfo, classify_response
 from aivitals.gateway.attribution import read_attribution
 from aivitals.gateway.budgets import BudgetLedger
 from aivitals.gateway.cache import CachedAnswer, ResponseCache, cache_key
+from aivitals.gateway.decoding import BodyError, decode_body
+from aivitals.gateway.disconnect import ClientGone, unless_gone
 from aivitals.gateway.exchange import PATHS, Exchange
+from aivitals.gateway.headers import client_response_headers, upstream_request_headers
 from aivitals.gateway.keys import GatewayKey, KeyRing
 from aivitals.gateway.limits import LimitPolicy, RateLimiter
 from aivitals.gateway.metrics import GatewayMetrics
@@ -45,16 +51,11 @@ from aivitals.recorder import Recorder
 from aivitals.usage import usage_from_openai
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
+MAX_MODEL_CHARS = 200
+"""A longer model name is refused (400): it would not fit the store's column, and is no model's."""
 CACHE_HEADER = "x-aivitals-cache"
-_HOP_HEADERS = {
-    "authorization",
-    "host",
-    "content-length",
-    "connection",
-    "accept-encoding",
-    "traceparent",
-    "tracestate",
-}
+GONE_STATUS = 499
+"""What the gateway answers a client that already left (nginx's code): only its own metrics see it."""
 _REQUIRED = {"chat": "messages", "text_completion": "prompt", "embeddings": "input"}
 _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
@@ -161,7 +162,7 @@ class Gateway:
                 answer.close()
         except UpstreamFailure as failure:
             return unreachable(upstream, failure.info)
-        return Response(content, answer.status, media_type="application/json")
+        return _passed_on(Response(content, answer.status, media_type="application/json"), answer)
 
     # -- the stages ------------------------------------------------------------------------------
 
@@ -276,21 +277,35 @@ class Gateway:
             return too_large
         parts: list[bytes] = []
         size = 0
-        async for part in request.stream():
-            size += len(part)
-            if size > MAX_BODY_BYTES:  # counted as it arrives: never held whole
-                return too_large
-            parts.append(part)
+        try:
+            async for part in request.stream():
+                size += len(part)
+                if size > MAX_BODY_BYTES:  # counted as it arrives: never held whole
+                    return too_large
+                parts.append(part)
+        except HTTPException as refused:  # from the server's body limits: a body that stalled
+            return openai_error(
+                refused.status_code,
+                refused.detail,
+                type_="invalid_request_error",
+                headers=refused.headers,
+            )
         raw = b"".join(parts)
         try:
-            body = _decode(raw)
-        except msgspec.DecodeError as exc:
-            return bad_request(f"request body is not valid JSON: {exc}")
+            body = decode_body(raw)
+        except BodyError as exc:
+            return bad_request(str(exc))
         if not isinstance(body, dict):
             return bad_request("request body must be a JSON object")
         model = body.get("model")
         if not isinstance(model, str) or not model:
             return bad_request("missing required field: model", code="missing_model")
+        if len(model) > MAX_MODEL_CHARS:
+            return bad_request(
+                f"model is {len(model)} characters long; at most {MAX_MODEL_CHARS} are accepted",
+                code="invalid_value",
+                param="model",
+            )
         required = _REQUIRED[operation]
         if not body.get(required):
             return bad_request(f"missing required field: {required}")
@@ -365,17 +380,24 @@ class Gateway:
         span.set_attribute("server.address", upstream.name)
         exchange.trace.propagate(span, headers)
         try:
-            answer = await self.client.send(
-                "POST",
-                upstream.url(PATHS[exchange.operation]),
-                headers=headers,
-                body=raw,
-                timeout_s=upstream.timeout_s,
+            answer = await unless_gone(
+                request.receive,
+                self.client.send(
+                    "POST",
+                    upstream.url(PATHS[exchange.operation]),
+                    headers=headers,
+                    body=raw,
+                    timeout_s=upstream.timeout_s,
+                ),
             )
         except UpstreamFailure as failure:
             span.end()
             self._record(exchange, exchange.call(error=failure.info))
             return unreachable(upstream, failure.info)
+        except ClientGone:
+            span.end()
+            self._record(exchange, self._gone_call(exchange))
+            return Response(status_code=GONE_STATUS)
         span.set_attribute("http.response.status_code", answer.status)
         span.end()
         replying = exchange.trace.start("response")
@@ -390,17 +412,21 @@ class Gateway:
             self._record(
                 exchange, exchange.call(error=refused, http_status=answer.status), replying
             )
-            return Response(content, answer.status, media_type=answer.content_type)
+            return _passed_on(
+                Response(content, answer.status, media_type=answer.content_type), answer
+            )
         if stream:
             relay = StreamRelay(strip_usage=injected)
-            return StreamingResponse(
+            streamed = StreamingResponse(
                 self._relay(answer, exchange, relay, replying),
                 status_code=answer.status,
                 media_type="text/event-stream",
             )
+            return _passed_on(streamed, answer)
         return await self._whole(answer, exchange, replying)
 
     async def _whole(self, answer: UpstreamReply, exchange: Exchange, span: Span) -> Response:
+        # Not watched for the client leaving: a whole answer's body comes with its head.
         try:
             content = await answer.read()
         except UpstreamFailure as failure:
@@ -410,14 +436,14 @@ class Gateway:
             answer.close()
         try:
             parsed = _decode(content)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # msgspec bounds depth by recursion
             parsed = None
         media_type = answer.content_type or "application/json"
         if not isinstance(parsed, dict):
             # Passed through as the upstream sent it; recorded as what it is.
             error = ErrorInfo(INVALID_RESPONSE.error_type, answer.status, INVALID_RESPONSE.message)
             self._record(exchange, exchange.call(error=error), span)
-            return Response(content, answer.status, media_type=media_type)
+            return _passed_on(Response(content, answer.status, media_type=media_type), answer)
         choices = parsed.get("choices")
         reason = (
             choices[0].get("finish_reason") if choices and isinstance(choices[0], dict) else None
@@ -445,7 +471,7 @@ class Gateway:
                     finish_reason=recorded.finish_reason,
                 ),
             )
-        return Response(content, answer.status, media_type=media_type)
+        return _passed_on(Response(content, answer.status, media_type=media_type), answer)
 
     async def _relay(
         self, answer: UpstreamReply, exchange: Exchange, relay: StreamRelay, span: Span
@@ -491,6 +517,12 @@ class Gateway:
                 )
 
     @staticmethod
+    def _gone_call(exchange: Exchange) -> Call:
+        # The upstream may have billed the prompt (and more) already: its tokens are estimated
+        # and flagged, as for a stream the client left; the output is unknown.
+        return exchange.call(status="cancelled", usage=exchange.estimated_usage(0), estimated=True)
+
+    @staticmethod
     def _stream_call(
         exchange: Exchange, relay: StreamRelay, outcome: BaseException | None, status: int
     ) -> Call:
@@ -510,6 +542,10 @@ class Gateway:
             info = classify_response(502, {"error": relay.error})
             assert info is not None  # every status >= 400 is classified
             return exchange.call(error=replace(info, http_status=status), **common)
+        if outcome is None and relay.malformed:
+            # Passed on as it came (the client's SDK fails on it as it would without us).
+            bad = ErrorInfo(INVALID_RESPONSE.error_type, status, relay.malformed)
+            return exchange.call(error=bad, **common)
         if outcome is None and not relay.done:
             cut = ErrorInfo(
                 "provider_down", status, "the upstream closed the stream before its end"
@@ -553,11 +589,7 @@ class Gateway:
     def _headers(
         request: Request, upstream: Upstream, *, pass_client_key: bool = True
     ) -> dict[str, str]:
-        headers = {
-            key: value
-            for key, value in request.headers.items()
-            if key.lower() not in _HOP_HEADERS and not key.lower().startswith("x-aivitals-")
-        }
+        headers = upstream_request_headers(request.headers.items())
         key = upstream.api_key
         if key is not None:
             headers["authorization"] = f"Bearer {key}"
@@ -566,3 +598,12 @@ class Gateway:
             # stored). With gateway keys, the client's header is a gateway key: never forwarded.
             headers["authorization"] = request.headers["authorization"]
         return headers
+
+
+def _passed_on(response: Response, answer: UpstreamReply) -> Response:
+    """``response`` with the upstream's end-to-end headers (`headers`), the gateway's own kept."""
+    ours = set(response.headers.keys())
+    for name, value in client_response_headers(answer.headers):
+        if name not in ours:
+            response.headers.append(name, value)
+    return response

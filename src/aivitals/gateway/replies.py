@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.responses import JSONResponse
 
 from aivitals.errors import ErrorInfo
@@ -14,18 +16,21 @@ def openai_error(
     *,
     type_: str,
     code: str | None = None,
-    headers: dict[str, str] | None = None,
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    """An error in the shape OpenAI clients parse."""
+    """An error in the shape OpenAI clients parse; ``param`` names the field at fault."""
     return JSONResponse(
-        {"error": {"message": message, "type": type_, "param": None, "code": code}},
+        {"error": {"message": message, "type": type_, "param": param, "code": code}},
         status_code=status,
         headers=headers,
     )
 
 
-def bad_request(message: str, *, code: str | None = None, status: int = 400) -> JSONResponse:
-    return openai_error(status, message, type_="invalid_request_error", code=code)
+def bad_request(
+    message: str, *, code: str | None = None, param: str | None = None, status: int = 400
+) -> JSONResponse:
+    return openai_error(status, message, type_="invalid_request_error", code=code, param=param)
 
 
 def unreachable(upstream: Upstream, info: ErrorInfo) -> JSONResponse:

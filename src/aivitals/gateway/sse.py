@@ -3,14 +3,20 @@
 The gateway forwards a stream as it arrives; this relay only holds back an incomplete event
 until its end (``\\n\\n``) is in, reads what it needs from complete events (usage, model, finish
 reason), and drops the usage-only event when the gateway asked for usage on the client's behalf.
+An event whose data is not a JSON object is passed on untouched and noted (``malformed``): the
+call is then an ``invalid_response``, however well the stream ended.
 
 >>> relay = StreamRelay(strip_usage=True)
 >>> relay.feed(b'data: {"model":"m","choices":[{"delta":{"content":"hi"}}]}\\n\\ndata: {"cho')
 b'data: {"model":"m","choices":[{"delta":{"content":"hi"}}]}\\n\\n'
 >>> relay.feed(b'ices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\\n\\ndata: [DONE]\\n\\n')
 b'data: [DONE]\\n\\n'
->>> relay.usage, relay.content_events, relay.done
-({'prompt_tokens': 3, 'completion_tokens': 1}, 1, True)
+>>> relay.usage, relay.content_events, relay.done, relay.malformed
+({'prompt_tokens': 3, 'completion_tokens': 1}, 1, True, None)
+>>> relay.feed(b'data: {"cho\\n\\n')
+b'data: {"cho\\n\\n'
+>>> relay.malformed
+'the upstream sent a stream event that is not JSON: Input data was truncated'
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import msgspec
 _SEPARATOR = b"\n\n"
 _DATA = b"data:"
 _DONE = b"[DONE]"
+# Checks an event is well-formed JSON without building it: the skimmed events are never decoded.
+_validate = msgspec.json.Decoder(msgspec.Raw).decode
 
 
 class StreamRelay:
@@ -34,6 +42,7 @@ class StreamRelay:
         "done",
         "error",
         "finish_reason",
+        "malformed",
         "model",
         "strip_usage",
         "usage",
@@ -47,6 +56,8 @@ class StreamRelay:
         self.error: dict[str, Any] | None = None
         self.content_events = 0
         self.done = False
+        self.malformed: str | None = None
+        """Why the first bad event was bad; None while every event is a JSON object."""
         self._buffer = b""
         self._decode = msgspec.json.Decoder().decode
 
@@ -76,6 +87,24 @@ class StreamRelay:
                 self._keep(event)
             elif event.startswith(_DATA):
                 self.content_events += 1
+                if self.malformed is None:
+                    self._check(event[len(_DATA) :].strip())
+
+    def _check(self, payload: bytes) -> None:
+        """Note a payload that is not a JSON object, without building it (about 0.4 µs)."""
+        if not payload.startswith(b"{"):
+            self._bad(
+                f"the upstream sent a stream event that is not a JSON object: {payload[:40]!r}"
+            )
+            return
+        try:
+            _validate(payload)
+        except (msgspec.DecodeError, RecursionError) as exc:  # msgspec bounds depth by recursion
+            self._bad(f"the upstream sent a stream event that is not JSON: {exc}")
+
+    def _bad(self, reason: str) -> None:
+        if self.malformed is None:
+            self.malformed = reason
 
     def _keep(self, event: bytes) -> bool:
         payload = event[len(_DATA) :].strip() if event.startswith(_DATA) else b""
@@ -86,9 +115,13 @@ class StreamRelay:
             return True
         try:
             chunk = self._decode(payload)
-        except msgspec.DecodeError:
-            return True  # not ours to judge: pass it on untouched
+        except (msgspec.DecodeError, RecursionError) as exc:
+            self._bad(f"the upstream sent a stream event that is not JSON: {exc}")
+            return True  # passed on untouched: the client sees what the upstream sent
         if not isinstance(chunk, dict):
+            self._bad(
+                f"the upstream sent a stream event that is not a JSON object: {payload[:40]!r}"
+            )
             return True
         if isinstance(chunk.get("error"), dict):
             self.error = chunk["error"]

@@ -6,7 +6,7 @@ is most of the CPU a request costs. Measured against the same fake upstream on t
 0.98 ms at 32 (its pool checks every idle connection on each request, encode/httpcore#924);
 aiohttp took 0.13 ms and 0.07 ms (docs/benchmarks.md).
 
-The proxy sees only this module: `UpstreamClient.post` answers an `UpstreamReply` whose body it
+The proxy sees only this module: `UpstreamClient.send` answers an `UpstreamReply` whose body it
 reads whole or chunk by chunk, and every failure to get an answer is an `UpstreamFailure` carrying
 its `ErrorInfo` (timeout, connection refused, a stream cut short).
 """
@@ -54,6 +54,11 @@ class UpstreamReply:
     @property
     def content_type(self) -> str | None:
         return self._response.headers.get("content-type")
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """Every header of the answer, in order, repeats kept."""
+        return list(self._response.headers.items())
 
     async def read(self) -> bytes:
         try:
