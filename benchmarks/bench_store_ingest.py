@@ -45,12 +45,15 @@ def make_calls(n: int, *, seed: int = 7, start: datetime | None = None) -> list[
         output_tokens = 0 if failed else rng.randint(10, 800)
         # One call in 50 has no known price (cost None), as with a self-hosted model.
         cost = None if i % 50 == 0 else Decimal(input_tokens * 15 + output_tokens * 60) / 10**8
+        latency_ms = rng.lognormvariate(6.5, 0.6)
+        # The first token comes within the call (the record refuses a longer TTFT).
+        ttft_ms = min(rng.lognormvariate(5.5, 0.5), latency_ms)
         calls.append(
             Call(
                 provider="anthropic" if i % 4 == 3 else "openai",
                 model=MODELS[i % 4],
-                latency_ms=rng.lognormvariate(6.5, 0.6),
-                ttft_ms=None if failed else rng.lognormvariate(5.5, 0.5),
+                latency_ms=latency_ms,
+                ttft_ms=None if failed else ttft_ms,
                 started_at=began + timedelta(milliseconds=30 * i),
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,

@@ -9,6 +9,7 @@ server could not keep anywhere is said in its exit status and its log.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -107,6 +108,16 @@ def serves() -> Iterator[list[Serve]]:
         serve.kill()
 
 
+@pytest.fixture
+def apps() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for app in started:
+        if app.poll() is None:
+            app.kill()
+        app.communicate()
+
+
 def stored_rows(db: Path) -> list[str]:
     store = SqlStore.open(db)
     try:
@@ -139,12 +150,15 @@ def recorded_ids(tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_kill_9_midway_loses_no_acknowledged_call(tmp_path: Path, serves: list[Serve]) -> None:
+def test_kill_9_midway_loses_no_acknowledged_call(
+    tmp_path: Path, serves: list[Serve], apps: list[subprocess.Popen[str]]
+) -> None:
     db = tmp_path / "aivitals.db"
     port = free_port()
     server = Serve(port, "--db", str(db)).start()
     serves.append(server)
     app = application(server.url, tmp_path, calls=20_000, rate=2_500)
+    apps.append(app)
     # Midway: a good part is stored, and more is in flight.
     poll("5,000 calls stored", lambda: len(stored_rows(db)) >= 5_000 or None, timeout_s=60)
     server.stop(signal.SIGKILL)
@@ -183,7 +197,7 @@ def mount_small_disk(where: Path, size_mb: int) -> None:
 
 def fill(disk: Path) -> Path:
     filler = disk / "filler"
-    with filler.open("wb", buffering=0) as file:
+    with filler.open("ab", buffering=0) as file:
         for chunk in (1 << 20, 1 << 12, 1):  # down to the last byte: not even a small file fits
             try:
                 while True:
@@ -203,7 +217,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.slow
 def test_sigterm_with_a_full_disk_loses_nothing_acknowledged_and_says_what_it_lost(
-    tmp_path: Path, small_disk: Path, serves: list[Serve]
+    tmp_path: Path, small_disk: Path, serves: list[Serve], apps: list[subprocess.Popen[str]]
 ) -> None:
     db = small_disk / "aivitals.db"
     port = free_port()
@@ -212,6 +226,7 @@ def test_sigterm_with_a_full_disk_loses_nothing_acknowledged_and_says_what_it_lo
         server = Serve(port, *args).start()
         serves.append(server)
         app = application(server.url, tmp_path, calls=6_000, rate=1_000)
+        apps.append(app)
         poll("1,000 calls stored", lambda: len(stored_rows(db)) >= 1_000 or None, timeout_s=60)
         filler = fill(small_disk)
         with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -227,15 +242,23 @@ def test_sigterm_with_a_full_disk_loses_nothing_acknowledged_and_says_what_it_lo
             ready = poll("/readyz to fail on the full disk", unready, timeout_s=60)
             assert "cannot be written" in str(ready)
             metrics = client.get("/metrics").text
-        assert 'aivitals_buffered_items{buffer="store_retry",sink="store"}' in metrics
-        time.sleep(1.0)  # ingest meanwhile: refused with 503, kept in the application's spool
-        code = server.stop(signal.SIGTERM)
-        # The 5 gateway calls could be kept neither in the store nor beside it: said, and counted.
-        assert code == 1, server.stderr
-        assert "accepted calls and scores were lost" in server.stderr
-        assert "5 calls and scores could not be stored before shutdown and are LOST" in (
-            server.stderr
+        held = re.search(
+            r'aivitals_buffered_items\{buffer="store_retry",sink="store"\} (\S+)', metrics
         )
+        assert held is not None, metrics
+        time.sleep(1.0)  # ingest meanwhile: refused with 503, kept in the application's spool
+        fill(small_disk)  # top up whatever SQLite freed meanwhile
+        code = server.stop(signal.SIGTERM)
+        lost = re.search(
+            r"(\d+) calls and scores could not be stored before shutdown and are LOST",
+            server.stderr,
+        )
+        # Each of the 5 gateway calls is stored (SQLite may still find room in its WAL file),
+        # kept beside the store for the next start, or lost and said so in the log and the exit
+        # status: counted at the end.
+        assert code == (1 if lost else 0), server.stderr
+        if lost:
+            assert "accepted calls and scores were lost" in server.stderr
 
         os.unlink(filler)
         restarted = Serve(port, *args).start()
@@ -249,4 +272,6 @@ def test_sigterm_with_a_full_disk_loses_nothing_acknowledged_and_says_what_it_lo
     assert len(ids) == 6_000
     assert len(rows) == len(set(rows))
     # Every call the application recorded is stored, acknowledged or spooled until it was.
-    assert set(rows) == set(ids)
+    assert set(ids) <= set(rows)
+    gateway_calls_stored = len(set(rows) - set(ids))
+    assert gateway_calls_stored + (int(lost[1]) if lost else 0) == 5
