@@ -140,10 +140,10 @@ def test_a_cookie_with_non_ascii_bytes_is_a_401_on_every_guarded_route(
     guarded: Served, cookie: bytes
 ) -> None:
     for path in (*READS, "/", "/dashboard/static/dashboard.js"):
-        reply = guarded.client.get(path, headers={"cookie": cookie})
+        reply = guarded.client.get(path, headers=[(b"cookie", cookie)])
         assert reply.status_code == 401, (path, reply.text)
     # With the token as well, the odd cookie costs nothing.
-    both = {"cookie": cookie, "authorization": f"Bearer {TOKEN}"}
+    both = [(b"cookie", cookie), (b"authorization", f"Bearer {TOKEN}".encode())]
     assert guarded.client.get("/api/v1/summary", headers=both).status_code == 200
 
 
@@ -153,7 +153,7 @@ def test_aivitals_serve_answers_a_non_ascii_cookie_with_a_401(tmp_path: Path) ->
     try:
         with httpx.Client(base_url=url, timeout=30) as client:
             for cookie in ODD_COOKIES:
-                reply = client.get("/api/v1/summary", headers={"cookie": cookie})
+                reply = client.get("/api/v1/summary", headers=[(b"cookie", cookie)])
                 assert reply.status_code == 401, reply.text
                 assert "token" in reply.json()["error"]
     finally:
