@@ -17,12 +17,9 @@ from prometheus_client import CollectorRegistry
 
 from aivitals.query import Queries, parse_since
 from aivitals.query.calls import CallWithScores
-from aivitals.recorder import Recorder
-from aivitals.sdk.context import Attribution
+from aivitals.sdk import runtime
 from aivitals.sdk.runtime import Runtime
 from aivitals.server import create_app
-from aivitals.sinks.prometheus import PrometheusSink
-from aivitals.sinks.store import StoreSink
 from aivitals.store.sql import SqlStore
 
 NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
@@ -30,11 +27,12 @@ NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
 
 def build_runtime(store: SqlStore | None) -> Runtime:
     """What `aivitals.configure` builds, minus the process-wide handle: nothing global."""
-    sink = PrometheusSink()
-    batch = [StoreSink(store)] if store is not None else []
-    recorder = Recorder(inline_sinks=[sink], batch_sinks=batch, flush_interval_s=0.05)
-    sink.watch(recorder)
-    return Runtime(recorder=recorder, prometheus=sink, windows=None, defaults=Attribution())
+    return runtime.build_runtime(
+        store=store if store is not None else False,
+        endpoint=False,
+        log_to=None,
+        flush_interval_s=0.05,
+    )
 
 
 @dataclass

@@ -107,7 +107,7 @@ def serve(
     """
     from prometheus_client import disable_created_metrics  # noqa: PLC0415
 
-    from aivitals.sdk.runtime import configure  # noqa: PLC0415  # keeps `aivitals --help` fast
+    from aivitals.sdk.runtime import build_runtime  # noqa: PLC0415  # keeps `aivitals --help` fast
     from aivitals.server.app import create_app  # noqa: PLC0415
     from aivitals.server.serve import serve as run  # noqa: PLC0415
     from aivitals.serving import bind  # noqa: PLC0415
@@ -149,8 +149,9 @@ def serve(
         queries = Queries(store.engine) if store is not None else None
         ledger = settings.build_budgets() if settings is not None else None
         # The server records what it receives into the store it reads (one engine for both),
-        # and never into an endpoint (itself, perhaps).
-        runtime = configure(
+        # and never into an endpoint (itself, perhaps). Its own runtime, not the process
+        # default: nothing global, closed below.
+        runtime = build_runtime(
             store=store if store is not None else False,
             endpoint=False,
             retention_days=retention_days,

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
 
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -56,30 +56,113 @@ _lock = threading.Lock()
 _runtime: Runtime | None = None
 
 
+class RuntimeOptions(TypedDict, total=False):
+    """What `build_runtime` and `configure` take, by keyword; see `configure` for each."""
+
+    sinks: Sequence[InlineSink | BatchSink]
+    prometheus: bool
+    registry: CollectorRegistry | None
+    log_to: str | Path | None
+    store: str | Path | SqlStore | Literal[False] | None
+    retention_days: float | None
+    endpoint: str | Literal[False] | None
+    api_key: str | None
+    spool_dir: str | Path | None
+    price_overrides: str | Path | None
+    windows_minutes: int
+    label_limits: LabelLimits | None
+    timezone: str | None
+    environment: str | None
+    feature: str | None
+    team: str | None
+    tags: Mapping[str, object] | None
+    queue_size: int
+    batch_size: int
+    flush_interval_s: float
+    enabled: bool | None
+
+
+def build_runtime(**options: Unpack[RuntimeOptions]) -> Runtime:
+    """A recorder with its sinks, windows and pricer, as `configure` describes; nothing global.
+
+    The caller owns it: nothing is installed as the process default, no port is opened, nothing
+    runs at exit; close it with ``runtime.recorder.close()``. `aivitals serve` and tests build
+    their own this way.
+
+    >>> from aivitals.sinks.memory import MemorySink
+    >>> runtime = build_runtime(sinks=[MemorySink()], store=False, endpoint=False)
+    >>> runtime.recorder.durable, runtime.windows is not None
+    (False, True)
+    >>> runtime.recorder.close()
+    """
+    env = read_env()
+    zone = check_timezone(options.get("timezone") or env.timezone)
+    pricer = Pricer.from_file(options.get("price_overrides") or env.price_overrides)
+    limits = options.get("label_limits")
+    inline: list[InlineSink] = []
+    batch: list[BatchSink] = []
+    prometheus_sink = (
+        PrometheusSink(registry=options.get("registry"), limits=limits)
+        if options.get("prometheus", True)
+        else None
+    )
+    windows = LiveWindows(minutes=options.get("windows_minutes", 60), tz=zone, limits=limits)
+    if prometheus_sink is not None:
+        inline.append(prometheus_sink)
+        prometheus_sink.overflow.watch(*windows.caps)
+    inline.append(windows)
+    log_target = options.get("log_to") or env.log
+    if log_target is not None:
+        batch.append(_log_sink(log_target))
+    store = options.get("store")
+    store_target = None if store is False else (store or env.store)
+    if store_target is not None:
+        batch.append(_store_sink(store_target, options.get("retention_days")))
+    endpoint = options.get("endpoint")
+    endpoint_target = None if endpoint is False else (endpoint or env.endpoint)
+    if endpoint_target is not None:
+        batch.append(
+            _http_exporter(
+                endpoint_target,
+                options.get("api_key") or env.api_key,
+                options.get("spool_dir") or env.spool_dir,
+            )
+        )
+    for sink in options.get("sinks", ()):
+        if isinstance(sink, BatchSink):
+            batch.append(sink)
+        elif isinstance(sink, InlineSink):
+            inline.append(sink)
+        else:
+            raise ConfigError(f"{sink!r} is neither an inline nor a batch sink")
+    recorder = Recorder(
+        pricer=pricer,
+        inline_sinks=inline,
+        batch_sinks=batch,
+        queue_size=options.get("queue_size", 10_000),
+        batch_size=options.get("batch_size", 500),
+        flush_interval_s=options.get("flush_interval_s", 1.0),
+    )
+    if prometheus_sink is not None:
+        prometheus_sink.watch(recorder)
+    defaults = Attribution().merged(
+        environment=options.get("environment") or env.environment,
+        feature=options.get("feature"),
+        team=options.get("team"),
+        tags=options.get("tags"),
+    )
+    enabled = options.get("enabled")
+    return Runtime(
+        recorder=recorder,
+        prometheus=prometheus_sink,
+        windows=windows,
+        defaults=defaults,
+        enabled=(not env.disabled) if enabled is None else enabled,
+    )
+
+
 def configure(
-    *,
-    sinks: Sequence[InlineSink | BatchSink] = (),
-    prometheus: bool = True,
-    registry: CollectorRegistry | None = None,
-    metrics_port: int | None = None,
-    log_to: str | Path | None = None,
-    store: str | Path | SqlStore | Literal[False] | None = None,
-    retention_days: float | None = None,
-    endpoint: str | Literal[False] | None = None,
-    api_key: str | None = None,
-    spool_dir: str | Path | None = None,
-    price_overrides: str | Path | None = None,
-    windows_minutes: int = 60,
-    label_limits: LabelLimits | None = None,
-    timezone: str | None = None,
-    environment: str | None = None,
-    feature: str | None = None,
-    team: str | None = None,
-    tags: Mapping[str, object] | None = None,
-    queue_size: int = 10_000,
-    batch_size: int = 500,
-    flush_interval_s: float = 1.0,
-    enabled: bool | None = None,
+    *, metrics_port: int | None = None, **options: Unpack[RuntimeOptions]
 ) -> Runtime:
     """Set up recording for this process; call once at start-up. Returns what was built.
 
@@ -96,64 +179,28 @@ def configure(
     than ``retention_days`` are then deleted (rollups are kept). With ``endpoint`` (the aivitals
     server's URL), calls and scores are also sent there, ``api_key`` as a bearer token; batches
     the server cannot take now wait on disk in ``spool_dir`` (see ``docs/exporter.md``).
-    ``store=False`` or ``endpoint=False`` means none, whatever the environment says. A bad
-    setting raises `ConfigError` here, at start-up, never later inside a recorded call.
+    ``store=False`` or ``endpoint=False`` means none, whatever the environment says.
     ``label_limits`` caps the distinct label values the metrics and live windows keep (see
-    docs/metrics.md, "Label cardinality").
+    docs/metrics.md, "Label cardinality"). ``metrics_port`` serves the metrics on
+    ``127.0.0.1:PORT/metrics``.
+
+    A bad setting raises `ConfigError` here, at start-up, in one line that names it (a port in
+    use, a log file that cannot be written), never later inside a recorded call. This is
+    `build_runtime` plus installing the result as the process default (closing the previous
+    one) and flushing it at exit.
     """
     global _runtime  # the one process-wide handle, set at start-up only
-    env = read_env()
-    zone = check_timezone(timezone or env.timezone)
-    pricer = Pricer.from_file(price_overrides or env.price_overrides)
-    inline: list[InlineSink] = []
-    batch: list[BatchSink] = []
-    prometheus_sink = PrometheusSink(registry=registry, limits=label_limits) if prometheus else None
-    windows = LiveWindows(minutes=windows_minutes, tz=zone, limits=label_limits)
-    if prometheus_sink is not None:
-        inline.append(prometheus_sink)
-        prometheus_sink.overflow.watch(*windows.caps)
-    inline.append(windows)
-    log_target = log_to or env.log
-    if log_target is not None:
-        batch.append(_log_sink(log_target))
-    store_target = None if store is False else (store or env.store)
-    if store_target is not None:
-        batch.append(_store_sink(store_target, retention_days))
-    endpoint_target = None if endpoint is False else (endpoint or env.endpoint)
-    if endpoint_target is not None:
-        batch.append(
-            _http_exporter(endpoint_target, api_key or env.api_key, spool_dir or env.spool_dir)
-        )
-    for sink in sinks:
-        if isinstance(sink, BatchSink):
-            batch.append(sink)
-        elif isinstance(sink, InlineSink):
-            inline.append(sink)
-        else:
-            raise ConfigError(f"{sink!r} is neither an inline nor a batch sink")
-    recorder = Recorder(
-        pricer=pricer,
-        inline_sinks=inline,
-        batch_sinks=batch,
-        queue_size=queue_size,
-        batch_size=batch_size,
-        flush_interval_s=flush_interval_s,
-    )
-    if prometheus_sink is not None:
-        prometheus_sink.watch(recorder)
-    port = metrics_port if metrics_port is not None else env.metrics_port
-    if port is not None and prometheus_sink is not None:
-        start_http_server(port, addr="127.0.0.1", registry=prometheus_sink.registry)
-    defaults = Attribution().merged(
-        environment=environment or env.environment, feature=feature, team=team, tags=tags
-    )
-    runtime = Runtime(
-        recorder=recorder,
-        prometheus=prometheus_sink,
-        windows=windows,
-        defaults=defaults,
-        enabled=(not env.disabled) if enabled is None else enabled,
-    )
+    port = _metrics_port(metrics_port if metrics_port is not None else read_env().metrics_port)
+    runtime = build_runtime(**options)
+    if port is not None and runtime.prometheus is not None:
+        try:
+            start_http_server(port, addr="127.0.0.1", registry=runtime.prometheus.registry)
+        except OSError as exc:
+            runtime.recorder.close()
+            raise ConfigError(
+                f"metrics_port: cannot serve metrics on 127.0.0.1:{port} "
+                f"({exc.strerror or exc}); pick another port"
+            ) from None
     with _lock:
         previous, _runtime = _runtime, runtime
     if previous is not None:
@@ -162,6 +209,14 @@ def configure(
     atexit.unregister(shutdown)
     atexit.register(shutdown)
     return runtime
+
+
+def _metrics_port(port: object) -> int | None:
+    if port is None:
+        return None
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError(f"metrics_port must be a port number from 1 to 65535, got {port!r}")
+    return port
 
 
 def get_runtime() -> Runtime:
@@ -253,4 +308,10 @@ def _log_sink(target: str | Path) -> JsonLogSink:
         return JsonLogSink(stream=sys.stderr)
     if target == "stdout":
         return JsonLogSink(stream=sys.stdout)
-    return JsonLogSink(path=target)
+    try:
+        return JsonLogSink(path=target)
+    except OSError as exc:
+        raise ConfigError(
+            f"log_to: cannot write {target} ({exc.strerror or exc}); give a writable file, "
+            '"stderr" or "stdout"'
+        ) from None
