@@ -34,8 +34,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import aivitals
 from aivitals.model import Call
+from aivitals.recorder import Recorder
 from aivitals.sinks.log import JsonLogSink
-from aivitals.sinks.prometheus import DURATION_BUCKETS
+from aivitals.sinks.prometheus import DURATION_BUCKETS, PrometheusSink
 from aivitals.windows import LiveWindows
 from report import machine_line, write_section
 
@@ -117,6 +118,18 @@ def bench_caller_thread(n: int) -> list[tuple[str, float, float]]:
     rows.append(
         ("reference: bare prometheus_client updates", *summary(time_each(n, reference_updates())))
     )
+
+    # The Prometheus sink alone, in a registry of its own: it runs on the caller's thread.
+    sink = PrometheusSink(registry=CollectorRegistry())
+    pricing = Recorder()  # no sinks: it only prices, as the runtime's recorder would
+    priced = [pricing.record(call) for call in calls]
+    pricing.close()
+
+    def on_call(i: int) -> None:
+        sink.on_call(priced[i % len(priced)])
+
+    gc.collect()
+    rows.append(("PrometheusSink.on_call(call)", *summary(time_each(n, on_call))))
 
     def record(i: int) -> None:
         recorder.record(calls[i % len(calls)])
