@@ -191,6 +191,42 @@ def test_a_model_name_over_200_characters_is_refused_naming_the_field(
     assert fits.status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("change", "headers", "field", "says"),
+    [
+        ({"model": "gpt\u0000x"}, {}, "model", "NUL"),
+        ({"user": "u\u0000"}, {}, "user", "NUL"),
+        ({}, {"X-Aivitals-Tag-" + "k" * 129: "v"}, "x-aivitals-tag-", "over 128 characters"),
+        ({}, {f"X-Aivitals-Tag-T{i}": "v" for i in range(65)}, "x-aivitals-tag-", "at most 64"),
+    ],
+    ids=["nul-in-model", "nul-in-user", "long-tag-key", "too-many-tags"],
+)
+def test_what_no_call_can_hold_is_a_400_before_the_upstream(
+    gateway: ServeProcess,
+    mock: MockLlmProcess,
+    change: dict[str, str],
+    headers: dict[str, str],
+    field: str,
+    says: str,
+) -> None:
+    reached = mock.stats()["total"]
+    answer = httpx.post(
+        f"{gateway.url}/v1/chat/completions", json={**CHAT, **change}, headers=headers, timeout=30
+    )
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert field in (error["param"] or "") and says in error["message"]
+    assert mock.stats()["total"] == reached  # refused before it cost anything
+    # Long attribution values are cut to their column, not refused.
+    fits = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        json=CHAT,
+        headers={"X-Aivitals-Environment": "e" * 300, "X-Aivitals-Tag-Test": "t" * 600},
+        timeout=30,
+    )
+    assert fits.status_code == 200
+
+
 # -- a clean proxy ----------------------------------------------------------------------------
 
 

@@ -8,12 +8,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from aivitals.bounds import CALL_TEXT_CHARS
 from aivitals.errors import ErrorInfo
 from aivitals.estimate import estimate_prompt_tokens
 from aivitals.gateway.limits import Limit
 from aivitals.gateway.tracing import RequestTrace
 from aivitals.gateway.upstreams import Upstream
-from aivitals.model import CacheResult, Call, Operation, utc_now
+from aivitals.model import CacheResult, Call, Operation, clean_text, utc_now
 from aivitals.sdk.context import Attribution
 from aivitals.usage import TokenUsage
 
@@ -99,7 +100,7 @@ class Exchange:
             span_id=self.trace.span_id,
             parent_span_id=self.trace.parent_span_id,
             ttft_ms=self.ttft_ms,
-            response_model=response_model,
+            response_model=_fit(response_model, "response_model"),
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cached_input_tokens=usage.cached_input_tokens,
@@ -111,11 +112,11 @@ class Exchange:
             saved_usd=saved_usd,
             status="error" if error is not None else status,  # type: ignore[arg-type]  # a Status
             error_type=error.error_type if error is not None else None,
-            error_message=error.message if error is not None else None,
+            error_message=_fit(error.message, "error_message") if error is not None else None,
             http_status=http_status
             if http_status is not None
             else (error.http_status if error else None),
-            finish_reason=finish_reason,
+            finish_reason=_fit(finish_reason, "finish_reason"),
             cache=self.cache,
             cache_level="exact" if self.cache is not None else None,
             endpoint=f"/v1/{PATHS[self.operation]}",
@@ -132,3 +133,14 @@ class Exchange:
             self.body.get("messages"), self.body.get("prompt") or self.body.get("input")
         )
         return TokenUsage(input_tokens=prompt, output_tokens=output_tokens)
+
+
+def _fit(text: str | None, field: str) -> str | None:
+    """Text the upstream chose, cut to its store column and made storable (NULs and lone
+    surrogates replaced): an odd answer must not keep its call from being recorded."""
+    if text is None:
+        return None
+    text = text[: CALL_TEXT_CHARS[field]]
+    if clean_text(text):
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")

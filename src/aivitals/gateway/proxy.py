@@ -29,8 +29,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from aivitals.bounds import CALL_TEXT_CHARS
 from aivitals.errors import INVALID_RESPONSE, ErrorInfo, classify_response
-from aivitals.gateway.attribution import read_attribution
+from aivitals.gateway.attribution import AttributionError, read_attribution
 from aivitals.gateway.budgets import BudgetLedger
 from aivitals.gateway.cache import CachedAnswer, ResponseCache, cache_key
 from aivitals.gateway.decoding import BodyError, decode_body
@@ -46,12 +47,12 @@ from aivitals.gateway.sse import StreamRelay
 from aivitals.gateway.tracing import TRACE_HEADER, RequestTrace, tracer_for, tracer_provider
 from aivitals.gateway.upstream_client import UpstreamClient, UpstreamFailure, UpstreamReply
 from aivitals.gateway.upstreams import Upstream, Upstreams
-from aivitals.model import Call, Operation, utc_now
+from aivitals.model import Call, Operation, clean_text, utc_now
 from aivitals.recorder import Recorder
 from aivitals.usage import usage_from_openai
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
-MAX_MODEL_CHARS = 200
+MAX_MODEL_CHARS = CALL_TEXT_CHARS["model"]
 """A longer model name is refused (400): it would not fit the store's column, and is no model's."""
 CACHE_HEADER = "x-aivitals-cache"
 GONE_STATUS = 499
@@ -205,7 +206,10 @@ class Gateway:
                 ),
             )
         trace.root.update_name(f"{operation} {model}")
-        attribution = read_attribution(request.headers, body)
+        try:
+            attribution = read_attribution(request.headers, body)
+        except AttributionError as exc:
+            return self._refuse(trace, "bad_request", bad_request(str(exc), param=exc.param))
         if key is not None:
             # Who the call is for is the key's to say, not the request's: budgets bind to it.
             attribution = key.bind(attribution)
@@ -303,6 +307,12 @@ class Gateway:
         if len(model) > MAX_MODEL_CHARS:
             return bad_request(
                 f"model is {len(model)} characters long; at most {MAX_MODEL_CHARS} are accepted",
+                code="invalid_value",
+                param="model",
+            )
+        if not clean_text(model):
+            return bad_request(
+                "model must be valid UTF-8 text: no lone surrogate, no NUL",
                 code="invalid_value",
                 param="model",
             )
