@@ -209,6 +209,28 @@ def test_the_engine_retries_a_refused_webhook_until_it_gets_through(receiver: Re
     assert [r.body["status"] for r in receiver.received] == ["firing"] * 3
 
 
+def test_the_engine_waits_as_long_as_a_429_retry_after_asks(receiver: Receiver) -> None:
+    receiver.statuses = [429]
+    receiver.retry_after = "120"
+    clock = [FIRED]
+    rules = parse_rules(
+        f"notifiers: [{{name: hook, type: webhook, url: '{receiver.url}/hook'}}]\n"
+        "rules: [{name: Anything, signal: spend, window: today, op: '>=', threshold: 0}]"
+    )
+    from aivitals.windows import LiveWindows
+
+    engine = AlertEngine(rules, windows=LiveWindows(clock=lambda: clock[0]), clock=lambda: clock[0])
+    engine.run_once()  # refused with Retry-After: 120, not the 1 s of the engine's back-off
+    for _ in range(11):
+        clock[0] += 10
+        engine.deliver()
+    assert len(receiver.received) == 1
+    clock[0] += 11
+    engine.deliver()
+    assert len(receiver.received) == 2
+    assert engine.status().counters == {"failed_attempts": 1, "sent": 1}
+
+
 def test_notifiers_are_built_from_the_rule_file_with_secrets_from_the_environment() -> None:
     rules = parse_rules(
         "notifiers:\n"

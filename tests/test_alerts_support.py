@@ -25,6 +25,8 @@ class Receiver:
     url: str
     received: list[Received] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    retry_after: str | None = None
+    """Sent as ``Retry-After`` with every non-2xx answer."""
 
 
 @contextmanager
@@ -41,6 +43,8 @@ def receiving() -> Iterator[Receiver]:
             )
             status = state.statuses.pop(0) if state.statuses else 200
             self.send_response(status)
+            if status >= 300 and state.retry_after is not None:
+                self.send_header("Retry-After", state.retry_after)
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"{}")

@@ -118,7 +118,7 @@ def test_readyz_recovers_once_writes_succeed_again(app: App) -> None:
     app.store.failures = 1
     assert app.client.post("/api/v1/calls", json=call_json()).status_code == 503
     assert app.client.get("/readyz").status_code == 503
-    app.sink._retry_at = float("-inf")  # the back-off elapsed
+    app.sink._backoff.retry_at = float("-inf")  # the back-off elapsed
     assert app.client.post("/api/v1/calls", json=call_json()).status_code == 202
     assert app.client.get("/readyz").status_code == 200
 

@@ -1,7 +1,7 @@
 """Alerts: rules in YAML, an engine with pending/firing/resolved states, notifiers, and the
 same rules as a Prometheus rule file. See docs/alerts.md."""
 
-from aivitals.alerts.engine import AlertEngine, EngineStatus, Finding, RetryPolicy, Transition
+from aivitals.alerts.engine import AlertEngine, EngineStatus, Finding, Transition
 from aivitals.alerts.notifiers import (
     AlertmanagerNotifier,
     DeliveryError,
@@ -25,6 +25,7 @@ from aivitals.alerts.rules import (
 )
 from aivitals.alerts.service import AlertService
 from aivitals.alerts.state import AlertState, Silence, default_state_path
+from aivitals.retry import RetryPolicy
 
 __all__ = [
     "DEFAULT_RULES_PATH",

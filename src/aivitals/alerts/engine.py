@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from aivitals.alerts.notifiers.base import Notification, Notifier, Status
+from aivitals.alerts.notifiers.base import DeliveryError, Notification, Notifier, Status
 from aivitals.alerts.notifiers.build import build_notifiers
 from aivitals.alerts.rules import Rule, RuleSet, parse_duration, render
 from aivitals.alerts.signals import Labels, Readings, live_fits, read_live, read_store
@@ -41,6 +41,7 @@ from aivitals.alerts.state import (
     silence_problem,
 )
 from aivitals.query import Queries
+from aivitals.retry import RetryPolicy
 from aivitals.windows import LiveWindows
 
 logger = logging.getLogger("aivitals.alerts")
@@ -48,18 +49,6 @@ logger = logging.getLogger("aivitals.alerts")
 RESOLVED_KEPT_S = 24 * 3600.0
 """How long a resolved alert stays listed before it is forgotten."""
 GIVEN_UP_KEPT = 100
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Back-off of failed deliveries: ``first_s``, doubling up to ``max_s``, ``max_attempts`` tries."""
-
-    first_s: float = 1.0
-    max_s: float = 300.0
-    max_attempts: int = 12
-
-    def delay(self, attempts: int) -> float:
-        return float(min(self.max_s, self.first_s * 2 ** max(0, attempts - 1)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,10 +407,13 @@ class AlertEngine:
                         delivery.attempts,
                         exc,
                     )
-                    if delivery.attempts >= self._retry.max_attempts:
+                    if self._retry.gave_up(delivery.attempts):
                         self._give_up(delivery)
                         continue
-                    delivery.next_at = now + self._retry.delay(delivery.attempts)
+                    asked = exc.retry_after_s if isinstance(exc, DeliveryError) else None
+                    delivery.next_at = now + self._retry.delay(
+                        delivery.attempts, retry_after_s=asked
+                    )
                     blocked.add(key)
                     kept.append(delivery)
                     continue

@@ -21,11 +21,12 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from aivitals.alerts.engine import AlertEngine, RetryPolicy
+from aivitals.alerts.engine import AlertEngine
 from aivitals.alerts.notifiers.base import Notifier
 from aivitals.alerts.notifiers.build import NotifierConfigError
 from aivitals.alerts.rules import RuleFileError, RuleSet, load_rules
 from aivitals.query import Queries
+from aivitals.retry import RetryPolicy
 from aivitals.windows import LiveWindows
 
 logger = logging.getLogger("aivitals.alerts")

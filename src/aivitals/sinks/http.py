@@ -36,23 +36,21 @@ is sent again. Every call and score carries its id, and the server skips ids it 
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import logging
-import math
 import os
 import random
 import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import msgspec
 
 from aivitals.model import Call, Score
+from aivitals.retry import Backoff, RetryPolicy, parse_retry_after
 from aivitals.sinks.spool import Kind, Spool, default_spool_dir
 
 log = logging.getLogger("aivitals.sinks.http")
@@ -63,7 +61,6 @@ MAX_BYTES_PER_REQUEST = 4_000_000
 # Spool files replayed per write or tick: after a long outage the backlog goes out over several
 # turns instead of stalling the worker (and filling the recorder's queue) for minutes.
 _FILES_PER_TURN = 20
-_MAX_RETRY_AFTER_S = 3600.0
 _RECOVER_INTERVAL_S = 60.0
 _LOG_INTERVAL_S = 60.0
 # Not the data's fault: the server is down, busy, or the operator must fix a key or a URL.
@@ -148,14 +145,13 @@ class HttpExporter:
         self._transport = transport
         self._client = self._new_client()
         self._encoder = msgspec.json.Encoder()
-        self._initial_backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
-        self._jitter = jitter
-        self._backoff_s = 0.0
-        self._retry_at = float("-inf")
+        self._backoff = Backoff(
+            RetryPolicy(first_s=backoff_s, max_s=max_backoff_s, max_attempts=None, jitter=jitter),
+            clock=clock,
+            rng=rng,
+        )
         self._close_timeout_s = close_timeout_s
         self._clock = clock
-        self._rng = rng
         self._lock = threading.Lock()
         self._last_refusal_log = float("-inf")
         # What earlier runs left goes out on the first tick, from the worker, not from here
@@ -193,7 +189,7 @@ class HttpExporter:
             if now >= self._next_recover:
                 self._next_recover = now + _RECOVER_INTERVAL_S
                 self.spool.recover(stale_after_s=self._stale_claim_s)
-            if now < self._retry_at:
+            if not self._backoff.ready:
                 return
             try:
                 self._replay(turns=_FILES_PER_TURN)
@@ -223,7 +219,7 @@ class HttpExporter:
     def _export(self, kind: Kind, items: Sequence[Call | Score]) -> None:
         bodies = self._encode(kind, items)
         with self._lock:
-            wait_s = self._retry_at - self._clock()
+            wait_s = self._backoff.wait_s
             if wait_s > 0:
                 self._keep(kind, bodies)
                 raise ExportError(
@@ -317,14 +313,13 @@ class HttpExporter:
             raise _Unavailable(f"{type(exc).__name__}: {exc}") from exc
         status = response.status_code
         if 200 <= status < 300:
-            self._backoff_s = 0.0
-            self._retry_at = float("-inf")
+            self._backoff.succeeded()
             return
         detail = _detail(response)
         if 400 <= status < 500 and status not in _RETRY_STATUSES:
             raise _Refused(detail)
         retry_after_s = (
-            _retry_after_s(response.headers.get("Retry-After")) if status in {429, 503} else None
+            parse_retry_after(response.headers.get("Retry-After")) if status in {429, 503} else None
         )
         raise _Unavailable(detail, retry_after_s)
 
@@ -343,13 +338,7 @@ class HttpExporter:
 
     def _back_off(self, exc: _Unavailable) -> ExportError:
         """Grow the back-off; the error to raise (the items are spooled)."""
-        self._backoff_s = min(
-            self._max_backoff_s, self._backoff_s * 2 if self._backoff_s else self._initial_backoff_s
-        )
-        delay_s = self._backoff_s * (1.0 - self._jitter * self._rng())
-        if exc.retry_after_s is not None:
-            delay_s = exc.retry_after_s
-        self._retry_at = self._clock() + delay_s
+        delay_s = self._backoff.failed(retry_after_s=exc.retry_after_s)
         return ExportError(
             f"{exc}; {self._counts()}, retrying in {round(delay_s, 1):g} s", retryable=True
         )
@@ -403,26 +392,3 @@ def _check_endpoint(endpoint: str) -> str:
 def _detail(response: httpx.Response) -> str:
     text = response.text.strip().replace("\n", " ")
     return f"HTTP {response.status_code}: {text[:300]}" if text else f"HTTP {response.status_code}"
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """``Retry-After`` as seconds from now: a number of seconds or an HTTP date.
-
-    >>> _retry_after_s("30"), _retry_after_s("soon"), _retry_after_s(None)
-    (30.0, None, None)
-    """
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)

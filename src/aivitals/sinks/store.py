@@ -51,6 +51,7 @@ from pathlib import Path
 import msgspec
 
 from aivitals.model import Call, Score, utc_now
+from aivitals.retry import Backoff, RetryPolicy
 from aivitals.sinks.group_commit import GroupCommit
 from aivitals.sinks.spool import Kind, Spool
 from aivitals.store.base import Store
@@ -115,10 +116,10 @@ class StoreSink:
         self.replayed = 0
         self._buffer: deque[Call | Score] = deque()
         self._max_buffered = max_buffered
-        self._initial_backoff_s = backoff_s
-        self._max_backoff_s = max_backoff_s
-        self._backoff_s = 0.0
-        self._retry_at = float("-inf")
+        # No jitter: one sink per process retries one database; spreading is the exporter's need.
+        self._backoff = Backoff(
+            RetryPolicy(first_s=backoff_s, max_s=max_backoff_s, max_attempts=None), clock=clock
+        )
         self._retention_interval_s = retention_interval_s
         self._next_retention = float("-inf")
         self._clock = clock
@@ -173,7 +174,7 @@ class StoreSink:
         Raises `StoreError` (``retryable`` when trying later can help) and keeps nothing: the
         caller still holds the items and tells its client to send them again.
         """
-        wait_s = self._retry_at - self._clock()
+        wait_s = self._backoff.wait_s
         if wait_s > 0:
             raise StoreError(
                 f"the store cannot be written now ({self._last_error})",
@@ -191,11 +192,11 @@ class StoreSink:
     def tick(self) -> None:
         """Retry the buffer once its back-off has elapsed, and apply retention when due."""
         with self._lock:
-            if self._buffer and self._clock() >= self._retry_at:
+            if self._buffer and self._backoff.ready:
                 # Counted when those items were first refused; the back-off has grown.
                 with contextlib.suppress(StoreError):
                     self._drain()
-            if self._pending_items and self._clock() >= self._retry_at:
+            if self._pending_items and self._backoff.ready:
                 self._replay_pending()
             if self.retention is not None and self._clock() >= self._next_retention:
                 self._expire(self.retention)
@@ -289,7 +290,7 @@ class StoreSink:
                 # Recorded after close (a worker that outlived its deadline): straight to disk.
                 self._spill()
                 return
-            wait_s = self._retry_at - self._clock()
+            wait_s = self._backoff.wait_s
             if wait_s > 0:
                 raise StoreError(
                     f"store unavailable, next retry in {round(wait_s, 1):g} s; {self._counts()}",
@@ -325,8 +326,7 @@ class StoreSink:
                 continue
             for _ in chunk:
                 self._buffer.popleft()
-        self._backoff_s = 0.0
-        self._retry_at = float("-inf")
+        self._backoff.succeeded()
         self._failing_since = None
         if refused is not None:
             raise StoreError(
@@ -370,14 +370,11 @@ class StoreSink:
     def _failed(self, exc: Exception) -> StoreError:
         """Grow the back-off; the error to raise (the items stay buffered)."""
         self._note_failure(exc)
-        self._backoff_s = min(
-            self._max_backoff_s, self._backoff_s * 2 if self._backoff_s else self._initial_backoff_s
-        )
-        self._retry_at = self._clock() + self._backoff_s
+        delay_s = self._backoff.failed()
         return StoreError(
-            f"{exc}; {self._counts()}, retrying in {self._backoff_s:g} s",
+            f"{exc}; {self._counts()}, retrying in {delay_s:g} s",
             retryable=True,
-            retry_after_s=self._backoff_s,
+            retry_after_s=delay_s,
         )
 
     def _counts(self) -> str:

@@ -8,6 +8,8 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
+from aivitals.retry import parse_retry_after
+
 Status = Literal["firing", "resolved"]
 
 
@@ -53,7 +55,15 @@ def iso(epoch_s: float) -> str:
 
 
 class DeliveryError(Exception):
-    """A notification did not get through; the engine retries it with back-off."""
+    """A notification did not get through; the engine retries it with back-off.
+
+    ``retry_after_s``: the receiver's ``Retry-After`` (Slack and PagerDuty send one on 429),
+    which the engine waits instead of its own back-off.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class Notifier(Protocol):
@@ -103,7 +113,12 @@ class HttpNotifier:
         except httpx.HTTPError as exc:
             raise DeliveryError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
         if not 200 <= reply.status_code < 300:
-            raise DeliveryError(f"{self.name}: HTTP {reply.status_code}: {reply.text[:200]}")
+            raise DeliveryError(
+                f"{self.name}: HTTP {reply.status_code}: {reply.text[:200]}",
+                retry_after_s=parse_retry_after(reply.headers.get("retry-after"))
+                if reply.status_code in (429, 503)
+                else None,
+            )
 
 
 class MemoryNotifier:
