@@ -531,3 +531,29 @@ def test_the_exporter_delivers_to_a_real_aivitals_server(tmp_path: Path) -> None
     finally:
         runtime.recorder.close()
         store.close()
+
+
+def test_a_server_that_is_down_is_one_log_line_with_the_spool_count_not_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    exporter = HttpExporter(f"http://127.0.0.1:{port}", spool_dir=tmp_path / "spool")
+    recorder = Recorder(batch_sinks=[exporter], flush_interval_s=0.05)
+    try:
+        with caplog.at_level(logging.WARNING, "aivitals.recorder"):
+            for _ in range(3):
+                recorder.record(make_call())
+            assert recorder.flush(timeout_s=10)
+    finally:
+        recorder.close()
+    lines = [r for r in caplog.records if r.name == "aivitals.recorder"]
+    assert len(lines) == 1
+    assert lines[0].exc_info is None
+    message = lines[0].getMessage()
+    assert "\n" not in message
+    assert "aivitals sink 'http'" in message
+    assert "3 spooled" in message

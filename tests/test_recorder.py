@@ -182,3 +182,15 @@ def test_exit_flush_loses_nothing(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     lines = out.read_text().splitlines()
     assert len(lines) == 300
+
+
+def test_a_closed_recorder_is_not_kept_alive_by_its_fork_hook() -> None:
+    import gc
+    import weakref
+
+    recorder = Recorder(batch_sinks=[MemorySink()], flush_interval_s=0.05)
+    recorder.close()
+    ref = weakref.ref(recorder)
+    del recorder
+    gc.collect()
+    assert ref() is None

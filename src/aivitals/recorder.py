@@ -25,10 +25,12 @@ True
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
+import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -124,7 +126,8 @@ class Recorder:
         self._last_error_log: dict[str, float] = {}
         self._worker: threading.Thread | None = None
         self._start_worker()
-        os.register_at_fork(after_in_child=self._after_fork)
+        # A weak reference: the fork hook must not keep every recorder ever built alive.
+        os.register_at_fork(after_in_child=functools.partial(_after_fork, weakref.ref(self)))
 
     @property
     def queue_depth(self) -> int:
@@ -426,16 +429,26 @@ class Recorder:
     def _deliver(self, name: str, write: Callable[[list[T]], None], items: list[T]) -> None:
         try:
             write(items)
-        except Exception:
-            self._sink_failed(name, len(items))
+        except Exception as exc:
+            self._sink_failed(name, len(items), exc)
 
-    def _sink_failed(self, name: str, items: int) -> None:
+    def _sink_failed(self, name: str, items: int, exc: Exception | None = None) -> None:
         self.stats.sink_errors[name] += 1
         self.stats.sink_failed_items[name] += items
         now = time.monotonic()
-        # One traceback per sink per minute: a dead store must not flood the application's logs.
+        # One log line per sink per minute: a dead store must not flood the application's logs.
         if now - self._last_error_log.get(name, -_ERROR_LOG_INTERVAL_S) >= _ERROR_LOG_INTERVAL_S:
             self._last_error_log[name] = now
+            if getattr(exc, "retryable", False):
+                # An outage the sink rides out (it kept the items): its one-line message says
+                # what is held and when it retries; a traceback would only repeat our own code.
+                log.warning(
+                    "aivitals sink %r: %s (%d failures so far); the application is unaffected",
+                    name,
+                    exc,
+                    self.stats.sink_errors[name],
+                )
+                return
             log.exception(
                 "aivitals sink %r failed (%d failures so far); the application is unaffected",
                 name,
@@ -448,3 +461,9 @@ class Recorder:
         if now - self._last_error_log.get("", -_ERROR_LOG_INTERVAL_S) >= _ERROR_LOG_INTERVAL_S:
             self._last_error_log[""] = now
             log.exception("aivitals failed while %s; the application is unaffected", doing)
+
+
+def _after_fork(ref: weakref.ref[Recorder]) -> None:
+    recorder = ref()
+    if recorder is not None:
+        recorder._after_fork()
