@@ -127,6 +127,34 @@ def test_a_body_that_stalls_is_answered_408_and_the_connection_closed(
         assert wire.closed_by_server()
 
 
+def test_a_client_gone_mid_body_is_no_server_error(gateway: ServeProcess) -> None:
+    def errors(by_status: dict[str, float]) -> float:
+        return sum(n for status, n in by_status.items() if status.startswith("5"))
+
+    before = server_requests(gateway)
+    with Wire(gateway.url) as wire:
+        wire.start("POST", "/v1/chat/completions", [JSON, ("content-length", "1000")])
+        wire.data(b'{"model": "gpt-4o-mini", ')
+    # The server noticed (its answer goes nowhere); it logged no traceback and counted no 5xx.
+    poll(
+        "the server to count it",
+        lambda: sum(server_requests(gateway).values()) > sum(before.values()),
+    )
+    assert errors(server_requests(gateway)) == errors(before)
+    assert "Traceback" not in gateway.log_tail(1000)
+
+
+def server_requests(served: ServeProcess) -> dict[str, float]:
+    """``aivitals_http_server_requests_total`` summed by status, from the server's /metrics."""
+    text = httpx.get(f"{served.url}/metrics", timeout=30).text
+    by_status: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("aivitals_http_server_requests_total{"):
+            status = line.split('status="')[1].split('"')[0]
+            by_status[status] = by_status.get(status, 0.0) + float(line.rsplit(" ", 1)[1])
+    return by_status
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream-before-first-byte"])
 def test_a_client_that_gives_up_is_recorded_cancelled_when_it_goes(
     gateway: ServeProcess, mock: MockLlmProcess, stream: bool

@@ -25,7 +25,7 @@ import msgspec
 from opentelemetry import trace as otel
 from opentelemetry.trace import Span, SpanKind
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -287,6 +287,8 @@ class Gateway:
                 if size > MAX_BODY_BYTES:  # counted as it arrives: never held whole
                     return too_large
                 parts.append(part)
+        except ClientDisconnect:  # gone mid-body: nobody to answer, nothing to record
+            return Response(status_code=GONE_STATUS)
         except HTTPException as refused:  # from the server's body limits: a body that stalled
             return openai_error(
                 refused.status_code,
