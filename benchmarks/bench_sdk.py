@@ -33,10 +33,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 sys.path.insert(0, str(Path(__file__).parent))
 
 import aivitals
+from aivitals.metric_schema import DURATION_BUCKETS
 from aivitals.model import Call
 from aivitals.recorder import Recorder
 from aivitals.sinks.log import JsonLogSink
-from aivitals.sinks.prometheus import DURATION_BUCKETS, PrometheusSink
+from aivitals.sinks.prometheus import PrometheusSink
 from aivitals.windows import LiveWindows
 from report import machine_line, write_section
 

@@ -50,7 +50,8 @@ class App:
             flush_interval_s=3600,
             batch_size=100_000,
         )
-        self.prometheus.watch(self.recorder)
+        recorder = self.recorder
+        self.prometheus.watch(stats=recorder.stats, buffered=recorder.buffered, lost=recorder.lost)
         runtime = Runtime(
             recorder=self.recorder,
             prometheus=self.prometheus,
@@ -219,7 +220,7 @@ def test_what_cannot_be_kept_anywhere_is_counted_lost_and_exported(
     sink = StoreSink(flaky, clock=FakeClock(), pending_dir=blocked)
     prometheus = PrometheusSink()
     recorder = Recorder(inline_sinks=[prometheus], batch_sinks=[sink], flush_interval_s=0.05)
-    prometheus.watch(recorder)
+    prometheus.watch(stats=recorder.stats, buffered=recorder.buffered, lost=recorder.lost)
     for _ in range(7):
         recorder.record(make_call())
     assert recorder.flush(timeout_s=10)

@@ -127,7 +127,7 @@ def build(
     recorder = Recorder(
         inline_sinks=[metrics, ledger], batch_sinks=[StoreSink(store)], flush_interval_s=0.05
     )
-    metrics.watch(recorder)
+    metrics.watch(stats=recorder.stats, buffered=recorder.buffered, lost=recorder.lost)
     ledger.reload(Queries(store.engine))
     spans = InMemorySpanExporter()
     provider = TracerProvider()
@@ -434,7 +434,7 @@ def test_chat_stream_and_embeddings_land_in_the_store_and_metrics(rig: Rig) -> N
     assert rig.metric("aivitals_requests_total", operation="embeddings", status="ok") == 1
     assert rig.metric("aivitals_time_to_first_token_seconds_count") == 1
     assert rig.metric("aivitals_tokens_total", model="gpt-4o-mini", type="output") == 1000
-    assert rig.metric("aivitals_tokens_total", type="cached_input") == 1024
+    assert rig.metric("aivitals_input_tokens_total", kind="cache_read") == 1024
 
 
 def test_a_client_gone_mid_stream_is_stored_as_cancelled(rig: Rig) -> None:

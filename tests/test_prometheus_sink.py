@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from prometheus_client import generate_latest
 
+from aivitals.metric_schema import DURATION_BUCKETS
 from aivitals.model import Score
 from aivitals.recorder import Recorder
-from aivitals.sinks.prometheus import DURATION_BUCKETS, PrometheusSink
+from aivitals.sinks.prometheus import PrometheusSink
 
 from .helpers import make_call
 
@@ -43,9 +46,9 @@ def test_call_updates_every_family() -> None:
     assert get("aivitals_request_duration_seconds_sum", {**model, "operation": "chat"}) == 1.5
     assert get("aivitals_time_to_first_token_seconds_sum", model) == 0.3
     assert get("aivitals_tokens_total", {**model, "type": "input"}) == 32000
-    assert get("aivitals_tokens_total", {**model, "type": "cached_input"}) == 16000
     assert get("aivitals_tokens_total", {**model, "type": "output"}) == 240
-    assert get("aivitals_tokens_total", {**model, "type": "reasoning"}) == 40
+    assert get("aivitals_input_tokens_total", {**model, "kind": "cache_read"}) == 16000
+    assert get("aivitals_output_tokens_total", {**model, "kind": "reasoning"}) == 40
     assert get("aivitals_cost_usd_total", {**model, "feature": "search", "team": "core"}) == 0.25
     assert get("aivitals_cache_requests_total", {**model, "result": "miss", "level": "exact"}) == 1
     # 240 tokens over the 1.2 s after the first token: 200 tokens/s, in the (150, 200] bucket.
@@ -101,10 +104,75 @@ def test_duration_buckets_are_the_opentelemetry_genai_ones() -> None:
     assert all(b == round(a * 2, 2) for a, b in itertools.pairwise(DURATION_BUCKETS))
 
 
+def token_samples(sink: PrometheusSink, family: str) -> dict[str, float]:
+    """The samples of ``family`` by their one non-model label."""
+    [found] = [f for f in sink.registry.collect() if f.name == family]
+    out: dict[str, float] = {}
+    for sample in found.samples:
+        if sample.name.endswith("_total"):
+            (value,) = (v for k, v in sample.labels.items() if k not in {"provider", "model"})
+            out[value] = out.get(value, 0) + sample.value
+    return out
+
+
+def test_token_labels_partition_the_tokens_so_sums_mean_something() -> None:
+    sink = PrometheusSink()
+    # 10,000 in: 6,000 read from the prompt cache, 1,500 written to it, 2,500 neither.
+    # 900 out: 300 of them reasoning.
+    sink.on_call(
+        make_call(
+            input_tokens=10_000,
+            cached_input_tokens=6_000,
+            cache_write_tokens=1_500,
+            output_tokens=900,
+            reasoning_tokens=300,
+        )
+    )
+    sink.on_call(make_call(operation="embeddings", input_tokens=50, output_tokens=0))
+    tokens = token_samples(sink, "aivitals_tokens")
+    assert tokens == {"input": 10_050, "output": 900}
+    assert sum(tokens.values()) == 10_950  # every token once
+    inputs = token_samples(sink, "aivitals_input_tokens")
+    assert inputs == {"uncached": 2_550, "cache_read": 6_000, "cache_write": 1_500}
+    assert sum(inputs.values()) == 10_050
+    outputs = token_samples(sink, "aivitals_output_tokens")
+    assert outputs == {"non_reasoning": 600, "reasoning": 300}
+    assert sum(outputs.values()) == 900
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A recorder's counters without a recorder: what the sink reads of one."""
+
+    dropped_calls: int = 3
+    dropped_scores: int = 1
+    internal_errors: int = 2
+    sink_errors: Mapping[str, int] = field(default_factory=lambda: {"store": 2})
+    sink_failed_items: Mapping[str, int] = field(default_factory=lambda: {"store": 40})
+
+
+def test_recorder_health_needs_only_the_counts_and_buffers() -> None:
+    sink = PrometheusSink()
+    sink.watch(
+        stats=Counts(),
+        buffered=lambda: {("recorder", "queue"): 7, ("store", "store_retry"): 5},
+        lost=lambda: {("recorder", "queue_full"): 4},
+    )
+    get = sink.registry.get_sample_value
+    assert get("aivitals_dropped_calls_total", {}) == 3
+    assert get("aivitals_dropped_scores_total", {}) == 1
+    assert get("aivitals_internal_errors_total", {}) == 2
+    assert get("aivitals_sink_errors_total", {"sink": "store"}) == 2
+    assert get("aivitals_sink_failed_items_total", {"sink": "store"}) == 40
+    assert get("aivitals_queue_depth", {}) == 12
+    assert get("aivitals_buffered_items", {"sink": "store", "buffer": "store_retry"}) == 5
+    assert get("aivitals_lost_items_total", {"sink": "recorder", "reason": "queue_full"}) == 4
+
+
 def test_recorder_health_is_exported() -> None:
     sink = PrometheusSink()
     recorder = Recorder(inline_sinks=[sink])
-    sink.watch(recorder)
+    sink.watch(stats=recorder.stats, buffered=recorder.buffered, lost=recorder.lost)
     recorder.stats.dropped_calls = 3
     recorder.stats.sink_errors["store"] = 2
     recorder.stats.sink_failed_items["store"] = 40

@@ -33,12 +33,14 @@ from typing import TypeVar, cast
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from aivitals.metric_schema import LABEL_OVERFLOW
+
 _Key = TypeVar("_Key", bound=tuple[str, ...])
 
 OTHER = "_other"
 """The one value that every label value past its cap is counted under."""
 
-OVERFLOW_METRIC = "aivitals_label_overflow"
+OVERFLOW_METRIC = LABEL_OVERFLOW.family
 """``aivitals_label_overflow_total{metric, label}``: values recorded under `OTHER` instead."""
 
 
@@ -224,7 +226,5 @@ class OverflowCollector:
 def overflow_family() -> CounterMetricFamily:
     """The empty ``aivitals_label_overflow`` family, for collectors to fill."""
     return CounterMetricFamily(
-        OVERFLOW_METRIC,
-        f"Label values recorded under {OTHER!r} because their metric's label cap was full.",
-        labels=["metric", "label"],
+        LABEL_OVERFLOW.name, LABEL_OVERFLOW.help, labels=LABEL_OVERFLOW.labels
     )

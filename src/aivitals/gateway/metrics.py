@@ -11,6 +11,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from aivitals.cardinality import KeyCap, OverflowCollector, ValueCap
+from aivitals.metric_schema import GATEWAY_CACHE_BYTES, GATEWAY_CACHE_ENTRIES, GATEWAY_REFUSALS
 
 REASONS = ("auth", "bad_request", "rate_limit", "budget")
 MAX_REASONS = 32
@@ -27,30 +28,25 @@ class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self._reasons = KeyCap(
-            "aivitals_gateway_refusals_total",
-            ("reason",),
+            GATEWAY_REFUSALS.name,
+            GATEWAY_REFUSALS.labels,
             max_keys=MAX_REASONS,
             values={"reason": ValueCap(MAX_REASONS)},
         )
         self.registry.register(OverflowCollector([self._reasons]))
         self.refusals = Counter(
-            "aivitals_gateway_refusals",
-            "Requests the gateway answered itself without calling an upstream, by reason: auth "
-            "(401), bad_request (4xx), rate_limit (429), budget (429).",
-            ("reason",),
+            GATEWAY_REFUSALS.name,
+            GATEWAY_REFUSALS.help,
+            GATEWAY_REFUSALS.labels,
             registry=self.registry,
         )
         for reason in REASONS:
             self.refusals.labels(*self._reasons.admit((reason,)))  # shows from the start, at 0
         self.cache_entries = Gauge(
-            "aivitals_gateway_cache_entries",
-            "Answers held by the response cache.",
-            registry=self.registry,
+            GATEWAY_CACHE_ENTRIES.name, GATEWAY_CACHE_ENTRIES.help, registry=self.registry
         )
         self.cache_bytes = Gauge(
-            "aivitals_gateway_cache_bytes",
-            "Bytes held by the response cache.",
-            registry=self.registry,
+            GATEWAY_CACHE_BYTES.name, GATEWAY_CACHE_BYTES.help, registry=self.registry
         )
 
     def watch_cache(self, entries: Callable[[], int], size: Callable[[], int]) -> None:

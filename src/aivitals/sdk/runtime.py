@@ -144,7 +144,7 @@ def build_runtime(**options: Unpack[RuntimeOptions]) -> Runtime:
         flush_interval_s=options.get("flush_interval_s", 1.0),
     )
     if prometheus_sink is not None:
-        prometheus_sink.watch(recorder)
+        prometheus_sink.watch(stats=recorder.stats, buffered=recorder.buffered, lost=recorder.lost)
     defaults = Attribution().merged(
         environment=options.get("environment") or env.environment,
         feature=options.get("feature"),

@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aivitals.cardinality import OVERFLOW_METRIC, KeyCap, OverflowCollector, ValueCap
+from aivitals.metric_schema import HTTP_DURATION, HTTP_IN_FLIGHT, HTTP_REQUESTS
 
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -41,8 +42,6 @@ _STATUSES = {int(status): str(int(status)) for status in HTTPStatus}
 MAX_SERIES = 1_000
 """(method, route, status) label sets kept: the app has tens of routes, each answering a few
 statuses; a route label past 200 distinct values can only be a bug upstream of us."""
-# Ingest and reads answer in milliseconds; the upper buckets catch slow store queries.
-DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class _Exposed(Collector):
@@ -82,8 +81,8 @@ class ServerMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         # Route folds first: a status kept under route="_other" still tells errors from successes.
         self._cap = KeyCap(
-            "aivitals_http_server_requests_total",
-            ("method", "route", "status"),
+            HTTP_REQUESTS.name,
+            HTTP_REQUESTS.labels,
             max_keys=max_series,
             values={"route": ValueCap(min(200, max_series))},
             fold_order=("route", "method", "status"),
@@ -91,23 +90,16 @@ class ServerMetrics:
         self._exposed = _Exposed(OverflowCollector([self._cap]))
         self.registry.register(self._exposed)
         self.requests = Counter(
-            "aivitals_http_server_requests",
-            "HTTP requests answered by the aivitals server, by route template and status.",
-            ("method", "route", "status"),
-            registry=self.registry,
+            HTTP_REQUESTS.name, HTTP_REQUESTS.help, HTTP_REQUESTS.labels, registry=self.registry
         )
         self.duration = Histogram(
-            "aivitals_http_server_request_duration_seconds",
-            "Time from a request's arrival to the end of its response.",
-            ("method", "route"),
-            buckets=DURATION_BUCKETS,
+            HTTP_DURATION.name,
+            HTTP_DURATION.help,
+            HTTP_DURATION.labels,
+            buckets=HTTP_DURATION.buckets,
             registry=self.registry,
         )
-        self.in_flight = Gauge(
-            "aivitals_http_server_requests_in_flight",
-            "HTTP requests being handled now.",
-            registry=self.registry,
-        )
+        self.in_flight = Gauge(HTTP_IN_FLIGHT.name, HTTP_IN_FLIGHT.help, registry=self.registry)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
 

@@ -1,40 +1,52 @@
 """Prometheus metrics for every call, in a registry of aivitals' own.
 
-The names and labels are a contract: dashboards, alert rules and docs/metrics.md all use them. User
-ids and prompt text are never labels (cardinality and personal data); per-user figures live in the
-store. Durations are in seconds with OpenTelemetry's GenAI bucket boundaries. The label values
-that come from outside (provider, model, feature, team, score name) are capped (`LabelLimits`):
-late values past a cap are counted under ``_other`` (see `aivitals.cardinality`).
+The names, labels, help texts and buckets are a contract declared once in `aivitals.metric_schema`
+(dashboards, alert rules and docs/metrics.md use the same). User ids and prompt text are never
+labels (cardinality and personal data); per-user figures live in the store. Durations are in
+seconds with OpenTelemetry's GenAI bucket boundaries. The label values that come from outside
+(provider, model, feature, team, score name) are capped (`LabelLimits`): late values past a cap
+are counted under ``_other`` (see `aivitals.cardinality`).
 """
 
 from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from itertools import accumulate
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from aivitals import metric_schema as schema
 from aivitals.cardinality import KeyCap, LabelLimits, OverflowCollector, ValueCap
+from aivitals.metric_schema import MetricSpec
 from aivitals.model import Call, Score
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from aivitals.recorder import Recorder
 
-# gen_ai.client.operation.duration and time_to_first_chunk: 0.01 s doubling to 81.92 s.
-DURATION_BUCKETS = tuple(round(0.01 * 2**i, 2) for i in range(14))
-TOKENS_PER_SECOND_BUCKETS = (1.0, 2, 5, 10, 20, 35, 50, 75, 100, 150, 200, 300, 500, 1000)
-RATIO_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
-SCORE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+class RecorderCounts(Protocol):
+    """The recorder's own counters that the sink exports (`aivitals.recorder.RecorderStats`)."""
 
-TOKEN_TYPES = ("input", "output", "cached_input", "cache_write", "reasoning")
+    @property
+    def dropped_calls(self) -> int: ...
+    @property
+    def dropped_scores(self) -> int: ...
+    @property
+    def internal_errors(self) -> int: ...
+    @property
+    def sink_errors(self) -> Mapping[str, int]: ...
+    @property
+    def sink_failed_items(self) -> Mapping[str, int]: ...
+
+
+ByPlace = Callable[[], Mapping[tuple[str, str], int]]
+"""Items by (sink, buffer) or (sink, reason), read at scrape time."""
 
 
 class PrometheusSink(Collector):
@@ -68,7 +80,7 @@ class PrometheusSink(Collector):
         limits = limits if limits is not None else LabelLimits()
         values = limits.value_caps()
         self._series_cap = KeyCap(
-            "aivitals_requests_total",
+            schema.REQUESTS.name,
             ("provider", "model", "operation"),
             max_keys=limits.model_series,
             values=values,
@@ -77,21 +89,21 @@ class PrometheusSink(Collector):
         # The provider never folds (past the cap a call still counts for its provider); in the
         # cost family neither does the model, which arrives folded by the series cap already.
         self._cost_cap = KeyCap(
-            "aivitals_cost_usd_total",
-            ("provider", "model", "feature", "team"),
+            schema.COST.name,
+            schema.COST.labels,
             max_keys=limits.attribution_series,
             values={"feature": values["feature"], "team": values["team"]},
         )
         self._flight_cap = KeyCap(
-            "aivitals_requests_in_flight",
-            ("provider", "model"),
+            schema.IN_FLIGHT.name,
+            schema.IN_FLIGHT.labels,
             max_keys=limits.model_series,
             values=values,
             fold_order=("model",),
         )
         self._quality_cap = KeyCap(
-            "aivitals_quality_score",
-            ("name", "model", "feature"),
+            schema.QUALITY.name,
+            schema.QUALITY.labels,
             max_keys=limits.model_series,
             values={
                 "name": ValueCap(limits.score_names),
@@ -107,19 +119,23 @@ class PrometheusSink(Collector):
         self._series: dict[tuple[str, str, str], _Series] = {}
         self._in_flight: dict[tuple[str, str], int] = {}
         # Scores are rare next to calls: the plain client histogram is fine for them.
+        quality = schema.QUALITY
         self.quality = Histogram(
-            "aivitals_quality_score",
-            "Quality scores, normalised to 0..1.",
-            ("name", "model", "feature"),
-            buckets=SCORE_BUCKETS,
+            quality.name,
+            quality.help,
+            quality.labels,
+            buckets=quality.buckets,
             registry=self.registry,
         )
         self.registry.register(self)
         self.registry.register(self.overflow)
 
-    def watch(self, recorder: Recorder) -> None:
-        """Also export the recorder's own health (drops, sink failures, queue depth)."""
-        self.registry.register(_RecorderCollector(recorder))
+    def watch(self, *, stats: RecorderCounts, buffered: ByPlace, lost: ByPlace) -> None:
+        """Also export the recorder's own health: its counters, what waits and what was lost.
+
+        Given ``recorder.stats``, ``recorder.buffered`` and ``recorder.lost``, read at scrape time.
+        """
+        self.registry.register(_HealthCollector(stats, buffered, lost))
 
     def on_call(self, call: Call) -> None:
         key = (call.provider, call.model, call.operation)
@@ -199,60 +215,19 @@ class PrometheusSink(Collector):
     def _families(
         series: dict[tuple[str, str, str], _Series], in_flight: dict[tuple[str, str], int]
     ) -> list[Metric]:
-        model = ["provider", "model"]
-        requests = CounterMetricFamily(
-            "aivitals_requests",
-            "Model calls by outcome.",
-            labels=[*model, "operation", "status", "error_type"],
-        )
-        duration = HistogramMetricFamily(
-            "aivitals_request_duration_seconds",
-            "End-to-end latency of model calls.",
-            labels=[*model, "operation"],
-        )
-        ttft = HistogramMetricFamily(
-            "aivitals_time_to_first_token_seconds",
-            "Time to the first streamed chunk.",
-            labels=model,
-        )
-        tokens = CounterMetricFamily(
-            "aivitals_tokens",
-            "Tokens by type; cached_input and cache_write are part of input, reasoning of output.",
-            labels=[*model, "type"],
-        )
-        cost = CounterMetricFamily(
-            "aivitals_cost_usd",
-            "Spend in US dollars on priced calls.",
-            labels=[*model, "feature", "team"],
-        )
-        unpriced = CounterMetricFamily(
-            "aivitals_unpriced_calls",
-            "Calls to models with no known price (recorded with cost_usd null).",
-            labels=model,
-        )
-        cache = CounterMetricFamily(
-            "aivitals_cache_requests",
-            "Response cache lookups by result (hit, miss, bypass) and level (exact, semantic).",
-            labels=[*model, "result", "level"],
-        )
-        saved = CounterMetricFamily(
-            "aivitals_cache_saved_usd",
-            "What response-cache hits saved: the cost of the answers they replayed.",
-            labels=model,
-        )
-        speed = HistogramMetricFamily(
-            "aivitals_output_tokens_per_second",
-            "Generation speed: output tokens per second after the first token.",
-            labels=model,
-        )
-        context = HistogramMetricFamily(
-            "aivitals_context_utilisation_ratio",
-            "Input tokens as a share of the model's context window.",
-            labels=model,
-        )
-        flight = GaugeMetricFamily(
-            "aivitals_requests_in_flight", "Model calls started and not yet finished.", labels=model
-        )
+        requests = _counter(schema.REQUESTS)
+        duration = _histogram(schema.DURATION)
+        ttft = _histogram(schema.TIME_TO_FIRST_TOKEN)
+        tokens = _counter(schema.TOKENS)
+        input_tokens = _counter(schema.INPUT_TOKENS)
+        output_tokens = _counter(schema.OUTPUT_TOKENS)
+        cost = _counter(schema.COST)
+        unpriced = _counter(schema.UNPRICED)
+        cache = _counter(schema.CACHE_REQUESTS)
+        saved = _counter(schema.CACHE_SAVED)
+        speed = _histogram(schema.OUTPUT_SPEED)
+        context = _histogram(schema.CONTEXT_UTILISATION)
+        flight = _gauge(schema.IN_FLIGHT)
         per_model: dict[tuple[str, str], _Series] = {}
         for (provider, name, operation), one in sorted(series.items()):
             pair = (provider, name)
@@ -264,8 +239,19 @@ class PrometheusSink(Collector):
         for (provider, name), one in sorted(per_model.items()):
             labels = [provider, name]
             one.ttft.add_to(ttft, labels)
-            for token_type, count in zip(TOKEN_TYPES, one.tokens, strict=True):
+            # The totals as recorded; their parts are derived here, not on the caller's thread.
+            # Each call has cached + cache_write <= input and reasoning <= output (the record
+            # refuses anything else), so every part only grows, as a counter must.
+            total_in, total_out, cache_read, cache_write, reasoning = one.tokens
+            for token_type, count in zip(schema.TOKEN_TYPES, (total_in, total_out), strict=True):
                 tokens.add_metric([*labels, token_type], count)
+            uncached = total_in - cache_read - cache_write
+            parts_in = (uncached, cache_read, cache_write)
+            for kind, count in zip(schema.INPUT_KINDS, parts_in, strict=True):
+                input_tokens.add_metric([*labels, kind], count)
+            parts_out = (total_out - reasoning, reasoning)
+            for kind, count in zip(schema.OUTPUT_KINDS, parts_out, strict=True):
+                output_tokens.add_metric([*labels, kind], count)
             for (feature, team), usd in sorted(one.cost.items()):
                 cost.add_metric([*labels, feature, team], float(usd))
             unpriced.add_metric(labels, one.unpriced)
@@ -282,6 +268,8 @@ class PrometheusSink(Collector):
             duration,
             ttft,
             tokens,
+            input_tokens,
+            output_tokens,
             cost,
             unpriced,
             cache,
@@ -290,6 +278,18 @@ class PrometheusSink(Collector):
             context,
             flight,
         ]
+
+
+def _counter(spec: MetricSpec) -> CounterMetricFamily:
+    return CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
+
+
+def _gauge(spec: MetricSpec) -> GaugeMetricFamily:
+    return GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
+
+
+def _histogram(spec: MetricSpec) -> HistogramMetricFamily:
+    return HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
 
 
 _ZERO = Decimal(0)
@@ -359,15 +359,16 @@ class _Series:
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str], int] = {}
-        self.duration = _Histogram(DURATION_BUCKETS)
-        self.ttft = _Histogram(DURATION_BUCKETS)
-        self.tokens = [0] * len(TOKEN_TYPES)
+        self.duration = _Histogram(schema.DURATION.buckets)
+        self.ttft = _Histogram(schema.TIME_TO_FIRST_TOKEN.buckets)
+        # input, output, cached reads, cache writes, reasoning: the call's own fields.
+        self.tokens = [0] * 5
         self.unpriced = 0
         self.cost: dict[tuple[str, str], Decimal] = {}
         self.cache: dict[tuple[str, str], int] = {}
         self.saved = _ZERO
-        self.output_speed = _Histogram(TOKENS_PER_SECOND_BUCKETS)
-        self.context = _Histogram(RATIO_BUCKETS)
+        self.output_speed = _Histogram(schema.OUTPUT_SPEED.buckets)
+        self.context = _Histogram(schema.CONTEXT_UTILISATION.buckets)
 
     def copy(self) -> _Series:
         other = _Series()
@@ -399,65 +400,41 @@ class _Series:
         return merged
 
 
-class _RecorderCollector(Collector):
+class _HealthCollector(Collector):
     """Reads the recorder's own counters at scrape time, so recording pays nothing for them."""
 
-    def __init__(self, recorder: Recorder) -> None:
-        self._recorder = recorder
+    def __init__(self, stats: RecorderCounts, buffered: ByPlace, lost: ByPlace) -> None:
+        self._stats = stats
+        self._buffered = buffered
+        self._lost = lost
 
     def collect(self) -> Iterator[Metric]:
-        stats = self._recorder.stats
-        dropped = CounterMetricFamily(
-            "aivitals_dropped_calls",
-            "Calls dropped because the recorder's queue was full.",
-        )
+        stats = self._stats
+        dropped = _counter(schema.DROPPED_CALLS)
         dropped.add_metric([], stats.dropped_calls)
         yield dropped
-        dropped_scores = CounterMetricFamily(
-            "aivitals_dropped_scores",
-            "Scores dropped because the recorder's queue was full.",
-        )
+        dropped_scores = _counter(schema.DROPPED_SCORES)
         dropped_scores.add_metric([], stats.dropped_scores)
         yield dropped_scores
-        errors = CounterMetricFamily(
-            "aivitals_sink_errors", "Failures raised by a sink (never propagated).", labels=["sink"]
-        )
-        failed = CounterMetricFamily(
-            "aivitals_sink_failed_items",
-            "Calls and scores in batches a sink failed to take.",
-            labels=["sink"],
-        )
+        errors = _counter(schema.SINK_ERRORS)
+        failed = _counter(schema.SINK_FAILED_ITEMS)
         for sink, count in sorted(stats.sink_errors.items()):
             errors.add_metric([sink], count)
-            failed.add_metric([sink], stats.sink_failed_items[sink])
+            failed.add_metric([sink], stats.sink_failed_items.get(sink, 0))
         yield errors
         yield failed
-        internal = CounterMetricFamily(
-            "aivitals_internal_errors", "Failures inside aivitals itself (never propagated)."
-        )
+        internal = _counter(schema.INTERNAL_ERRORS)
         internal.add_metric([], stats.internal_errors)
         yield internal
-        waiting = self._recorder.buffered()
-        depth = GaugeMetricFamily(
-            "aivitals_queue_depth",
-            "Calls and scores accepted and not yet delivered, in every buffer of this process.",
-        )
+        waiting = self._buffered()
+        depth = _gauge(schema.QUEUE_DEPTH)
         depth.add_metric([], sum(waiting.values()))
         yield depth
-        buffered = GaugeMetricFamily(
-            "aivitals_buffered_items",
-            "Calls and scores waiting, by sink and buffer (queue, store_retry, "
-            "store_pending_files, exporter_spool).",
-            labels=["sink", "buffer"],
-        )
+        buffered = _gauge(schema.BUFFERED_ITEMS)
         for (sink, buffer), count in sorted(waiting.items()):
             buffered.add_metric([sink, buffer], count)
         yield buffered
-        lost = CounterMetricFamily(
-            "aivitals_lost_items",
-            "Calls and scores accepted and then lost for good, by sink and reason.",
-            labels=["sink", "reason"],
-        )
-        for (sink, reason), count in sorted(self._recorder.lost().items()):
+        lost = _counter(schema.LOST_ITEMS)
+        for (sink, reason), count in sorted(self._lost().items()):
             lost.add_metric([sink, reason], count)
         yield lost
