@@ -77,7 +77,9 @@ def tokens(input_: str, output: str) -> list[dict[str, str]]:
     return [
         series("aivitals_tokens_total", {**labels, "type": "input"}, f"0+{input_}x60"),
         series("aivitals_tokens_total", {**labels, "type": "output"}, f"0+{output}x60"),
-        # Part of input: must not count twice.
+        # Parts of the input, in their own metric: must not count twice.
+        series("aivitals_input_tokens_total", {**labels, "kind": "cache_read"}, "0+90000x60"),
+        # A replica from before the split still reports parts as types: nor must these.
         series("aivitals_tokens_total", {**labels, "type": "cached_input"}, "0+90000x60"),
     ]
 

@@ -1,4 +1,4 @@
-"""The same rules as a Prometheus rule file, over the metrics of docs/metrics.md.
+"""The same rules as a Prometheus rule file, over the metrics of `aivitals.metric_schema`.
 
 A rule that PromQL cannot express over those metrics (``signal: query``, a ``month`` window, a
 filter or group on a label the metric lacks, such as ``team`` on latency) is listed with the
@@ -25,28 +25,52 @@ from typing import Any
 import yaml
 
 from aivitals.alerts.rules import Rule, RuleSet
+from aivitals.metric_schema import (
+    CACHE_REQUESTS,
+    COST,
+    DURATION,
+    QUALITY,
+    REQUESTS,
+    TOKENS,
+    UNPRICED,
+    MetricSpec,
+)
 
 GROUP_NAME = "aivitals"
 
-_REQUESTS = "aivitals_requests_total"
-_DURATION = "aivitals_request_duration_seconds_bucket"
-_TOKENS = "aivitals_tokens_total"
-_COST = "aivitals_cost_usd_total"
-_UNPRICED = "aivitals_unpriced_calls_total"
-_CACHE = "aivitals_cache_requests_total"
-_QUALITY = "aivitals_quality_score"
+_REQUESTS = REQUESTS.name
+_DURATION = f"{DURATION.name}_bucket"
+_TOKENS = TOKENS.name
+_COST = COST.name
+_UNPRICED = UNPRICED.name
+_CACHE = CACHE_REQUESTS.name
+_QUALITY = QUALITY.name
 
-# The labels each signal's metrics share (docs/metrics.md): what a rule may filter or group by.
+
+def _shared(*metrics: MetricSpec, fixed: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The labels every one of ``metrics`` has, but those the expression sets itself."""
+    first, *others = metrics
+    return tuple(
+        label
+        for label in first.labels
+        if label not in fixed and all(label in other.labels for other in others)
+    )
+
+
+_LATENCY = _shared(DURATION)
+# What a rule may filter or group by: the labels that every metric of its signal shares.
 _LABELS: dict[str, tuple[str, ...]] = {
-    "spend": ("provider", "model", "feature", "team"),
-    "cost_per_request": ("provider", "model"),
-    "latency_p50": ("provider", "model", "operation"),
-    "latency_p95": ("provider", "model", "operation"),
-    "latency_p99": ("provider", "model", "operation"),
-    "tokens": ("provider", "model"),
-    "error_rate": ("provider", "model", "operation"),
-    "cache_hit_ratio": ("provider", "model"),
-    "quality": ("model", "feature"),
+    "spend": _shared(COST),
+    "cost_per_request": _shared(COST, REQUESTS, UNPRICED),
+    "latency_p50": _LATENCY,
+    "latency_p95": _LATENCY,
+    "latency_p99": _LATENCY,
+    # Input and output: type is a partition, so the sum over it is every token once.
+    "tokens": _shared(TOKENS, fixed=("type",)),
+    # error_type is grouped by apart (`_value_expr`), status is what the rule counts.
+    "error_rate": _shared(REQUESTS, fixed=("status", "error_type")),
+    "cache_hit_ratio": _shared(CACHE_REQUESTS, fixed=("result", "level")),
+    "quality": _shared(QUALITY, fixed=("name",)),
 }
 _PRINTF = re.compile(r"\.?\d*[fge]")
 
@@ -150,6 +174,8 @@ def _value_expr(rule: Rule, by: list[str], matchers: list[str], rng: str) -> str
         buckets = _sum([*by, "le"], f"rate({_selector(_DURATION, matchers)}[{rng}])")
         return f"histogram_quantile({q:g}, {buckets}) * 1000"
     if signal == "tokens":
+        # Every type, named: a replica from before input and output became a partition still
+        # reports cached_input, cache_write and reasoning, which would count twice.
         return _sum(by, _increase(_TOKENS, ['type=~"input|output"', *matchers], rng))
     if signal == "error_rate":
         errors = ['status="error"', *matchers]

@@ -1,8 +1,9 @@
 """The Grafana dashboard over aivitals' Prometheus metrics, built with Grafana's Foundation SDK.
 
 Five rows, as docs/design.md lists them: cost, latency, tokens, quality and operational health.
-Every panel reads the metrics of docs/metrics.md through a ``$datasource`` variable, and narrows
-them by the filter variables (`aivitals.dashboards.promql.FILTERS`) that its metric can take.
+Every panel reads the metrics of `aivitals.metric_schema` (docs/metrics.md) through a
+``$datasource`` variable, and narrows them by the filter variables
+(`aivitals.dashboards.promql.FILTERS`) that its metric can take.
 
 >>> dashboard = build_dashboard()
 >>> [panel["title"] for panel in dashboard["panels"] if panel["type"] == "row"]
@@ -21,16 +22,17 @@ from grafana_foundation_sdk.models.dashboard import VariableRefresh, VariableSor
 from aivitals.dashboards.panels import DATASOURCE
 from aivitals.dashboards.promql import FILTERS
 from aivitals.dashboards.rows import ROWS
+from aivitals.metric_schema import COST, REQUESTS
 
 DEFAULT_TITLE = "aivitals: LLM calls"
 DEFAULT_UID = "aivitals-llm"
 
 _VARIABLE_QUERIES = {
-    "provider": "label_values(aivitals_requests_total, provider)",
+    "provider": f"label_values({REQUESTS.name}, provider)",
     # Cascades: picking a provider narrows the models offered.
-    "model": 'label_values(aivitals_requests_total{provider=~"$provider"}, model)',
-    "feature": "label_values(aivitals_cost_usd_total, feature)",
-    "team": "label_values(aivitals_cost_usd_total, team)",
+    "model": f'label_values({REQUESTS.name}{{provider=~"$provider"}}, model)',
+    "feature": f"label_values({COST.name}, feature)",
+    "team": f"label_values({COST.name}, team)",
 }
 
 

@@ -1,7 +1,7 @@
 """The dashboard's five rows (docs/design.md): cost, latency, tokens, quality, operational health.
 
-Each row function adds a row and its panels to a dashboard builder and returns it. Queries use
-only the metric names and labels of docs/metrics.md and docs/server.md.
+Each row function adds a row and its panels to a dashboard builder and returns it. Queries name
+their metrics by the schema's declarations (`aivitals.metric_schema`), never by a string.
 
 The builder places panels left to right and starts a new line only once one is full, never
 before a panel that would overflow it: in each row the widths (`span`) must add up to 24 per
@@ -26,16 +26,31 @@ from aivitals.dashboards.panels import (
     timeseries_panel,
 )
 from aivitals.dashboards.promql import increase, quantile, rate, selector
-
-_REQUESTS = "aivitals_requests_total"
-_COST = "aivitals_cost_usd_total"
-_TOKENS = "aivitals_tokens_total"
-_DURATION = "aivitals_request_duration_seconds"
-_SCORE = "aivitals_quality_score"
+from aivitals.metric_schema import (
+    CACHE_REQUESTS,
+    CACHE_SAVED,
+    CONTEXT_UTILISATION,
+    COST,
+    DROPPED_CALLS,
+    DROPPED_SCORES,
+    DURATION,
+    IN_FLIGHT,
+    INPUT_TOKENS,
+    OUTPUT_SPEED,
+    OUTPUT_TOKENS,
+    PROCESS_CPU,
+    PROCESS_RESIDENT_MEMORY,
+    QUALITY,
+    QUEUE_DEPTH,
+    REQUESTS,
+    SINK_ERRORS,
+    TIME_TO_FIRST_TOKEN,
+    TOKENS,
+    UNPRICED,
+)
 
 _HIT = 'result="hit"'
 _LOOKUP = 'result!="bypass"'
-_IN_OUT = 'type=~"input|output"'
 _LOW_SCORE = 'le="0.7"'
 _ERROR = 'status="error"'
 
@@ -45,12 +60,12 @@ _MODEL_ONLY = ("provider", "model")
 
 def cost_row(dashboard: Dashboard) -> Dashboard:
     """Cost overview: total spend, cost per request, spend by model, feature and team."""
-    spend = f"sum({increase(_COST)})"
+    spend = f"sum({increase(COST)})"
     # aivitals_requests_total has no feature or team label: both sides of cost per request follow
     # provider and model only, or a feature filter would divide its spend by every request.
-    priced = f"sum({increase(_COST, filters=_MODEL_ONLY)})"
-    model_spend = f"sum by (model) ({rate(_COST, filters=_MODEL_ONLY)})"
-    cache = "aivitals_cache_requests_total"
+    priced = f"sum({increase(COST, filters=_MODEL_ONLY)})"
+    model_spend = f"sum by (model) ({rate(COST, filters=_MODEL_ONLY)})"
+    cache = CACHE_REQUESTS
     return (
         dashboard.with_row(Row("Cost overview"))
         .with_panel(
@@ -62,7 +77,7 @@ def cost_row(dashboard: Dashboard) -> Dashboard:
             stat_panel(
                 "Cost per request",
                 "Spend over requests in the time range (follows the provider and model filters).",
-                f"{priced} / sum({increase(_REQUESTS)})",
+                f"{priced} / sum({increase(REQUESTS)})",
                 unit="currencyUSD",
                 decimals=5,
             )
@@ -71,7 +86,7 @@ def cost_row(dashboard: Dashboard) -> Dashboard:
             stat_panel(
                 "Requests",
                 "Model calls in the time range, every outcome.",
-                f"sum({increase(_REQUESTS)})",
+                f"sum({increase(REQUESTS)})",
                 unit="short",
                 decimals=0,
             )
@@ -82,7 +97,7 @@ def cost_row(dashboard: Dashboard) -> Dashboard:
                 "Calls whose model has no known price: recorded without a cost, never guessed. "
                 "Add the model to a price override file (docs/pricing.md).",
                 # No series until the first unpriced call: that is zero, not "no data".
-                f"sum({increase('aivitals_unpriced_calls_total')}) or vector(0)",
+                f"sum({increase(UNPRICED)}) or vector(0)",
                 unit="short",
                 decimals=0,
             )
@@ -91,7 +106,7 @@ def cost_row(dashboard: Dashboard) -> Dashboard:
             stat_panel(
                 "Saved by the response cache",
                 "What the answers replayed from the cache cost when first made.",
-                f"sum({increase('aivitals_cache_saved_usd_total')}) or vector(0)",
+                f"sum({increase(CACHE_SAVED)}) or vector(0)",
                 unit="currencyUSD",
             )
         )
@@ -107,7 +122,7 @@ def cost_row(dashboard: Dashboard) -> Dashboard:
             timeseries_panel(
                 "Spend per hour by model",
                 "Spend rate in US dollars per hour, stacked: the top line is the total.",
-                query(f"3600 * sum by (model) ({rate(_COST)})", legend="{{model}}"),
+                query(f"3600 * sum by (model) ({rate(COST)})", legend="{{model}}"),
                 unit="currencyUSD",
             )
             .stacking(StackingConfig().mode(StackingMode.NORMAL))
@@ -117,7 +132,7 @@ def cost_row(dashboard: Dashboard) -> Dashboard:
             timeseries_panel(
                 "Cost per request by model",
                 "Spend over requests, per model (follows the provider and model filters).",
-                query(f"{model_spend} / sum by (model) ({rate(_REQUESTS)})", legend="{{model}}"),
+                query(f"{model_spend} / sum by (model) ({rate(REQUESTS)})", legend="{{model}}"),
                 unit="currencyUSD",
             )
         )
@@ -125,7 +140,7 @@ def cost_row(dashboard: Dashboard) -> Dashboard:
             bars_panel(
                 "Spend by model",
                 "In the time range.",
-                f"sum by (model) ({increase(_COST)})",
+                f"sum by (model) ({increase(COST)})",
                 legend="{{model}}",
                 unit="currencyUSD",
             )
@@ -134,7 +149,7 @@ def cost_row(dashboard: Dashboard) -> Dashboard:
             bars_panel(
                 "Spend by feature",
                 "In the time range; a blank name is the calls without a feature.",
-                f"sum by (feature) ({increase(_COST)})",
+                f"sum by (feature) ({increase(COST)})",
                 legend="{{feature}}",
                 unit="currencyUSD",
             )
@@ -143,7 +158,7 @@ def cost_row(dashboard: Dashboard) -> Dashboard:
             bars_panel(
                 "Spend by team",
                 "In the time range; a blank name is the calls without a team.",
-                f"sum by (team) ({increase(_COST)})",
+                f"sum by (team) ({increase(COST)})",
                 legend="{{team}}",
                 unit="currencyUSD",
             )
@@ -153,7 +168,7 @@ def cost_row(dashboard: Dashboard) -> Dashboard:
 
 def latency_row(dashboard: Dashboard) -> Dashboard:
     """Latency: p50/p95/p99 over time, per model, the distribution, time to first token."""
-    ttft = "aivitals_time_to_first_token_seconds"
+    ttft = TIME_TO_FIRST_TOKEN
     return (
         dashboard.with_row(Row("Latency"))
         .with_panel(
@@ -161,7 +176,7 @@ def latency_row(dashboard: Dashboard) -> Dashboard:
                 "End-to-end latency: p50, p95, p99",
                 "Percentiles of every call's latency, from the histogram's buckets.",
                 *(
-                    query(quantile(q, _DURATION), legend=f"p{round(q * 100)}")
+                    query(quantile(q, DURATION), legend=f"p{round(q * 100)}")
                     for q in (0.5, 0.95, 0.99)
                 ),
                 unit="s",
@@ -173,7 +188,7 @@ def latency_row(dashboard: Dashboard) -> Dashboard:
             timeseries_panel(
                 "p95 latency by model",
                 "The default alert warns above 5 s (p95) and pages above 10 s (p99).",
-                query(quantile(0.95, _DURATION, by="model"), legend="{{model}}"),
+                query(quantile(0.95, DURATION, by="model"), legend="{{model}}"),
                 unit="s",
             )
         )
@@ -183,7 +198,7 @@ def latency_row(dashboard: Dashboard) -> Dashboard:
             .description("Calls per latency bucket over time (bucket bounds 0.01 s to 81.92 s).")
             .datasource(DATASOURCE)
             .with_target(
-                query(f"sum by (le) ({rate(_DURATION, '_bucket')})", legend="{{le}}").format(
+                query(f"sum by (le) ({rate(DURATION, '_bucket')})", legend="{{le}}").format(
                     PromQueryFormat.HEATMAP
                 )
             )
@@ -205,7 +220,7 @@ def latency_row(dashboard: Dashboard) -> Dashboard:
                 "Output tokens per second (median) by model",
                 "Generation speed after the first token.",
                 query(
-                    quantile(0.5, "aivitals_output_tokens_per_second", by="model"),
+                    quantile(0.5, OUTPUT_SPEED, by="model"),
                     legend="{{model}}",
                 ),
                 unit="short",
@@ -216,7 +231,7 @@ def latency_row(dashboard: Dashboard) -> Dashboard:
                 "Context window utilisation (p95) by model",
                 "Input tokens over the model's context window.",
                 query(
-                    quantile(0.95, "aivitals_context_utilisation_ratio", by="model"),
+                    quantile(0.95, CONTEXT_UTILISATION, by="model"),
                     legend="{{model}}",
                 ),
                 unit="percentunit",
@@ -226,7 +241,12 @@ def latency_row(dashboard: Dashboard) -> Dashboard:
 
 
 def tokens_row(dashboard: Dashboard) -> Dashboard:
-    """Token usage: input and output by model, tokens per request, input/output ratio."""
+    """Token usage: input and output by model, tokens per request, input/output ratio, and the
+    parts of each (prompt-cache reads and writes, reasoning).
+
+    ``type`` of the tokens metric, like ``kind`` of the input and output metrics, is a partition:
+    summing over it counts every token once.
+    """
 
     def of_type(kind: str) -> str:
         return f'type="{kind}"'
@@ -237,11 +257,8 @@ def tokens_row(dashboard: Dashboard) -> Dashboard:
         .with_panel(
             timeseries_panel(
                 "Tokens per second by model: input and output",
-                "Input includes cached reads; output includes reasoning.",
-                query(
-                    f"sum by (model, type) ({rate(_TOKENS, '', _IN_OUT)})",
-                    legend="{{model}} {{type}}",
-                ),
+                "Input includes prompt-cache reads and writes; output includes reasoning.",
+                query(f"sum by (model, type) ({rate(TOKENS)})", legend="{{model}} {{type}}"),
                 unit="short",
             )
         )
@@ -249,7 +266,7 @@ def tokens_row(dashboard: Dashboard) -> Dashboard:
             bars_panel(
                 "Tokens by model and type",
                 "In the time range.",
-                f"sum by (model, type) ({increase(_TOKENS, '', _IN_OUT)})",
+                f"sum by (model, type) ({increase(TOKENS)})",
                 legend="{{model}} {{type}}",
                 unit="short",
                 span=12,
@@ -261,9 +278,9 @@ def tokens_row(dashboard: Dashboard) -> Dashboard:
                 "Average input and output tokens per call.",
                 *(
                     query(
-                        per_model.format(rate(_TOKENS, "", of_type(kind)))
+                        per_model.format(rate(TOKENS, "", of_type(kind)))
                         + " / "
-                        + per_model.format(rate(_REQUESTS)),
+                        + per_model.format(rate(REQUESTS)),
                         legend=f"{{{{model}}}} {kind}",
                     )
                     for kind in ("input", "output")
@@ -277,9 +294,9 @@ def tokens_row(dashboard: Dashboard) -> Dashboard:
                 "Input/output ratio by model",
                 "Input tokens per output token: a prompt that grows shows here first.",
                 query(
-                    per_model.format(rate(_TOKENS, "", of_type("input")))
+                    per_model.format(rate(TOKENS, "", of_type("input")))
                     + " / "
-                    + per_model.format(rate(_TOKENS, "", of_type("output"))),
+                    + per_model.format(rate(TOKENS, "", of_type("output"))),
                     legend="{{model}}",
                 ),
                 unit="short",
@@ -291,9 +308,9 @@ def tokens_row(dashboard: Dashboard) -> Dashboard:
                 "Cached share of input tokens by model",
                 "Prompt-cache reads over all input tokens: higher is cheaper.",
                 query(
-                    per_model.format(rate(_TOKENS, "", of_type("cached_input")))
+                    per_model.format(rate(INPUT_TOKENS, "", 'kind="cache_read"'))
                     + " / "
-                    + per_model.format(rate(_TOKENS, "", of_type("input"))),
+                    + per_model.format(rate(INPUT_TOKENS)),
                     legend="{{model}}",
                 ),
                 unit="percentunit",
@@ -301,10 +318,31 @@ def tokens_row(dashboard: Dashboard) -> Dashboard:
             )
         )
         .with_panel(
+            timeseries_panel(
+                "Input tokens per second by kind",
+                "Stacked: uncached, read from the prompt cache, written to it; the top line is "
+                "all input.",
+                query(f"sum by (kind) ({rate(INPUT_TOKENS)})", legend="{{kind}}"),
+                unit="short",
+            )
+            .stacking(StackingConfig().mode(StackingMode.NORMAL))
+            .fill_opacity(30)
+        )
+        .with_panel(
+            timeseries_panel(
+                "Output tokens per second by kind",
+                "Stacked: reasoning and the rest; the top line is all output.",
+                query(f"sum by (kind) ({rate(OUTPUT_TOKENS)})", legend="{{kind}}"),
+                unit="short",
+            )
+            .stacking(StackingConfig().mode(StackingMode.NORMAL))
+            .fill_opacity(30)
+        )
+        .with_panel(
             stat_panel(
                 "Tokens per request",
                 "Input plus output tokens per call in the time range.",
-                f"sum({increase(_TOKENS, '', _IN_OUT)}) / sum({increase(_REQUESTS)})",
+                f"sum({increase(TOKENS)}) / sum({increase(REQUESTS)})",
                 unit="short",
                 span=12,
                 decimals=0,
@@ -314,7 +352,7 @@ def tokens_row(dashboard: Dashboard) -> Dashboard:
             stat_panel(
                 "Tokens",
                 "Input plus output tokens in the time range.",
-                f"sum({increase(_TOKENS, '', _IN_OUT)})",
+                f"sum({increase(TOKENS)})",
                 unit="short",
                 span=12,
                 decimals=0,
@@ -329,9 +367,7 @@ def quality_row(dashboard: Dashboard) -> Dashboard:
     def mean(by: str, *, over_range: bool) -> str:
         # A histogram's mean is its sum over its count, both over the same window.
         window = increase if over_range else rate
-        return (
-            f"sum by ({by}) ({window(_SCORE, '_sum')}) / sum by ({by}) ({window(_SCORE, '_count')})"
-        )
+        return f"sum by ({by}) ({window(QUALITY, '_sum')}) / sum by ({by}) ({window(QUALITY, '_count')})"
 
     return (
         dashboard.with_row(Row("Quality"))
@@ -350,8 +386,8 @@ def quality_row(dashboard: Dashboard) -> Dashboard:
                 "Share of scores below 0.7",
                 "Scores at or under 0.7 (a bucket bound) over all scores.",
                 query(
-                    f"sum by (name) ({rate(_SCORE, '_bucket', _LOW_SCORE)})"
-                    f" / sum by (name) ({rate(_SCORE, '_count')})",
+                    f"sum by (name) ({rate(QUALITY, '_bucket', _LOW_SCORE)})"
+                    f" / sum by (name) ({rate(QUALITY, '_count')})",
                     legend="{{name}}",
                 ),
                 unit="percentunit",
@@ -379,7 +415,7 @@ def quality_row(dashboard: Dashboard) -> Dashboard:
             stat_panel(
                 "Scores recorded",
                 "Quality scores in the time range.",
-                f"sum({increase(_SCORE, '_count')})",
+                f"sum({increase(QUALITY, '_count')})",
                 unit="short",
                 span=8,
                 decimals=0,
@@ -390,11 +426,11 @@ def quality_row(dashboard: Dashboard) -> Dashboard:
 
 def health_row(dashboard: Dashboard) -> Dashboard:
     """Operational health: volume, errors, provider status, active alerts, the process."""
-    errors = rate(_REQUESTS, "", _ERROR)
+    errors = rate(REQUESTS, "", _ERROR)
     # A provider without errors has no error series: `or ... * 0` keeps it on the chart at 0.
     provider_errors = (
-        f"(sum by (provider) ({errors}) or 0 * sum by (provider) ({rate(_REQUESTS)}))"
-        f" / sum by (provider) ({rate(_REQUESTS)})"
+        f"(sum by (provider) ({errors}) or 0 * sum by (provider) ({rate(REQUESTS)}))"
+        f" / sum by (provider) ({rate(REQUESTS)})"
     )
     return (
         dashboard.with_row(Row("Operational health"))
@@ -402,7 +438,7 @@ def health_row(dashboard: Dashboard) -> Dashboard:
             timeseries_panel(
                 "Requests per second by status",
                 "Every model call: ok, error, cancelled.",
-                query(f"sum by (status) ({rate(_REQUESTS)})", legend="{{status}}"),
+                query(f"sum by (status) ({rate(REQUESTS)})", legend="{{status}}"),
                 unit="reqps",
             )
             .stacking(StackingConfig().mode(StackingMode.NORMAL))
@@ -414,7 +450,7 @@ def health_row(dashboard: Dashboard) -> Dashboard:
                 "Errors of each type over all requests; the default alert warns above 5%.",
                 query(
                     f"sum by (error_type) ({errors})"
-                    f" / ignoring(error_type) group_left sum({rate(_REQUESTS)})",
+                    f" / ignoring(error_type) group_left sum({rate(REQUESTS)})",
                     legend="{{error_type}}",
                 ),
                 unit="percentunit",
@@ -455,8 +491,7 @@ def health_row(dashboard: Dashboard) -> Dashboard:
             stat_panel(
                 "Error rate",
                 "Failed calls over all calls in the time range.",
-                f"(sum({increase(_REQUESTS, '', _ERROR)}) or vector(0))"
-                f" / sum({increase(_REQUESTS)})",
+                f"(sum({increase(REQUESTS, '', _ERROR)}) or vector(0)) / sum({increase(REQUESTS)})",
                 unit="percentunit",
                 span=4,
             )
@@ -465,7 +500,7 @@ def health_row(dashboard: Dashboard) -> Dashboard:
             stat_panel(
                 "In flight",
                 "Model calls started and not yet finished.",
-                f"sum({selector('aivitals_requests_in_flight')}) or vector(0)",
+                f"sum({selector(IN_FLIGHT)}) or vector(0)",
                 unit="short",
                 span=4,
                 decimals=0,
@@ -475,7 +510,7 @@ def health_row(dashboard: Dashboard) -> Dashboard:
             stat_panel(
                 "Recorder queue depth",
                 "Calls and scores waiting for the store and exports.",
-                "sum(aivitals_queue_depth)",
+                f"sum({selector(QUEUE_DEPTH)})",
                 unit="short",
                 span=4,
                 decimals=0,
@@ -486,15 +521,15 @@ def health_row(dashboard: Dashboard) -> Dashboard:
                 "Dropped records and sink errors per second",
                 "Anything above zero means lost data: a full queue or a failing sink.",
                 query(
-                    "sum(rate(aivitals_dropped_calls_total[$__rate_interval]))",
+                    f"sum({rate(DROPPED_CALLS)})",
                     legend="dropped calls",
                 ),
                 query(
-                    "sum(rate(aivitals_dropped_scores_total[$__rate_interval]))",
+                    f"sum({rate(DROPPED_SCORES)})",
                     legend="dropped scores",
                 ),
                 query(
-                    "sum(rate(aivitals_sink_errors_total[$__rate_interval])) or vector(0)",
+                    f"sum({rate(SINK_ERRORS)}) or vector(0)",
                     legend="sink errors",
                 ),
                 unit="short",
@@ -505,7 +540,7 @@ def health_row(dashboard: Dashboard) -> Dashboard:
             timeseries_panel(
                 "Server CPU",
                 "CPU seconds per second of each aivitals process.",
-                query("rate(process_cpu_seconds_total[$__rate_interval])", legend="{{instance}}"),
+                query(rate(PROCESS_CPU), legend="{{instance}}"),
                 unit="percentunit",
                 span=12,
             )
@@ -514,7 +549,7 @@ def health_row(dashboard: Dashboard) -> Dashboard:
             timeseries_panel(
                 "Server memory",
                 "Resident memory of each aivitals process.",
-                query("process_resident_memory_bytes", legend="{{instance}}"),
+                query(selector(PROCESS_RESIDENT_MEMORY), legend="{{instance}}"),
                 unit="bytes",
                 span=12,
             )
