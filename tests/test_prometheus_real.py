@@ -294,9 +294,29 @@ def test_tokens_per_model_and_type(scenario: Scenario) -> None:
     expected: defaultdict[tuple[str, str], int] = defaultdict(int)
     for call in ALL:
         expected[call.model.name, "input"] += call.input_tokens
-        expected[call.model.name, "cached_input"] += call.cached_input_tokens
         expected[call.model.name, "output"] += call.output_tokens
     assert by_labels(samples, "model", "type") == {k: v for k, v in expected.items() if v}
+
+
+def test_token_sums_count_every_token_once(scenario: Scenario) -> None:
+    every = sum(call.input_tokens + call.output_tokens for call in ALL)
+    assert scenario.prometheus.value("sum(aivitals_tokens_total)") == every
+    assert (
+        scenario.prometheus.value(
+            "sum(aivitals_input_tokens_total) + sum(aivitals_output_tokens_total)"
+        )
+        == every
+    )
+    samples = scenario.prometheus.query("sum by (model, kind) (aivitals_input_tokens_total) > 0")
+    expected: defaultdict[tuple[str, str], int] = defaultdict(int)
+    for call in ALL:
+        expected[call.model.name, "uncached"] += call.input_tokens - call.cached_input_tokens
+        expected[call.model.name, "cache_read"] += call.cached_input_tokens
+    assert by_labels(samples, "model", "kind") == {k: v for k, v in expected.items() if v}
+    # No call here reasons: all of the output is the rest.
+    samples = scenario.prometheus.query("sum by (kind) (aivitals_output_tokens_total)")
+    output = sum(call.output_tokens for call in ALL)
+    assert by_labels(samples, "kind") == {("non_reasoning",): output, ("reasoning",): 0}
 
 
 def test_spend_per_model_feature_and_team(scenario: Scenario) -> None:
