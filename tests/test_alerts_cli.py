@@ -71,6 +71,63 @@ def test_check_prints_what_would_fire_against_the_store(tmp_path: Path) -> None:
     assert output.rstrip().endswith("1 would fire")
 
 
+def slow_store(path: Path) -> Path:
+    """A store whose last minutes breach the default p95 latency rule for gpt-4o."""
+    store = SqlStore.open(path)
+    now = datetime.now(UTC)
+    store.write(
+        [
+            Call(
+                provider="openai",
+                model="gpt-4o",
+                latency_ms=7000.0,
+                cost_usd=Decimal("0.02"),
+                started_at=now - timedelta(minutes=2, seconds=i),
+            )
+            for i in range(10)
+        ],
+        [],
+    )
+    store.close()
+    return path
+
+
+def test_check_fails_on_firing_only_when_asked(tmp_path: Path) -> None:
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text(default_rules_text())
+    firing = str(slow_store(tmp_path / "slow.db"))
+    quiet = str(tmp_path / "quiet.db")
+    SqlStore.open(quiet).close()
+    check = ("alerts", "check", "--rules", str(rules))
+    assert invoke(*check, "--db", firing)[0] == 0
+    code, output = invoke(*check, "--db", firing, "--fail-on-firing")
+    assert code == 1, output
+    assert output.rstrip().endswith("1 would fire")
+    code, output = invoke(*check, "--db", quiet, "--fail-on-firing")
+    assert code == 0, output
+    assert output.rstrip().endswith("0 would fire")
+
+
+def test_without_a_rule_file_check_and_export_use_the_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no aivitals-alerts.yaml here
+    db = str(slow_store(tmp_path / "slow.db"))
+    result = runner.invoke(app, ["alerts", "check", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "using the default rules" in result.stderr
+    assert result.stdout.rstrip().endswith("1 would fire")
+    result = runner.invoke(app, ["alerts", "export", "--prometheus"])
+    assert result.exit_code == 0, result.output
+    exported = yaml.safe_load(result.stdout)["groups"][0]["rules"]
+    assert {rule["alert"] for rule in exported} >= {"LatencyP95High", "DailyBudgetCritical"}
+    assert "using the default rules" in result.stderr
+    # A rule file named on the command line must exist: a typo is not the defaults.
+    code, output = invoke("alerts", "export", "--prometheus", "--rules", "missing.yaml")
+    assert code == 2
+    assert "no rule file at missing.yaml" in output
+
+
 def test_a_broken_rule_file_is_one_line_with_its_line_number(tmp_path: Path) -> None:
     rules = tmp_path / "alerts.yaml"
     rules.write_text(default_rules_text().replace("threshold: 5000", "threshold: lots"))

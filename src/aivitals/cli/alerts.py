@@ -25,19 +25,42 @@ alerts = typer.Typer(
 app.add_typer(alerts)
 
 RulesOption = Annotated[
-    str,
-    typer.Option("--rules", help="The rule file (aivitals alerts init writes one)."),
+    str | None,
+    typer.Option(
+        "--rules",
+        help="The rule file (aivitals alerts init writes one); without it, "
+        "./aivitals-alerts.yaml if present, else the default rules.",
+    ),
 ]
 _DEFAULT = "aivitals-alerts.yaml"
+TestRulesOption = Annotated[
+    str | None,
+    typer.Option("--rules", help="The rule file (default: ./aivitals-alerts.yaml)."),
+]
 
 
-def _load(path: str) -> RuleSet:
-    from aivitals.alerts.rules import RuleFileError, load_rules  # noqa: PLC0415
+def _load(path: str | None, *, or_defaults: bool = False) -> RuleSet:
+    """The rules in ``path``; with no ``--rules`` and no ``./aivitals-alerts.yaml``, the defaults
+    when ``or_defaults`` (said on standard error), else a one-line error."""
+    from aivitals.alerts.rules import (  # noqa: PLC0415
+        RuleFileError,
+        default_rules_text,
+        load_rules,
+        parse_rules,
+    )
 
-    if not Path(path).exists():
-        raise fail(f"no rule file at {path}: run `aivitals alerts init` to write the defaults")
+    target = path or _DEFAULT
+    if not Path(target).exists():
+        if path is None and or_defaults:
+            errors.print(
+                f"no {_DEFAULT} here: using the default rules (aivitals alerts init writes them)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            return parse_rules(default_rules_text())
+        raise fail(f"no rule file at {target}: run `aivitals alerts init` to write the defaults")
     try:
-        return load_rules(path)
+        return load_rules(target)
     except RuleFileError as exc:
         raise fail(str(exc)) from None
 
@@ -61,13 +84,27 @@ def init(
     console.print(f"wrote the default alert rules to {path}", highlight=False, soft_wrap=True)
 
 
-@alerts.command("check")
-def check(rules: RulesOption = _DEFAULT, db: DbOption = None) -> None:
-    """Evaluate every rule once against the store and print what would fire (ignoring `for`)."""
+@alerts.command(
+    "check",
+    # One line a paragraph: typer keeps the line breaks of every paragraph after the first.
+    help="Evaluate every rule once against the store and print what would fire (ignoring "
+    "`for`).\n\nExit code 0 when it could check, whatever would fire; with --fail-on-firing, 1 "
+    "when a rule would fire; 2 on a mistake (a bad rule file, no store).",
+)
+def check(
+    rules: RulesOption = None,
+    db: DbOption = None,
+    fail_on_firing: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-firing", help="Exit 1 when any rule would fire (for CI and cron jobs)."
+        ),
+    ] = False,
+) -> None:
     from aivitals.alerts.engine import AlertEngine  # noqa: PLC0415
     from aivitals.query import Queries  # noqa: PLC0415
 
-    ruleset = _load(rules)
+    ruleset = _load(rules, or_defaults=True)
     with _reading(db) as store:
         engine = AlertEngine(ruleset, queries=Queries(store.engine), notifiers={})
         findings = engine.check()
@@ -97,12 +134,14 @@ def check(rules: RulesOption = _DEFAULT, db: DbOption = None) -> None:
         table.add_row(name, "", "", "", "", f"[red]error: {escape(error)}[/]")
     console.print(table)
     console.print(f"{firing} would fire", highlight=False)
+    if fail_on_firing and firing:
+        raise typer.Exit(code=1)
 
 
 @alerts.command("test")
 def send_test(
     rule: Annotated[str, typer.Argument(help="The rule to send a test notification for.")],
-    rules: RulesOption = _DEFAULT,
+    rules: TestRulesOption = None,
     notifier: Annotated[
         str | None, typer.Option(help="Only this notifier (default: the rule's).")
     ] = None,
@@ -111,7 +150,9 @@ def send_test(
     from aivitals.alerts.engine import AlertEngine  # noqa: PLC0415
     from aivitals.alerts.notifiers.build import NotifierConfigError  # noqa: PLC0415
 
+    # The defaults name no notifier, so a test needs a rule file.
     ruleset = _load(rules)
+    rules = rules or _DEFAULT
     try:
         chosen = ruleset.rule(rule)
     except KeyError:
@@ -147,18 +188,18 @@ def export(
     prometheus: Annotated[
         bool, typer.Option("--prometheus", help="A Prometheus rule file over aivitals' metrics.")
     ] = False,
-    rules: RulesOption = _DEFAULT,
+    rules: RulesOption = None,
     output_path: Annotated[
         str, typer.Option("--output", "-o", help="The file to write; - for standard output.")
     ] = "-",
 ) -> None:
-    """Write the rules as Prometheus alerting rules; rules PromQL cannot express are listed on
-    standard error."""
+    """Write the rules (or, with no rule file, the defaults) as Prometheus alerting rules; rules
+    PromQL cannot express are listed on standard error."""
     from aivitals.alerts.promql import export_prometheus  # noqa: PLC0415
 
     if not prometheus:
         raise fail("say which format to export: --prometheus (the only one so far)")
-    result = export_prometheus(_load(rules))
+    result = export_prometheus(_load(rules, or_defaults=True))
     for name, reason in result.skipped:
         errors.print(f"not exported: {name}: {reason}", highlight=False, soft_wrap=True)
     for name, note in result.notes:
