@@ -37,7 +37,15 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-@app.command()
+@app.command(
+    help="Tour aivitals: a fake upstream, a realistic workload through the openai client, a "
+    "report.\n\n"
+    "Starts `aivitals mock-llm` in process, sends --calls requests (several models, features, "
+    "teams and users, streams, cached tokens, injected errors, quality scores) through an "
+    "instrumented official openai client, dates them over the past --history, stores them in "
+    "--db, and prints spend, latency per model, attribution and errors as aivitals recorded "
+    "them, then the commands that read them back."
+)
 def demo(
     calls: Annotated[int, typer.Option(help="How many calls to send.", min=1, max=100_000)] = 50,
     seed: Annotated[int, typer.Option(help="Same seed, same calls, tokens, costs and errors.")] = 7,
@@ -45,58 +53,93 @@ def demo(
     db: Annotated[
         str, typer.Option(help="Where to store the calls: a SQLite file (created if missing).")
     ] = "./aivitals.db",
+    history: Annotated[
+        str,
+        typer.Option(
+            help="Date the calls over this span before now, as a day of traffic (30m, 24h, 7d); "
+            "none: keep the times they were sent."
+        ),
+    ] = "24h",
 ) -> None:
-    """Tour aivitals: a fake upstream, a realistic workload through the openai client, a report.
-
-    Starts `aivitals mock-llm` in process, sends --calls requests (several models, features,
-    teams and users, streams, cached tokens, injected errors, quality scores) through an
-    instrumented official openai client, and prints spend, latency per model, attribution and
-    errors as aivitals recorded them.
-    """
-    from aivitals.demo.run import render, run_demo  # noqa: PLC0415  # keeps `aivitals --help` fast
-
+    """`aivitals demo`; its help is the ``help=`` above, one line a paragraph for typer."""
+    dated = None if history.strip().lower() in ("none", "0") else history
     try:
-        result = run_demo(calls=calls, seed=seed, concurrency=concurrency, db=db, console=console)
+        # Imported here: keeps `aivitals --help` fast, and a missing openai client is one line.
+        from aivitals.demo.run import history_span, program, render, run_demo  # noqa: PLC0415
+    except ImportError as exc:
+        # `pip install aivitals` alone has no openai client; the demo drives the official one.
+        if (exc.name or "").partition(".")[0] != "openai":
+            raise
+        raise fail("the demo needs the openai client: pip install 'aivitals[openai]'") from None
+    try:
+        if dated is not None:
+            history_span(dated)  # a mistake is one line before anything starts
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    try:
+        result = run_demo(
+            calls=calls, seed=seed, concurrency=concurrency, db=db, console=console, history=dated
+        )
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    render(result, console)
+    render(result, console, program=program())
 
 
-@app.command("mock-llm")
+# Short metavars and help keep every option's whole name readable in an 80-column terminal (rich
+# shrinks the name column first when the type and help columns are wide).
+@app.command(
+    "mock-llm",
+    help="Run a fake OpenAI-compatible upstream for tests, demos and benchmarks.\n\n"
+    "Chat completions (streaming or not), completions, embeddings and models, with configurable "
+    "latency, tokens and injected errors; X-Mock-* request headers override the options per "
+    "request. See docs/mock-llm.md.",
+)
 def mock_llm(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8900,
-    latency_median_ms: Annotated[float, typer.Option(help="Median latency (lognormal).")] = 400.0,
-    latency_sigma: Annotated[float, typer.Option(help="Spread of the lognormal latency.")] = 0.5,
+    host: Annotated[str, typer.Option(help="Address to listen on.", metavar="HOST")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="Port to listen on.", min=1, max=65535, metavar="PORT")
+    ] = 8900,
+    latency_median_ms: Annotated[
+        float, typer.Option(help="Median latency (lognormal).", metavar="MS")
+    ] = 400.0,
+    latency_sigma: Annotated[
+        float, typer.Option(help="Spread of the lognormal latency.", metavar="SIGMA")
+    ] = 0.5,
     ttft_median_ms: Annotated[
-        float, typer.Option(help="Median time to first chunk of streams.")
+        float, typer.Option(help="Median time to a stream's first chunk.", metavar="MS")
     ] = 150.0,
-    completion_tokens_min: Annotated[int, typer.Option(help="Fewest completion tokens.")] = 20,
-    completion_tokens_max: Annotated[int, typer.Option(help="Most completion tokens.")] = 200,
+    completion_tokens_min: Annotated[
+        int, typer.Option(help="Fewest completion tokens.", metavar="N")
+    ] = 20,
+    completion_tokens_max: Annotated[
+        int, typer.Option(help="Most completion tokens.", metavar="N")
+    ] = 200,
     cached_fraction: Annotated[
-        float, typer.Option(help="Share of chat calls reporting cached tokens.")
+        float, typer.Option(help="Share of chat calls with cached tokens.", metavar="SHARE")
     ] = 0.0,
     error_rate: Annotated[
-        float, typer.Option(help="Share of requests that fail on purpose.")
+        float, typer.Option(help="Share of requests that fail on purpose.", metavar="SHARE")
     ] = 0.0,
     error_types: Annotated[
         str | None,
-        typer.Option(help="Comma-separated injected errors to draw from (default: all)."),
+        typer.Option(
+            help="Injected errors to draw from, comma-separated (default: all).", metavar="NAMES"
+        ),
     ] = None,
-    hang_s: Annotated[float, typer.Option(help="How long an injected timeout hangs.")] = 30.0,
-    seed: Annotated[int | None, typer.Option(help="Make the random decisions repeatable.")] = None,
-    time_scale: Annotated[float, typer.Option(help="Multiply every sleep (0: never sleep).")] = 1.0,
+    hang_s: Annotated[
+        float, typer.Option(help="How long an injected timeout hangs.", metavar="SECONDS")
+    ] = 30.0,
+    seed: Annotated[
+        int | None, typer.Option(help="Make the random decisions repeatable.", metavar="N")
+    ] = None,
+    time_scale: Annotated[
+        float, typer.Option(help="Multiply every sleep (0: never sleep).", metavar="FACTOR")
+    ] = 1.0,
     api_key: Annotated[
         str | None,
-        typer.Option(help="Require this bearer key, as a real provider does (default: none)."),
+        typer.Option(help="Require this bearer key, as a real provider does.", metavar="KEY"),
     ] = None,
 ) -> None:
-    """Run a fake OpenAI-compatible upstream for tests, demos and benchmarks.
-
-    Chat completions (streaming or not), completions, embeddings and models, with configurable
-    latency, tokens and injected errors; X-Mock-* request headers override the flags per request.
-    See docs/mock-llm.md.
-    """
     from aivitals.mock_llm import MockConfig, serve  # noqa: PLC0415  # keeps `aivitals --help` fast
     from aivitals.mock_llm.config import DEFAULT_ERROR_TYPES  # noqa: PLC0415
 
