@@ -7,14 +7,23 @@ into what is stored with `merge_rows`; tests and benchmarks can build the same r
 >>> rows = rollup_rows([Call(provider="openai", model="gpt-4o", latency_ms=120.0)])
 >>> sorted(row["granularity"] for row in rows), rows[0]["calls"]
 ([60, 3600, 86400], 1)
+
+Only calls whose values are within `aivitals.store.bounds` are folded in. The door refuses the
+others, so this matters only for calls built around it; such a call is logged and left out of
+the rollups (its raw row, if stored, is left out of reads just the same), so one bad value never
+sits in a sketch where no retention can reach it. A sum that would outgrow its 64-bit column
+(billions of dollars in one bucket) keeps the bucket as it was, logged, rather than fail the
+whole write.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aivitals.model import Call
+from aivitals.store import bounds
 from aivitals.store.rows import epoch_ms, to_nusd
 from aivitals.store.schema import GRANULARITIES, ROLLUP_KEYS
 from aivitals.store.sketch import Sketch
@@ -43,6 +52,9 @@ SUM_FIELDS = (
     "speed_sum",
 )
 SKETCH_FIELDS = ("latency_sketch", "ttft_sketch")
+_FLOAT_FIELDS = ("latency_sum_ms", "ttft_sum_ms", "speed_sum")
+
+logger = logging.getLogger("aivitals.store")
 
 
 def key_values(call: Call) -> tuple[str, ...]:
@@ -67,22 +79,68 @@ def rollup_key(row: dict[str, Any]) -> RollupKey:
 def rollup_rows(
     calls: Iterable[Call], granularities: Sequence[int] = GRANULARITIES
 ) -> list[dict[str, Any]]:
-    """One row per (granularity, bucket, key) with the batch's sums and sketches."""
+    """One row per (granularity, bucket, key) with the batch's sums and sketches.
+
+    Calls with a value out of range are left out (and logged): see the module's docstring.
+    """
     groups: dict[RollupKey, list[Call]] = {}
+    refused = 0
     for call in calls:
+        if not foldable(call):
+            refused += 1
+            continue
         seconds = epoch_ms(call.started_at) // 1000
         values = key_values(call)
         for granularity in granularities:
             bucket = seconds - seconds % granularity
             groups.setdefault((granularity, bucket, *values), []).append(call)
-    return [_row(key, members) for key, members in groups.items()]
+    if refused:
+        logger.warning(
+            "rollups: %d calls with a value out of range were left out of the rollups", refused
+        )
+    rows = [_row(key, members) for key, members in groups.items()]
+    fitting = [row for row in rows if _fits(row)]
+    if len(fitting) < len(rows):
+        logger.error(
+            "rollups: %d buckets would outgrow their 64-bit sums and were left out",
+            len(rows) - len(fitting),
+        )
+    return fitting
+
+
+def foldable(call: Call) -> bool:
+    """Whether every value of ``call`` a rollup sums or sketches is in range."""
+    # One expression, as `Call` validates: this runs for every call the store writes.
+    most_ms, most_tokens = bounds.MAX_DURATION_MS, bounds.MAX_TOKENS
+    ttft, cost = call.ttft_ms, call.cost_usd
+    return (
+        0 <= call.latency_ms <= most_ms  # NaN compares False
+        and (ttft is None or 0 <= ttft <= most_ms)
+        and 0 <= call.input_tokens <= most_tokens
+        and 0 <= call.output_tokens <= most_tokens
+        and 0 <= call.cached_input_tokens <= most_tokens
+        and 0 <= call.cache_write_tokens <= most_tokens
+        and 0 <= call.reasoning_tokens <= most_tokens
+        and (cost is None or bounds.usd_ok(cost))
+    )
+
+
+def _fits(row: dict[str, Any]) -> bool:
+    return all(row[name] <= bounds.INT64_MAX for name in SUM_FIELDS if name not in _FLOAT_FIELDS)
+
+
+def _speeds(members: list[Call]) -> list[float]:
+    # Speeds past the bound come from a generation time too short to measure (1e-300 ms would
+    # be infinitely fast): left out, as the raw query leaves them out.
+    found = (c.output_tokens_per_second for c in members)
+    return [s for s in found if s is not None and s <= bounds.MAX_TOKENS_PER_SECOND]
 
 
 def _row(key: RollupKey, members: list[Call]) -> dict[str, Any]:
     row: dict[str, Any] = {"granularity": key[0], "bucket_start": key[1]}
     row.update(zip(ROLLUP_KEYS, key[2:], strict=True))
     ttfts = [c.ttft_ms for c in members if c.ttft_ms is not None]
-    speeds = [s for s in (c.output_tokens_per_second for c in members) if s is not None]
+    speeds = _speeds(members)
     row.update(
         calls=len(members),
         errors=sum(c.status == "error" for c in members),
@@ -108,10 +166,20 @@ def _row(key: RollupKey, members: list[Call]) -> dict[str, Any]:
 
 
 def merge_rows(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """A stored rollup row with a new batch's row for the same key added in."""
+    """A stored rollup row with a new batch's row for the same key added in.
+
+    When a sum would outgrow its 64-bit column the stored row is kept as it was (logged).
+    """
     merged = dict(stored)
     for name in SUM_FIELDS:
         merged[name] = stored[name] + new[name]
+    if not _fits(merged):
+        logger.error(
+            "rollups: the bucket at %s would outgrow its 64-bit sums; %d calls left out of it",
+            stored["bucket_start"],
+            new["calls"],
+        )
+        return dict(stored)
     for name in SKETCH_FIELDS:
         sketch = Sketch.from_bytes(stored[name])
         sketch.merge(Sketch.from_bytes(new[name]))

@@ -1,4 +1,10 @@
-"""`Call` and `Score` to table rows and back: the only place that knows both shapes."""
+"""`Call` and `Score` to table rows and back: the only place that knows both shapes.
+
+`row_call` and `row_score` trust the row; `readable_call` and `readable_score` do not. They answer
+None for a row that cannot be turned back into a record a read can answer with (a value out of
+the ranges of `aivitals.store.bounds`, text that is not valid Unicode, a time no datetime holds),
+so listings skip it and count it instead of failing.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from aivitals.model import Call, Score
+from aivitals.store import bounds
 
 _NANO = Decimal("1e-9")
 
@@ -77,6 +84,81 @@ def row_call(row: Any) -> Call:
     data["tags"] = json.loads(data["tags"]) if data.get("tags") else {}
     data["tokens_estimated"] = bool(data["tokens_estimated"])
     return Call(started_at=started, **data)
+
+
+# What decoding a stored row can raise when the row is bad: a failed check in the record's
+# validation (ValueError), a text that is no number (ArithmeticError: decimal.InvalidOperation),
+# a time no datetime holds (OverflowError, OSError), a column of the wrong type (TypeError).
+_UNREADABLE = (ValueError, TypeError, OverflowError, OSError, ArithmeticError, KeyError)
+
+
+def readable_call(row: Any) -> Call | None:
+    """The stored call, or None if a read must skip it (see the module's docstring)."""
+    data = row._mapping if hasattr(row, "_mapping") else row
+    started = data["started_ms"]
+    if type(started) is not int or not bounds.MIN_STARTED_MS <= started <= bounds.MAX_STARTED_MS:
+        return None
+    try:
+        call = row_call(row)
+    except _UNREADABLE:
+        return None
+    return call if _call_ok(call) else None
+
+
+def readable_score(row: Any) -> Score | None:
+    """The stored score, or None if a read must skip it."""
+    data = row._mapping if hasattr(row, "_mapping") else row
+    created = data["created_ms"]
+    if type(created) is not int or not bounds.MIN_STARTED_MS <= created <= bounds.MAX_STARTED_MS:
+        return None
+    try:
+        score = row_score(row)
+    except _UNREADABLE:
+        return None
+    numbers_ok = all(
+        isinstance(v, int | float) and bounds.score_ok(v)
+        for v in (score.value, score.min_value, score.max_value)
+    )
+    texts = [getattr(score, name) for name in score.__struct_fields__]
+    return score if numbers_ok and _texts_ok(texts) else None
+
+
+def _call_ok(call: Call) -> bool:
+    durations = (call.latency_ms, call.ttft_ms, call.queue_ms)
+    if not all(
+        v is None or (isinstance(v, int | float) and bounds.duration_ok(v)) for v in durations
+    ):
+        return False
+    tokens = (
+        call.input_tokens,
+        call.output_tokens,
+        call.cached_input_tokens,
+        call.cache_write_tokens,
+        call.reasoning_tokens,
+    )
+    if not all(type(v) is int and bounds.tokens_ok(v) for v in tokens):
+        return False
+    money = (call.cost_usd, call.input_cost_usd, call.output_cost_usd, call.saved_usd)
+    if not all(bounds.usd_ok(v) for v in money):
+        return False
+    tags = call.tags
+    if not isinstance(tags, dict) or not all(
+        type(k) is str and type(v) is str for k, v in tags.items()
+    ):
+        return False
+    texts = [getattr(call, name) for name in call.__struct_fields__ if name != "tags"]
+    return _texts_ok([*texts, *tags, *tags.values()])
+
+
+def _texts_ok(values: list[Any]) -> bool:
+    """Every string among ``values`` is valid Unicode (no lone surrogate): JSON can carry it."""
+    try:
+        for value in values:
+            if isinstance(value, str):
+                value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def score_row(score: Score) -> dict[str, Any]:

@@ -11,6 +11,11 @@ of the exact value (the "lower" percentile). Bins are stored dense from an offse
 True
 >>> Sketch.from_bytes(sketch.to_bytes()).count
 3
+
+Values are durations in milliseconds, from 0 to a day (`aivitals.store.bounds.MAX_DURATION_MS`):
+`Sketch.of` refuses anything else, so every stored bin lies between `MIN_KEY` and `MAX_KEY` and
+reads back as a finite number. Reads check stored sketches against that range (an older version
+folded in a latency of 1.8e308 ms, whose bin reads back as infinity).
 """
 
 from __future__ import annotations
@@ -22,12 +27,24 @@ import numpy as np
 import numpy.typing as npt
 from ddsketch.mapping import LogarithmicMapping
 
+from aivitals.store.bounds import MAX_DURATION_MS
+
 RELATIVE_ACCURACY = 0.01
 MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
 # Latencies below a microsecond (and zero) are counted in one "zero" bin, read back as 0.
 MIN_VALUE = 1e-3
 _HEADER = struct.Struct("<iI")  # offset of the first bin, zero count
 _GAMMA_LOG = float(np.log(MAPPING.gamma))
+
+
+def key_of(value: float) -> int:
+    """The bin of a value at or above `MIN_VALUE`."""
+    return int(np.ceil(np.log(value) / _GAMMA_LOG))
+
+
+MIN_KEY = key_of(MIN_VALUE)
+MAX_KEY = key_of(MAX_DURATION_MS)
+HEADER_BYTES = _HEADER.size
 
 
 class Sketch:
@@ -44,8 +61,18 @@ class Sketch:
 
     @classmethod
     def of(cls, values: Sequence[float] | npt.NDArray[np.float64]) -> Sketch:
-        """A sketch of many values at once (vectorised: the way batches are written)."""
+        """A sketch of many values at once (vectorised: the way batches are written).
+
+        Raises ValueError for a value that is not a number from 0 to `MAX_DURATION_MS`.
+        """
         array = np.asarray(values, dtype=np.float64)
+        if array.size and not (
+            np.isfinite(array).all() and array.min() >= 0 and array.max() <= MAX_DURATION_MS
+        ):
+            raise ValueError(
+                f"a sketch holds durations from 0 to {MAX_DURATION_MS:,.0f} ms; "
+                f"got values from {float(array.min())!r} to {float(array.max())!r}"
+            )
         small = array < MIN_VALUE
         zeros = int(small.sum())
         array = array[~small]
