@@ -60,7 +60,7 @@ def test_histogram_counts_calls_per_latency_bin(served: Served) -> None:
     expected = [0] * (len(LATENCY_EDGES_MS) + 1)
     for latency in (20.0, 120.0, 99_000.0, 120.0):
         expected[bin_of(latency)] += 1
-    assert series == {"group": {}, "calls": 4, "counts": expected}
+    assert series == {"group": {}, "calls": 4, "counts": expected, "skipped_rows": 0}
     # The edges are upper bounds: 120 ms is in [100, 150); 99 s is past the last edge.
     assert expected[bin_of(120.0)] == 2 and expected[-1] == 1
 

@@ -162,13 +162,16 @@ def random_dataset(seed: int, n: int, *, days: int = 3) -> Dataset:
         status = _pick(rng, ["ok"] * 8 + ["error", "cancelled"])
         model = _pick(rng, ("gpt-4o-mini", "gpt-4o", "claude-3-5-haiku"))
         output = int(rng.integers(0, 500))
+        latency = float(rng.lognormal(6.0, 0.9))
+        # The first token comes within the call (the record refuses a TTFT past its latency).
+        ttft = min(latency, float(rng.lognormal(4.5, 0.5))) if rng.random() < 0.6 else None
         calls.append(
             make_call(
                 started_at=T0 + timedelta(milliseconds=offset_ms),
                 model=model,
                 provider="anthropic" if model.startswith("claude") else "openai",
-                latency_ms=float(rng.lognormal(6.0, 0.9)),
-                ttft_ms=float(rng.lognormal(4.5, 0.5)) if rng.random() < 0.6 else None,
+                latency_ms=latency,
+                ttft_ms=ttft,
                 input_tokens=int(rng.integers(100, 5000)),
                 cached_input_tokens=int(rng.integers(0, 100)),
                 output_tokens=output,

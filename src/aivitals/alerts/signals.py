@@ -153,6 +153,8 @@ def _measures(
     return [
         (tuple((f, row.group.get(f) or "") for f in by), row)
         for row in queries.breakdown(window, filters, by, quality=quality)
+        # A group held only by stored rows skipped as out of range has no calls to judge.
+        if row.calls
     ]
 
 

@@ -1,10 +1,16 @@
-"""Writing raw calls out as CSV, JSON lines or Parquet, page by page (never all in memory)."""
+"""Writing raw calls out as CSV, JSON lines or Parquet, page by page (never all in memory).
+
+A stored row that cannot be read back as a call (a value out of range, text that is not valid
+Unicode: written by an older version or another tool) is left out and counted, as every read
+does; CSV and Parquet could not hold its text anyway.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -12,15 +18,25 @@ import sqlalchemy as sa
 
 from aivitals.query import Filters, Window
 from aivitals.query.filters import call_conditions
-from aivitals.store.rows import epoch_ms
+from aivitals.store.rows import epoch_ms, readable_call
 from aivitals.store.schema import calls
 
 PAGE = 5000
 COLUMNS = [column.name for column in calls.columns if column.name != "cost_nusd"]
 
 
-def _pages(engine: sa.Engine, window: Window, filters: Filters) -> Iterator[list[dict[str, Any]]]:
-    """Pages of call rows, oldest first, by keyset on (started_ms, id)."""
+@dataclass
+class Exported:
+    """How many calls an export wrote, and how many stored rows it left out as unreadable."""
+
+    written: int = 0
+    skipped_rows: int = 0
+
+
+def _pages(
+    engine: sa.Engine, window: Window, filters: Filters, exported: Exported
+) -> Iterator[list[dict[str, Any]]]:
+    """Pages of readable call rows, oldest first, by keyset on (started_ms, id)."""
     conditions = [
         calls.c.started_ms >= epoch_ms(window.start),
         calls.c.started_ms < epoch_ms(window.end),
@@ -37,8 +53,11 @@ def _pages(engine: sa.Engine, window: Window, filters: Filters) -> Iterator[list
             rows = [dict(row._mapping) for row in connection.execute(query)]
             if not rows:
                 return
-            yield rows
             after = (rows[-1]["started_ms"], rows[-1]["id"])
+            readable = [row for row in rows if readable_call(row) is not None]
+            exported.skipped_rows += len(rows) - len(readable)
+            if readable:
+                yield readable
 
 
 def _with_time(row: dict[str, Any]) -> dict[str, Any]:
@@ -107,14 +126,17 @@ EXPORTERS: dict[str, Callable[..., int]] = {
 
 def export_calls(
     engine: sa.Engine, window: Window, filters: Filters, *, format_: str, target: IO[str] | Path
-) -> int:
-    """Write every call of the window matching the filters; returns how many."""
-    pages = _pages(engine, window, filters)
+) -> Exported:
+    """Write every readable call of the window matching the filters; say how many."""
+    exported = Exported()
+    pages = _pages(engine, window, filters, exported)
     if format_ == "parquet":
         if not isinstance(target, Path):
             raise ValueError("parquet needs a file path")
-        return _write_parquet(pages, target)
-    if isinstance(target, Path):
+        exported.written = _write_parquet(pages, target)
+    elif isinstance(target, Path):
         with target.open("w", encoding="utf-8", newline="") as handle:
-            return EXPORTERS[format_](pages, handle)
-    return EXPORTERS[format_](pages, target)
+            exported.written = EXPORTERS[format_](pages, handle)
+    else:
+        exported.written = EXPORTERS[format_](pages, target)
+    return exported

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from aivitals.cli.app import app, console, fail
+from aivitals.cli.app import app, console, errors, fail
 from aivitals.cli.output import Output, breakdown_table, calls_table, emit, summary_panel
 from aivitals.config import ConfigError, read_env
 
@@ -66,6 +66,15 @@ def _reading(db: str | None) -> Iterator[SqlStore]:
         raise fail(str(exc)) from None
     finally:
         store.close()
+
+
+def _say_skipped(count: int) -> None:
+    """On standard error, so JSON and CSV on standard output stay clean."""
+    errors.print(
+        f"left out {count:,} stored rows that cannot be read (a value out of range or text "
+        "that is not valid Unicode, written by an older version or another tool)",
+        highlight=False,
+    )
 
 
 def _output(json_: bool, csv_: bool) -> Output:
@@ -127,9 +136,12 @@ def calls(
     output = _output(json_, csv_)
     with _reading(db) as store:
         window = parse_since(since, now=datetime.now(UTC))
-        page = Queries(store.engine).calls(
+        found = Queries(store.engine).calls_page(
             window, parse_where(where or []), limit=limit, offset=offset
         )
+        page = found.calls
+        if found.skipped_rows:
+            _say_skipped(found.skipped_rows)
         if output != "table":
             emit(output, page, page)
             return
@@ -157,7 +169,7 @@ def export(
     with _reading(db) as store:
         window = parse_since(since, now=datetime.now(UTC))
         filters = parse_where(where or [])
-        written = export_calls(
+        exported = export_calls(
             store.engine,
             window,
             filters,
@@ -165,4 +177,6 @@ def export(
             target=sys.stdout if output_path == "-" else Path(output_path),
         )
     if output_path != "-":
-        console.print(f"wrote {written:,} calls to {output_path}", highlight=False)
+        console.print(f"wrote {exported.written:,} calls to {output_path}", highlight=False)
+    if exported.skipped_rows:
+        _say_skipped(exported.skipped_rows)

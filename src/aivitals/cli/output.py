@@ -96,6 +96,11 @@ def summary_panel(summary: Any, window: Any) -> Panel:
         f"TTFT p50 {ms(summary.ttft_p50_ms)}, p95 {ms(summary.ttft_p95_ms)} ms",
         f"quality: {quality or 'no scores'}",
     ]
+    if summary.skipped_rows:
+        lines.append(
+            f"[yellow]{summary.skipped_rows:,} stored rows left out: a value in them is out "
+            "of range (written by an older version or another tool)[/]"
+        )
     title = f"{window.start:%Y-%m-%d %H:%M} to {window.end:%Y-%m-%d %H:%M} UTC"
     return Panel("\n".join(lines), title=title, title_align="left", expand=False)
 

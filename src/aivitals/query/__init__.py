@@ -4,8 +4,8 @@ Start with `Queries` (over a SQLAlchemy engine), a `Window` from `parse_since`, 
 from `parse_where`; see docs/queries.md for how each is answered.
 """
 
-from aivitals.query.calls import CallWithScores
-from aivitals.query.errors import QueryError
+from aivitals.query.calls import CallsPage, CallWithScores
+from aivitals.query.errors import AnswerTooLarge, QueryError
 from aivitals.query.filters import FIELDS, Filters, check_by, parse_where
 from aivitals.query.measures import Measures
 from aivitals.query.queries import NO_FILTERS, Queries
@@ -16,8 +16,10 @@ from aivitals.query.window import Window, parse_since
 __all__ = [
     "FIELDS",
     "NO_FILTERS",
+    "AnswerTooLarge",
     "BreakdownRow",
     "CallWithScores",
+    "CallsPage",
     "Filters",
     "Measures",
     "Point",

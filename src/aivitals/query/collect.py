@@ -11,21 +11,45 @@ for the partial minutes at the edges; percentiles are then within 1% (``"sketch"
 filter or group needs ``user``, which rollups do not keep, every call in the window is read and
 percentiles are exact (``"exact"``); so are they when the window is too short to hold a whole
 minute.
+
+Rows with a value out of range (`aivitals.store.bounds`: only older versions or other tools
+wrote them) are left out and counted per group in ``skipped_rows`` (`aivitals.query.sums`); a
+rollup row whose sketch alone is out of range keeps its sums, and its sketch is left out of the
+percentiles and counted the same way.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import sqlalchemy as sa
 
-from aivitals.query.distribution import FloatArray, IntArray, SketchMerger, exact_quantiles
+from aivitals.query.distribution import (
+    FloatArray,
+    IntArray,
+    SketchMerger,
+    exact_quantiles,
+    usable_sketches,
+)
 from aivitals.query.filters import Filters, call_conditions, needs_calls, rollup_conditions
 from aivitals.query.plan import Plan, cover
+from aivitals.query.sums import (
+    FLOAT_SUMS,
+    RAW_SUMS,
+    ROLLED_SUMS,
+    SumOf,
+    fast_columns,
+    join_safe,
+    overflowed,
+    safe_columns,
+    usable_call,
+    usable_rollup,
+)
 from aivitals.store.rollup import SUM_FIELDS
 from aivitals.store.schema import GRANULARITIES, calls, rollups
 
@@ -34,8 +58,15 @@ GroupKey = tuple[Any, ...]
 """(window index, value of each ``by`` field...); absent values are None."""
 
 QUANTILES = (0.5, 0.95, 0.99)
-FLOAT_SUMS = ("latency_sum_ms", "ttft_sum_ms", "speed_sum")
-INT_SUMS = tuple(name for name in SUM_FIELDS if name not in FLOAT_SUMS)
+SKIPPED = "skipped_rows"
+INT_SUMS = (*(name for name in SUM_FIELDS if name not in FLOAT_SUMS), SKIPPED)
+"""The integer sums of `Totals.ints`: a rollup row's, and the rows skipped as out of range."""
+# Integer sums stay in int64 while every part added could not reach this; beyond it they are
+# Python integers (a numpy object array), exact however large.
+_INT64_HEADROOM = 2.0**62
+
+Sums = tuple[IntArray, dict[str, Any]]
+"""Group ids, and per sum name one value per id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +74,8 @@ class Totals:
     """Sums and percentiles per group; group ``i`` is ``keys[i]``."""
 
     keys: list[GroupKey]
-    ints: dict[str, IntArray]
+    ints: dict[str, npt.NDArray[Any]]
+    """Each of `INT_SUMS`: int64, or Python integers (dtype object) where int64 could overflow."""
     floats: dict[str, FloatArray]
     latency: FloatArray
     """(groups, len(QUANTILES)): p50, p95, p99; NaN for a group without calls."""
@@ -83,20 +115,27 @@ def collect(
         tuple(by),
         np.asarray(boundaries_ms, np.int64),
         sums=("calls", *(name for name in sums if name != "calls")),
+        percentiles=percentiles,
     )
-    rolled = reader.rolled_sums()
-    raw = reader.raw_sums()
+    # Every read first, so that every group is known before the arrays are sized.
+    summed = [reader.rolled_sums(), reader.raw_sums()]
+    raw_ids, raw_latency, raw_ttft = (
+        reader.raw_values() if percentiles else (_ints(), np.zeros(0), np.zeros(0))
+    )
+    sketches = reader.rolled_sketches() if percentiles and method == "sketch" else []
     keys = reader.groups.keys
     n = len(keys)
     # Ids n, n + 1, ... are the windows themselves, when their overall figures are wanted.
     windows = len(boundaries_ms) - 1 if overall else 0
     parents = np.asarray([key[0] for key in keys], np.int64) + n
-    ints = {name: np.zeros(n + windows, np.int64) for name in INT_SUMS}
+    parts = [*summed, (reader.skipped_ids(), {SKIPPED: reader.skipped_counts()})]
+    ints = {name: _accumulator(name, parts, n + windows) for name in INT_SUMS}
     floats = {name: np.zeros(n + windows) for name in FLOAT_SUMS}
-    for ids, summed in (rolled, raw):
-        for name, values in summed.items():
+    for ids, values_of in parts:
+        for name, values in values_of.items():
             target = ints[name] if name in ints else floats[name]
-            np.add.at(target, ids, values)
+            # Python integers into Python integers: numpy's int64 refuses to grow past 2^63.
+            np.add.at(target, ids, values.astype(object) if target.dtype == object else values)
     if windows:
         for column in ints.values():
             np.add.at(column, parents, column[:n])
@@ -111,15 +150,12 @@ def collect(
 
     latency = np.full((n + windows, len(QUANTILES)), np.nan)
     ttft = np.full((n + windows, len(QUANTILES)), np.nan)
-    raw_ids, raw_latency, raw_ttft = (
-        reader.raw_values() if percentiles else (_ints(), np.zeros(0), np.zeros(0))
-    )
     if percentiles and method == "exact":
         latency = exact_quantiles(both(raw_ids), twice(raw_latency), n + windows, QUANTILES)
         ttft = exact_quantiles(both(raw_ids), twice(raw_ttft), n + windows, QUANTILES)
     elif percentiles:
         latency_merger, ttft_merger = SketchMerger(n + windows), SketchMerger(n + windows)
-        for ids, latency_blobs, ttft_blobs in reader.rolled_sketches():
+        for ids, latency_blobs, ttft_blobs in sketches:
             factor = 2 if windows else 1
             latency_merger.add_blobs(both(ids), latency_blobs * factor)
             ttft_merger.add_blobs(both(ids), ttft_blobs * factor)
@@ -148,6 +184,22 @@ def collect(
     )
 
 
+def _accumulator(name: str, parts: Sequence[Sums], size: int) -> npt.NDArray[Any]:
+    """Zeros to add ``name``'s parts into: int64 when their total cannot overflow it."""
+    reach = 0.0
+    for _, values_of in parts:
+        values = values_of.get(name)
+        if values is None or len(values) == 0:
+            continue
+        if values.dtype == object:
+            return np.zeros(size, object)
+        reach += float(np.abs(values.astype(np.float64)).sum())
+    # Twice: each window's overall figure adds its groups up once more.
+    if 2 * reach >= _INT64_HEADROOM:
+        return np.zeros(size, object)
+    return np.zeros(size, np.int64)
+
+
 class _Groups:
     """Group ids for (window index, group values), in order of first sight."""
 
@@ -167,12 +219,6 @@ class _Groups:
             found.append(gid)
         return np.asarray(found, np.int64)
 
-    def known(self, windows: IntArray, columns: Sequence[Sequence[Any]]) -> IntArray:
-        """Ids of keys already registered (sketch rows always have a sums row of their own)."""
-        index = self._ids
-        rows = zip(windows.tolist(), *([v or None for v in c] for c in columns), strict=True)
-        return np.asarray([index[key] for key in rows], np.int64)
-
 
 class _Reader:
     """The SQL side of one `collect`: the plan's rollup and raw rows, with their group ids."""
@@ -186,6 +232,7 @@ class _Reader:
         edges: IntArray,
         *,
         sums: tuple[str, ...],
+        percentiles: bool,
     ) -> None:
         self.connection = connection
         self.plan = plan
@@ -194,6 +241,27 @@ class _Reader:
         self.edges = edges
         self.groups = _Groups()
         self.sums = sums
+        # The values a row must have in range to be used: those the answer reads.
+        read = (*sums, *(("latency_sum_ms", "ttft_sum_ms") if percentiles else ()))
+        self._usable_call = usable_call(read)
+        self._usable_rollup = usable_rollup(read)
+        # Whether the sums met unusable rows; only then must the rows read after them (sketches,
+        # raw values) be checked one by one. A store this version wrote holds none.
+        self._unusable = {"rolled": False, "raw": False}
+        self._skipped_ids: list[IntArray] = []
+        self._skipped: list[IntArray] = []
+
+    def skipped_ids(self) -> IntArray:
+        return np.concatenate(self._skipped_ids) if self._skipped_ids else _ints()
+
+    def skipped_counts(self) -> IntArray:
+        """Rows left out as out of range, one count per id of `skipped_ids`."""
+        return np.concatenate(self._skipped) if self._skipped else _ints()
+
+    def _skip(self, ids: IntArray, counts: Sequence[int]) -> None:
+        if len(ids):
+            self._skipped_ids.append(ids)
+            self._skipped.append(np.asarray(counts, np.int64))
 
     def _windows(self, times_ms: Sequence[int]) -> IntArray:
         """The index of the window each instant falls in."""
@@ -208,27 +276,28 @@ class _Reader:
         ]
         return [sa.or_(*ranges), *rollup_conditions(self.filters)]
 
-    def rolled_sums(self) -> tuple[IntArray, dict[str, Any]]:
+    def _rolled_windows(self, columns: list[Any]) -> IntArray:
+        return self._windows([start * 1000 for start in columns.pop(0)])
+
+    def rolled_sums(self) -> Sums:
         """Rollup sums per (bucket, group), summed by SQL, with their group ids."""
         if not self.plan.rolled:
             return _ints(), {}
-        keys = [rollups.c.bucket_start, *(rollups.c[name] for name in self.by)]
-        query = (
-            sa.select(*keys, *(sa.func.sum(rollups.c[name]) for name in self.sums))
-            .where(*self._rolled_where())
-            .group_by(*keys)
+        keys: list[sa.ColumnElement[Any]] = [
+            rollups.c.bucket_start,
+            *(rollups.c[name] for name in self.by),
+        ]
+        return self._summed(
+            "rolled",
+            keys,
+            specs=ROLLED_SUMS,
+            where=self._rolled_where(),
+            usable=self._usable_rollup,
+            windows_of=self._rolled_windows,
         )
-        rows = self.connection.execute(query).all()
-        if not rows:
-            return _ints(), {}
-        columns = list(zip(*rows, strict=True))
-        starts = [start * 1000 for start in columns[0]]
-        ids = self.groups.ids(self._windows(starts), columns[1 : 1 + len(self.by)])
-        sums = _sums(self.sums, columns[1 + len(self.by) :])
-        return ids, sums
 
     def rolled_sketches(self) -> list[tuple[IntArray, list[bytes], list[bytes]]]:
-        """Every rollup row's latency and TTFT sketches, with their group ids."""
+        """The usable rollup rows' latency and TTFT sketches, with their group ids."""
         if not self.plan.rolled:
             return []
         query = sa.select(
@@ -236,15 +305,21 @@ class _Reader:
             *(rollups.c[name] for name in self.by),
             rollups.c.latency_sketch,
             rollups.c.ttft_sketch,
-        ).where(*self._rolled_where())
+        ).where(*self._rolled_where(), *self._checks("rolled"))
         rows = self.connection.execute(query).all()
         if not rows:
             return []
         columns = list(zip(*rows, strict=True))
-        starts = [start * 1000 for start in columns[0]]
-        # Every sketch row was summed by `rolled_sums` first, so its group is known.
-        ids = self.groups.known(self._windows(starts), columns[1 : 1 + len(self.by)])
-        return [(ids, list(columns[-2]), list(columns[-1]))]
+        ids = self.groups.ids(self._rolled_windows(columns), columns[: len(self.by)])
+        latency_blobs, ttft_blobs = columns[len(self.by) :]
+        usable = usable_sketches(latency_blobs) & usable_sketches(ttft_blobs)
+        if usable.all():
+            return [(ids, list(latency_blobs), list(ttft_blobs))]
+        # The row's sums were usable and stay counted; its sketches are left out.
+        bad = np.flatnonzero(~usable)
+        self._skip(ids[bad], [1] * len(bad))
+        kept = np.flatnonzero(usable).tolist()
+        return [(ids[kept], [latency_blobs[i] for i in kept], [ttft_blobs[i] for i in kept])]
 
     def _time_group(self) -> tuple[int | None, list[sa.ColumnElement[Any]]]:
         """A bucket width that divides every inner edge, and the SQL bucket of a call.
@@ -263,32 +338,101 @@ class _Reader:
         ranges = [sa.and_(started >= a, started < b) for a, b in self.plan.raw]
         return [sa.or_(*ranges), *call_conditions(self.filters)]
 
-    def raw_sums(self) -> tuple[IntArray, dict[str, Any]]:
+    def raw_sums(self) -> Sums:
         """Raw calls summed by SQL per (bucket, group), as a rollup row sums them."""
         if not self.plan.raw:
             return _ints(), {}
         width, bucket = self._time_group()
+
+        def windows(columns: list[Any]) -> IntArray:
+            if width is None:
+                return np.zeros(len(columns[0]) if columns else 0, np.int64)
+            starts = np.maximum(np.asarray(columns.pop(0), np.int64) * width, self.edges[0])
+            return self._windows(starts.tolist())
+
         # Grouped by expressions, not columns: SQLite would otherwise walk the (user, started_ms)
         # index for its order, a skip-scan slower than the time range.
         keys = [*bucket, *(calls.c[name] + "" for name in self.by)]
-        selected = [_RAW_SUMS[name] for name in self.sums]
-        query = sa.select(*keys, *selected).where(*self._raw_where()).group_by(*keys)
-        calls_at = len(keys)
-        # Without any key, SQL answers one row even for no calls at all: drop it.
-        rows = [row for row in self.connection.execute(query) if row[calls_at]]
-        if not rows:
+        return self._summed(
+            "raw",
+            keys,
+            specs=RAW_SUMS,
+            where=self._raw_where(),
+            usable=self._usable_call,
+            windows_of=windows,
+        )
+
+    def _checks(self, source: str) -> list[sa.ColumnElement[bool]]:
+        """The usable condition for rows of ``source`` read after its sums, when one is needed."""
+        if not self._unusable[source]:
+            return []
+        return [self._usable_rollup if source == "rolled" else self._usable_call]
+
+    def _summed(
+        self,
+        source: str,
+        keys: list[sa.ColumnElement[Any]],
+        *,
+        specs: dict[str, SumOf],
+        where: list[sa.ColumnElement[bool]],
+        usable: sa.ColumnElement[bool],
+        windows_of: Callable[[list[Any]], IntArray],
+    ) -> Sums:
+        """``specs``' sums of the rows ``where`` selects, per key, usable rows only; the other
+        rows are counted as skipped (`aivitals.query.sums` says how)."""
+        unusable = sa.func.sum(sa.case((usable, 0), else_=1))
+        query = sa.select(*keys, unusable, *fast_columns(specs, self.sums)).where(*where)
+        if keys:
+            query = query.group_by(*keys)
+        k = len(keys)
+        try:
+            rows = self.connection.execute(query).all()
+        except sa.exc.DBAPIError as exc:
+            if not overflowed(exc):
+                raise
+            # PostgreSQL refuses every statement of a failed transaction: start a new one.
+            self.connection.rollback()
+            self._unusable[source] = True
+            return self._summed_safely(keys, specs, where, usable, windows_of)
+        if any(row[k] for row in rows):
+            self._unusable[source] = True
+            return self._summed_safely(keys, specs, where, usable, windows_of)
+        # Without any key, SQL answers one row even for no rows at all: drop it.
+        kept = [row[:k] + row[k + 1 :] for row in rows if row[k + 1]]
+        if not kept:
             return _ints(), {}
-        columns = list(zip(*rows, strict=True))
-        if width is None:
-            windows = np.zeros(len(rows), np.int64)
-        else:
-            starts = np.maximum(np.asarray(columns.pop(0), np.int64) * width, self.edges[0])
-            windows = self._windows(starts.tolist())
-        ids = self.groups.ids(windows, columns[: len(self.by)])
+        columns = [list(column) for column in zip(*kept, strict=True)]
+        ids = self.groups.ids(windows_of(columns), columns[: len(self.by)])
         return ids, _sums(self.sums, columns[len(self.by) :])
 
+    def _summed_safely(
+        self,
+        keys: list[sa.ColumnElement[Any]],
+        specs: dict[str, SumOf],
+        where: list[sa.ColumnElement[bool]],
+        usable: sa.ColumnElement[bool],
+        windows_of: Callable[[list[Any]], IntArray],
+    ) -> Sums:
+        query = sa.select(*keys, *safe_columns(specs, self.sums, usable)).where(*where)
+        if keys:
+            query = query.group_by(*keys)
+        k = len(keys)
+        rows = []
+        for row in self.connection.execute(query):
+            skipped, values = join_safe(specs, self.sums, row[k:])
+            # Without any key, SQL answers one row even for no rows at all: drop it.
+            if skipped or values[0]:
+                rows.append((*row[:k], skipped, *values))
+        if not rows:
+            return _ints(), {}
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        ids = self.groups.ids(windows_of(columns), columns[: len(self.by)])
+        rest = columns[len(self.by) :]
+        self._skip(ids, [int(v) for v in rest[0]])
+        return ids, _sums(self.sums, rest[1:])
+
     def raw_values(self) -> tuple[IntArray, FloatArray, FloatArray]:
-        """Every raw call's latency and time to first token (NaN if none), with its group id."""
+        """Every usable raw call's latency and time to first token (NaN if none), with its group."""
         if not self.plan.raw:
             return _ints(), np.zeros(0), np.zeros(0)
         # With one window, every call is in it: no need to read when it started.
@@ -298,14 +442,13 @@ class _Reader:
             *(calls.c[name] for name in self.by),
             calls.c.latency_ms,
             calls.c.ttft_ms,
-        ).where(*self._raw_where())
+        ).where(*self._raw_where(), *self._checks("raw"))
         rows = self.connection.execute(query).all()
         if not rows:
             return _ints(), np.zeros(0), np.zeros(0)
         columns = list(zip(*rows, strict=True))
         windows = self._windows(columns.pop(0)) if timed else np.zeros(len(rows), np.int64)
-        # Every call was summed by `raw_sums` first, so its group is known.
-        ids = self.groups.known(windows, columns[: len(self.by)])
+        ids = self.groups.ids(windows, columns[: len(self.by)])
         return (
             ids,
             np.asarray(columns[-2], np.float64),
@@ -318,49 +461,14 @@ def _sums(names: Sequence[str], columns: Sequence[Sequence[Any]]) -> dict[str, A
     for name, values in zip(names, columns, strict=True):
         if name in FLOAT_SUMS:
             sums[name] = np.asarray([float(v) for v in values], np.float64)
-        else:
-            # Exact integers whatever the engine returns (PostgreSQL sums bigints as numeric).
-            sums[name] = np.asarray([int(v) for v in values], np.int64)
+            continue
+        # Exact integers whatever the engine returns (PostgreSQL sums bigints as numeric).
+        exact = [int(v) for v in values]
+        try:
+            sums[name] = np.asarray(exact, np.int64)
+        except OverflowError:
+            sums[name] = np.asarray(exact, object)
     return sums
-
-
-def _count_if(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
-    return sa.func.sum(sa.case((condition, 1), else_=0))
-
-
-def _raw_sums() -> dict[str, sa.ColumnElement[Any]]:
-    """SQL for the sums of `rollup.rollup_rows`, over raw calls (the same rules)."""
-    c = calls.c
-    generating = c.latency_ms - sa.func.coalesce(c.ttft_ms, 0.0)
-    fast = sa.and_(c.status == "ok", c.output_tokens > 0, generating > 0)
-    tokens = (
-        "input_tokens",
-        "output_tokens",
-        "cached_input_tokens",
-        "cache_write_tokens",
-        "reasoning_tokens",
-    )
-    sums: dict[str, sa.ColumnElement[Any]] = {
-        "calls": sa.func.count(),
-        "errors": _count_if(c.status == "error"),
-        "cancelled": _count_if(c.status == "cancelled"),
-        "unpriced": _count_if(c.cost_nusd.is_(None)),
-        "cost_nusd": sa.func.coalesce(sa.func.sum(c.cost_nusd), 0),
-        **{name: sa.func.sum(c[name]) for name in tokens},
-        "cache_hits": _count_if(c.cache == "hit"),
-        "cache_lookups": _count_if(c.cache.in_(("hit", "miss"))),
-        "latency_sum_ms": sa.func.sum(c.latency_ms),
-        "ttft_count": sa.func.count(c.ttft_ms),
-        "ttft_sum_ms": sa.func.coalesce(sa.func.sum(c.ttft_ms), 0.0),
-        "speed_count": _count_if(fast),
-        "speed_sum": sa.func.coalesce(
-            sa.func.sum(sa.case((fast, c.output_tokens * 1000.0 / generating), else_=0.0)), 0.0
-        ),
-    }
-    return sums
-
-
-_RAW_SUMS = _raw_sums()
 
 
 def _ints() -> IntArray:

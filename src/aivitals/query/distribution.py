@@ -23,10 +23,11 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from aivitals.store.sketch import MAPPING, MIN_VALUE
+from aivitals.store.sketch import HEADER_BYTES, MAPPING, MAX_KEY, MIN_KEY, MIN_VALUE
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 # The same bin arithmetic as `Sketch.of`, so raw values land in the bins stored sketches use.
 _GAMMA_LOG = float(np.log(MAPPING.gamma))
@@ -55,6 +56,37 @@ def exact_quantiles(
         ranks = np.floor(q * (counts[present] - 1)).astype(np.int64)
         out[present, column] = ordered[starts[present] + ranks]
     return out
+
+
+def usable_sketches(blobs: Sequence[bytes | None]) -> BoolArray:
+    """Which stored sketches a merge can use: well formed (a header, then whole 32-bit counts),
+    with every bin between `MIN_KEY` and `MAX_KEY` (durations of at most a day).
+
+    An older writer folded in any latency, and the bin of 1.8e308 ms reads back as infinity.
+
+    >>> from aivitals.store.sketch import Sketch
+    >>> usable_sketches([Sketch.of([5.0]).to_bytes(), b"x", None]).tolist()
+    [True, False, True]
+    """
+    try:
+        sizes = np.fromiter(map(len, blobs), np.int64, len(blobs))  # type: ignore[arg-type]  # None is handled below
+    except TypeError:  # a NULL sketch among them, which reads as empty
+        sizes = np.fromiter((len(blob) if blob else 0 for blob in blobs), np.int64, len(blobs))
+    usable: BoolArray = sizes == 0
+    shaped = (sizes >= HEADER_BYTES) & (sizes % 4 == 0)
+    if not shaped.any():
+        return usable
+    chosen = np.flatnonzero(shaped)
+    if chosen.size == len(blobs):
+        joined = b"".join(blobs)  # type: ignore[arg-type]  # every blob is shaped bytes here
+    else:
+        joined = b"".join(blobs[i] or b"" for i in chosen.tolist())
+    lengths = sizes[chosen] // 4
+    starts = np.cumsum(lengths) - lengths
+    offsets = np.frombuffer(joined, "<i4")[starts].astype(np.int64)
+    bins = lengths - 2
+    usable[chosen] = (bins == 0) | ((offsets >= MIN_KEY) & (offsets + bins - 1 <= MAX_KEY))
+    return usable
 
 
 class SketchMerger:

@@ -13,3 +13,8 @@ class QueryError(ValueError):
     ...
     aivitals.query.errors.QueryError: --by: unknown field 'colour'; use model, team
     """
+
+
+class AnswerTooLarge(QueryError):
+    """The answer asked for is larger than one query may build; the message says the limit and
+    how to ask for less (a larger step, a shorter window). The HTTP API answers it with a 400."""

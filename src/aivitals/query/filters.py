@@ -82,6 +82,9 @@ def parse_where(items: Sequence[str]) -> Filters:
             raise QueryError(f"--where: unknown field {name!r}; use one of {_ALLOWED}")
         if name in values:
             raise QueryError(f"--where: {name} is given twice; give each field once")
+        if "\x00" in value:
+            # No stored value holds one, and PostgreSQL refuses it in a query outright.
+            raise QueryError(f"--where: the value of {name} holds a NUL character; remove it")
         values[name] = value.strip()
     return Filters(**values)
 

@@ -59,6 +59,11 @@ class Measures:
     quality: dict[str, float] = field(default_factory=dict)
     """Mean score value by score name, over the scores of these calls, whenever they arrived."""
     percentiles: Method = "exact"
+    skipped_rows: int = 0
+    """Stored rows left out because a value in them is out of range (written by an older
+    version or another tool): raw calls, and rollup rows (one per key and minute, hour or day).
+    A rollup row whose sketch alone is out of range keeps its counts and sums and is left out of
+    the percentiles only. See docs/queries.md."""
 
 
 def usd(nusd: int) -> Decimal:
@@ -118,4 +123,5 @@ def measures_of(
         "cache_hit_ratio": _ratio(i["cache_hits"], i["cache_lookups"]),
         "quality": quality or {},
         "percentiles": totals.method,
+        "skipped_rows": i["skipped_rows"],
     }

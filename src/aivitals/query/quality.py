@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from aivitals.query.filters import Filters, call_conditions
 from aivitals.query.window import Window
+from aivitals.store.bounds import MAX_SCORE_MAGNITUDE
 from aivitals.store.schema import calls, scores
 
 CALLS_PER_SCORE = 6
@@ -46,10 +47,13 @@ def score_sums(
     by: Sequence[str] = (),
     *,
     calls_in_window: int | None = None,
+    skipped: dict[tuple[str | None, ...], int] | None = None,
 ) -> ScoreSums:
     """The sum and count of each score's values, per group, over the scores of the window's calls.
 
     ``calls_in_window``, when known, lets the join start from the scores if that is cheaper.
+    Scores whose value is out of range (`aivitals.store.bounds`) are left out, and counted per
+    group into ``skipped`` when it is given.
     """
     stored = _count(connection) if calls_in_window is not None else 0
     from_scores = calls_in_window is not None and calls_in_window > CALLS_PER_SCORE * stored
@@ -57,8 +61,17 @@ def score_sums(
     # Grouped by expressions, not columns: SQLite would otherwise walk an index on a group
     # column (model, started_ms) for its order, a skip-scan twice as slow as the time range.
     groups = [calls.c[name] + "" for name in by]
+    # Each aggregate guarded rather than a WHERE, so the same pass counts what it leaves out;
+    # guarded, a value of 1e308 never reaches the sum (PostgreSQL refuses a float overflow).
+    usable = sa.func.abs(scores.c.value) <= MAX_SCORE_MAGNITUDE
     query = (
-        sa.select(*groups, scores.c.name, sa.func.sum(scores.c.value), sa.func.count())
+        sa.select(
+            *groups,
+            scores.c.name,
+            sa.func.sum(sa.case((usable, scores.c.value))),
+            sa.func.count(sa.case((usable, 1))),
+            sa.func.sum(sa.case((usable, 0), else_=1)),
+        )
         .select_from(scores.join(calls, calls.c.id == scores.c.call_id))
         .where(
             started >= window.start_ms,
@@ -76,7 +89,11 @@ def score_sums(
         values: tuple[Any, ...] = tuple(row)
         # '' and NULL both mean absent, so two rows can fall in one group: add them up.
         key = tuple(value or None for value in values[: len(by)])
-        name, total, count = values[len(by) :]
+        name, total, count, left_out = values[len(by) :]
+        if left_out and skipped is not None:
+            skipped[key] = skipped.get(key, 0) + int(left_out)
+        if not count:
+            continue
         before = sums.setdefault(key, {}).get(name, (0.0, 0))
         sums[key][name] = (before[0] + float(total), before[1] + int(count))
     return sums

@@ -12,17 +12,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 
-from aivitals.query.calls import CallWithScores, list_calls
+from aivitals.query.calls import CallsPage, CallWithScores, list_calls
 from aivitals.query.filters import Filters, check_by
 from aivitals.query.series import Point, SpendBucket, TopItem, spend, timeseries, top
 from aivitals.query.summary import BreakdownRow, Report, Summary, break_down, report, summarize
 from aivitals.query.window import Window, parse_since  # noqa: F401  # used by the doctest
 
 NO_FILTERS = Filters()
+LOG_EVERY_S = 60.0
+"""Skipped rows are logged at most this often per `Queries` (dashboards ask every few seconds)."""
+
+logger = logging.getLogger("aivitals.query")
+
+
+class _SkipLog:
+    """One warning line about rows left out as out of range, at most every `LOG_EVERY_S`."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._held = 0
+
+    def note(self, what: str, window: Window, skipped: int) -> None:
+        if not skipped:
+            return
+        with self._lock:
+            now = self._clock()
+            self._held += skipped
+            if now < self._next:
+                return
+            held, self._held, self._next = self._held, 0, now + LOG_EVERY_S
+        logger.warning(
+            "%s %s to %s: left out %d stored rows with values out of range (written by an "
+            "older version or another tool; %d rows in all since the last such line)",
+            what,
+            window.start.isoformat(),
+            window.end.isoformat(),
+            skipped,
+            held,
+        )
 
 
 class Queries:
@@ -35,6 +71,7 @@ class Queries:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self._skips = _SkipLog()
 
     def summary(
         self, window: Window, filters: Filters = NO_FILTERS, *, quality: bool = True
@@ -45,7 +82,9 @@ class Queries:
         scores is most of the work.
         """
         with self.engine.connect() as connection:
-            return summarize(connection, window, filters, quality=quality)
+            found = summarize(connection, window, filters, quality=quality)
+        self._skips.note("summary", window, found.skipped_rows)
+        return found
 
     def breakdown(
         self,
@@ -58,7 +97,9 @@ class Queries:
         """The summary's measures per combination of ``by`` values, most expensive first."""
         fields = check_by(by)
         with self.engine.connect() as connection:
-            return break_down(connection, window, filters, fields, quality=quality)
+            rows = break_down(connection, window, filters, fields, quality=quality)
+        self._skips.note("breakdown", window, sum(row.skipped_rows for row in rows))
+        return rows
 
     def report(
         self,
@@ -71,7 +112,9 @@ class Queries:
         """`summary` and `breakdown` together, from one read of the store: about half the work."""
         fields = check_by(by)
         with self.engine.connect() as connection:
-            return report(connection, window, filters, fields, quality=quality)
+            found = report(connection, window, filters, fields, quality=quality)
+        self._skips.note("report", window, found.summary.skipped_rows)
+        return found
 
     def timeseries(
         self,
@@ -84,14 +127,18 @@ class Queries:
         if by is not None:
             check_by([by])
         with self.engine.connect() as connection:
-            return timeseries(connection, window, filters, step, by)
+            points = timeseries(connection, window, filters, step, by)
+        self._skips.note("timeseries", window, sum(point.skipped_rows for point in points))
+        return points
 
     def spend(
         self, window: Window, filters: Filters = NO_FILTERS, step: str = "day", tz: str = "UTC"
     ) -> list[SpendBucket]:
         """Spend per local ``hour`` or ``day`` in time zone ``tz``: the budget view."""
         with self.engine.connect() as connection:
-            return spend(connection, window, filters, step, tz)
+            buckets = spend(connection, window, filters, step, tz)
+        self._skips.note("spend", window, sum(bucket.skipped_rows for bucket in buckets))
+        return buckets
 
     def top(
         self, window: Window, filters: Filters = NO_FILTERS, by: str = "user", limit: int = 10
@@ -103,6 +150,17 @@ class Queries:
     def calls(
         self, window: Window, filters: Filters = NO_FILTERS, *, limit: int = 50, offset: int = 0
     ) -> list[CallWithScores]:
-        """A page of the window's calls, newest first, each with its scores."""
+        """A page of the window's calls, newest first, each with its scores.
+
+        Stored rows that cannot be read are left out; `calls_page` says how many.
+        """
+        return self.calls_page(window, filters, limit=limit, offset=offset).calls
+
+    def calls_page(
+        self, window: Window, filters: Filters = NO_FILTERS, *, limit: int = 50, offset: int = 0
+    ) -> CallsPage:
+        """`calls`, with the count of stored rows of the page left out as unreadable."""
         with self.engine.connect() as connection:
-            return list_calls(connection, window, filters, limit=limit, offset=offset)
+            page = list_calls(connection, window, filters, limit=limit, offset=offset)
+        self._skips.note("calls", window, page.skipped_rows)
+        return page

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 
 from aivitals.query.collect import collect
-from aivitals.query.errors import QueryError
+from aivitals.query.errors import AnswerTooLarge, QueryError
 from aivitals.query.filters import Filters
 from aivitals.query.measures import usd
 from aivitals.query.window import Window
@@ -27,6 +27,10 @@ from aivitals.store.rows import epoch_ms
 Step = Literal["minute", "hour", "day"]
 STEPS: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
 TOP_FIELDS = ("user", "feature", "team", "model")
+MAX_BUCKETS = 21_600
+"""The most buckets one time series (or spend view) may cut its window into: 15 days of minutes,
+900 days of hours, 59 years of days. Past it the answer is refused, not built (six years of
+minutes once took 700 MB)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +52,8 @@ class Point:
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     latency_p99_ms: float | None
+    skipped_rows: int = 0
+    """Stored rows of this bucket left out because a value is out of range (`Measures`)."""
 
 
 class SpendBucket(NamedTuple):
@@ -55,6 +61,8 @@ class SpendBucket(NamedTuple):
 
     start: datetime
     cost_usd: Decimal
+    skipped_rows: int = 0
+    """Stored rows of this bucket left out because a value is out of range (`Measures`)."""
 
 
 class TopItem(NamedTuple):
@@ -73,6 +81,7 @@ def timeseries(
     fields = (by,) if by else ()
     step_ms = seconds * 1000
     first = window.start_ms // step_ms * step_ms
+    _check_buckets(-(-(window.end_ms - first) // step_ms), step, STEPS)
     edges = [window.start_ms, *range(first + step_ms, window.end_ms, step_ms), window.end_ms]
     totals = collect(connection, edges, filters, fields, coarsest=seconds)
     points = []
@@ -91,6 +100,7 @@ def timeseries(
                 latency_p50_ms=latency[0],
                 latency_p95_ms=latency[1],
                 latency_p99_ms=latency[2],
+                skipped_rows=int(totals.ints["skipped_rows"][gid]),
             )
         )
     points.sort(key=lambda p: (p.start, tuple((v is None, v or "") for v in p.group.values())))
@@ -105,15 +115,22 @@ def spend(
     zone = _zone(tz)
     if window.start == window.end:
         return []
+    # Local days last 23 to 25 hours: two more buckets at most than in UTC.
+    _check_buckets((window.end_ms - window.start_ms) // (seconds * 1000) - 2, step, STEPS)
     starts = local_starts(window, seconds, zone)
     edges = [window.start_ms, *(epoch_ms(s) for s in starts[1:]), window.end_ms]
     totals = collect(
         connection, edges, filters, coarsest=seconds, percentiles=False, sums=("cost_nusd",)
     )
     cost = [0] * len(starts)
+    skipped = [0] * len(starts)
     for gid, key in enumerate(totals.keys):
         cost[key[0]] += int(totals.ints["cost_nusd"][gid])
-    return [SpendBucket(start, usd(nusd)) for start, nusd in zip(starts, cost, strict=True)]
+        skipped[key[0]] += int(totals.ints["skipped_rows"][gid])
+    return [
+        SpendBucket(start, usd(nusd), rows)
+        for start, nusd, rows in zip(starts, cost, skipped, strict=True)
+    ]
 
 
 def top(
@@ -135,6 +152,7 @@ def top(
     items = [
         TopItem(key[1], usd(int(totals.ints["cost_nusd"][gid])), int(totals.ints["calls"][gid]))
         for gid, key in enumerate(totals.keys)
+        if totals.ints["calls"][gid]  # a value held only by rows skipped as out of range
     ]
     items.sort(key=lambda item: (-item.cost_usd, -item.calls, item.value is None, item.value or ""))
     return items[:limit]
@@ -165,6 +183,21 @@ def _floor_local(moment: datetime, seconds: int, zone: ZoneInfo) -> datetime:
     if seconds == 86400:
         return datetime.combine(local.date(), time(), zone)
     return local.replace(minute=0, second=0, microsecond=0)
+
+
+def _check_buckets(count: int, step: str, steps: dict[str, int]) -> None:
+    if count <= MAX_BUCKETS:
+        return
+    larger = [name for name, seconds in steps.items() if seconds > steps[step]]
+    advice = (
+        f"a larger step ({' or '.join(larger)}) or a shorter window"
+        if larger
+        else ("a shorter window")
+    )
+    raise AnswerTooLarge(
+        f"--step: this window by {step} makes {count:,} buckets, over the limit of "
+        f"{MAX_BUCKETS:,} a request; use {advice} (since)"
+    )
 
 
 def _step(step: str, allowed: dict[str, int]) -> int:

@@ -45,8 +45,10 @@ def summarize(
 ) -> Summary:
     """The `Summary` of ``window``; a window without calls gives zeros and Nones."""
     totals = collect(connection, (window.start_ms, window.end_ms), filters)
-    scored = _scores(connection, window, filters, (), totals) if quality else {}
-    return Summary(**measures_of(totals, 0 if totals.keys else None, means(merged(scored))))
+    skipped: Skipped = {}
+    scored = _scores(connection, window, filters, (), totals, skipped=skipped) if quality else {}
+    found = measures_of(totals, 0 if totals.keys else None, means(merged(scored)))
+    return Summary(**_plus(found, sum(skipped.values())))
 
 
 def break_down(
@@ -73,28 +75,50 @@ def report(
     """The summary and the breakdown by ``by`` together, from one read of the store."""
     by = tuple(by)
     totals = collect(connection, (window.start_ms, window.end_ms), filters, by, overall=overall)
-    scored = _scores(connection, window, filters, by, totals) if quality else {}
+    skipped: Skipped = {}
+    scored = _scores(connection, window, filters, by, totals, skipped=skipped) if quality else {}
     rows = [
         BreakdownRow(
             group=dict(zip(by, key[1:], strict=True)),
-            **measures_of(totals, gid, means(scored.get(key[1:], {}))),
+            **_plus(
+                measures_of(totals, gid, means(scored.get(key[1:], {}))),
+                skipped.get(key[1:], 0),
+            ),
         )
         for gid, key in enumerate(totals.keys)
     ]
     rows.sort(key=lambda row: (-row.total_cost_usd, -row.calls, _order(row.group.values())))
     summary = Summary()
     if totals.overall is not None:
-        summary = Summary(**measures_of(totals.overall, 0, means(merged(scored))))
+        found = measures_of(totals.overall, 0, means(merged(scored)))
+        summary = Summary(**_plus(found, sum(skipped.values())))
     return Report(summary, rows)
 
 
+Skipped = dict[tuple[str | None, ...], int]
+"""Scores left out as out of range, per group of ``by`` values."""
+
+
 def _scores(
-    connection: sa.Connection, window: Window, filters: Filters, by: tuple[str, ...], totals: Totals
+    connection: sa.Connection,
+    window: Window,
+    filters: Filters,
+    by: tuple[str, ...],
+    totals: Totals,
+    *,
+    skipped: Skipped,
 ) -> ScoreSums:
     calls = int(totals.ints["calls"].sum())
     if calls == 0:
         return {}
-    return score_sums(connection, window, filters, by, calls_in_window=calls)
+    return score_sums(connection, window, filters, by, calls_in_window=calls, skipped=skipped)
+
+
+def _plus(found: dict[str, Any], skipped_scores: int) -> dict[str, Any]:
+    """`measures_of`'s figures with the scores skipped as out of range counted in."""
+    if skipped_scores:
+        found["skipped_rows"] = found.get("skipped_rows", 0) + skipped_scores
+    return found
 
 
 def _order(values: Any) -> tuple[tuple[bool, str], ...]:

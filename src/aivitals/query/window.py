@@ -59,19 +59,33 @@ def parse_since(text: str, *, now: datetime) -> Window:
     cleaned = text.strip().lower()
     match = _DURATION.fullmatch(cleaned)
     if match:
-        amount = int(match.group(1))
+        # Python refuses to read integers of more than 4,300 digits (ValueError).
+        digits = match.group(1)
+        amount = int(digits) if len(digits.lstrip("0")) <= 20 else None
         if amount == 0:
             raise QueryError(f"--since: {text!r} is an empty window; {_HINT}")
         try:
+            if amount is None:
+                raise OverflowError
             return Window(start=now - amount * _UNITS[match.group(2)], end=now)
         except OverflowError:
-            raise QueryError(f"--since: {text!r} reaches too far back; {_HINT}") from None
+            raise QueryError(f"--since: {_shown(text)} reaches too far back; {_HINT}") from None
     try:
         start = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise QueryError(f"--since: cannot read {text!r}; {_HINT}") from None
+        raise QueryError(f"--since: cannot read {_shown(text)}; {_HINT}") from None
     if start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
+    try:
+        # Year 1 at +14:00 is still year 0 in UTC, which no datetime holds.
+        start.astimezone(UTC)
+    except OverflowError:
+        raise QueryError(f"--since: {text!r} is before the year 1 in UTC; {_HINT}") from None
     if start > now:
         raise QueryError(f"--since: {text!r} is in the future; {_HINT}")
     return Window(start=start, end=now)
+
+
+def _shown(text: str) -> str:
+    """The text as a message quotes it: at most 40 characters of it."""
+    return repr(text) if len(text) <= 40 else repr(text[:40]) + "..."

@@ -6,8 +6,11 @@ trace); see `aivitals.server.dashboard.stats`.
 
 Parameters read as the CLI's options do (`parse_since`, `parse_where`, `check_by`): ``since=24h``,
 ``where=team=search`` (repeatable), ``by=model,feature``. A parameter the queries refuse is a 422
-naming it; a server started without a store answers 503. Every answer echoes the window and the
-filters it used, and writes money as JSON numbers (see `aivitals.server.encoding`).
+naming it (a time series of more buckets than `MAX_BUCKETS`, an offset past `MAX_OFFSET`, a time
+no datetime holds); a server started without a store, or whose store cannot be read, answers 503.
+Every answer echoes the window and the filters it used, and writes money as JSON numbers (see
+`aivitals.server.encoding`). Stored rows with values out of range are left out and counted:
+``skipped_rows`` in each row, point and summary, and in total at the top of every answer.
 
 The handlers are plain functions: FastAPI runs them in its thread pool, off the event loop, while
 they wait on the database.
@@ -18,14 +21,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from aivitals.query import Filters, Queries, QueryError, Window, check_by, parse_since, parse_where
+from aivitals.query import (
+    AnswerTooLarge,
+    Filters,
+    Queries,
+    QueryError,
+    Window,
+    check_by,
+    parse_since,
+    parse_where,
+)
+from aivitals.query.calls import MAX_OFFSET
 from aivitals.server.context import Context, ServerContext
 from aivitals.server.dashboard import stats
 from aivitals.server.encoding import JsonResponse
 from aivitals.server.errors import ApiError, bad_field
+from aivitals.store.engine import store_error
 from aivitals.store.errors import StoreError
 
 router = APIRouter(prefix="/api/v1", tags=["read"], default_response_class=JsonResponse)
@@ -46,6 +61,7 @@ Where = Annotated[
 By = Annotated[str, Query(description="Fields to group by, comma-separated.")]
 
 _ANSWERS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The answer would be too large (a time series of too many buckets)."},
     422: {"description": "A parameter the queries cannot use; the message says which."},
     503: {"description": "No store configured (start with --db), or the store cannot be reached."},
 }
@@ -56,7 +72,8 @@ def get_summary(context: Context, since: Since = "24h", where: Where = None) -> 
     """Counts, spend, tokens, latency, speed, cache and quality of the window's calls."""
 
     def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
-        return {"summary": queries.summary(window, filters)}
+        summary = queries.summary(window, filters)
+        return {"summary": summary, "skipped_rows": summary.skipped_rows}
 
     return _answer(context, since, where, answer)
 
@@ -72,7 +89,8 @@ def get_breakdown(
     fields = _by(by)
 
     def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
-        return {"by": fields, "rows": queries.breakdown(window, filters, fields)}
+        rows = queries.breakdown(window, filters, fields)
+        return {"by": fields, "rows": rows, "skipped_rows": sum(r.skipped_rows for r in rows)}
 
     return _answer(context, since, where, answer)
 
@@ -90,7 +108,8 @@ def get_timeseries(
 
     def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
         points = queries.timeseries(window, filters, step, group)
-        return {"step": step, "by": group, "points": points}
+        skipped = sum(p.skipped_rows for p in points)
+        return {"step": step, "by": group, "points": points, "skipped_rows": skipped}
 
     return _answer(context, since, where, answer)
 
@@ -101,13 +120,29 @@ def get_calls(
     since: Since = "1h",
     where: Where = None,
     limit: Annotated[int, Query(ge=1, le=10_000, description="Calls per page.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Skip this many newest calls.")] = 0,
+    offset: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_OFFSET,
+            description="Skip this many newest calls (at most 1,000,000: narrow since instead).",
+        ),
+    ] = 0,
 ) -> Response:
-    """A page of the window's calls, newest first, each with its quality scores."""
+    """A page of the window's calls, newest first, each with its quality scores.
+
+    Stored calls that cannot be read (values out of range, text that is not valid Unicode) are
+    left out and counted in ``skipped_rows``; the page is then shorter than ``limit``.
+    """
 
     def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
-        page = queries.calls(window, filters, limit=limit, offset=offset)
-        return {"limit": limit, "offset": offset, "calls": page}
+        page = queries.calls_page(window, filters, limit=limit, offset=offset)
+        return {
+            "limit": limit,
+            "offset": offset,
+            "calls": page.calls,
+            "skipped_rows": page.skipped_rows,
+        }
 
     return _answer(context, since, where, answer)
 
@@ -126,7 +161,13 @@ def get_histogram(
     def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
         with queries.engine.connect() as connection:
             series = stats.latency_histogram(connection, window, filters, group)
-        return {"by": group, "edges_ms": stats.LATENCY_EDGES_MS, "series": series}
+        skipped = sum(s.skipped_rows for s in series)
+        return {
+            "by": group,
+            "edges_ms": stats.LATENCY_EDGES_MS,
+            "series": series,
+            "skipped_rows": skipped,
+        }
 
     return _answer(context, since, where, answer)
 
@@ -143,7 +184,7 @@ def get_quality(
     def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
         with queries.engine.connect() as connection:
             points = stats.score_series(connection, window, filters, step)
-        return {"step": step, "points": points}
+        return {"step": step, "points": points, "skipped_rows": sum(p.skipped_rows for p in points)}
 
     return _answer(context, since, where, answer)
 
@@ -179,18 +220,28 @@ def get_values(
 
 @router.get(
     "/calls/{call_id}",
-    responses={**_ANSWERS, 404: {"description": "No stored call has this id."}},
+    responses={
+        **_ANSWERS,
+        404: {"description": "No stored call has this id, or the one stored cannot be read."},
+    },
 )
 def get_call(context: Context, call_id: str) -> Response:
     """One call with its scores and every stored call of its trace (itself included)."""
     queries = _queries(context)
-    try:
+
+    def read() -> stats.CallDetail | str | None:
         with queries.engine.connect() as connection:
-            detail = stats.call_detail(connection, call_id)
-    except StoreError as exc:
-        raise ApiError(503, str(exc)) from None
+            return stats.call_detail(connection, call_id)
+
+    detail = _reading(queries, read)
     if detail is None:
         raise ApiError(404, "no stored call has this id")
+    if isinstance(detail, str):
+        raise ApiError(
+            404,
+            "the call stored with this id cannot be read: a value in it is out of range or "
+            "not valid text (written by an older version or another tool); reads leave it out",
+        )
     return JsonResponse(detail)
 
 
@@ -215,11 +266,19 @@ def _answer(
         )
     window = _checked(lambda: parse_since(since, now=context.now()))
     filters = _checked(lambda: parse_where(where or []))
+    document = _reading(queries, lambda: _checked(lambda: answer(queries, window, filters)))
+    return JsonResponse({"window": window, "filters": dict(filters.items()), **document})
+
+
+def _reading(queries: Queries, run: Callable[[], T]) -> T:
+    """``run()``, with a store that cannot answer turned into a 503 that says why."""
     try:
-        document = _checked(lambda: answer(queries, window, filters))
+        return run()
     except StoreError as exc:
         raise ApiError(503, str(exc)) from None
-    return JsonResponse({"window": window, "filters": dict(filters.items()), **document})
+    except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+        where = queries.engine.url.render_as_string(hide_password=True)
+        raise ApiError(503, str(store_error(exc, doing="reading", where=where))) from None
 
 
 def _by(text: str) -> tuple[str, ...]:
@@ -227,7 +286,8 @@ def _by(text: str) -> tuple[str, ...]:
 
 
 def _checked(run: Callable[[], T]) -> T:
-    """``run()``, with a `QueryError` turned into a 422 naming the parameter."""
+    """``run()``, with a `QueryError` turned into a 422 naming the parameter (a 400 for an
+    `AnswerTooLarge`: the request is well formed, it asks for too much at once)."""
     try:
         return run()
     except QueryError as exc:
@@ -235,4 +295,5 @@ def _checked(run: Callable[[], T]) -> T:
         message = str(exc).removeprefix("--")
         name, sep, _ = message.partition(":")
         field = f"query.{name}" if sep and name.isidentifier() else "query"
-        raise ApiError(422, message, fields=[bad_field(field, message)]) from None
+        status = 400 if isinstance(exc, AnswerTooLarge) else 422
+        raise ApiError(status, message, fields=[bad_field(field, message)]) from None

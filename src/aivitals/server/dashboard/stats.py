@@ -5,6 +5,9 @@ They reuse the query layer's pieces (`Window`, `Filters`, `call_conditions`, `co
 no table or index. The histogram and the score series read raw calls, so calls that
 ``--retention-days`` has deleted are not in them (the rollups that keep older totals hold
 sketches, not the bins a histogram shows).
+
+Like every read, they leave out stored rows whose values are out of range and count them
+(``skipped_rows``; docs/queries.md).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from aivitals.query.calls import CallWithScores
 from aivitals.query.collect import collect
 from aivitals.query.filters import call_conditions
 from aivitals.query.series import STEPS
-from aivitals.store.rows import row_call, row_score
+from aivitals.store.bounds import MAX_DURATION_MS, MAX_SCORE_MAGNITUDE
+from aivitals.store.rows import readable_call, readable_score
 from aivitals.store.schema import calls, scores
 
 LATENCY_EDGES_MS: tuple[float, ...] = (
@@ -47,6 +51,8 @@ class HistogramSeries:
     group: dict[str, str | None] = field(default_factory=dict)
     calls: int
     counts: list[int]
+    skipped_rows: int = 0
+    """Calls of this group left out because a value is out of range."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,8 +61,11 @@ class ScorePoint:
 
     start: datetime
     name: str
-    mean: float
+    mean: float | None
+    """None when every score of the bucket was left out as out of range."""
     count: int
+    skipped_rows: int = 0
+    """Scores of this bucket and name left out because their value is out of range."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +81,12 @@ class CallDetail(CallWithScores):
     """A call, its scores, and every stored call of the same trace (itself included), oldest first."""
 
     trace: list[Call]
+    skipped_rows: int = 0
+    """Scores and calls of the trace left out as unreadable (out of range, or not valid text)."""
+
+
+UNREADABLE = "unreadable"
+"""What `call_detail` answers for a stored call that cannot be read."""
 
 
 def latency_histogram(
@@ -83,11 +98,15 @@ def latency_histogram(
 ) -> list[HistogramSeries]:
     """Calls per latency bin, per ``by`` value when given (groups with most calls first)."""
     latency = calls.c.latency_ms
-    # One pass: a running count below each edge; the bins are the differences.
+    # One pass: a running count below each edge; the bins are the differences. A latency out
+    # of range (below 0, past a day, NaN) is counted apart, not binned: the running counts
+    # take out those below 0, the last bin ends at the usable total.
     below = [sa.func.sum(sa.case((latency < edge, 1), else_=0)) for edge in edges_ms]
+    usable = sa.func.sum(sa.case((latency.between(0, MAX_DURATION_MS), 1), else_=0))
+    negative = sa.func.sum(sa.case((latency < 0, 1), else_=0))
     groups = [calls.c[by]] if by else []
     query = (
-        sa.select(*groups, sa.func.count(), *below)
+        sa.select(*groups, sa.func.count(), usable, negative, *below)
         .where(
             calls.c.started_ms >= window.start_ms,
             calls.c.started_ms < window.end_ms,
@@ -96,12 +115,16 @@ def latency_histogram(
         .group_by(*groups)
     )
     merged: dict[str | None, list[int]] = {}
+    skipped: dict[str | None, int] = {}
     for row in connection.execute(query):
         values: tuple[Any, ...] = tuple(row)
         key = (values[0] or None) if by else None
-        total, running = int(values[len(groups)]), [int(v or 0) for v in values[len(groups) + 1 :]]
-        if total == 0:
+        stored, total, under = (int(v or 0) for v in values[len(groups) : len(groups) + 3])
+        running = [int(v or 0) - under for v in values[len(groups) + 3 :]]
+        if stored == 0:
             continue
+        if stored > total:
+            skipped[key] = skipped.get(key, 0) + stored - total
         counts = [b - a for a, b in zip([0, *running], [*running, total], strict=True)]
         # '' and NULL both mean absent: add their rows together.
         before = merged.get(key)
@@ -109,7 +132,12 @@ def latency_histogram(
             counts if before is None else [a + b for a, b in zip(before, counts, strict=True)]
         )
     series = [
-        HistogramSeries(group={by: key} if by else {}, calls=sum(counts), counts=counts)
+        HistogramSeries(
+            group={by: key} if by else {},
+            calls=sum(counts),
+            counts=counts,
+            skipped_rows=skipped.get(key, 0),
+        )
         for key, counts in merged.items()
     ]
     series.sort(key=lambda s: (-s.calls, tuple((v is None, v or "") for v in s.group.values())))
@@ -124,8 +152,15 @@ def score_series(
         raise QueryError(f"--step: cannot read {step!r}; use {' or '.join(STEPS)}")
     step_ms = STEPS[step] * 1000
     bucket = calls.c.started_ms // step_ms
+    usable = sa.func.abs(scores.c.value) <= MAX_SCORE_MAGNITUDE
     query = (
-        sa.select(bucket, scores.c.name, sa.func.sum(scores.c.value), sa.func.count())
+        sa.select(
+            bucket,
+            scores.c.name,
+            sa.func.sum(sa.case((usable, scores.c.value))),
+            sa.func.count(sa.case((usable, 1))),
+            sa.func.sum(sa.case((usable, 0), else_=1)),
+        )
         .select_from(scores.join(calls, calls.c.id == scores.c.call_id))
         .where(
             calls.c.started_ms >= window.start_ms,
@@ -138,10 +173,11 @@ def score_series(
         ScorePoint(
             start=datetime.fromtimestamp(int(index) * step_ms / 1000, UTC),
             name=name,
-            mean=float(total) / int(count),
+            mean=float(total) / int(count) if count else None,
             count=int(count),
+            skipped_rows=int(left_out),
         )
-        for index, name, total, count in connection.execute(query)
+        for index, name, total, count, left_out in connection.execute(query)
     ]
     points.sort(key=lambda p: (p.start, p.name))
     return points
@@ -171,27 +207,35 @@ def filter_values(
         values = [
             FilterValue(value=key[1], calls=int(totals.ints["calls"][gid]))
             for gid, key in enumerate(totals.keys)
-            if key[1]
+            if key[1] and totals.ints["calls"][gid]
         ]
         values.sort(key=lambda v: (-v.calls, v.value))
         found[name] = values[:limit]
     return found
 
 
-def call_detail(connection: sa.Connection, call_id: str) -> CallDetail | None:
-    """The call with id ``call_id``, its scores and its trace; None when no such call is stored."""
+def call_detail(connection: sa.Connection, call_id: str) -> CallDetail | str | None:
+    """The call with id ``call_id``, its scores and its trace; None when no such call is stored,
+    `UNREADABLE` when it is stored but cannot be read (a value out of range, text that is not
+    valid Unicode: written by an older version or another tool)."""
     row = connection.execute(sa.select(calls).where(calls.c.id == call_id)).first()
     if row is None:
         return None
-    call = row_call(row)
-    found: list[Score] = [
-        row_score(score)
-        for score in connection.execute(
-            sa.select(scores)
-            .where(scores.c.call_id == call_id)
-            .order_by(scores.c.created_ms, scores.c.name, scores.c.id)
-        )
-    ]
+    call = readable_call(row)
+    if call is None:
+        return UNREADABLE
+    skipped = 0
+    found: list[Score] = []
+    for stored in connection.execute(
+        sa.select(scores)
+        .where(scores.c.call_id == call_id)
+        .order_by(scores.c.created_ms, scores.c.name, scores.c.id)
+    ):
+        score = readable_score(stored)
+        if score is None:
+            skipped += 1
+        else:
+            found.append(score)
     trace = [call]
     if call.trace_id:
         started = int(row.started_ms)
@@ -205,5 +249,8 @@ def call_detail(connection: sa.Connection, call_id: str) -> CallDetail | None:
             .order_by(calls.c.started_ms, calls.c.id)
             .limit(TRACE_LIMIT)
         )
-        trace = [row_call(other) for other in connection.execute(query)] or [call]
-    return CallDetail(call=call, scores=tuple(found), trace=trace)
+        rows = connection.execute(query).all()
+        readable = [other for other in map(readable_call, rows) if other is not None]
+        skipped += len(rows) - len(readable)
+        trace = readable or [call]
+    return CallDetail(call=call, scores=tuple(found), trace=trace, skipped_rows=skipped)
