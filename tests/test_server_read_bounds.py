@@ -128,6 +128,13 @@ def test_a_where_value_holding_nul_is_a_422_naming_where(served: Served) -> None
     assert fields == ["query.where"]
 
 
+@pytest.mark.parametrize("call_id", ["x" * 5000, "a%00b", "%F0%9F%92%A9" * 10])
+def test_a_call_id_no_stored_call_can_have_is_a_404(served: Served, call_id: str) -> None:
+    reply = served.client.get(f"/api/v1/calls/{call_id}")
+    assert reply.status_code == 404, reply.text
+    assert reply.json()["error"] == "no stored call has this id"
+
+
 def test_a_store_that_cannot_be_read_is_a_503_saying_why(tmp_path: Path) -> None:
     db = tmp_path / "aivitals.db"
     with served_with(db, [call_json()]) as served:

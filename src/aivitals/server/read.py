@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
+from aivitals.bounds import CALL_TEXT_CHARS
 from aivitals.query import (
     AnswerTooLarge,
     Filters,
@@ -228,6 +229,9 @@ def get_values(
 def get_call(context: Context, call_id: str) -> Response:
     """One call with its scores and every stored call of its trace (itself included)."""
     queries = _queries(context)
+    if len(call_id) > CALL_TEXT_CHARS["id"] or "\x00" in call_id:
+        # No stored id is longer, nor holds NUL (which PostgreSQL refuses in a query outright).
+        raise ApiError(404, "no stored call has this id")
 
     def read() -> stats.CallDetail | str | None:
         with queries.engine.connect() as connection:
