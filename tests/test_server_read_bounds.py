@@ -123,6 +123,15 @@ def test_the_earliest_since_answers_on_every_route(served: Served) -> None:
         get_ok(served, path, **params)
 
 
+@pytest.mark.parametrize("path", ["/api/v1/timeseries", "/api/v1/histogram"])
+@pytest.mark.parametrize("by", ["\x85", " ", ",", "model,team"])
+def test_a_split_by_no_field_or_several_is_a_422_naming_by(
+    served: Served, path: str, by: str
+) -> None:
+    fields, _ = refused(served, path, 422, by=by)
+    assert fields == ["query.by"]
+
+
 def test_a_where_value_holding_nul_is_a_422_naming_where(served: Served) -> None:
     fields, _ = refused(served, "/api/v1/summary", 422, where="model=gpt\x00")
     assert fields == ["query.where"]

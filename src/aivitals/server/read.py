@@ -105,7 +105,7 @@ def get_timeseries(
     by: Annotated[str | None, Query(description="One field to split each bucket by.")] = None,
 ) -> Response:
     """Calls, errors, spend, tokens and latency percentiles per ``step`` (and ``by`` value)."""
-    group = _by(by)[0] if by else None
+    group = _one_field(by)
 
     def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
         points = queries.timeseries(window, filters, step, group)
@@ -157,7 +157,7 @@ def get_histogram(
 ) -> Response:
     """Calls per latency bin: ``edges_ms`` are the bins' upper edges, and each series has one
     more count than there are edges (the calls at or above the last edge)."""
-    group = _by(by)[0] if by else None
+    group = _one_field(by)
 
     def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
         with queries.engine.connect() as connection:
@@ -287,6 +287,18 @@ def _reading(queries: Queries, run: Callable[[], T]) -> T:
 
 def _by(text: str) -> tuple[str, ...]:
     return _checked(lambda: check_by([name.strip() for name in text.split(",") if name.strip()]))
+
+
+def _one_field(text: str | None) -> str | None:
+    """The one ``by`` field of a time series or histogram; None when not given."""
+    if text is None:
+        return None
+    fields = _by(text)
+    if len(fields) != 1:
+        # Blank (spaces, or a character Python counts as one, such as U+0085) or several.
+        message = f"by: give one field to split by, got {text[:40]!r}"
+        raise ApiError(422, message, fields=[bad_field("query.by", message)])
+    return fields[0]
 
 
 def _checked(run: Callable[[], T]) -> T:
