@@ -10,14 +10,16 @@ so the client's framing never goes upstream: never a ``Transfer-Encoding`` next 
 The client's credentials stay with the gateway: ``Cookie``, ``X-Api-Key``, ``Api-Key``,
 ``Proxy-Authorization`` and ``Authorization`` (the proxy puts back the upstream's own key, or the
 client's when it runs without gateway keys). On the way back the upstream's ``Set-Cookie`` is
-dropped (its cookies are for the gateway's connection, not every client's), and so is the framing
-of its body, which the gateway re-frames (and aiohttp has already decompressed).
+dropped (its cookies are for the gateway's connection, not every client's), and so are the
+headers naming the operator's provider account (``OpenAI-Organization``, ``OpenAI-Project``,
+``Anthropic-Organization-Id``) and the framing of its body, which the gateway re-frames (and
+aiohttp has already decompressed).
 
 >>> upstream_request_headers([("Connection", "keep-alive, X-Hop"), ("X-Hop", "1"),
 ...     ("Cookie", "s=1"), ("Transfer-Encoding", "chunked"), ("OpenAI-Beta", "assistants=v2")])
 {'openai-beta': 'assistants=v2'}
 >>> client_response_headers([("Set-Cookie", "__cf_bm=x"), ("Retry-After", "1"),
-...     ("Content-Length", "12"), ("X-Request-Id", "req_1")])
+...     ("Content-Length", "12"), ("X-Request-Id", "req_1"), ("OpenAI-Organization", "acme")])
 [('retry-after', '1'), ('x-request-id', 'req_1')]
 """
 
@@ -62,6 +64,11 @@ _NOT_FORWARDED = (
 )
 _NOT_RETURNED = HOP_BY_HOP | {
     "set-cookie",
+    # The operator's provider account: which organisation and project the gateway's upstream
+    # key belongs to is none of its clients' business.
+    "openai-organization",
+    "openai-project",
+    "anthropic-organization-id",
     # The gateway frames, types and dates its own answer (uvicorn adds date and server).
     "content-length",
     "content-encoding",
