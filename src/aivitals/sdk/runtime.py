@@ -161,9 +161,7 @@ def build_runtime(**options: Unpack[RuntimeOptions]) -> Runtime:
     )
 
 
-def configure(
-    *, metrics_port: int | None = None, **options: Unpack[RuntimeOptions]
-) -> Runtime:
+def configure(*, metrics_port: int | None = None, **options: Unpack[RuntimeOptions]) -> Runtime:
     """Set up recording for this process; call once at start-up. Returns what was built.
 
     >>> from aivitals.sinks.memory import MemorySink
