@@ -34,9 +34,9 @@ import sqlalchemy
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from aivitals.attribution import Attribution
 from aivitals.model import Call, Score
 from aivitals.recorder import Recorder
-from aivitals.sdk.context import Attribution
 from aivitals.sdk.runtime import Runtime
 from aivitals.server.app import create_app
 from aivitals.server.serve import serve

@@ -15,8 +15,8 @@ import sqlalchemy
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
+from aivitals.attribution import Attribution
 from aivitals.recorder import Recorder
-from aivitals.sdk.context import Attribution
 from aivitals.sdk.runtime import Runtime
 from aivitals.server import create_app
 from aivitals.sinks.group_commit import GroupCommit

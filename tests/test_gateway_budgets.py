@@ -20,6 +20,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect
 
+from aivitals.attribution import Attribution
 from aivitals.gateway.budgets import Budget, BudgetLedger, Hold, Refusal
 from aivitals.gateway.keys import GatewayKey
 from aivitals.gateway.proxy import Gateway
@@ -30,7 +31,6 @@ from aivitals.model import Call
 from aivitals.price_overrides import Rates
 from aivitals.pricing import Pricer
 from aivitals.recorder import Recorder
-from aivitals.sdk.context import Attribution
 
 EVENING = datetime(2026, 11, 24, 21, 0, tzinfo=UTC)
 D = Decimal

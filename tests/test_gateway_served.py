@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from aivitals.attribution import Attribution
 from aivitals.gateway.budgets import Budget, BudgetLedger
 from aivitals.gateway.cache import ResponseCache
 from aivitals.gateway.keys import GatewayKey, KeyRing
@@ -36,7 +37,6 @@ from aivitals.model import Call
 from aivitals.query import Queries
 from aivitals.query.window import Window
 from aivitals.recorder import Recorder
-from aivitals.sdk.context import Attribution
 from aivitals.sdk.runtime import Runtime
 from aivitals.server import create_app
 from aivitals.sinks.prometheus import PrometheusSink

@@ -107,7 +107,7 @@ def serve(
     """
     from prometheus_client import disable_created_metrics  # noqa: PLC0415
 
-    from aivitals.sdk.runtime import build_runtime  # noqa: PLC0415  # keeps `aivitals --help` fast
+    from aivitals.runtime import build_runtime  # noqa: PLC0415  # keeps `aivitals --help` fast
     from aivitals.server.app import create_app  # noqa: PLC0415
     from aivitals.server.serve import serve as run  # noqa: PLC0415
     from aivitals.serving import bind  # noqa: PLC0415

@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from aivitals.attribution import Attribution
 from aivitals.bounds import CALL_TEXT_CHARS
 from aivitals.errors import ErrorInfo
 from aivitals.estimate import estimate_prompt_tokens
@@ -15,7 +16,6 @@ from aivitals.gateway.limits import Limit
 from aivitals.gateway.tracing import RequestTrace
 from aivitals.gateway.upstreams import Upstream
 from aivitals.model import CacheResult, Call, Operation, clean_text, utc_now
-from aivitals.sdk.context import Attribution
 from aivitals.usage import TokenUsage
 
 if TYPE_CHECKING:

@@ -27,8 +27,8 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from aivitals.attribution import Attribution
 from aivitals.config import ConfigError
-from aivitals.sdk.context import Attribution
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,9 +29,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from aivitals.attribution import AttributionError, attribution_from_headers
 from aivitals.bounds import CALL_TEXT_CHARS
 from aivitals.errors import INVALID_RESPONSE, ErrorInfo, classify_response
-from aivitals.gateway.attribution import AttributionError, read_attribution
 from aivitals.gateway.budgets import BudgetLedger
 from aivitals.gateway.cache import CachedAnswer, ResponseCache, cache_key
 from aivitals.gateway.decoding import BodyError, decode_body
@@ -207,7 +207,7 @@ class Gateway:
             )
         trace.root.update_name(f"{operation} {model}")
         try:
-            attribution = read_attribution(request.headers, body)
+            attribution = attribution_from_headers(request.headers, user=body.get("user"))
         except AttributionError as exc:
             return self._refuse(trace, "bad_request", bad_request(str(exc), param=exc.param))
         if key is not None:

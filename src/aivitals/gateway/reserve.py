@@ -41,11 +41,11 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from aivitals.attribution import Attribution
 from aivitals.gateway.budgets import BudgetLedger, Hold
 from aivitals.gateway.replies import openai_error
 from aivitals.model import Operation
 from aivitals.pricing import Pricer
-from aivitals.sdk.context import Attribution
 from aivitals.usage import TokenUsage
 
 _TEXT_PARTS = frozenset({"text", "refusal"})

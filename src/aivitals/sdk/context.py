@@ -14,53 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 
+from aivitals.attribution import EMPTY as _EMPTY
+from aivitals.attribution import Attribution
 
-@dataclass(frozen=True, slots=True)
-class Attribution:
-    user: str | None = None
-    feature: str | None = None
-    team: str | None = None
-    endpoint: str | None = None
-    prompt_version: str | None = None
-    environment: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-
-    def merged(
-        self,
-        *,
-        user: str | None = None,
-        feature: str | None = None,
-        team: str | None = None,
-        endpoint: str | None = None,
-        prompt_version: str | None = None,
-        environment: str | None = None,
-        tags: Mapping[str, object] | None = None,
-    ) -> Attribution:
-        """This attribution with the given values on top (``None`` keeps the current value)."""
-        if (
-            user is None
-            and feature is None
-            and team is None
-            and endpoint is None
-            and prompt_version is None
-            and environment is None
-            and not tags
-        ):
-            return self
-        return Attribution(
-            user=user if user is not None else self.user,
-            feature=feature if feature is not None else self.feature,
-            team=team if team is not None else self.team,
-            endpoint=endpoint if endpoint is not None else self.endpoint,
-            prompt_version=prompt_version if prompt_version is not None else self.prompt_version,
-            environment=environment if environment is not None else self.environment,
-            tags={**self.tags, **{str(k): str(v) for k, v in tags.items()}} if tags else self.tags,
-        )
-
-
-_EMPTY = Attribution()
 _attribution: ContextVar[Attribution] = ContextVar("aivitals_attribution", default=_EMPTY)
 _last_call_id: ContextVar[str | None] = ContextVar("aivitals_last_call_id", default=None)
 

@@ -22,8 +22,8 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
+from aivitals.attribution import Attribution
 from aivitals.model import Operation
-from aivitals.sdk.context import Attribution
 from aivitals.sdk.track import TrackedCall
 
 P = ParamSpec("P")

@@ -19,23 +19,15 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
+from aivitals.attribution import EMPTY, Attribution, AttributionError, attribution_from_headers
 from aivitals.estimate import estimate_prompt_tokens
 from aivitals.model import Operation
-from aivitals.sdk.context import Attribution
 from aivitals.sdk.track import TrackedCall
 
 log = logging.getLogger("aivitals.sdk")
 
 C = TypeVar("C")
 _MARK = "_aivitals_instrumented"
-_ATTRIBUTION_HEADERS = {
-    "x-aivitals-user": "user",
-    "x-aivitals-feature": "feature",
-    "x-aivitals-team": "team",
-    "x-aivitals-prompt-version": "prompt_version",
-    "x-aivitals-environment": "environment",
-}
-_TAG_HEADER = "x-aivitals-tag-"
 
 
 def instrument(
@@ -80,19 +72,15 @@ def _start(
     """Begin tracking a request; returns the tracker and whether we added include_usage."""
     try:
         headers = kwargs.get("extra_headers")
-        from_headers: dict[str, Any] = {}
-        tags: dict[str, str] = {}
-        if isinstance(headers, Mapping):
-            for key, value in headers.items():
-                lower = str(key).lower()
-                if lower in _ATTRIBUTION_HEADERS:
-                    from_headers[_ATTRIBUTION_HEADERS[lower]] = str(value)
-                elif lower.startswith(_TAG_HEADER):
-                    tags[lower[len(_TAG_HEADER) :]] = str(value)
-        user = kwargs.get("user")
-        attribution = defaults.merged(
-            user=user if isinstance(user, str) else None, tags=tags, **from_headers
-        )
+        try:
+            asked = attribution_from_headers(
+                headers if isinstance(headers, Mapping) else {}, user=kwargs.get("user")
+            )
+        except AttributionError as exc:
+            # The request still goes out as the caller wrote it; only its attribution is lost.
+            log.warning("aivitals: attribution of an openai request left out: %s", exc)
+            asked = EMPTY
+        attribution = asked.over(defaults)
         model = kwargs.get("model")
         tracker = TrackedCall(
             model=model if isinstance(model, str) else None,

@@ -8,157 +8,32 @@ from __future__ import annotations
 
 import atexit
 import logging
-import sys
 import threading
-from collections.abc import Mapping, Sequence
-from datetime import timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypedDict, Unpack
+from typing import Unpack
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import start_http_server
 
-from aivitals.cardinality import LabelLimits
-from aivitals.config import ConfigError, check_timezone, read_env
-from aivitals.pricing import Pricer
+from aivitals.attribution import Attribution
+from aivitals.config import ConfigError, read_env
 from aivitals.recorder import Recorder
-from aivitals.sdk.context import Attribution
-from aivitals.sinks.base import BatchSink, InlineSink
-from aivitals.sinks.log import JsonLogSink
-from aivitals.sinks.prometheus import PrometheusSink
-from aivitals.windows import LiveWindows
+from aivitals.runtime import Runtime, RuntimeOptions, build_runtime
 
-if TYPE_CHECKING:
-    from aivitals.store.sql import SqlStore
+__all__ = [
+    "Runtime",
+    "RuntimeOptions",
+    "build_runtime",
+    "configure",
+    "flush",
+    "get_runtime",
+    "reset",
+    "shutdown",
+]
 
 log = logging.getLogger("aivitals")
 
 
-class Runtime:
-    """What `configure` built: the recorder and the sinks that later code may want to read."""
-
-    def __init__(
-        self,
-        *,
-        recorder: Recorder,
-        prometheus: PrometheusSink | None,
-        windows: LiveWindows | None,
-        defaults: Attribution,
-        enabled: bool = True,
-    ) -> None:
-        self.recorder = recorder
-        self.prometheus = prometheus
-        self.windows = windows
-        self.defaults = defaults
-        self.enabled = enabled
-
-
 _lock = threading.Lock()
 _runtime: Runtime | None = None
-
-
-class RuntimeOptions(TypedDict, total=False):
-    """What `build_runtime` and `configure` take, by keyword; see `configure` for each."""
-
-    sinks: Sequence[InlineSink | BatchSink]
-    prometheus: bool
-    registry: CollectorRegistry | None
-    log_to: str | Path | None
-    store: str | Path | SqlStore | Literal[False] | None
-    retention_days: float | None
-    endpoint: str | Literal[False] | None
-    api_key: str | None
-    spool_dir: str | Path | None
-    price_overrides: str | Path | None
-    windows_minutes: int
-    label_limits: LabelLimits | None
-    timezone: str | None
-    environment: str | None
-    feature: str | None
-    team: str | None
-    tags: Mapping[str, object] | None
-    queue_size: int
-    batch_size: int
-    flush_interval_s: float
-    enabled: bool | None
-
-
-def build_runtime(**options: Unpack[RuntimeOptions]) -> Runtime:
-    """A recorder with its sinks, windows and pricer, as `configure` describes; nothing global.
-
-    The caller owns it: nothing is installed as the process default, no port is opened, nothing
-    runs at exit; close it with ``runtime.recorder.close()``. `aivitals serve` and tests build
-    their own this way.
-
-    >>> from aivitals.sinks.memory import MemorySink
-    >>> runtime = build_runtime(sinks=[MemorySink()], store=False, endpoint=False)
-    >>> runtime.recorder.durable, runtime.windows is not None
-    (False, True)
-    >>> runtime.recorder.close()
-    """
-    env = read_env()
-    zone = check_timezone(options.get("timezone") or env.timezone)
-    pricer = Pricer.from_file(options.get("price_overrides") or env.price_overrides)
-    limits = options.get("label_limits")
-    inline: list[InlineSink] = []
-    batch: list[BatchSink] = []
-    prometheus_sink = (
-        PrometheusSink(registry=options.get("registry"), limits=limits)
-        if options.get("prometheus", True)
-        else None
-    )
-    windows = LiveWindows(minutes=options.get("windows_minutes", 60), tz=zone, limits=limits)
-    if prometheus_sink is not None:
-        inline.append(prometheus_sink)
-        prometheus_sink.overflow.watch(*windows.caps)
-    inline.append(windows)
-    log_target = options.get("log_to") or env.log
-    if log_target is not None:
-        batch.append(_log_sink(log_target))
-    store = options.get("store")
-    store_target = None if store is False else (store or env.store)
-    if store_target is not None:
-        batch.append(_store_sink(store_target, options.get("retention_days")))
-    endpoint = options.get("endpoint")
-    endpoint_target = None if endpoint is False else (endpoint or env.endpoint)
-    if endpoint_target is not None:
-        batch.append(
-            _http_exporter(
-                endpoint_target,
-                options.get("api_key") or env.api_key,
-                options.get("spool_dir") or env.spool_dir,
-            )
-        )
-    for sink in options.get("sinks", ()):
-        if isinstance(sink, BatchSink):
-            batch.append(sink)
-        elif isinstance(sink, InlineSink):
-            inline.append(sink)
-        else:
-            raise ConfigError(f"{sink!r} is neither an inline nor a batch sink")
-    recorder = Recorder(
-        pricer=pricer,
-        inline_sinks=inline,
-        batch_sinks=batch,
-        queue_size=options.get("queue_size", 10_000),
-        batch_size=options.get("batch_size", 500),
-        flush_interval_s=options.get("flush_interval_s", 1.0),
-    )
-    if prometheus_sink is not None:
-        prometheus_sink.watch(stats=recorder.stats, buffered=recorder.buffered, lost=recorder.lost)
-    defaults = Attribution().merged(
-        environment=options.get("environment") or env.environment,
-        feature=options.get("feature"),
-        team=options.get("team"),
-        tags=options.get("tags"),
-    )
-    enabled = options.get("enabled")
-    return Runtime(
-        recorder=recorder,
-        prometheus=prometheus_sink,
-        windows=windows,
-        defaults=defaults,
-        enabled=(not env.disabled) if enabled is None else enabled,
-    )
 
 
 def configure(*, metrics_port: int | None = None, **options: Unpack[RuntimeOptions]) -> Runtime:
@@ -267,49 +142,3 @@ def reset() -> None:
     shutdown()
     with _lock:
         _runtime = None
-
-
-def _store_sink(target: str | Path | SqlStore, retention_days: float | None) -> BatchSink:
-    # Imported here: SQLAlchemy is only paid for by processes that keep a store.
-    from aivitals.sinks.store import StoreSink  # noqa: PLC0415
-    from aivitals.store.errors import StoreError  # noqa: PLC0415
-    from aivitals.store.sql import SqlStore  # noqa: PLC0415
-
-    if retention_days is not None and retention_days <= 0:
-        raise ConfigError(f"retention_days must be above 0, got {retention_days}")
-    try:
-        opened = target if isinstance(target, SqlStore) else SqlStore.open(target)
-    except StoreError as exc:
-        raise ConfigError(f"store: {exc}") from exc
-    retention = timedelta(days=retention_days) if retention_days is not None else None
-    return StoreSink(opened, retention=retention, pending_dir=opened.pending_dir)
-
-
-def _http_exporter(endpoint: str, api_key: str | None, spool_dir: str | Path | None) -> BatchSink:
-    # Imported here: httpx is only paid for by processes that export.
-    try:
-        from aivitals.sinks.http import HttpExporter  # noqa: PLC0415
-    except ImportError as exc:
-        raise ConfigError(f"endpoint: sending to a server needs httpx ({exc})") from exc
-    try:
-        return HttpExporter(endpoint, api_key=api_key, spool_dir=spool_dir)
-    except ValueError as exc:
-        raise ConfigError(f"endpoint: {exc}") from exc
-    except OSError as exc:
-        raise ConfigError(
-            f"spool_dir: {exc}; set spool_dir (or AIVITALS_SPOOL_DIR) to a writable directory"
-        ) from exc
-
-
-def _log_sink(target: str | Path) -> JsonLogSink:
-    if target == "stderr":
-        return JsonLogSink(stream=sys.stderr)
-    if target == "stdout":
-        return JsonLogSink(stream=sys.stdout)
-    try:
-        return JsonLogSink(path=target)
-    except OSError as exc:
-        raise ConfigError(
-            f"log_to: cannot write {target} ({exc.strerror or exc}); give a writable file, "
-            '"stderr" or "stdout"'
-        ) from None

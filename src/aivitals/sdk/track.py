@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+from aivitals.attribution import Attribution
 from aivitals.errors import classify_error
 from aivitals.model import (
     CacheLevel,
@@ -33,7 +34,7 @@ from aivitals.model import (
 )
 from aivitals.pricing import Cost
 from aivitals.salvage import salvage_call
-from aivitals.sdk.context import Attribution, _attribution, set_last_call_id
+from aivitals.sdk.context import _attribution, set_last_call_id
 from aivitals.sdk.runtime import Runtime, get_runtime
 from aivitals.usage import TokenUsage, usage_from_response
 
@@ -386,17 +387,7 @@ _NEVER = datetime.fromtimestamp(0, UTC)
 
 
 def _merge(base: Attribution, top: Attribution) -> Attribution:
-    if base == _EMPTY_ATTRIBUTION:
-        return top
-    return base.merged(
-        user=top.user,
-        feature=top.feature,
-        team=top.team,
-        endpoint=top.endpoint,
-        prompt_version=top.prompt_version,
-        environment=top.environment,
-        tags=top.tags,
-    )
+    return top if base == _EMPTY_ATTRIBUTION else top.over(base)
 
 
 def track(

@@ -6,8 +6,8 @@ upstream client lives as long as the app, and ``/readyz`` checks its upstreams.
 
 >>> from fastapi.testclient import TestClient
 >>> from aivitals.recorder import Recorder
->>> from aivitals.sdk.context import Attribution
->>> from aivitals.sdk.runtime import Runtime
+>>> from aivitals.attribution import Attribution
+>>> from aivitals.runtime import Runtime
 >>> from aivitals.sinks.prometheus import PrometheusSink
 >>> sink = PrometheusSink()
 >>> runtime = Runtime(recorder=Recorder(inline_sinks=[sink]), prometheus=sink, windows=None,
@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry
 from aivitals.alerts import AlertService
 from aivitals.gateway.proxy import Gateway
 from aivitals.model import utc_now
-from aivitals.sdk.runtime import Runtime
+from aivitals.runtime import Runtime
 from aivitals.server import alerts as alerts_api
 from aivitals.server import ingest, ops, read
 from aivitals.server.context import ReadinessCheck, ServerContext

@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 
 from aivitals.model import utc_now
 from aivitals.query import Queries
-from aivitals.sdk.runtime import Runtime
+from aivitals.runtime import Runtime
 from aivitals.server.metrics import ServerMetrics
 from aivitals.store.sql import SqlStore
 
