@@ -34,6 +34,7 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import msgspec
@@ -328,6 +329,9 @@ class Recorder:
             return call
 
     def _priced(self, call: Call) -> Call:
+        if call.cache == "hit":
+            # A hit was not sent to the provider: it costs nothing (its saving is saved_usd).
+            return msgspec.structs.replace(call, cost_usd=Decimal(0), price_source="cache")
         usage = TokenUsage(
             input_tokens=call.input_tokens,
             output_tokens=call.output_tokens,

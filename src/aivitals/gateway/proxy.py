@@ -47,7 +47,7 @@ from aivitals.gateway.sse import StreamRelay
 from aivitals.gateway.tracing import TRACE_HEADER, RequestTrace, tracer_for, tracer_provider
 from aivitals.gateway.upstream_client import UpstreamClient, UpstreamFailure, UpstreamReply
 from aivitals.gateway.upstreams import Upstream, Upstreams
-from aivitals.model import Call, Operation, clean_text, utc_now
+from aivitals.model import Call, Operation, Status, clean_text, utc_now
 from aivitals.recorder import Recorder
 from aivitals.usage import usage_from_openai
 
@@ -355,7 +355,7 @@ class Gateway:
             return Response(hit.chunks[0], 200, media_type=hit.media_type)
 
         async def events() -> AsyncIterator[bytes]:
-            outcome = "ok"
+            outcome: Status = "ok"
             try:
                 for index, chunk in enumerate(hit.chunks):
                     if index == 0:

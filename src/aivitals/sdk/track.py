@@ -12,7 +12,6 @@ re-raised unchanged. Nothing aivitals does in here raises into your code.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -22,17 +21,15 @@ from types import TracebackType
 from typing import Any
 
 from aivitals.attribution import Attribution
-from aivitals.errors import classify_error
+from aivitals.draft import CallDraft
 from aivitals.model import (
     CacheLevel,
     CacheResult,
     Call,
     InvalidRecord,
     Operation,
-    new_id,
     utc_now,
 )
-from aivitals.pricing import Cost
 from aivitals.salvage import salvage_call
 from aivitals.sdk.context import _attribution, set_last_call_id
 from aivitals.sdk.runtime import Runtime, get_runtime
@@ -42,11 +39,8 @@ log = logging.getLogger("aivitals.sdk")
 
 _current: ContextVar[TrackedCall | None] = ContextVar("aivitals_current_call", default=None)
 
-_NO_USAGE = TokenUsage()
-_CANCELLATIONS = (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)
 
-
-class TrackedCall:
+class TrackedCall(CallDraft):
     """The handle of a call in progress: tell it what happened; it is recorded when the block ends.
 
     Every method is safe to call from your code: none raises, and values that make no sense are
@@ -61,24 +55,11 @@ class TrackedCall:
         "_only_if_alone",
         "_runtime",
         "_started",
-        "_started_at",
         "_t0",
         "_tokens",
         "_who",
-        "cache",
-        "cache_level",
-        "context_window",
         "error",
-        "finish_reason",
-        "id",
-        "model",
-        "operation",
-        "provider",
         "recorded",
-        "response_model",
-        "tokens_estimated",
-        "ttft_ms",
-        "usage",
     )
 
     def __init__(
@@ -91,18 +72,7 @@ class TrackedCall:
         only_if_alone: bool = False,
         runtime: Runtime | None = None,
     ) -> None:
-        self.id = new_id()
-        self.model = model
-        self.provider = provider
-        self.operation: Operation = operation
-        self.response_model: str | None = None
-        self.usage = _NO_USAGE
-        self.tokens_estimated = False
-        self.ttft_ms: float | None = None
-        self.finish_reason: str | None = None
-        self.cache: CacheResult | None = None
-        self.cache_level: CacheLevel | None = None
-        self.context_window: int | None = None
+        super().__init__(provider=provider, model=model, operation=operation, started_at=_NEVER)
         self.error: BaseException | None = None
         self.recorded: Call | None = None
         self._extra = attribution or _EMPTY_ATTRIBUTION
@@ -111,7 +81,6 @@ class TrackedCall:
         self._children = 0
         self._runtime = runtime
         self._t0 = 0.0
-        self._started_at = _NEVER
         self._started = False
         self._finished = False
         self._tokens: tuple[Token[Attribution], Token[TrackedCall | None]] | None = None
@@ -202,7 +171,7 @@ class TrackedCall:
         if self._started:
             return
         self._started = True
-        self._started_at = utc_now()
+        self.started_at = utc_now()
         self._t0 = time.perf_counter()
         try:
             runtime = self._runtime = self._runtime or get_runtime()
@@ -220,7 +189,7 @@ class TrackedCall:
         if self._started:
             latency_ms = (time.perf_counter() - self._t0) * 1000.0
         else:  # finished without a start: an instant, now
-            latency_ms, self._started_at = 0.0, utc_now()
+            latency_ms, self.started_at = 0.0, utc_now()
         try:
             runtime = self._runtime or get_runtime()
             if self._in_flight_key is not None:
@@ -262,34 +231,13 @@ class TrackedCall:
         return self._who
 
     def _build(self, runtime: Runtime, latency_ms: float) -> Call | None:
-        assert self.model is not None  # finish() checks it first
-        status, error_type, http_status, message = "ok", None, None, None
         if self.error is not None:
-            if isinstance(self.error, _CANCELLATIONS):
-                status = "cancelled"
-            else:
-                info = classify_error(self.error)
-                status, error_type = "error", info.error_type
-                http_status, message = info.http_status, info.message
-        who = self._attribution()
-        provider = self._provider(runtime)
-        pricing = runtime.recorder.pricer
-        cost = pricing.price(
-            provider=provider, model=self.model, usage=self.usage, at=self._started_at
-        )
-        context_window = self.context_window
-        if cost is not None and context_window is None:
-            context_window = pricing.context_window(provider=provider, model=self.model)
-        call_fields = self._fields(
-            provider=provider,
-            latency_ms=latency_ms,
-            outcome=(status, error_type, message, http_status),
-            who=who,
-            cost=cost,
-            context_window=context_window,
-        )
+            self.fail(self.error)
+        self.attribution = self._attribution()
+        self._provider(runtime)
         try:
-            call, refusals = salvage_call(call_fields)
+            # Priced by the recorder, like every call; refused tokens take the price with them.
+            call, refusals = salvage_call(self.fields(latency_ms=latency_ms))
         except InvalidRecord as exc:
             log.warning("aivitals: call %s not recorded: %s", self.id, exc)
             return None
@@ -302,55 +250,6 @@ class TrackedCall:
                 refusal,
             )
         return call
-
-    def _fields(
-        self,
-        *,
-        provider: str,
-        latency_ms: float,
-        outcome: tuple[Any, Any, str | None, int | None],
-        who: Attribution,
-        cost: Cost | None,
-        context_window: int | None,
-    ) -> dict[str, Any]:
-        assert self.model is not None  # finish() checks it first
-        status, error_type, message, http_status = outcome
-        usage = self.usage
-        return {
-            "id": self.id,
-            "provider": provider,
-            "model": self.model,
-            "operation": self.operation,
-            "latency_ms": latency_ms,
-            "started_at": self._started_at,
-            "ttft_ms": self.ttft_ms,
-            "response_model": self.response_model,
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "cached_input_tokens": usage.cached_input_tokens,
-            "cache_write_tokens": usage.cache_write_tokens,
-            "reasoning_tokens": usage.reasoning_tokens,
-            "tokens_estimated": self.tokens_estimated,
-            "cost_usd": cost.total_usd if cost else None,
-            "input_cost_usd": cost.input_usd if cost else None,
-            "output_cost_usd": cost.output_usd if cost else None,
-            "price_source": cost.source if cost else None,
-            "status": status,
-            "error_type": error_type,
-            "error_message": message,
-            "http_status": http_status,
-            "finish_reason": self.finish_reason,
-            "cache": self.cache,
-            "cache_level": self.cache_level,
-            "context_window": context_window,
-            "user": who.user,
-            "feature": who.feature,
-            "team": who.team,
-            "endpoint": who.endpoint,
-            "prompt_version": who.prompt_version,
-            "environment": who.environment,
-            "tags": dict(who.tags),
-        }
 
     def __enter__(self) -> TrackedCall:
         self._tokens = (_attribution.set(self._attribution()), _current.set(self))
