@@ -19,7 +19,6 @@ aivitals.model.InvalidRecord: latency_ms: must be a finite number from 0 to 86,4
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal, get_args
@@ -678,10 +677,3 @@ def _tags_ok(tags: dict[str, str]) -> bool:
         ):
             return False
     return True
-
-
-def tags_of(mapping: Mapping[str, object] | None) -> dict[str, str]:
-    """Free-form tags as strings, the only form every sink can carry."""
-    if not mapping:
-        return {}
-    return {str(key): str(value) for key, value in mapping.items()}

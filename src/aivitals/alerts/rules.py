@@ -255,10 +255,6 @@ class RuleSet(BaseModel):
     def interval_s(self) -> float:
         return parse_duration(self.interval)
 
-    @property
-    def repeat_interval_s(self) -> float:
-        return parse_duration(self.repeat_interval)
-
     def rule(self, name: str) -> Rule:
         """The rule called ``name``; KeyError if there is none."""
         for rule in self.rules:

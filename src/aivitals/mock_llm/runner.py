@@ -24,7 +24,6 @@ from aivitals.mock_llm.config import MockConfig
 from aivitals.mock_llm.streaming import cut_on_purpose
 from aivitals.serving import AnnouncingServer, bind, origin
 
-_STARTUP_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 10.0
 # An in-flight request still holding its connection (a hang nobody timed out) is cancelled after
 # this, so leaving a `with MockServer()` block never waits out `hang_s`.
