@@ -176,16 +176,7 @@ class Recorder:
         if self._durable is None:
             return [self.record(call) for call in priced]
         self._durable.commit(priced, ())
-        for call in priced:
-            try:
-                for sink in self.inline_sinks:
-                    try:
-                        sink.on_call(call)
-                    except Exception:
-                        self._sink_failed(sink.name, 1)
-                self._accept(_Committed(call))
-            except Exception:
-                self._internal_error("recording a call")
+        self._fan_out_committed(priced)
         return priced
 
     def record_scores_durably(self, scores: Sequence[Score]) -> None:
@@ -195,16 +186,23 @@ class Recorder:
                 self.record_score(score)
             return
         self._durable.commit((), scores)
-        for score in scores:
+        self._fan_out_committed(scores)
+
+    def _fan_out_committed(self, items: Sequence[Call | Score]) -> None:
+        """Inline sinks now, the other batch sinks later: the durable one has them already."""
+        for item in items:
             try:
                 for sink in self.inline_sinks:
                     try:
-                        sink.on_score(score)
+                        if isinstance(item, Call):
+                            sink.on_call(item)
+                        else:
+                            sink.on_score(item)
                     except Exception:
                         self._sink_failed(sink.name, 1)
-                self._accept(_Committed(score))
+                self._accept(_Committed(item))
             except Exception:
-                self._internal_error("recording a score")
+                self._internal_error("recording what was committed")
 
     def record(self, call: Call) -> Call:
         """Price ``call``, hand it to every sink, and return it as recorded (with its cost).
