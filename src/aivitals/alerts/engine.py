@@ -114,7 +114,6 @@ class AlertEngine:
         self._file = StateFile(state_path)
         self.state: EngineState = self._file.load()
         self.rule_errors: dict[str, str] = {}
-        self._live_failing: set[str] = set()
         self.rules = rules
         self.notifiers: dict[str, Notifier] = self._notifiers_for(rules)
 
@@ -148,27 +147,16 @@ class AlertEngine:
             return transitions
 
     def read(self, rule: Rule) -> tuple[Readings, str]:
-        """The rule's value per group now, and the source that answered (``live``/``store``)."""
-        if self._windows is not None and rule.source != "store":
-            if live_fits(rule, self._live_minutes):
-                try:
-                    readings = read_live(rule, self._windows)
-                except (ArithmeticError, ValueError) as exc:
-                    # A call the windows cannot place (a latency of 1e16 ms ends in year
-                    # 318,857) must not blind the rule: the store answers it too.
-                    if rule.source == "live" or self._queries is None:
-                        raise
-                    if rule.name not in self._live_failing:
-                        self._live_failing.add(rule.name)
-                        logger.warning(
-                            "alert rule %s: the live windows cannot answer (%s); "
-                            "reading the store until they can",
-                            rule.name,
-                            exc,
-                        )
-                else:
-                    self._live_failing.discard(rule.name)
-                    return readings, "live"
+        """The rule's value per group now, and the source that answered (``live``/``store``).
+
+        With a store, ``source: auto`` reads it: the live windows begin empty at every start
+        and never see the calls other processes write into the same store, so they cannot
+        be known to hold a whole rule window (after a restart the day's spend would count
+        from $0). Without a store they are all there is.
+        """
+        if rule.source == "live" or (rule.source == "auto" and self._queries is None):
+            if self._windows is not None and live_fits(rule, self._live_minutes):
+                return read_live(rule, self._windows), "live"
             if rule.source == "live":
                 raise ValueError(
                     f"the live windows cannot answer this rule (its window, filters or groups); "

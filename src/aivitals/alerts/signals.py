@@ -4,10 +4,12 @@ Each read answers ``{group labels: value}``: one entry per group (one, with no l
 rule has no ``group_by``). A value of None means no call contributed (no calls, no priced calls,
 no scores): it never breaches.
 
-Which source answers (`live_fits`): the live windows when the rule fits them (a window of
-``today``, ``month`` or at most their horizon in minutes; filters and groups among provider,
-model, feature and team, plus error_type for error rates; quality by model and feature; not
-``signal: query``), else the store. ``source: live`` or ``source: store`` forces one.
+Which source answers is the engine's choice (`AlertEngine.read`): the store whenever there is
+one, for it holds calls other processes wrote and those from before a restart; else the live
+windows, when the rule fits them (`live_fits`: a window of ``today``, ``month`` or at most their
+horizon in minutes; filters and groups among provider, model, feature and team, plus error_type
+for error rates; quality by model and feature; not ``signal: query``). ``source: live`` or
+``source: store`` forces one.
 """
 
 from __future__ import annotations
