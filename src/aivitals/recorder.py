@@ -41,6 +41,7 @@ import msgspec
 
 from aivitals.model import Call, Score
 from aivitals.pricing import Pricer
+from aivitals.recent_calls import RecentCalls
 from aivitals.sinks.base import (
     Accounted,
     BatchSink,
@@ -125,6 +126,8 @@ class Recorder:
         self._delivered = 0
         self._closed = False
         self._last_error_log: dict[str, float] = {}
+        # A score that names only its call inherits the call's model and feature from here.
+        self._recent = RecentCalls()
         self._worker: threading.Thread | None = None
         self._start_worker()
         # A weak reference: the fork hook must not keep every recorder ever built alive.
@@ -173,20 +176,22 @@ class Recorder:
         sink this is `record` for each call.
         """
         priced = [self._safely_priced(call) for call in calls]
+        for call in priced:
+            self._recent.add(call)
         if self._durable is None:
             return [self.record(call) for call in priced]
         self._durable.commit(priced, ())
         self._fan_out_committed(priced)
         return priced
 
-    def record_scores_durably(self, scores: Sequence[Score]) -> None:
-        """`record_durably` for scores."""
+    def record_scores_durably(self, scores: Sequence[Score]) -> list[Score]:
+        """`record_durably` for scores; returns them as recorded (see `record_score`)."""
+        scores = [self._recent.fill(score) for score in scores]
         if self._durable is None:
-            for score in scores:
-                self.record_score(score)
-            return
+            return [self.record_score(score) for score in scores]
         self._durable.commit((), scores)
         self._fan_out_committed(scores)
+        return scores
 
     def _fan_out_committed(self, items: Sequence[Call | Score]) -> None:
         """Inline sinks now, the other batch sinks later: the durable one has them already."""
@@ -213,6 +218,7 @@ class Recorder:
         try:
             if call.price_source is None:
                 call = self._priced(call)
+            self._recent.add(call)
             for sink in self.inline_sinks:
                 try:
                     sink.on_call(call)
@@ -223,9 +229,14 @@ class Recorder:
             self._internal_error("recording a call")
         return call
 
-    def record_score(self, score: Score) -> None:
-        """Hand a quality score to every sink. Never raises."""
+    def record_score(self, score: Score) -> Score:
+        """Hand a quality score to every sink and return it as recorded. Never raises.
+
+        A score without a model or feature whose call this recorder recorded lately (the last
+        4,096 calls) gets them from the call, so it lands in that model's quality series.
+        """
         try:
+            score = self._recent.fill(score)
             for sink in self.inline_sinks:
                 try:
                     sink.on_score(score)
@@ -234,6 +245,7 @@ class Recorder:
             self._accept(score)
         except Exception:
             self._internal_error("recording a score")
+        return score
 
     def call_started(self, provider: str, model: str) -> None:
         for sink in self._in_flight_observers:

@@ -51,6 +51,10 @@ def score(
     valid text within its length (`aivitals.bounds`), is refused: it is logged with the reason and
     nothing is recorded (scores come from evaluators and users; they must not crash them). A bad
     ``comment``, ``model`` or ``feature`` is logged and left out; the score is recorded.
+
+    Without ``model`` or ``feature``, a score for a call this process recorded lately takes the
+    call's (the returned score shows them), so per-model quality in Prometheus and the live
+    windows counts it; the store's reads join a score to its call by id, its team included.
     """
     try:
         item, refusals = salvage_score(
@@ -79,7 +83,7 @@ def score(
         )
     runtime = get_runtime()
     if runtime.enabled:
-        runtime.recorder.record_score(item)
+        return runtime.recorder.record_score(item)
     return item
 
 

@@ -1,0 +1,62 @@
+"""The attribution of recently recorded calls, so a score that names only its call gets its labels.
+
+``aivitals.score(call_id, "helpfulness", 0.9)`` names the call, not its model or feature; without
+them the score's Prometheus series and live quality carry ``model=""``, and per-model quality
+stays empty. The recorder remembers the last calls it recorded and fills a score's model and
+feature from its call (the score's own values win). The store needs none of this: its reads join
+scores to calls by id, which gives the team as well.
+
+>>> from aivitals.model import Call, Score
+>>> recent = RecentCalls()
+>>> recent.add(Call(id="c1", provider="openai", model="gpt-4o", feature="search", latency_ms=1.0))
+>>> filled = recent.fill(Score(call_id="c1", name="helpfulness", value=0.9))
+>>> filled.model, filled.feature
+('gpt-4o', 'search')
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import msgspec.structs
+
+from aivitals.model import Call, Score
+
+DEFAULT_CAPACITY = 4096
+"""Calls remembered: scores come from evaluators and users, most within minutes of their call."""
+
+
+class RecentCalls:
+    """The (model, feature) of the last ``capacity`` calls, by id. Thread-safe."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self._capacity = capacity
+        # An OrderedDict is the stdlib's LRU (functools.lru_cache memoises a function instead).
+        self._calls: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, call: Call) -> None:
+        """Remember ``call``'s model and feature, forgetting the oldest call past capacity."""
+        with self._lock:
+            self._calls[call.id] = (call.model, call.feature)
+            self._calls.move_to_end(call.id)
+            if len(self._calls) > self._capacity:
+                self._calls.popitem(last=False)
+
+    def fill(self, score: Score) -> Score:
+        """``score`` with the model and feature of its call where it has none; else as given."""
+        if score.model is not None and score.feature is not None:
+            return score
+        with self._lock:
+            known = self._calls.get(score.call_id)
+        if known is None:
+            return score
+        model, feature = known
+        return msgspec.structs.replace(
+            score,
+            model=score.model if score.model is not None else model,
+            feature=score.feature if score.feature is not None else feature,
+        )
