@@ -34,8 +34,7 @@ def test_an_sdk_score_by_call_id_lands_in_its_calls_model_and_feature(recorded: 
 
 
 def test_a_scores_own_model_and_feature_win_and_an_unknown_call_stays_unlabelled() -> None:
-    memory = MemorySink()
-    recorder = Recorder(inline_sinks=[memory])
+    recorder = Recorder(batch_sinks=[MemorySink()])
     try:
         recorder.record(Call(id="c1", provider="openai", model="gpt-4o", latency_ms=5.0))
         own = recorder.record_score(Score(call_id="c1", name="n", value=0.5, model="judge-x"))
