@@ -21,7 +21,9 @@ from tests.test_server_support import call_json, served_at
 def test_an_sdk_score_by_call_id_lands_in_its_calls_model_and_feature(recorded: Recorded) -> None:
     with aivitals.track(model="gpt-4o-mini", feature="search", team="growth") as call:
         call.set_usage(input_tokens=100, output_tokens=10)
-    returned = aivitals.score(aivitals.last_call_id(), "relevance", 0.9)
+    call_id = aivitals.last_call_id()
+    assert call_id is not None
+    returned = aivitals.score(call_id, "relevance", 0.9)
     assert returned is not None
     assert (returned.model, returned.feature) == ("gpt-4o-mini", "search")
     (stored,) = recorded.scores()
