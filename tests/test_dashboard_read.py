@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from aivitals.server.dashboard.stats import LATENCY_EDGES_MS
+from aivitals.query import LATENCY_EDGES_MS
 from tests.test_server_support import Served, call_json, get_ok, serve_app, served_with
 
 CALLS = [

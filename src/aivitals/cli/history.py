@@ -170,7 +170,7 @@ def export(
         window = parse_since(since, now=datetime.now(UTC))
         filters = parse_where(where or [])
         exported = export_calls(
-            store.engine,
+            store,
             window,
             filters,
             format_=format_,

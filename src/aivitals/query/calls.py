@@ -45,11 +45,12 @@ def list_calls(
 ) -> CallsPage:
     """A page of the window's calls, newest first (ties by id, descending)."""
     if limit < 0 or offset < 0:
-        raise QueryError(f"calls: limit and offset must be 0 or more, got {limit} and {offset}")
+        raise QueryError(None, f"limit and offset must be 0 or more, got {limit} and {offset}")
     if offset > MAX_OFFSET:
         raise QueryError(
-            f"--offset: {offset} is past the most a page can skip ({MAX_OFFSET:,}); "
-            "narrow the window with since instead"
+            "offset",
+            f"{offset} is past the most a page can skip ({MAX_OFFSET:,}); "
+            "narrow the window with since instead",
         )
     query = (
         sa.select(calls)

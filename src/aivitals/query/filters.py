@@ -62,7 +62,8 @@ class Filters:
             value = getattr(self, name)
             if value and value not in allowed:
                 raise QueryError(
-                    f"--where: {name} has no value {value!r}; use one of {', '.join(sorted(allowed))}"
+                    "where",
+                    f"{name} has no value {value!r}; use one of {', '.join(sorted(allowed))}",
                 )
 
     def items(self) -> list[tuple[str, str]]:
@@ -77,14 +78,14 @@ def parse_where(items: Sequence[str]) -> Filters:
         name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise QueryError(f"--where: cannot read {item!r}; use FIELD=VALUE, e.g. team=search")
+            raise QueryError("where", f"cannot read {item!r}; use FIELD=VALUE, e.g. team=search")
         if name not in FIELDS:
-            raise QueryError(f"--where: unknown field {name!r}; use one of {_ALLOWED}")
+            raise QueryError("where", f"unknown field {name!r}; use one of {_ALLOWED}")
         if name in values:
-            raise QueryError(f"--where: {name} is given twice; give each field once")
+            raise QueryError("where", f"{name} is given twice; give each field once")
         if "\x00" in value:
             # No stored value holds one, and PostgreSQL refuses it in a query outright.
-            raise QueryError(f"--where: the value of {name} holds a NUL character; remove it")
+            raise QueryError("where", f"the value of {name} holds a NUL character; remove it")
         values[name] = value.strip()
     return Filters(**values)
 
@@ -93,7 +94,7 @@ def check_by(names: Sequence[str]) -> tuple[str, ...]:
     """The ``--by`` fields, checked and without repeats, in the order given."""
     for name in names:
         if name not in FIELDS:
-            raise QueryError(f"--by: unknown field {name!r}; use one of {_ALLOWED}")
+            raise QueryError("by", f"unknown field {name!r}; use one of {_ALLOWED}")
     return tuple(dict.fromkeys(names))
 
 

@@ -1,5 +1,8 @@
 """`Queries`: every question the CLI, the dashboard and the API ask of a store, over one engine.
 
+The front ends import no SQLAlchemy: they ask `Queries`, which turns a database that cannot
+answer into a one-line `StoreError` and input it cannot use into a `QueryError`.
+
 >>> import sqlalchemy as sa
 >>> from datetime import UTC, datetime
 >>> from aivitals.store.schema import metadata
@@ -15,15 +18,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 
 from aivitals.query.calls import CallsPage, CallWithScores, list_calls
+from aivitals.query.detail import CallDetail, call_detail
 from aivitals.query.filters import Filters, check_by
+from aivitals.query.histogram import LATENCY_EDGES_MS, HistogramSeries, latency_histogram
+from aivitals.query.raw import RawCalls
+from aivitals.query.scores import ScorePoint, score_series
 from aivitals.query.series import Point, SpendBucket, TopItem, spend, timeseries, top
 from aivitals.query.summary import BreakdownRow, Report, Summary, break_down, report, summarize
+from aivitals.query.values import FILTER_FIELDS, FilterValue, filter_values
 from aivitals.query.window import Window, parse_since  # noqa: F401  # used by the doctest
+from aivitals.store import schema
+from aivitals.store.engine import store_error
 
 NO_FILTERS = Filters()
 LOG_EVERY_S = 60.0
@@ -69,9 +80,32 @@ class Queries:
     see docs/queries.md.
     """
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, name: str | None = None) -> None:
         self.engine = engine
+        self.name = name or engine.url.render_as_string(hide_password=True)
+        """The store as errors name it (a URL without its password, unless given)."""
         self._skips = _SkipLog()
+
+    @contextmanager
+    def _connection(self) -> Iterator[sa.Connection]:
+        """A connection, with a database that cannot answer turned into a one-line `StoreError`."""
+        try:
+            with self.engine.connect() as connection:
+                yield connection
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+            raise store_error(exc, doing="reading", where=self.name) from exc
+
+    def check_readable(self) -> None:
+        """Raise `StoreError` unless the store's ``calls`` table can be read.
+
+        A trivial ``SELECT 1`` passes on SQLite whatever the file holds; reading one row does
+        not (a file of another kind, a dropped table).
+        """
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(sa.select(schema.calls.c.id).limit(1)).all()
+        except Exception as exc:
+            raise store_error(exc, doing="reading", where=self.name) from exc
 
     def summary(
         self, window: Window, filters: Filters = NO_FILTERS, *, quality: bool = True
@@ -81,7 +115,7 @@ class Queries:
         ``quality=False`` skips the scores (left empty), which over a long window with many
         scores is most of the work.
         """
-        with self.engine.connect() as connection:
+        with self._connection() as connection:
             found = summarize(connection, window, filters, quality=quality)
         self._skips.note("summary", window, found.skipped_rows)
         return found
@@ -96,7 +130,7 @@ class Queries:
     ) -> list[BreakdownRow]:
         """The summary's measures per combination of ``by`` values, most expensive first."""
         fields = check_by(by)
-        with self.engine.connect() as connection:
+        with self._connection() as connection:
             rows = break_down(connection, window, filters, fields, quality=quality)
         self._skips.note("breakdown", window, sum(row.skipped_rows for row in rows))
         return rows
@@ -111,7 +145,7 @@ class Queries:
     ) -> Report:
         """`summary` and `breakdown` together, from one read of the store: about half the work."""
         fields = check_by(by)
-        with self.engine.connect() as connection:
+        with self._connection() as connection:
             found = report(connection, window, filters, fields, quality=quality)
         self._skips.note("report", window, found.summary.skipped_rows)
         return found
@@ -126,7 +160,7 @@ class Queries:
         """Calls, errors, spend, tokens and latency percentiles per UTC ``step`` (and ``by`` value)."""
         if by is not None:
             check_by([by])
-        with self.engine.connect() as connection:
+        with self._connection() as connection:
             points = timeseries(connection, window, filters, step, by)
         self._skips.note("timeseries", window, sum(point.skipped_rows for point in points))
         return points
@@ -135,7 +169,7 @@ class Queries:
         self, window: Window, filters: Filters = NO_FILTERS, step: str = "day", tz: str = "UTC"
     ) -> list[SpendBucket]:
         """Spend per local ``hour`` or ``day`` in time zone ``tz``: the budget view."""
-        with self.engine.connect() as connection:
+        with self._connection() as connection:
             buckets = spend(connection, window, filters, step, tz)
         self._skips.note("spend", window, sum(bucket.skipped_rows for bucket in buckets))
         return buckets
@@ -144,7 +178,7 @@ class Queries:
         self, window: Window, filters: Filters = NO_FILTERS, by: str = "user", limit: int = 10
     ) -> list[TopItem]:
         """The ``user``, ``feature``, ``team`` or ``model`` values that spent most."""
-        with self.engine.connect() as connection:
+        with self._connection() as connection:
             return top(connection, window, filters, by, limit)
 
     def calls(
@@ -160,7 +194,45 @@ class Queries:
         self, window: Window, filters: Filters = NO_FILTERS, *, limit: int = 50, offset: int = 0
     ) -> CallsPage:
         """`calls`, with the count of stored rows of the page left out as unreadable."""
-        with self.engine.connect() as connection:
+        with self._connection() as connection:
             page = list_calls(connection, window, filters, limit=limit, offset=offset)
         self._skips.note("calls", window, page.skipped_rows)
         return page
+
+    def histogram(
+        self, window: Window, filters: Filters = NO_FILTERS, by: str | None = None
+    ) -> list[HistogramSeries]:
+        """Calls per latency bin (`LATENCY_EDGES_MS`), per ``by`` value when given."""
+        if by is not None:
+            check_by([by])
+        with self._connection() as connection:
+            series = latency_histogram(connection, window, filters, by, LATENCY_EDGES_MS)
+        self._skips.note("histogram", window, sum(s.skipped_rows for s in series))
+        return series
+
+    def score_means(
+        self, window: Window, filters: Filters = NO_FILTERS, step: str = "hour"
+    ) -> list[ScorePoint]:
+        """Each score's mean per UTC ``step`` bucket of its call's start, oldest first."""
+        with self._connection() as connection:
+            points = score_series(connection, window, filters, step)
+        self._skips.note("quality", window, sum(p.skipped_rows for p in points))
+        return points
+
+    def values(
+        self, window: Window, fields: Sequence[str] = FILTER_FIELDS, *, limit: int = 200
+    ) -> dict[str, list[FilterValue]]:
+        """The values each field takes among the window's calls, most calls first."""
+        names = check_by(fields)
+        with self._connection() as connection:
+            return filter_values(connection, window, names, limit=limit)
+
+    def call(self, call_id: str) -> CallDetail | str | None:
+        """One call with its scores and trace; None when not stored, `UNREADABLE` when it
+        cannot be read (see `call_detail`)."""
+        with self._connection() as connection:
+            return call_detail(connection, call_id)
+
+    def raw_calls(self, window: Window, filters: Filters = NO_FILTERS) -> RawCalls:
+        """The window's readable calls as pages of stored columns, oldest first (for export)."""
+        return RawCalls(self._connection, window, filters)

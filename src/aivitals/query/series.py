@@ -138,9 +138,11 @@ def top(
 ) -> list[TopItem]:
     """The ``limit`` values of ``by`` that spent most, with their calls; ties by calls, then value."""
     if by not in TOP_FIELDS:
-        raise QueryError(f"top: cannot rank by {by!r}; use one of {', '.join(TOP_FIELDS)}")
+        raise QueryError(
+            "by", f"cannot rank the top spenders by {by!r}; use one of {', '.join(TOP_FIELDS)}"
+        )
     if limit < 1:
-        raise QueryError(f"top: limit must be 1 or more, got {limit}")
+        raise QueryError("limit", f"the top spenders' limit must be 1 or more, got {limit}")
     totals = collect(
         connection,
         (window.start_ms, window.end_ms),
@@ -195,14 +197,15 @@ def _check_buckets(count: int, step: str, steps: dict[str, int]) -> None:
         else ("a shorter window")
     )
     raise AnswerTooLarge(
-        f"--step: this window by {step} makes {count:,} buckets, over the limit of "
-        f"{MAX_BUCKETS:,} a request; use {advice} (since)"
+        "step",
+        f"this window by {step} makes {count:,} buckets, over the limit of "
+        f"{MAX_BUCKETS:,} a request; use {advice} (since)",
     )
 
 
 def _step(step: str, allowed: dict[str, int]) -> int:
     if step not in allowed:
-        raise QueryError(f"--step: cannot read {step!r}; use {' or '.join(allowed)}")
+        raise QueryError("step", f"cannot read {step!r}; use {' or '.join(allowed)}")
     return allowed[step]
 
 
@@ -211,5 +214,5 @@ def _zone(tz: str) -> ZoneInfo:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise QueryError(
-            f"--tz: unknown time zone {tz!r}; use an IANA name like America/New_York or UTC"
+            "tz", f"unknown time zone {tz!r}; use an IANA name like America/New_York or UTC"
         ) from None

@@ -36,9 +36,9 @@ class Window:
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.end.tzinfo is None:
-            raise QueryError("a window's start and end must be timezone-aware datetimes")
+            raise QueryError(None, "a window's start and end must be timezone-aware datetimes")
         if self.end < self.start:
-            raise QueryError(f"the window ends ({self.end}) before it starts ({self.start})")
+            raise QueryError(None, f"the window ends ({self.end}) before it starts ({self.start})")
         object.__setattr__(self, "start", self.start.astimezone(UTC))
         object.__setattr__(self, "end", self.end.astimezone(UTC))
 
@@ -63,26 +63,26 @@ def parse_since(text: str, *, now: datetime) -> Window:
         digits = match.group(1)
         amount = int(digits) if len(digits.lstrip("0")) <= 20 else None
         if amount == 0:
-            raise QueryError(f"--since: {text!r} is an empty window; {_HINT}")
+            raise QueryError("since", f"{text!r} is an empty window; {_HINT}")
         try:
             if amount is None:
                 raise OverflowError
             return Window(start=now - amount * _UNITS[match.group(2)], end=now)
         except OverflowError:
-            raise QueryError(f"--since: {_shown(text)} reaches too far back; {_HINT}") from None
+            raise QueryError("since", f"{_shown(text)} reaches too far back; {_HINT}") from None
     try:
         start = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise QueryError(f"--since: cannot read {_shown(text)}; {_HINT}") from None
+        raise QueryError("since", f"cannot read {_shown(text)}; {_HINT}") from None
     if start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
     try:
         # Year 1 at +14:00 is still year 0 in UTC, which no datetime holds.
         start.astimezone(UTC)
     except OverflowError:
-        raise QueryError(f"--since: {text!r} is before the year 1 in UTC; {_HINT}") from None
+        raise QueryError("since", f"{text!r} is before the year 1 in UTC; {_HINT}") from None
     if start > now:
-        raise QueryError(f"--since: {text!r} is in the future; {_HINT}")
+        raise QueryError("since", f"{text!r} is in the future; {_HINT}")
     return Window(start=start, end=now)
 
 

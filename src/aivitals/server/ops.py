@@ -7,16 +7,14 @@ so a load balancer stops sending traffic to a replica whose store is gone.
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from prometheus_client.exposition import choose_encoder
 from starlette.responses import Response
 
+from aivitals.query import Queries
 from aivitals.recorder import Recorder
 from aivitals.server.context import Context
 from aivitals.server.encoding import JsonResponse
-from aivitals.store import schema
-from aivitals.store.engine import store_error
 from aivitals.store.errors import StoreError
 from aivitals.store.sql import SqlStore
 
@@ -71,8 +69,4 @@ def check_store(store: SqlStore, recorder: Recorder | None = None) -> None:
     if failing is not None:
         raise StoreError(f"{store.name} cannot be written: {failing}")
     store.ping()
-    try:
-        with store.engine.connect() as connection:
-            connection.execute(sa.select(schema.calls.c.id).limit(1)).all()
-    except Exception as exc:
-        raise store_error(exc, doing="reading", where=store.name) from exc
+    Queries(store.engine, name=store.name).check_readable()

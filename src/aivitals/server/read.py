@@ -2,7 +2,7 @@
 
 For the dashboard, also ``/histogram`` (calls per latency bin), ``/quality`` (score means over
 time), ``/values`` (what each filter can take) and ``/calls/{id}`` (one call, its scores and
-trace); see `aivitals.server.dashboard.stats`.
+trace). Every answer is read through `aivitals.query.Queries`: nothing here touches SQL.
 
 Parameters read as the CLI's options do (`parse_since`, `parse_where`, `check_by`): ``since=24h``,
 ``where=team=search`` (repeatable), ``by=model,feature``. A parameter the queries refuse is a 422
@@ -21,13 +21,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from aivitals.bounds import CALL_TEXT_CHARS
 from aivitals.query import (
+    FILTER_FIELDS,
+    LATENCY_EDGES_MS,
+    MAX_OFFSET,
     AnswerTooLarge,
+    CallDetail,
     Filters,
     Queries,
     QueryError,
@@ -36,12 +39,9 @@ from aivitals.query import (
     parse_since,
     parse_where,
 )
-from aivitals.query.calls import MAX_OFFSET
 from aivitals.server.context import Context, ServerContext
-from aivitals.server.dashboard import stats
 from aivitals.server.encoding import JsonResponse
 from aivitals.server.errors import ApiError, bad_field
-from aivitals.store.engine import store_error
 from aivitals.store.errors import StoreError
 
 router = APIRouter(prefix="/api/v1", tags=["read"], default_response_class=JsonResponse)
@@ -160,12 +160,11 @@ def get_histogram(
     group = _one_field(by)
 
     def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
-        with queries.engine.connect() as connection:
-            series = stats.latency_histogram(connection, window, filters, group)
+        series = queries.histogram(window, filters, group)
         skipped = sum(s.skipped_rows for s in series)
         return {
             "by": group,
-            "edges_ms": stats.LATENCY_EDGES_MS,
+            "edges_ms": LATENCY_EDGES_MS,
             "series": series,
             "skipped_rows": skipped,
         }
@@ -183,8 +182,7 @@ def get_quality(
     """Each score's mean and count per ``step`` bucket of its call's start, oldest first."""
 
     def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
-        with queries.engine.connect() as connection:
-            points = stats.score_series(connection, window, filters, step)
+        points = queries.score_means(window, filters, step)
         return {"step": step, "points": points, "skipped_rows": sum(p.skipped_rows for p in points)}
 
     return _answer(context, since, where, answer)
@@ -204,17 +202,16 @@ def get_values(
     limit: Annotated[int, Query(ge=1, le=10_000, description="Values per field.")] = 200,
 ) -> Response:
     """The values each field takes among the window's calls, most calls first (absent left out)."""
-    fields: tuple[str, ...] = stats.FILTER_FIELDS
+    fields: tuple[str, ...] = FILTER_FIELDS
     if field:
         try:
             fields = check_by(field)
         except QueryError as exc:
-            message = str(exc).replace("--by:", "field:", 1)
-            raise ApiError(422, message, fields=[bad_field("query.field", message)]) from None
+            # check_by speaks of the fields to group by; here they are the ones to list.
+            raise _refused(exc, parameter="field") from None
 
     def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
-        with queries.engine.connect() as connection:
-            return {"values": stats.filter_values(connection, window, fields, limit=limit)}
+        return {"values": queries.values(window, fields, limit=limit)}
 
     return _answer(context, since, None, answer)
 
@@ -233,14 +230,10 @@ def get_call(context: Context, call_id: str) -> Response:
         # No stored id is longer, nor holds NUL (which PostgreSQL refuses in a query outright).
         raise ApiError(404, "no stored call has this id")
 
-    def read() -> stats.CallDetail | str | None:
-        with queries.engine.connect() as connection:
-            return stats.call_detail(connection, call_id)
-
-    detail = _reading(queries, read)
+    detail = _reading(lambda: queries.call(call_id))
     if detail is None:
         raise ApiError(404, "no stored call has this id")
-    if isinstance(detail, str):
+    if not isinstance(detail, CallDetail):  # UNREADABLE
         raise ApiError(
             404,
             "the call stored with this id cannot be read: a value in it is out of range or "
@@ -270,19 +263,16 @@ def _answer(
         )
     window = _checked(lambda: parse_since(since, now=context.now()))
     filters = _checked(lambda: parse_where(where or []))
-    document = _reading(queries, lambda: _checked(lambda: answer(queries, window, filters)))
+    document = _reading(lambda: _checked(lambda: answer(queries, window, filters)))
     return JsonResponse({"window": window, "filters": dict(filters.items()), **document})
 
 
-def _reading(queries: Queries, run: Callable[[], T]) -> T:
+def _reading(run: Callable[[], T]) -> T:
     """``run()``, with a store that cannot answer turned into a 503 that says why."""
     try:
         return run()
     except StoreError as exc:
         raise ApiError(503, str(exc)) from None
-    except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
-        where = queries.engine.url.render_as_string(hide_password=True)
-        raise ApiError(503, str(store_error(exc, doing="reading", where=where))) from None
 
 
 def _by(text: str) -> tuple[str, ...]:
@@ -307,9 +297,14 @@ def _checked(run: Callable[[], T]) -> T:
     try:
         return run()
     except QueryError as exc:
-        # The queries' messages start with the CLI option they are about ("--where: ...").
-        message = str(exc).removeprefix("--")
-        name, sep, _ = message.partition(":")
-        field = f"query.{name}" if sep and name.isidentifier() else "query"
-        status = 400 if isinstance(exc, AnswerTooLarge) else 422
-        raise ApiError(status, message, fields=[bad_field(field, message)]) from None
+        raise _refused(exc) from None
+
+
+def _refused(exc: QueryError, *, parameter: str | None = None) -> ApiError:
+    """The API's rendering of a `QueryError`: ``"since: ..."``, naming ``query.since``."""
+    name = parameter or exc.parameter
+    message = f"{name}: {exc.problem}" if name else exc.problem
+    status = 400 if isinstance(exc, AnswerTooLarge) else 422
+    return ApiError(
+        status, message, fields=[bad_field(f"query.{name}" if name else "query", message)]
+    )
