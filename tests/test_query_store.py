@@ -52,8 +52,9 @@ def passes(call: Call, filters: Filters) -> bool:
     return all((getattr(call, name) or "") == value for name, value in filters.items())
 
 
-def _lower(values: list[float], q: float) -> float | None:
-    return float(np.quantile(values, q, method="lower")) if values else None
+def _nearest_rank(values: list[float], q: float) -> float | None:
+    """numpy's nearest rank, rounding up: the definition `aivitals.percentile` states."""
+    return float(np.quantile(values, q, method="inverted_cdf")) if values else None
 
 
 def _nano(value: Decimal) -> Decimal:
@@ -93,12 +94,13 @@ def reference(calls: Sequence[Call], scores: Iterable[Score] = ()) -> dict[str, 
         "cache_write_tokens": sum(c.cache_write_tokens for c in calls),
         "reasoning_tokens": sum(c.reasoning_tokens for c in calls),
         "latency_avg_ms": sum(latencies) / n if n else None,
-        "latency_p50_ms": _lower(latencies, 0.5),
-        "latency_p95_ms": _lower(latencies, 0.95),
-        "latency_p99_ms": _lower(latencies, 0.99),
+        "latency_p50_ms": _nearest_rank(latencies, 0.5),
+        "latency_p95_ms": _nearest_rank(latencies, 0.95),
+        "latency_p99_ms": _nearest_rank(latencies, 0.99),
+        "latency_max_ms": max(latencies) if latencies else None,
         "ttft_avg_ms": sum(ttfts) / len(ttfts) if ttfts else None,
-        "ttft_p50_ms": _lower(ttfts, 0.5),
-        "ttft_p95_ms": _lower(ttfts, 0.95),
+        "ttft_p50_ms": _nearest_rank(ttfts, 0.5),
+        "ttft_p95_ms": _nearest_rank(ttfts, 0.95),
         "tokens_per_second": sum(speeds) / len(speeds) if speeds else None,
         "cache_hit_ratio": lookups.count("hit") / len(lookups) if lookups else None,
         "quality": {name: sum(v) / len(v) for name, v in named.items()},
@@ -109,6 +111,7 @@ PERCENTILES = (
     "latency_p50_ms",
     "latency_p95_ms",
     "latency_p99_ms",
+    "latency_max_ms",
     "ttft_p50_ms",
     "ttft_p95_ms",
 )

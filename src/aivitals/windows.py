@@ -36,6 +36,7 @@ from ddsketch import LogCollapsingLowestDenseDDSketch
 
 from aivitals.cardinality import KeyCap, LabelLimits, ValueCap
 from aivitals.model import Call, Score
+from aivitals.percentile import rank
 
 _RELATIVE_ACCURACY = 0.01
 _BIN_LIMIT = 2048
@@ -131,7 +132,8 @@ class _Period:
 
 @dataclass(frozen=True, slots=True)
 class WindowView:
-    """What a window holds for the keys asked for. Percentiles are within 1% relative error."""
+    """What a window holds for the keys asked for. Percentiles are `aivitals.percentile`'s
+    nearest rank, within 1% relative error, and so is the maximum (the slowest call)."""
 
     calls: int
     errors: int
@@ -146,6 +148,7 @@ class WindowView:
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     latency_p99_ms: float | None
+    latency_max_ms: float | None
     ttft_p50_ms: float | None
     ttft_p95_ms: float | None
     quality: dict[str, float]
@@ -371,9 +374,17 @@ def _quality_means(items: Iterable[tuple[QualityKey, list[float]]]) -> dict[str,
 
 
 def _quantile(sketch: LogCollapsingLowestDenseDDSketch | None, q: float) -> float | None:
+    """The bin that holds the value of `aivitals.percentile.rank`, through ddsketch's reader.
+
+    ddsketch reads rank ``q' × (n − 1)`` from 0 as the first bin whose running count exceeds it.
+    Asking for the rank just under ``k`` (from 1), ``k − 0.5``, lands on the bin whose count
+    reaches ``k``, whatever the float error in ``q' × (n − 1)``; ``k = n`` is ``q' = 1``.
+    """
     if sketch is None or sketch.count == 0:
         return None
-    value = sketch.get_quantile_value(q)
+    n = round(sketch.count)
+    wanted = rank(q, n)
+    value = sketch.get_quantile_value(1.0 if wanted >= n else (wanted - 0.5) / (n - 1))
     return None if value is None else float(value)
 
 
@@ -392,6 +403,7 @@ def _view(agg: _Agg, quality: dict[str, float]) -> WindowView:
         latency_p50_ms=_quantile(agg.latency, 0.50),
         latency_p95_ms=_quantile(agg.latency, 0.95),
         latency_p99_ms=_quantile(agg.latency, 0.99),
+        latency_max_ms=_quantile(agg.latency, 1.0),
         ttft_p50_ms=_quantile(agg.ttft, 0.50),
         ttft_p95_ms=_quantile(agg.ttft, 0.95),
         quality=quality,

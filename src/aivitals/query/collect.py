@@ -57,7 +57,8 @@ Method = Literal["exact", "sketch"]
 GroupKey = tuple[Any, ...]
 """(window index, value of each ``by`` field...); absent values are None."""
 
-QUANTILES = (0.5, 0.95, 0.99)
+QUANTILES = (0.5, 0.95, 0.99, 1.0)
+"""p50, p95, p99 and the maximum, by `aivitals.percentile`'s rule (1.0 is the largest value)."""
 SKIPPED = "skipped_rows"
 INT_SUMS = (*(name for name in SUM_FIELDS if name not in FLOAT_SUMS), SKIPPED)
 """The integer sums of `Totals.ints`: a rollup row's, and the rows skipped as out of range."""
@@ -78,7 +79,7 @@ class Totals:
     """Each of `INT_SUMS`: int64, or Python integers (dtype object) where int64 could overflow."""
     floats: dict[str, FloatArray]
     latency: FloatArray
-    """(groups, len(QUANTILES)): p50, p95, p99; NaN for a group without calls."""
+    """(groups, len(QUANTILES)): p50, p95, p99, max; NaN for a group without calls."""
     ttft: FloatArray
     method: Method
     overall: Totals | None = None

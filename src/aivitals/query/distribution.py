@@ -1,15 +1,16 @@
 """Percentiles per group, exact from raw values or within 1% from merged rollup sketches.
 
-Both read a quantile the same way, as numpy's ``method="lower"`` does: the value at rank
-``floor(q * (n - 1))`` of the sorted values. `exact_quantiles` sorts the values themselves;
-`SketchMerger` adds stored sketches (and raw values, binned the same way) into one histogram per
-group and reads the representative value of the bin that holds that rank, which is within 1% of
-the exact value (`aivitals.store.sketch`).
+Both read a quantile the same way, `aivitals.percentile`'s nearest rank (numpy's
+``method="inverted_cdf"``): the value at rank ``ceil(q * n)``, from 1, of the sorted values, so
+``q = 1.0`` is the largest. `exact_quantiles` sorts the values themselves; `SketchMerger` adds
+stored sketches (and raw values, binned the same way) into one histogram per group and reads the
+representative value of the bin that holds that rank, which is within 1% of the exact value
+(`aivitals.store.sketch`).
 
 >>> import numpy as np
 >>> groups, values = np.array([0, 0, 0, 1]), np.array([3.0, 1.0, 2.0, 5.0])
->>> exact_quantiles(groups, values, 2, (0.5, 1.0)).tolist()
-[[2.0, 3.0], [5.0, 5.0]]
+>>> exact_quantiles(groups, values, 2, (0.5, 0.99, 1.0)).tolist()
+[[2.0, 3.0, 3.0], [5.0, 5.0, 5.0]]
 >>> merger = SketchMerger(2)
 >>> merger.add_values(groups, values)
 >>> merger.quantiles((0.5,))[:, 0].round(1).tolist()
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from aivitals.percentile import ranks
 from aivitals.store.sketch import HEADER_BYTES, MAPPING, MAX_KEY, MIN_KEY, MIN_VALUE
 
 IntArray = npt.NDArray[np.int64]
@@ -38,7 +40,7 @@ _MAX_CELLS = 4_000_000
 def exact_quantiles(
     groups: IntArray, values: FloatArray, n_groups: int, qs: Sequence[float]
 ) -> FloatArray:
-    """Exact "lower" quantiles of ``values`` per group id; NaN values are skipped.
+    """Exact nearest-rank quantiles of ``values`` per group id; NaN values are skipped.
 
     Returns an ``(n_groups, len(qs))`` array with NaN where a group has no value.
     """
@@ -53,8 +55,7 @@ def exact_quantiles(
     starts = np.cumsum(counts) - counts
     present = counts > 0
     for column, q in enumerate(qs):
-        ranks = np.floor(q * (counts[present] - 1)).astype(np.int64)
-        out[present, column] = ordered[starts[present] + ranks]
+        out[present, column] = ordered[starts[present] + ranks(q, counts[present]) - 1]
     return out
 
 
@@ -153,9 +154,10 @@ def _read(
     present = totals > 0
     representative = np.array([MAPPING.value(low + i) for i in range(hist.shape[1])])
     for column, q in enumerate(qs):
-        ranks = np.floor(q * (totals - 1))
-        values = representative[np.argmax(cumulative > ranks[:, None], axis=1)]
-        values[ranks < zeros] = 0.0
+        wanted = ranks(q, np.maximum(totals, 1))
+        # The first bin whose cumulative count reaches the rank holds the value of that rank.
+        values = representative[np.argmax(cumulative >= wanted[:, None], axis=1)]
+        values[wanted <= zeros] = 0.0
         out[present, column] = values[present]
 
 

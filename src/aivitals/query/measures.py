@@ -23,8 +23,10 @@ class Measures:
     """Counts, spend, tokens, latency, speed, cache and quality of a set of calls.
 
     Ratios, averages and percentiles are None when no call contributes to them.
-    ``percentiles`` says how the percentiles were found: ``"exact"`` from every raw latency, or
-    ``"sketch"`` from merged rollup sketches, within 1% of the exact value.
+    Percentiles are nearest-rank (`aivitals.percentile`): p99 is the smallest latency that 99%
+    of the calls took no longer than, so with fewer than 100 calls it is the slowest one.
+    ``percentiles`` says how the percentiles and the maximum were found: ``"exact"`` from every
+    raw latency, or ``"sketch"`` from merged rollup sketches, within 1% of the exact value.
     """
 
     calls: int = 0
@@ -49,6 +51,8 @@ class Measures:
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
     latency_p99_ms: float | None = None
+    latency_max_ms: float | None = None
+    """The slowest call (within 1% when read from sketches, like the percentiles)."""
     ttft_avg_ms: float | None = None
     ttft_p50_ms: float | None = None
     ttft_p95_ms: float | None = None
@@ -116,6 +120,7 @@ def measures_of(
         "latency_p50_ms": _value(latency[0]),
         "latency_p95_ms": _value(latency[1]),
         "latency_p99_ms": _value(latency[2]),
+        "latency_max_ms": _value(latency[3]),
         "ttft_avg_ms": _ratio(f["ttft_sum_ms"], i["ttft_count"]),
         "ttft_p50_ms": _value(ttft[0]),
         "ttft_p95_ms": _value(ttft[1]),

@@ -2,8 +2,8 @@
 
 The same logarithmic mapping as DDSketch (``ddsketch.mapping.LogarithmicMapping``, 1% relative
 accuracy): a value ``v`` falls in bin ``ceil(log(v) / log(gamma))``, and a quantile is read as the
-representative value of the bin where the cumulative count crosses the rank, so it is within 1%
-of the exact value (the "lower" percentile). Bins are stored dense from an offset, as unsigned
+representative value of the bin that holds the value of the quantile's rank, so it is within 1%
+of the exact value. The rank is `aivitals.percentile.rank`'s (the nearest rank, rounding up). Bins are stored dense from an offset, as unsigned
 32-bit counts, which numpy merges fast: per-minute, per-hour and per-day rollups all carry one.
 
 >>> sketch = Sketch.of([100.0, 200.0, 300.0])
@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from ddsketch.mapping import LogarithmicMapping
 
+from aivitals.percentile import rank
 from aivitals.store.bounds import MAX_DURATION_MS
 
 RELATIVE_ACCURACY = 0.01
@@ -103,16 +104,17 @@ class Sketch:
         self.offset, self.counts = low, merged
 
     def quantile(self, q: float) -> float | None:
-        """The value at quantile ``q`` (0..1), within 1% relative error; None when empty."""
+        """The value at quantile ``q`` (0..1) as `aivitals.percentile` defines it, within 1%
+        relative error; ``quantile(1.0)`` is the largest value. None when empty."""
         total = self.count
         if total == 0:
             return None
-        rank = q * (total - 1)
-        if rank < self.zeros:
+        wanted = rank(q, total)
+        if wanted <= self.zeros:
             return 0.0
+        # The first bin whose cumulative count reaches the rank holds the value of that rank.
         cumulative = np.cumsum(self.counts) + self.zeros
-        index = int(np.searchsorted(cumulative, rank, side="right"))
-        index = min(index, self.counts.size - 1)
+        index = int(np.searchsorted(cumulative, wanted, side="left"))
         return float(MAPPING.value(self.offset + index))
 
     def to_bytes(self) -> bytes:
