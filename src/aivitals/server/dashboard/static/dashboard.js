@@ -59,6 +59,14 @@ function usd(n) {
   const digits = n === 0 || Math.abs(n) >= 1 ? 2 : Math.min(6, 2 - Math.floor(Math.log10(Math.abs(n))) + 1);
   return `$${Number(n).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: digits })}`;
 }
+// A figure of the call detail: money as money, others rounded to what a person reads (323 ms,
+// 45.7 ms, 0.833); the API and its JSON keep the stored values.
+function figure(name, n) {
+  if (name.endsWith("_usd")) return usd(n);
+  const size = Math.abs(n);
+  const digits = Number.isInteger(n) || size >= 100 ? 0 : size >= 1 ? 1 : 3;
+  return n.toLocaleString("en-US", { maximumFractionDigits: digits });
+}
 // The API writes UTC times with a Z; Plotly reads offset-free strings, so show them as UTC.
 const utc = (iso) => iso.replace("Z", "").replace("T", " ");
 const label = (group, name) => group[name] ?? "(none)";
@@ -280,7 +288,8 @@ async function openCall(id) {
   fields.replaceChildren();
   for (const [name, value] of Object.entries(call)) {
     if (value == null || (typeof value === "object" && !Object.keys(value).length)) continue;
-    cells(fields.insertRow(), [name, typeof value === "object" ? JSON.stringify(value) : String(value)]);
+    const shown = typeof value === "number" ? figure(name, value) : typeof value === "object" ? JSON.stringify(value) : String(value);
+    cells(fields.insertRow(), [name, shown]);
   }
   const queue = call.queue_ms ?? 0;
   const ttft = call.ttft_ms ?? 0;
@@ -301,7 +310,7 @@ async function openCall(id) {
   scoreTable.innerHTML = `<thead><tr><th>name</th><th class="num">value</th><th>range</th><th>source</th><th>comment</th></tr></thead>`;
   const scoreBody = scoreTable.createTBody();
   for (const score of scores) {
-    cells(scoreBody.insertRow(), [score.name, String(score.value), `${score.min_value}–${score.max_value}`, score.source, score.comment], [1]);
+    cells(scoreBody.insertRow(), [score.name, figure("value", score.value), `${score.min_value}–${score.max_value}`, score.source, score.comment], [1]);
   }
   if (!scores.length) scoreBody.innerHTML = `<tr><td class="empty" colspan="5">no scores</td></tr>`;
   document.body.dataset.call = call.id;
