@@ -92,7 +92,8 @@ def summary_panel(summary: Any, window: Any) -> Panel:
         f"tokens {summary.input_tokens:,} in ({summary.cached_input_tokens:,} cached), "
         f"{summary.output_tokens:,} out; cache hit ratio {pct(summary.cache_hit_ratio)}",
         f"latency avg {ms(summary.latency_avg_ms)} ms, p50 {ms(summary.latency_p50_ms)}, "
-        f"p95 {ms(summary.latency_p95_ms)}, p99 {ms(summary.latency_p99_ms)} ms ({method}); "
+        f"p95 {ms(summary.latency_p95_ms)}, p99 {ms(summary.latency_p99_ms)}, "
+        f"max {ms(summary.latency_max_ms)} ms ({method}); "
         f"TTFT p50 {ms(summary.ttft_p50_ms)}, p95 {ms(summary.ttft_p95_ms)} ms",
         f"quality: {quality or 'no scores'}",
     ]
@@ -107,10 +108,11 @@ def summary_panel(summary: Any, window: Any) -> Panel:
 
 def breakdown_table(rows: Sequence[Any], fields: Sequence[str]) -> Table:
     """Cost, latency, errors and quality per group, most expensive first."""
-    table = Table(title=f"By {', '.join(fields)}", title_justify="left")
+    # "ms" once in the title rather than in four headers: the table fits 80 columns better.
+    table = Table(title=f"By {', '.join(fields)} (latency in ms)", title_justify="left")
     for field in fields:
         table.add_column(field, no_wrap=True)
-    for column in ("calls", "cost", "p50 ms", "p95 ms", "p99 ms", "errors", "quality"):
+    for column in ("calls", "cost", "p50", "p95", "p99", "max", "errors", "quality"):
         table.add_column(column, justify="right", no_wrap=True)
     for row in rows:
         quality = ", ".join(f"{v:.2f}" for _, v in sorted(row.quality.items())) or "—"
@@ -121,6 +123,7 @@ def breakdown_table(rows: Sequence[Any], fields: Sequence[str]) -> Table:
             ms(row.latency_p50_ms),
             ms(row.latency_p95_ms),
             ms(row.latency_p99_ms),
+            ms(row.latency_max_ms),
             pct(row.errors / row.calls if row.calls else None),
             quality,
         )

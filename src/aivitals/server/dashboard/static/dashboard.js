@@ -128,6 +128,7 @@ function renderLatency(summary, series, histogram) {
   setText("kpi-p50", ms(summary.latency_p50_ms));
   setText("kpi-p95", ms(summary.latency_p95_ms));
   setText("kpi-p99", ms(summary.latency_p99_ms));
+  setText("kpi-max", ms(summary.latency_max_ms));
   const x = series.map((p) => utc(p.start));
   draw("chart-latency", ["p50", "p95", "p99"].map((q) => ({
     type: "scatter", mode: "lines+markers", name: q, x, y: series.map((p) => p[`latency_${q}_ms`]),
