@@ -27,7 +27,8 @@ from opentelemetry.trace import Span, SpanKind
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from aivitals.attribution import AttributionError, attribution_from_headers
 from aivitals.bounds import CALL_TEXT_CHARS
@@ -103,6 +104,9 @@ class Gateway:
         self.tracer = tracer or tracer_for(tracer_provider())
         self.metrics = metrics or GatewayMetrics()
         self.now = now
+        # The exchanges sent upstream and not yet recorded: aivitals_requests_in_flight counts
+        # them. By id, for an Exchange has slots and no weak references.
+        self._flying: dict[int, tuple[str, str]] = {}
         if cache is not None:
             self.metrics.watch_cache(lambda: len(cache), lambda: cache.bytes)
 
@@ -122,10 +126,10 @@ class Gateway:
     @property
     def routes(self) -> list[Route]:
         return [
-            Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
-            Route("/v1/completions", self.completions, methods=["POST"]),
-            Route("/v1/embeddings", self.embeddings, methods=["POST"]),
-            Route("/v1/models", self.models, methods=["GET"]),
+            _Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+            _Route("/v1/completions", self.completions, methods=["POST"]),
+            _Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+            _Route("/v1/models", self.models, methods=["GET"]),
         ]
 
     async def chat_completions(self, request: Request) -> Response:
@@ -268,6 +272,7 @@ class Gateway:
         except BaseException:
             if exchange.hold is not None:
                 exchange.hold.release()
+            self._landed(exchange)
             raise
 
     async def _parse(
@@ -391,6 +396,9 @@ class Gateway:
         span = exchange.trace.start("upstream", kind=SpanKind.CLIENT)
         span.set_attribute("server.address", upstream.name)
         exchange.trace.propagate(span, headers)
+        flying = (upstream.provider, exchange.model or "")
+        self.recorder.call_started(*flying)
+        self._flying[id(exchange)] = flying
         try:
             answer = await unless_gone(
                 request.receive,
@@ -571,7 +579,14 @@ class Gateway:
 
     # -- helpers ---------------------------------------------------------------------------------
 
+    def _landed(self, exchange: Exchange) -> None:
+        """The exchange is no longer in flight (once, whichever way it ended)."""
+        flying = self._flying.pop(id(exchange), None)
+        if flying is not None:
+            self.recorder.call_ended(*flying)
+
     def _record(self, exchange: Exchange, call: Call, span: Span | None = None) -> Call:
+        self._landed(exchange)
         recorded = self.recorder.record(call)
         if exchange.hold is not None:
             # The real cost is in the ledger now (an inline sink of the recorder): settled.
@@ -619,3 +634,17 @@ def _passed_on(response: Response, answer: UpstreamReply) -> Response:
         if name not in ours:
             response.headers.append(name, value)
     return response
+
+
+class _Route(Route):
+    """A Starlette route that names itself in the request's scope, as FastAPI's routes do.
+
+    The server's metrics label a request by ``scope["route"].path``; without it every gateway
+    request counted as ``route="unmatched"``.
+    """
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match != Match.NONE:
+            child["route"] = self
+        return match, child
