@@ -12,22 +12,26 @@ Inside the function, instrumented clients record their own calls and inherit its
 (feature, user, team, tags); the function is then a scope and records nothing itself, so no token
 is counted twice. When nothing inside records a call, the function is taken to be the call: it is
 recorded with the ``model`` given (or the one on the response it returns), reading usage from a
-returned OpenAI or Anthropic response.
+returned OpenAI or Anthropic response. When it learns no model either, nothing is recorded, and
+a warning says so once per decorated function (logger ``aivitals.sdk``).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
 from aivitals.attribution import Attribution
 from aivitals.model import Operation
+from aivitals.sdk.runtime import get_runtime
 from aivitals.sdk.track import TrackedCall
 
 P = ParamSpec("P")
 R = TypeVar("R")
+log = logging.getLogger("aivitals.sdk")
 
 
 @overload
@@ -86,24 +90,33 @@ def observe(
         )
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        silent = _SilentOnce(fn)
         if inspect.iscoroutinefunction(fn):
             async_fn: Callable[P, Awaitable[Any]] = fn
 
             @functools.wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                with new_call() as call:
-                    result = await async_fn(*args, **kwargs)
-                    _adopt(call, result)
+                call = new_call()
+                try:
+                    with call:
+                        result = await async_fn(*args, **kwargs)
+                        _adopt(call, result)
                     return result
+                finally:
+                    silent.check(call)
 
             return async_wrapper  # type: ignore[return-value]  # same signature, async
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            with new_call() as call:
-                result = fn(*args, **kwargs)
-                _adopt(call, result)
+            call = new_call()
+            try:
+                with call:
+                    result = fn(*args, **kwargs)
+                    _adopt(call, result)
                 return result
+            finally:
+                silent.check(call)
 
         return wrapper
 
@@ -121,3 +134,33 @@ def _adopt(call: TrackedCall, result: Any) -> None:
         if isinstance(model, str) and model:
             call.model = model
     call.set_response(result)
+
+
+class _SilentOnce:
+    """Warns, the first time only, that a decorated function recorded nothing.
+
+    Once is enough to be seen and never floods a log: a function that learns no model learns none
+    on any call.
+    """
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self._name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
+        self._warned = False
+
+    def check(self, call: TrackedCall) -> None:
+        if self._warned:
+            return
+        try:
+            if call.recorded is not None or call.model or call._children:
+                return
+            if not get_runtime().enabled:
+                return
+            self._warned = True
+            log.warning(
+                "aivitals: @observe on %s recorded nothing: no instrumented call ran inside it and "
+                "it has no model (name one with @aivitals.observe(model=...), return the "
+                "provider's response, or instrument the client); said once",
+                self._name,
+            )
+        except Exception:  # the SDK never raises into the application
+            log.debug("aivitals: could not check what @observe recorded", exc_info=True)
