@@ -93,8 +93,8 @@ def summary_panel(summary: Any, window: Any) -> Panel:
         f"{summary.output_tokens:,} out; cache hit ratio {pct(summary.cache_hit_ratio)}",
         f"latency avg {ms(summary.latency_avg_ms)} ms, p50 {ms(summary.latency_p50_ms)}, "
         f"p95 {ms(summary.latency_p95_ms)}, p99 {ms(summary.latency_p99_ms)}, "
-        f"max {ms(summary.latency_max_ms)} ms ({method}); "
-        f"TTFT p50 {ms(summary.ttft_p50_ms)}, p95 {ms(summary.ttft_p95_ms)} ms",
+        f"max {ms(summary.latency_max_ms)} ms ({method})",
+        f"time to first token p50 {ms(summary.ttft_p50_ms)}, p95 {ms(summary.ttft_p95_ms)} ms",
         f"quality: {quality or 'no scores'}",
     ]
     if summary.skipped_rows:
