@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from aivitals.cli.app import app, console, errors, fail
-from aivitals.cli.output import Output, breakdown_table, calls_table, emit, summary_panel
+from aivitals.cli.output import Output, emit
 from aivitals.config import ConfigError, read_env
+from aivitals.report_tables import breakdown_table, calls_table, summary_panel
 
 if TYPE_CHECKING:
     from aivitals.store.sql import SqlStore

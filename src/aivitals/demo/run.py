@@ -250,8 +250,12 @@ def explore_commands(result: DemoResult, program: str = "aivitals") -> tuple[lis
 
 def render(result: DemoResult, console: Console, *, program: str = "aivitals") -> None:
     """Print the tour's findings from the store: spend, latency per model, attribution, errors."""
-    from aivitals.cli.output import breakdown_table, errors_table, summary_panel  # noqa: PLC0415
     from aivitals.query import Filters  # noqa: PLC0415
+    from aivitals.report_tables import (  # noqa: PLC0415
+        breakdown_table,
+        errors_table,
+        summary_panel,
+    )
 
     store = SqlStore.open(result.db)
     try:
