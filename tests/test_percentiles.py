@@ -14,14 +14,16 @@ import json
 import math
 import random
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
 import numpy as np
 import pytest
 from ddsketch.mapping import LogarithmicMapping
 from playwright.sync_api import sync_playwright
+from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
 from aivitals.alerts.rules import default_rules_text, parse_rules
@@ -30,14 +32,16 @@ from aivitals.cli import app
 from aivitals.model import Call
 from aivitals.query import Queries, Window
 from aivitals.query.distribution import SketchMerger, exact_quantiles
+from aivitals.server import create_app
 from aivitals.store.sketch import Sketch
+from aivitals.store.sql import SqlStore
 from aivitals.windows import LiveWindows
-from tests.realservers import need
+from tests.realservers import Prometheus, need
 from tests.servers import serve_in_thread
 
 from .helpers import at, make_call
 from .test_query_store import T0, write_store
-from .test_server_support import NOW, Served, call_json, get_ok, served_with
+from .test_server_support import NOW, Served, build_runtime, call_json, get_ok, served_with
 
 # Nine ordinary calls and one of 30 s. The old rule (rank floor(q × (n − 1)), numpy "lower")
 # answered p99 = 3,400 ms, below the mean of 3,875 ms.
@@ -250,3 +254,51 @@ def test_the_default_p99_rule_fires_on_the_issue_case_live_and_from_the_store(
         assert list(readings) == [(("model", "gpt-4o-mini"),)]
         value = next(iter(readings.values()))
         assert within_1pct(value, 30000.0) and (value or 0) > rule.threshold
+
+
+@pytest.mark.slow  # a real Prometheus scraping a real server
+def test_a_real_histogram_quantile_lands_in_the_bucket_of_our_p99(tmp_path: Path) -> None:
+    """The issue's calls into a served store; Prometheus scrapes the server's histogram. Its
+    `histogram_quantile(0.99, ...)` and our p99 from the read API fall in the same bucket (both
+    20.48 to 40.96 s; the old rule's 3,400 ms was in 2.56 to 5.12 s)."""
+    bounds_s = [0.01 * 2**i for i in range(14)]  # docs/metrics.md: 0.01 s doubling to 81.92 s
+    store = SqlStore.open(tmp_path / "aivitals.db")
+    runtime = build_runtime(store)
+    app = create_app(runtime=runtime, store=store, registry=CollectorRegistry())
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    calls = [
+        call_json(latency_ms=latency, started_at=(started + timedelta(seconds=i)).isoformat())
+        for i, latency in enumerate(ISSUE_LATENCIES)
+    ]
+    try:
+        with (
+            serve_in_thread(app) as origin,
+            Prometheus(
+                need("prometheus"),
+                tmp_path / "prometheus",
+                targets=[origin.removeprefix("http://")],
+            ) as prometheus,
+            httpx.Client(timeout=30) as client,
+        ):
+            prometheus.wait_until_scraped()
+            posted = client.post(f"{origin}/api/v1/calls", json={"calls": calls})
+            assert posted.status_code == 202, posted.text
+            prometheus.wait_for(
+                "sum(aivitals_request_duration_seconds_count)",
+                lambda s: len(s) == 1 and s[0].value == len(ISSUE_LATENCIES),
+            )
+            theirs = prometheus.value(
+                "histogram_quantile(0.99, sum by (le) (aivitals_request_duration_seconds_bucket))"
+            )
+            assert runtime.recorder.flush(timeout_s=10)
+            reply = client.get(f"{origin}/api/v1/summary", params={"since": "1h"})
+            ours = reply.json()["summary"]["latency_p99_ms"] / 1000
+    finally:
+        runtime.recorder.close()
+        store.close()
+
+    def bucket(seconds: float) -> int:
+        return next(i for i, bound in enumerate(bounds_s) if seconds <= bound)
+
+    assert bucket(ours) == bucket(theirs) == bucket(30.0)
+    assert bucket(3.4) != bucket(theirs)
