@@ -66,3 +66,24 @@ def test_an_ingested_score_by_call_id_lands_in_its_calls_model_and_feature(
         with sqlite3.connect(tmp_path / "a.db") as db:
             rows = db.execute("SELECT model, feature FROM scores").fetchall()
         assert rows == [("gpt-4o", "chat")]
+
+
+def test_a_score_for_a_call_stored_before_a_restart_takes_its_labels_from_the_store(
+    tmp_path: Path,
+) -> None:
+    with served_at(tmp_path / "a.db") as served:
+        posted = served.client.post("/api/v1/calls", json=call_json(model="o3-mini", feature="qa"))
+        assert posted.status_code == 202, posted.text
+        (call_id,) = posted.json()["ids"]
+    with served_at(tmp_path / "a.db") as restarted:  # a new server: it has recorded no call
+        score = {"call_id": call_id, "name": "helpfulness", "value": 0.75}
+        assert restarted.client.post("/api/v1/scores", json=score).status_code == 202
+        metrics = restarted.client.get("/metrics").text
+        assert (
+            'aivitals_quality_score_count{feature="qa",model="o3-mini",name="helpfulness"} 1.0'
+            in metrics
+        )
+        assert restarted.runtime.recorder.flush(timeout_s=10)
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        rows = db.execute("SELECT model, feature FROM scores").fetchall()
+    assert rows == [("o3-mini", "qa")]

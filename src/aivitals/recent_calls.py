@@ -52,11 +52,15 @@ class RecentCalls:
             return score
         with self._lock:
             known = self._calls.get(score.call_id)
-        if known is None:
-            return score
-        model, feature = known
-        return msgspec.structs.replace(
-            score,
-            model=score.model if score.model is not None else model,
-            feature=score.feature if score.feature is not None else feature,
-        )
+        return score if known is None else inherit(score, *known)
+
+
+def inherit(score: Score, model: str, feature: str | None) -> Score:
+    """``score`` with its call's ``model`` and ``feature`` where it has none of its own."""
+    if score.model is not None and score.feature is not None:
+        return score
+    return msgspec.structs.replace(
+        score,
+        model=score.model if score.model is not None else model,
+        feature=score.feature if score.feature is not None else feature,
+    )

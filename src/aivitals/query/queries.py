@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import sqlalchemy as sa
@@ -27,6 +27,7 @@ from aivitals.query.calls import CallsPage, CallWithScores, list_calls
 from aivitals.query.detail import CallDetail, call_detail
 from aivitals.query.filters import Filters, check_by
 from aivitals.query.histogram import LATENCY_EDGES_MS, HistogramSeries, latency_histogram
+from aivitals.query.labels import CallLabels, call_labels
 from aivitals.query.raw import RawCalls
 from aivitals.query.scores import ScorePoint, score_series
 from aivitals.query.series import Point, SpendBucket, TopItem, spend, timeseries, top
@@ -232,6 +233,11 @@ class Queries:
         cannot be read (see `call_detail`)."""
         with self._connection() as connection:
             return call_detail(connection, call_id)
+
+    def call_labels(self, ids: Iterable[str]) -> dict[str, CallLabels]:
+        """The (model, feature) of the stored calls among ``ids`` (see `query.labels`)."""
+        with self._connection() as connection:
+            return call_labels(connection, ids)
 
     def raw_calls(self, window: Window, filters: Filters = NO_FILTERS) -> RawCalls:
         """The window's readable calls as pages of stored columns, oldest first (for export)."""

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter
 
 from aivitals.model import Call, InvalidRecord, Score
+from aivitals.recent_calls import inherit
 from aivitals.server.context import Context, ServerContext
 from aivitals.server.errors import ApiError, bad_field
 from aivitals.server.models import (
@@ -64,13 +65,29 @@ def post_calls(body: CallsBody, context: Context) -> Accepted:
 def post_scores(body: ScoresBody, context: Context) -> Accepted:
     """Record one quality score, or a batch ``{"scores": [...]}`` (accepted or refused whole)."""
     items, prefix = (body.scores, "scores.") if isinstance(body, ScoreBatch) else ([body], "")
-    scores = _build(items, ScoreIn.to_score, prefix)
+    scores = _with_call_labels(context, _build(items, ScoreIn.to_score, prefix))
     _check_room(context, len(scores))
     try:
         context.runtime.recorder.record_scores_durably(scores)
     except StoreError as exc:
         raise _unavailable(exc) from None
     return Accepted(accepted=len(scores), ids=[score.id for score in scores])
+
+
+def _with_call_labels(context: ServerContext, scores: list[Score]) -> list[Score]:
+    """Scores without a model or feature take their stored call's (it may be from before a
+    restart, or recorded by another server); the recorder fills those it recorded itself."""
+    unlabelled = [score.call_id for score in scores if score.model is None or score.feature is None]
+    if not unlabelled or context.queries is None:
+        return scores
+    try:
+        labels = context.queries.call_labels(unlabelled)
+    except StoreError:
+        return scores  # the commit that follows answers for the store
+    return [
+        inherit(score, *labels[score.call_id]) if score.call_id in labels else score
+        for score in scores
+    ]
 
 
 def _build(items: Sequence[In], build: Callable[[In], Out], prefix: str) -> list[Out]:
