@@ -8,7 +8,8 @@ capped (`LabelLimits`: 1,000 keys, 200 models, 500 features, 200 teams by defaul
 its cap is counted under ``_other`` (``model="_other"``, say), so totals stay whole while a read
 filtered on a folded value finds nothing; `LiveWindows.caps` count the folds.
 
-Alerts and budgets read from here:
+Alerts read from here when there is no store (with one, they read the store, which also holds
+what other processes recorded and what came before a restart):
 
 >>> from datetime import UTC, datetime
 >>> windows = LiveWindows(clock=lambda: 1_790_000_000.0)
