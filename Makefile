@@ -32,7 +32,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The real servers some tests start (tests/realservers.py); installed only when missing.
+# The real servers some tests start (tests/support/realservers.py); installed only when missing.
 TEST_SERVERS := prometheus prometheus-alertmanager chromium
 
 servers:

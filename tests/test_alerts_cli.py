@@ -16,8 +16,8 @@ from aivitals.cli import app
 from aivitals.model import Call
 from aivitals.store.sql import SqlStore
 from aivitals.windows import LiveWindows
-from tests.realservers import poll
-from tests.test_alerts_support import Receiver, receiving
+from tests.support.alerts import Receiver, receiving
+from tests.support.realservers import poll
 
 runner = CliRunner()
 

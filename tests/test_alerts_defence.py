@@ -27,8 +27,8 @@ from aivitals.query import Queries
 from aivitals.server import create_app
 from aivitals.store.sql import SqlStore
 from aivitals.windows import LiveWindows
-from tests.helpers import make_call
-from tests.test_server_support import served_at
+from tests.support.helpers import make_call
+from tests.support.server_app import served_at
 
 RULES = """
 rules:

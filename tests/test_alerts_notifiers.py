@@ -21,8 +21,8 @@ from aivitals.alerts import (
     parse_rules,
 )
 from aivitals.alerts.notifiers.build import NotifierConfigError
-from tests.realservers import Alertmanager, need, poll
-from tests.test_alerts_support import Receiver, receiving
+from tests.support.alerts import Receiver, receiving
+from tests.support.realservers import Alertmanager, need, poll
 
 FIRED = datetime(2026, 11, 24, 10, 5, tzinfo=UTC).timestamp()
 ENDED = datetime(2026, 11, 24, 10, 20, 30, tzinfo=UTC).timestamp()

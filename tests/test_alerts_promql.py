@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from aivitals.alerts import default_rules_text, export_prometheus, parse_rules
-from tests.realservers import need
+from tests.support.realservers import need
 
 EVAL = "60m"
 LATENCY_BUCKETS = ("0.01", "1.28", "2.56", "5.12", "10.24", "20.48")

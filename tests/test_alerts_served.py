@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from aivitals.alerts import AlertService
 from aivitals.query import Queries
 from aivitals.server import create_app
-from tests.test_alerts_support import receiving
+from tests.support.alerts import receiving
+from tests.support.server_app import call_json, served_at
 from tests.test_server_serve import AIVITALS, start
-from tests.test_server_support import call_json, served_at
 
 RULES = """
 interval: 1s

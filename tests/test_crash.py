@@ -26,7 +26,7 @@ from aivitals.mock_llm import MockConfig, MockServer
 from aivitals.store import schema
 from aivitals.store.sql import SqlStore
 
-from .realservers import free_port, in_ci, poll
+from .support.realservers import free_port, in_ci, poll
 
 AIVITALS = str(Path(sys.executable).with_name("aivitals"))
 

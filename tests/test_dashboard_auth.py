@@ -12,8 +12,8 @@ from aivitals.config import read_env
 from aivitals.server.dashboard.auth import COOKIE
 from aivitals.server.dashboard.routes import plotly_bundle
 from aivitals.store.sql import SqlStore
+from tests.support.server_app import Served, call_json, serve_app
 from tests.test_server_serve import start
-from tests.test_server_support import Served, call_json, serve_app
 
 TOKEN = "t0ken-for-tests"
 READS = (

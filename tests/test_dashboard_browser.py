@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.realservers import need
-from tests.servers import serve_in_thread
-from tests.test_dashboard_support import demo_app
+from tests.support.dashboard import demo_app
+from tests.support.realservers import need
+from tests.support.servers import serve_in_thread
 
 pytestmark = pytest.mark.slow
 

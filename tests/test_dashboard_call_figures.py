@@ -15,10 +15,10 @@ from prometheus_client import CollectorRegistry
 from aivitals.model import Call, Score
 from aivitals.server import create_app
 from aivitals.store.sql import SqlStore
-from tests.realservers import need
-from tests.servers import serve_in_thread
+from tests.support.realservers import need
+from tests.support.server_app import NOW, build_runtime
+from tests.support.servers import serve_in_thread
 from tests.test_dashboard_browser import CHROMIUM_FLAGS, TIMEOUT_MS, loaded
-from tests.test_server_support import NOW, build_runtime
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from aivitals.query import LATENCY_EDGES_MS
-from tests.test_server_support import Served, call_json, get_ok, serve_app, served_with
+from tests.support.server_app import Served, call_json, get_ok, serve_app, served_with
 
 CALLS = [
     call_json(id="a", latency_ms=20.0, feature="search", started_at="2026-11-03T10:10:00Z"),

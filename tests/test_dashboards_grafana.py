@@ -30,9 +30,9 @@ from aivitals.cli import app
 from aivitals.dashboards import DEFAULT_TITLE, DEFAULT_UID, build_dashboard, export_dashboard
 from aivitals.dashboards.promql import FILTERS, METRIC_LABELS
 from aivitals.server import create_app
-from tests.realservers import Prometheus, need
-from tests.servers import serve_in_thread
-from tests.test_server_support import build_runtime
+from tests.support.realservers import Prometheus, need
+from tests.support.server_app import build_runtime
+from tests.support.servers import serve_in_thread
 
 ROWS = ["Cost overview", "Latency", "Token usage", "Quality", "Operational health"]
 DOCS = Path(__file__).resolve().parent.parent / "docs"

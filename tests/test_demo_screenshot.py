@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.realservers import need, poll
+from tests.support.realservers import need, poll
 from tests.test_dashboard_browser import CHROMIUM_FLAGS, TIMEOUT_MS, loaded
 
 pytestmark = pytest.mark.slow

@@ -27,8 +27,8 @@ from aivitals.store import schema
 from aivitals.store.errors import StoreError
 from aivitals.store.sql import SqlStore
 
-from .helpers import make_call
-from .test_server_support import NOW, call_json
+from .support.helpers import make_call
+from .support.server_app import NOW, call_json
 from .test_store_sink import FakeClock, FlakyStore
 
 

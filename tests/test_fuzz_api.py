@@ -38,7 +38,7 @@ from aivitals.sdk.runtime import Runtime
 from aivitals.server import create_app
 from aivitals.store import schema as schema_
 from aivitals.store.sql import SqlStore
-from tests.test_server_support import build_runtime
+from tests.support.server_app import build_runtime
 
 EXAMPLES = 120
 """Cases per operation and kind (valid, invalid, and a third for reads over real windows)."""

@@ -23,7 +23,7 @@ from aivitals.recorder import Recorder
 from aivitals.sinks.memory import MemorySink
 from aivitals.sinks.prometheus import PrometheusSink
 
-from .servers import serve_in_thread
+from .support.servers import serve_in_thread
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello there"}]
 

@@ -24,7 +24,7 @@ import pytest
 from aivitals.model import Call
 from aivitals.query import Queries, parse_since
 from aivitals.store.sql import SqlStore
-from tests.realservers import ServerProcess
+from tests.support.realservers import ServerProcess
 from tests.test_server_serve import AIVITALS, start
 
 pytestmark = pytest.mark.slow

@@ -23,8 +23,8 @@ from aivitals.gateway.upstreams import Upstream, Upstreams
 from aivitals.mock_llm import MockConfig, MockServer
 from aivitals.server import create_app
 from aivitals.store.sql import SqlStore
-from tests.servers import serve_in_thread
-from tests.test_server_support import build_runtime
+from tests.support.server_app import build_runtime
+from tests.support.servers import serve_in_thread
 
 
 def samples(origin: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:

@@ -43,7 +43,7 @@ from aivitals.sinks.prometheus import PrometheusSink
 from aivitals.sinks.store import StoreSink
 from aivitals.store.sql import SqlStore
 
-from .servers import serve_in_thread
+from .support.servers import serve_in_thread
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello there"}]
 PARIS_EVENING = datetime(2026, 11, 24, 21, 0, tzinfo=UTC)  # 22:00 in Europe/Paris

@@ -22,7 +22,7 @@ from aivitals.model import Call, clean_text
 from aivitals.recorder import Recorder
 from aivitals.sinks.memory import MemorySink
 
-from .servers import serve_in_thread
+from .support.servers import serve_in_thread
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -17,8 +17,8 @@ import pytest
 
 from aivitals.mock_llm.faults import MALFORMED_EVENT
 
-from .gateway_processes import MockLlmProcess, ServeProcess, Wire
-from .realservers import poll
+from .support.gateway_processes import MockLlmProcess, ServeProcess, Wire
+from .support.realservers import poll
 
 pytestmark = pytest.mark.slow
 

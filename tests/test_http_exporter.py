@@ -32,9 +32,9 @@ from aivitals.sinks.http import ExportError, HttpExporter
 from aivitals.sinks.spool import Spool
 from aivitals.store.sql import SqlStore
 
-from .helpers import make_call
-from .servers import serve_in_thread
-from .test_server_support import build_runtime
+from .support.helpers import make_call
+from .support.server_app import build_runtime
+from .support.servers import serve_in_thread
 
 pytestmark = pytest.mark.slow  # every test here talks to a real socket
 
@@ -418,7 +418,7 @@ def test_a_process_that_exits_during_an_outage_leaves_its_calls_to_the_next(
     receiver.stop()
     script = f"""
 from aivitals.sinks.http import ExportError, HttpExporter
-from tests.helpers import make_call
+from tests.support.helpers import make_call
 exporter = HttpExporter({receiver.url!r}, spool_dir={str(tmp_path / "spool")!r}, close_timeout_s=1)
 try:
     exporter.write_calls([make_call(feature="child") for _ in range(7)])

@@ -13,7 +13,7 @@ from aivitals.model import Score
 from aivitals.recorder import Recorder
 from aivitals.sinks.log import JsonLogSink
 
-from .helpers import make_call
+from .support.helpers import make_call
 
 
 def test_one_json_line_per_call_with_its_fields() -> None:

@@ -27,7 +27,7 @@ from aivitals.recorder import Recorder
 from aivitals.server.metrics import ServerMetrics
 from aivitals.sinks.prometheus import PrometheusSink
 
-from .helpers import make_call
+from .support.helpers import make_call
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "metrics.md"

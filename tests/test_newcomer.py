@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.realservers import poll
+from tests.support.realservers import poll
 
 pytestmark = pytest.mark.slow
 

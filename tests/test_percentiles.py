@@ -36,12 +36,12 @@ from aivitals.server import create_app
 from aivitals.store.sketch import Sketch
 from aivitals.store.sql import SqlStore
 from aivitals.windows import LiveWindows
-from tests.realservers import Prometheus, need
-from tests.servers import serve_in_thread
+from tests.support.realservers import Prometheus, need
+from tests.support.servers import serve_in_thread
 
-from .helpers import at, make_call
+from .support.helpers import at, make_call
+from .support.server_app import NOW, Served, build_runtime, call_json, get_ok, served_with
 from .test_query_store import T0, write_store
-from .test_server_support import NOW, Served, build_runtime, call_json, get_ok, served_with
 
 # Nine ordinary calls and one of 30 s. The old rule (rank floor(q × (n − 1)), numpy "lower")
 # answered p99 = 3,400 ms, below the mean of 3,875 ms.

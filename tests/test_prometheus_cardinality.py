@@ -20,7 +20,7 @@ from aivitals.cardinality import OTHER, LabelLimits
 from aivitals.model import Call, Score
 from aivitals.sinks.prometheus import PrometheusSink
 
-from .helpers import make_call
+from .support.helpers import make_call
 
 DISTINCT = 10_000
 

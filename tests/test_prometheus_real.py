@@ -28,9 +28,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from aivitals.server import create_app
-from tests.realservers import Prometheus, Sample, need
-from tests.servers import serve_in_thread
-from tests.test_server_support import build_runtime
+from tests.support.realservers import Prometheus, Sample, need
+from tests.support.server_app import build_runtime
+from tests.support.servers import serve_in_thread
 
 pytestmark = pytest.mark.slow  # starts Prometheus and a real HTTP server
 

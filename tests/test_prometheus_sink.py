@@ -12,7 +12,7 @@ from aivitals.model import Score
 from aivitals.recorder import Recorder
 from aivitals.sinks.prometheus import PrometheusSink
 
-from .helpers import make_call
+from .support.helpers import make_call
 
 
 def test_call_updates_every_family() -> None:

@@ -9,7 +9,7 @@ import pytest
 from aivitals.model import Score
 from aivitals.query import Filters, Queries, QueryError, Window
 
-from .helpers import make_call
+from .support.helpers import make_call
 from .test_query_store import T0, write_store
 
 DAY = Window(start=T0, end=T0 + timedelta(days=1))

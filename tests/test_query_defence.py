@@ -24,7 +24,7 @@ from aivitals.store.rollup import merge_rows, rollup_rows
 from aivitals.store.sketch import Sketch
 from aivitals.store.sql import SqlStore
 
-from .helpers import make_call
+from .support.helpers import make_call
 
 T0 = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 DAY = Window(start=T0.replace(hour=0), end=T0.replace(hour=0) + timedelta(days=1))

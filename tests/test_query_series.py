@@ -11,7 +11,7 @@ from aivitals.model import Call
 from aivitals.query import Filters, Queries, QueryError, SpendBucket, TopItem, Window
 from aivitals.store.rows import epoch_ms
 
-from .helpers import make_call
+from .support.helpers import make_call
 from .test_query_store import T0, in_window, passes, random_dataset, reference, write_store
 
 NEW_YORK = ZoneInfo("America/New_York")

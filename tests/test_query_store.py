@@ -21,7 +21,7 @@ from aivitals.model import Call, Score
 from aivitals.query import Filters, Measures
 from aivitals.store import rollup, rows, schema
 
-from .helpers import make_call
+from .support.helpers import make_call
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 """Midnight UTC, a Monday: the start of the test data."""

@@ -13,7 +13,7 @@ from aivitals.model import Score
 from aivitals.query import Filters, Measures, Queries, Window, quality
 from aivitals.query.quality import score_sums
 
-from .helpers import make_call
+from .support.helpers import make_call
 from .test_query_store import (
     T0,
     assert_measures,

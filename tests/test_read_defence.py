@@ -32,8 +32,8 @@ from aivitals.store import schema
 from aivitals.store.rollup import rollup_rows
 from aivitals.store.rows import call_row
 from aivitals.store.sql import SqlStore
-from tests.helpers import make_call
-from tests.test_server_support import NOW, Served, get_ok, serve_app
+from tests.support.helpers import make_call
+from tests.support.server_app import NOW, Served, get_ok, serve_app
 
 # DDSketch's bins at 1% relative accuracy: value v falls in bin ceil(log(v) / log(gamma)).
 GAMMA = (1 + 0.01) / (1 - 0.01)

@@ -22,7 +22,7 @@ from aivitals.model import Call
 from aivitals.query import QueryError, check_by, parse_since, parse_where
 from aivitals.server import create_app
 from aivitals.store.sql import SqlStore
-from tests.test_server_support import build_runtime
+from tests.support.server_app import build_runtime
 
 SRC = Path(__file__).parent.parent / "src" / "aivitals"
 AIVITALS = Path(sys.executable).parent / "aivitals"

@@ -15,7 +15,7 @@ from aivitals.recorder import Recorder
 from aivitals.sinks.memory import MemorySink
 from aivitals.sinks.prometheus import PrometheusSink
 
-from .helpers import make_call
+from .support.helpers import make_call
 
 
 class BrokenSink:

@@ -14,7 +14,7 @@ from aivitals.sdk import runtime as runtime_module
 from aivitals.sdk.runtime import build_runtime, configure, reset
 from aivitals.sinks.memory import MemorySink
 
-from .helpers import make_call
+from .support.helpers import make_call
 
 
 @pytest.fixture(autouse=True)

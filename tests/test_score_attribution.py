@@ -15,7 +15,7 @@ from aivitals.model import Call, Score
 from aivitals.recorder import Recorder
 from aivitals.sinks.memory import MemorySink
 from tests.conftest import Recorded
-from tests.test_server_support import call_json, served_at
+from tests.support.server_app import call_json, served_at
 
 
 def test_an_sdk_score_by_call_id_lands_in_its_calls_model_and_feature(recorded: Recorded) -> None:

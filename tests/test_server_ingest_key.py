@@ -13,8 +13,8 @@ from aivitals.recorder import Recorder
 from aivitals.sinks.http import HttpExporter
 from aivitals.store.sql import SqlStore
 
-from .servers import serve_in_thread
-from .test_server_support import Served, call_json, serve_app
+from .support.server_app import Served, call_json, serve_app
+from .support.servers import serve_in_thread
 
 KEY = "ingest-key-0123456789"
 

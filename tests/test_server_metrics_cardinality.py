@@ -23,9 +23,9 @@ from aivitals.gateway.metrics import REASONS, GatewayMetrics
 from aivitals.server.metrics import MetricsMiddleware, ServerMetrics
 from aivitals.sinks.prometheus import PrometheusSink
 
-from .helpers import make_call
-from .servers import serve_in_thread
-from .test_server_support import serve_app
+from .support.helpers import make_call
+from .support.server_app import serve_app
+from .support.servers import serve_in_thread
 
 DISTINCT = 10_000
 

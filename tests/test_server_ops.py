@@ -9,7 +9,7 @@ import pytest
 
 from aivitals.store.errors import StoreError
 from aivitals.store.sql import SqlStore
-from tests.test_server_support import Served, call_json, serve_app, served_at
+from tests.support.server_app import Served, call_json, serve_app, served_at
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_server_support import Served, call_json, get_ok, serve_app, served_with
+from tests.support.server_app import Served, call_json, get_ok, serve_app, served_with
 
 # Three calls in the last hour before NOW (12:00 UTC), with costs the client sent.
 CALLS = [

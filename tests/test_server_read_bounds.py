@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_server_support import NOW, Served, call_json, get_ok, served_with
+from tests.support.server_app import NOW, Served, call_json, get_ok, served_with
 
 READS = (
     "/api/v1/summary",

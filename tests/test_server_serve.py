@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from aivitals.cli import app
 from aivitals.query import Queries, parse_since
 from aivitals.store.sql import SqlStore
-from tests.test_server_support import call_json
+from tests.support.server_app import call_json
 
 AIVITALS = str(Path(sys.executable).with_name("aivitals"))
 

@@ -23,7 +23,7 @@ from aivitals.store.rows import row_call, row_score, to_nusd
 from aivitals.store.sketch import merge_all
 from aivitals.store.sql import SqlStore
 
-from .helpers import make_call
+from .support.helpers import make_call
 
 T0 = datetime(2025, 3, 9, 23, 58, 30, tzinfo=UTC)  # close to midnight: batches cross a day
 

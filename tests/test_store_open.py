@@ -16,7 +16,7 @@ from aivitals.store import migrations, schema
 from aivitals.store.errors import StoreError
 from aivitals.store.sql import SqlStore
 
-from .helpers import make_call
+from .support.helpers import make_call
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from aivitals.store.base import Store
 from aivitals.store.errors import StoreError
 from aivitals.store.sql import SqlStore
 
-from .helpers import make_call
+from .support.helpers import make_call
 
 NOW = datetime(2025, 3, 9, 12, 0, tzinfo=UTC)
 

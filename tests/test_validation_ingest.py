@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_server_support import Served, call_json, served_at
+from tests.support.server_app import Served, call_json, served_at
 
 DAY_MS = 86_400_000
 MAX_TOKENS = 1_000_000_000

@@ -10,7 +10,7 @@ import pytest
 from aivitals.model import Score
 from aivitals.windows import LiveWindows
 
-from .helpers import at, make_call
+from .support.helpers import at, make_call
 
 T0 = 1_790_000_000.0  # 2026-09-21 14:13:20 UTC, a fixed instant
 

@@ -17,7 +17,7 @@ from aivitals.model import Call, Score
 from aivitals.sdk.runtime import reset
 from aivitals.windows import LiveWindows
 
-from .helpers import at, make_call
+from .support.helpers import at, make_call
 
 T0 = 1_790_000_000.0
 DISTINCT = 10_000

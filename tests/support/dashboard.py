@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from aivitals.demo.workload import plan_workload
 from aivitals.server import create_app
 from aivitals.store.sql import SqlStore
-from tests.test_server_support import NOW, build_runtime
+from tests.support.server_app import NOW, build_runtime
 
 # What the fake upstream's injected errors become once classified.
 _ERRORS = {

@@ -1,0 +1,1 @@
+"""Builders and real servers the tests share; no test lives here."""
