@@ -241,3 +241,40 @@ def test_what_cannot_be_kept_anywhere_is_counted_lost_and_exported(
         == 7
     )
     assert "7 calls and scores could not be stored before shutdown and are LOST" in caplog.text
+
+
+def test_every_refused_batch_is_counted_by_why(app: App, tmp_path: Path) -> None:
+    def refused(kind: str, reason: str) -> float | None:
+        return app.client.app.state.context.metrics.registry.get_sample_value(  # type: ignore[attr-defined]  # FastAPI app
+            "aivitals_ingest_refused_items_total", {"kind": kind, "reason": reason}
+        )
+
+    assert refused("calls", "invalid") == 0  # every series from the start
+    # Refused by the ingest model (a string latency), by the record (TTFT over latency), and
+    # while the store cannot be written.
+    bad_type = {"calls": [call_json(latency_ms="slow"), call_json()]}
+    assert app.client.post("/api/v1/calls", json=bad_type).status_code == 422
+    over = {"calls": [call_json(latency_ms=10.0, ttft_ms=20.0) for _ in range(3)]}
+    assert app.client.post("/api/v1/calls", json=over).status_code == 422
+    assert refused("calls", "invalid") == 5
+    app.store.failures = float("inf")
+    assert app.client.post("/api/v1/calls", json={"calls": [call_json()] * 4}).status_code == 503
+    assert refused("calls", "unavailable") == 4
+    bad_score = {"call_id": "x", "name": "judge", "value": 7.0}
+    assert app.client.post("/api/v1/scores", json=bad_score).status_code == 422
+    assert refused("scores", "invalid") == 1
+
+
+def test_a_call_the_sdk_cannot_make_valid_is_counted_lost() -> None:
+    import aivitals
+    from aivitals.sdk.runtime import configure, reset
+
+    runtime = configure(store=False, endpoint=False, sinks=[MemorySink()])
+    try:
+        with aivitals.track(model="gpt\x00") as call:  # no usable model: nothing to record
+            call.set_usage(input_tokens=1, output_tokens=1)
+        assert runtime.recorder.lost()[("sdk", "invalid")] == 1
+        aivitals.score("some-call", "judge", float("nan"))
+        assert runtime.recorder.lost()[("sdk", "invalid")] == 2
+    finally:
+        reset()

@@ -297,7 +297,18 @@ HTTP_IN_FLIGHT = MetricSpec(
     "aivitals_http_server_requests_in_flight", "gauge", "HTTP requests being handled now."
 )
 
-SERVER_METRICS = (HTTP_REQUESTS, HTTP_DURATION, HTTP_IN_FLIGHT)
+INGEST_KINDS = ("calls", "scores")
+INGEST_REFUSALS = ("invalid", "unavailable", "busy")
+INGEST_REFUSED = MetricSpec(
+    "aivitals_ingest_refused_items_total",
+    "counter",
+    "Calls and scores the ingest API refused, so their sender still holds them: invalid (422), "
+    "unavailable (503, the store cannot be written), busy (503, too much is waiting).",
+    ("kind", "reason"),
+    values={"kind": INGEST_KINDS, "reason": INGEST_REFUSALS},
+)
+
+SERVER_METRICS = (HTTP_REQUESTS, HTTP_DURATION, HTTP_IN_FLIGHT, INGEST_REFUSED)
 """The HTTP server's own requests (`aivitals serve`)."""
 
 PROCESS_CPU = MetricSpec(

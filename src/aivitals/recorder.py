@@ -78,6 +78,7 @@ class RecorderStats:
         self.dropped_scores = 0
         self.internal_errors = 0
         self.lost_at_shutdown = 0
+        self.refused = 0  # calls and scores a source could not make valid (the SDK logs each)
         self.sink_errors: Counter[str] = Counter()
         self.sink_failed_items: Counter[str] = Counter()
 
@@ -161,6 +162,7 @@ class Recorder:
         lost = {
             ("recorder", "queue_full"): stats.dropped_calls + stats.dropped_scores,
             ("recorder", "shutdown"): stats.lost_at_shutdown,
+            ("sdk", "invalid"): stats.refused,
         }
         for sink in self.batch_sinks:
             if isinstance(sink, Accounted):

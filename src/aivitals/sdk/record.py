@@ -72,6 +72,7 @@ def score(
         )
     except InvalidRecord as exc:
         log.warning("aivitals: score %r for call %s refused: %s", _short(name), call_id, exc)
+        get_runtime().recorder.stats.refused += 1
         return None
     for refusal in refusals:
         log.warning(

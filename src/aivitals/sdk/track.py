@@ -240,6 +240,7 @@ class TrackedCall(CallDraft):
             call, refusals = salvage_call(self.fields(latency_ms=latency_ms))
         except InvalidRecord as exc:
             log.warning("aivitals: call %s not recorded: %s", self.id, exc)
+            runtime.recorder.stats.refused += 1
             return None
         for refusal in refusals:
             # Keep the call (latency, outcome, attribution) and drop what was wrong with it.

@@ -90,8 +90,21 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
                 ApiError(400, f"the body is not valid JSON: {reason} (at character {where})")
             )
     fields = [bad_field(field_path(error["loc"]), error["msg"]) for error in errors]
+    _count_refused_ingest(request, exc.body)
     named = ", ".join(dict.fromkeys(item["field"] for item in fields))
     return error_response(ApiError(422, f"invalid request: {named}", fields=fields))
+
+
+def _count_refused_ingest(request: Request, body: object) -> None:
+    # A body the ingest models refuse never reaches its route: count its items here.
+    kind = request.url.path.rsplit("/", 1)[-1]
+    context = getattr(request.app.state, "context", None)
+    if kind not in ("calls", "scores") or not request.url.path.startswith("/api/v1/"):
+        return
+    if context is None:
+        return
+    batch = body.get(kind) if isinstance(body, dict) else None
+    context.metrics.refused(kind, "invalid", len(batch) if isinstance(batch, list) else 1)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

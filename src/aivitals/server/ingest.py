@@ -18,7 +18,8 @@ thousand calls never holds up the event loop.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from fastapi import APIRouter
@@ -52,12 +53,13 @@ _REFUSED: dict[int | str, dict[str, Any]] = {
 def post_calls(body: CallsBody, context: Context) -> Accepted:
     """Record one call, or a batch ``{"calls": [...]}`` (accepted or refused whole)."""
     items, prefix = (body.calls, "calls.") if isinstance(body, CallBatch) else ([body], "")
-    calls = _build(items, CallIn.to_call, prefix)
-    _check_room(context, len(calls))
-    try:
-        recorded = context.runtime.recorder.record_durably(calls)
-    except StoreError as exc:
-        raise _unavailable(exc) from None
+    with _counted(context, "calls", len(items)):
+        calls = _build(items, CallIn.to_call, prefix)
+        _check_room(context, len(calls))
+        try:
+            recorded = context.runtime.recorder.record_durably(calls)
+        except StoreError as exc:
+            raise _unavailable(exc) from None
     return Accepted(accepted=len(recorded), ids=[call.id for call in recorded])
 
 
@@ -65,13 +67,32 @@ def post_calls(body: CallsBody, context: Context) -> Accepted:
 def post_scores(body: ScoresBody, context: Context) -> Accepted:
     """Record one quality score, or a batch ``{"scores": [...]}`` (accepted or refused whole)."""
     items, prefix = (body.scores, "scores.") if isinstance(body, ScoreBatch) else ([body], "")
-    scores = _with_call_labels(context, _build(items, ScoreIn.to_score, prefix))
-    _check_room(context, len(scores))
-    try:
-        context.runtime.recorder.record_scores_durably(scores)
-    except StoreError as exc:
-        raise _unavailable(exc) from None
+    with _counted(context, "scores", len(items)):
+        scores = _with_call_labels(context, _build(items, ScoreIn.to_score, prefix))
+        _check_room(context, len(scores))
+        try:
+            context.runtime.recorder.record_scores_durably(scores)
+        except StoreError as exc:
+            raise _unavailable(exc) from None
     return Accepted(accepted=len(scores), ids=[score.id for score in scores])
+
+
+class _Refusal(ApiError):
+    """An ingest refusal, with why (``invalid``, ``unavailable``, ``busy``) for the metric."""
+
+    def __init__(self, reason: str, status: int, message: str, **options: Any) -> None:
+        super().__init__(status, message, **options)
+        self.reason = reason
+
+
+@contextmanager
+def _counted(context: ServerContext, kind: str, items: int) -> Iterator[None]:
+    """Count a refused batch in aivitals_ingest_refused_items_total, by why."""
+    try:
+        yield
+    except _Refusal as exc:
+        context.metrics.refused(kind, exc.reason, items)
+        raise
 
 
 def _with_call_labels(context: ServerContext, scores: list[Score]) -> list[Score]:
@@ -103,15 +124,20 @@ def _build(items: Sequence[In], build: Callable[[In], Out], prefix: str) -> list
             bad.append(bad_field(f"{where}{exc.field}", problem))
     if bad:
         named = ", ".join(item["field"] for item in bad)
-        raise ApiError(422, f"invalid request: {named}; nothing was recorded", fields=bad)
+        raise _Refusal(
+            "invalid", 422, f"invalid request: {named}; nothing was recorded", fields=bad
+        )
     return built
 
 
 def _unavailable(exc: StoreError) -> ApiError:
     if not exc.retryable:
         # The database refused the data itself (the door's checks should make this rare).
-        return ApiError(422, f"the store refused this batch: {exc}; nothing was recorded")
-    return ApiError(
+        return _Refusal(
+            "invalid", 422, f"the store refused this batch: {exc}; nothing was recorded"
+        )
+    return _Refusal(
+        "unavailable",
         503,
         f"the store cannot be written now, nothing was recorded; retry this batch ({exc})",
         # The store sink's back-off when it knows one; otherwise a second is a fair guess.
@@ -124,7 +150,8 @@ def _check_room(context: ServerContext, count: int) -> None:
     # a batch half-dropped after a 202 is lost without anyone knowing.
     limit = context.queue_limit
     if limit is not None and context.runtime.recorder.queue_depth + count > limit:
-        raise ApiError(
+        raise _Refusal(
+            "busy",
             503,
             "the server is behind writing to its store; retry this batch shortly",
             headers={"Retry-After": "1"},

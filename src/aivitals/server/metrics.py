@@ -34,7 +34,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aivitals.cardinality import OVERFLOW_METRIC, KeyCap, OverflowCollector, ValueCap
-from aivitals.metric_schema import HTTP_DURATION, HTTP_IN_FLIGHT, HTTP_REQUESTS
+from aivitals.metric_schema import HTTP_DURATION, HTTP_IN_FLIGHT, HTTP_REQUESTS, INGEST_REFUSED
 
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -100,8 +100,21 @@ class ServerMetrics:
             registry=self.registry,
         )
         self.in_flight = Gauge(HTTP_IN_FLIGHT.name, HTTP_IN_FLIGHT.help, registry=self.registry)
+        self.ingest_refused = Counter(
+            INGEST_REFUSED.name,
+            INGEST_REFUSED.help,
+            INGEST_REFUSED.labels,
+            registry=self.registry,
+        )
+        for kind in INGEST_REFUSED.values["kind"]:  # every series from the start, at 0
+            for reason in INGEST_REFUSED.values["reason"]:
+                self.ingest_refused.labels(kind=kind, reason=reason)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
+
+    def refused(self, kind: str, reason: str, items: int) -> None:
+        """Count ``items`` calls or scores the ingest API refused (its sender keeps them)."""
+        self.ingest_refused.labels(kind=kind, reason=reason).inc(items)
 
     def expose(self, registry: CollectorRegistry) -> None:
         """Also serve ``registry``'s metrics (the calls' metrics) from this one."""
