@@ -19,6 +19,7 @@ from aivitals.attribution import Attribution
 from aivitals.recorder import Recorder
 from aivitals.sdk.runtime import Runtime
 from aivitals.server import create_app
+from aivitals.server.context import ServerContext
 from aivitals.sinks.group_commit import GroupCommit
 from aivitals.sinks.memory import MemorySink
 from aivitals.sinks.prometheus import PrometheusSink
@@ -243,10 +244,13 @@ def test_what_cannot_be_kept_anywhere_is_counted_lost_and_exported(
     assert "7 calls and scores could not be stored before shutdown and are LOST" in caplog.text
 
 
-def test_every_refused_batch_is_counted_by_why(app: App, tmp_path: Path) -> None:
+def test_every_refused_batch_is_counted_by_why(app: App) -> None:
+    context: ServerContext = app.client.app.state.context  # type: ignore[attr-defined]  # FastAPI
+
     def refused(kind: str, reason: str) -> float | None:
-        return app.client.app.state.context.metrics.registry.get_sample_value(  # type: ignore[attr-defined]  # FastAPI app
-            "aivitals_ingest_refused_items_total", {"kind": kind, "reason": reason}
+        labels = {"kind": kind, "reason": reason}
+        return context.metrics.registry.get_sample_value(
+            "aivitals_ingest_refused_items_total", labels
         )
 
     assert refused("calls", "invalid") == 0  # every series from the start
