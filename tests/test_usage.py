@@ -60,3 +60,60 @@ def test_inconsistent_report_is_clamped() -> None:
         "prompt_tokens_details": {"cached_tokens": 50},
     }
     assert usage_from_openai(raw).cached_input_tokens == 10
+
+
+def test_openai_cache_writes_are_read_from_real_response_objects() -> None:
+    # OpenAI reports prompt-cache writes beside cached reads; they were read as plain input.
+    from openai.types.chat import ChatCompletion
+    from openai.types.responses import Response
+
+    chat = ChatCompletion.model_validate(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "gpt-4o",
+            "choices": [],
+            "usage": {
+                "prompt_tokens": 2000,
+                "completion_tokens": 10,
+                "total_tokens": 2010,
+                "prompt_tokens_details": {"cached_tokens": 500, "cache_write_tokens": 1000},
+            },
+        }
+    )
+    assert usage_from_response(chat.usage, provider="openai") == TokenUsage(
+        input_tokens=2000, output_tokens=10, cached_input_tokens=500, cache_write_tokens=1000
+    )
+    responses = Response.model_validate(
+        {
+            "id": "resp_1",
+            "object": "response",
+            "created_at": 0,
+            "model": "gpt-4o",
+            "output": [],
+            "parallel_tool_calls": False,
+            "tool_choice": "auto",
+            "tools": [],
+            "usage": {
+                "input_tokens": 3000,
+                "output_tokens": 20,
+                "total_tokens": 3020,
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 2500},
+                "output_tokens_details": {"reasoning_tokens": 5},
+            },
+        }
+    )
+    assert usage_from_response(responses.usage, provider="openai") == TokenUsage(
+        input_tokens=3000, output_tokens=20, cache_write_tokens=2500, reasoning_tokens=5
+    )
+
+
+def test_openai_cache_writes_never_exceed_what_is_left_of_the_input() -> None:
+    usage = {
+        "prompt_tokens": 100,
+        "completion_tokens": 1,
+        "prompt_tokens_details": {"cached_tokens": 80, "cache_write_tokens": 50},
+    }
+    got = usage_from_openai(usage)
+    assert (got.cached_input_tokens, got.cache_write_tokens) == (80, 20)

@@ -51,18 +51,21 @@ def usage_from_openai(usage: Any) -> TokenUsage:
     if _get(usage, "prompt_tokens") is not None:
         prompt = _int(_get(usage, "prompt_tokens"))
         completion = _int(_get(usage, "completion_tokens"))
-        cached = _int(_get(_get(usage, "prompt_tokens_details"), "cached_tokens"))
+        details = _get(usage, "prompt_tokens_details")
         reasoning = _int(_get(_get(usage, "completion_tokens_details"), "reasoning_tokens"))
     else:
         prompt = _int(_get(usage, "input_tokens"))
         completion = _int(_get(usage, "output_tokens"))
-        cached = _int(_get(_get(usage, "input_tokens_details"), "cached_tokens"))
+        details = _get(usage, "input_tokens_details")
         reasoning = _int(_get(_get(usage, "output_tokens_details"), "reasoning_tokens"))
+    # Clamp so an inconsistent provider report cannot make the record invalid.
+    cached = min(_int(_get(details, "cached_tokens")), prompt)
+    written = min(_int(_get(details, "cache_write_tokens")), prompt - cached)
     return TokenUsage(
         input_tokens=prompt,
         output_tokens=completion,
-        # Clamp so an inconsistent provider report cannot make the record invalid.
-        cached_input_tokens=min(cached, prompt),
+        cached_input_tokens=cached,
+        cache_write_tokens=written,
         reasoning_tokens=min(reasoning, completion),
     )
 
