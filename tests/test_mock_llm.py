@@ -210,6 +210,16 @@ def test_embeddings_honour_dimensions_and_depend_only_on_the_input(client: opena
 
 
 @pytest.mark.slow
+def test_embeddings_honour_x_mock_prompt_tokens(client: openai.OpenAI) -> None:
+    told = client.embeddings.create(
+        model="text-embedding-3-small",
+        input="alpha",
+        extra_headers={"X-Mock-Prompt-Tokens": "4321"},
+    )
+    assert (told.usage.prompt_tokens, told.usage.total_tokens) == (4321, 4321)
+
+
+@pytest.mark.slow
 def test_models_lists_the_configured_models(client: openai.OpenAI) -> None:
     models = client.models.list()
     assert [model.id for model in models.data] == list(FAST.models)

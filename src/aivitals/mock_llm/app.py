@@ -250,7 +250,7 @@ def _whole_reply(
     operation: _Operation, parsed: GenerateRequest | EmbeddingRequest, plan: Plan
 ) -> dict[str, Any]:
     if isinstance(parsed, EmbeddingRequest):
-        return shapes.embeddings(parsed)
+        return shapes.embeddings(parsed, prompt_tokens=plan.prompt_tokens)
     created = int(time.time())
     if operation == "chat":
         return shapes.chat_completion(

@@ -200,8 +200,12 @@ def embedding_vector(key: bytes, dimensions: int) -> list[float]:
     return [v / norm for v in values]
 
 
-def embeddings(request: EmbeddingRequest) -> dict[str, Any]:
-    """The ``list`` of embeddings; base64 is little-endian float32, as the openai client decodes."""
+def embeddings(request: EmbeddingRequest, *, prompt_tokens: int | None = None) -> dict[str, Any]:
+    """The ``list`` of embeddings; base64 is little-endian float32, as the openai client decodes.
+
+    ``prompt_tokens`` (``X-Mock-Prompt-Tokens``) replaces the estimate from the input.
+    """
+    tokens = request.prompt_tokens if prompt_tokens is None else prompt_tokens
     data: list[dict[str, Any]] = []
     for index, key in enumerate(request.inputs):
         vector = embedding_vector(key, request.dimensions)
@@ -214,7 +218,7 @@ def embeddings(request: EmbeddingRequest) -> dict[str, Any]:
         "object": "list",
         "data": data,
         "model": request.model,
-        "usage": {"prompt_tokens": request.prompt_tokens, "total_tokens": request.prompt_tokens},
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
 
 
