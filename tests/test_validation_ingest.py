@@ -16,31 +16,17 @@ from typing import Any
 
 import pytest
 
+from tests.support.limits import (
+    CALL_TEXT,
+    DAY_MS,
+    MAX_TAG_KEY,
+    MAX_TAG_VALUE,
+    MAX_TAGS,
+    MAX_TOKENS,
+    MAX_USD,
+)
 from tests.support.server_app import Served, call_json, served_at
 
-DAY_MS = 86_400_000
-MAX_TOKENS = 1_000_000_000
-MAX_USD = 1_000_000
-
-# Longest text each field holds, in characters: the store's column sizes (docs/store.md).
-CALL_TEXT = {
-    "id": 36,
-    "trace_id": 32,
-    "span_id": 16,
-    "parent_span_id": 16,
-    "provider": 64,
-    "model": 200,
-    "response_model": 200,
-    "price_source": 200,
-    "error_message": 4096,
-    "finish_reason": 32,
-    "user": 200,
-    "feature": 200,
-    "team": 200,
-    "endpoint": 200,
-    "prompt_version": 200,
-    "environment": 64,
-}
 SCORE_TEXT = {
     "call_id": 36,
     "name": 200,
@@ -49,9 +35,6 @@ SCORE_TEXT = {
     "model": 200,
     "feature": 200,
 }
-MAX_TAGS = 64
-MAX_TAG_KEY = 128
-MAX_TAG_VALUE = 512
 
 
 @pytest.fixture

@@ -21,28 +21,8 @@ from aivitals import model
 from aivitals.bounds import CALL_TEXT_CHARS, SCORE_TEXT_CHARS
 from aivitals.model import Call, InvalidRecord, Score
 from aivitals.store import schema
+from tests.support.limits import CALL_TEXT, DAY_MS, MAX_TOKENS, MAX_USD
 
-DAY_MS = 86_400_000
-MAX_TOKENS = 1_000_000_000
-MAX_USD = Decimal(1_000_000)
-CALL_TEXT = {
-    "id": 36,
-    "trace_id": 32,
-    "span_id": 16,
-    "parent_span_id": 16,
-    "provider": 64,
-    "model": 200,
-    "response_model": 200,
-    "price_source": 200,
-    "error_message": 4096,
-    "finish_reason": 32,
-    "user": 200,
-    "feature": 200,
-    "team": 200,
-    "endpoint": 200,
-    "prompt_version": 200,
-    "environment": 64,
-}
 SCORE_TEXT = {"id": 36, "call_id": 36, "name": 200, "source": 64, "comment": 4096, "model": 200}
 
 
