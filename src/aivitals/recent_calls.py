@@ -17,7 +17,6 @@ scores to calls by id, which gives the team as well.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 
 import msgspec.structs
 
@@ -34,17 +33,16 @@ class RecentCalls:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self._capacity = capacity
-        # An OrderedDict is the stdlib's LRU (functools.lru_cache memoises a function instead).
-        self._calls: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
+        # A call is recorded once, so insertion order is age: a plain dict is the queue.
+        self._calls: dict[str, tuple[str, str | None]] = {}
         self._lock = threading.Lock()
 
     def add(self, call: Call) -> None:
         """Remember ``call``'s model and feature, forgetting the oldest call past capacity."""
         with self._lock:
             self._calls[call.id] = (call.model, call.feature)
-            self._calls.move_to_end(call.id)
             if len(self._calls) > self._capacity:
-                self._calls.popitem(last=False)
+                del self._calls[next(iter(self._calls))]
 
     def fill(self, score: Score) -> Score:
         """``score`` with the model and feature of its call where it has none; else as given."""

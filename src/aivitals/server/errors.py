@@ -97,11 +97,10 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 def _count_refused_ingest(request: Request, body: object) -> None:
     # A body the ingest models refuse never reaches its route: count its items here.
-    kind = request.url.path.rsplit("/", 1)[-1]
+    path = request.url.path
+    kind = path.removeprefix("/api/v1/")
     context = getattr(request.app.state, "context", None)
-    if kind not in ("calls", "scores") or not request.url.path.startswith("/api/v1/"):
-        return
-    if context is None:
+    if kind not in ("calls", "scores") or context is None:
         return
     batch = body.get(kind) if isinstance(body, dict) else None
     context.metrics.refused(kind, "invalid", len(batch) if isinstance(batch, list) else 1)

@@ -125,6 +125,9 @@ class StoreSink:
         self._clock = clock
         self._now = now
         self._lock = threading.Lock()
+        # The back-off and the failure state change from the worker (under _lock) and from
+        # ingest threads committing (which must not wait on _lock behind a long drain).
+        self._health = threading.Lock()
         self._closed = False
         self._failing_since: float | None = None
         self._last_error = ""
@@ -256,7 +259,6 @@ class StoreSink:
     def _replay_pending(self) -> None:
         """Store what an earlier shutdown left in ``pending_dir``, oldest first."""
         assert self._pending is not None
-        waiting = 0
         for entry in self._pending.entries():
             claimed = self._pending.claim(entry)
             if claimed is None:
@@ -273,15 +275,14 @@ class StoreSink:
             except Exception as exc:
                 self._pending.release(claimed, entry)
                 if _retryable(exc):
-                    self._note_failure(exc)
-                    waiting += entry.count
-                    continue
+                    self._failed(exc)  # the rest waits for the back-off, not a timeout each
+                    break
                 log.error("aivitals: pending file %s refused by the store: %s", claimed, exc)
                 self.rejected += entry.count
             else:
                 self.replayed += entry.count
             self._pending.remove(claimed)
-        self._pending_items = waiting
+        self._pending_items = sum(entry.count for entry in self._pending.entries())
 
     def _write(self, items: Sequence[Call | Score]) -> None:
         with self._lock:
@@ -326,8 +327,9 @@ class StoreSink:
                 continue
             for _ in chunk:
                 self._buffer.popleft()
-        self._backoff.succeeded()
-        self._failing_since = None
+        with self._health:
+            self._backoff.succeeded()
+            self._failing_since = None
         if refused is not None:
             raise StoreError(
                 f"the store refused some calls or scores, dropped: {refused}; {self._counts()}"
@@ -360,7 +362,8 @@ class StoreSink:
             if _retryable(exc):
                 raise self._failed(exc) from exc
             raise
-        self._failing_since = None
+        with self._health:
+            self._failing_since = None
 
     def _note_failure(self, exc: Exception) -> None:
         self._last_error = str(exc)
@@ -369,8 +372,9 @@ class StoreSink:
 
     def _failed(self, exc: Exception) -> StoreError:
         """Grow the back-off; the error to raise (the items stay buffered)."""
-        self._note_failure(exc)
-        delay_s = self._backoff.failed()
+        with self._health:
+            self._note_failure(exc)
+            delay_s = self._backoff.failed()
         return StoreError(
             f"{exc}; {self._counts()}, retrying in {delay_s:g} s",
             retryable=True,
