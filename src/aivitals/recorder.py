@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from aivitals.draft import CallDraft
 from aivitals.model import Call, Score
 from aivitals.pricing import Pricer
 from aivitals.recent_calls import RecentCalls
@@ -57,6 +58,9 @@ log = logging.getLogger("aivitals.recorder")
 _ERROR_LOG_INTERVAL_S = 60.0
 
 T = TypeVar("T", Call, Score)
+
+# A response-cache hit was not sent to the provider: it costs nothing (its saving is saved_usd).
+_CACHE_HIT: dict[str, Any] = {"cost_usd": Decimal(0), "price_source": "cache"}
 
 
 class _Committed:
@@ -331,6 +335,27 @@ class Recorder:
             or self.pricer.context_window(provider=provider, model=model),
         }
 
+    def price_draft(self, draft: CallDraft) -> None:
+        """Price ``draft`` before it is frozen, so its call is built and validated once.
+
+        Never raises; a draft left unpriced is priced by `record` instead.
+        """
+        if draft.priced is not None or draft.provider is None or draft.model is None:
+            return
+        try:
+            if draft.cache == "hit":
+                draft.priced = dict(_CACHE_HIT)
+                return
+            draft.priced = self.cost_fields(
+                provider=draft.provider,
+                model=draft.model,
+                usage=draft.usage,
+                at=draft.started_at,
+                context_window=draft.context_window,
+            )
+        except Exception:
+            self._internal_error("pricing a call")
+
     def _safely_priced(self, call: Call) -> Call:
         if call.price_source is not None:
             return call
@@ -342,8 +367,7 @@ class Recorder:
 
     def _priced(self, call: Call) -> Call:
         if call.cache == "hit":
-            # A hit was not sent to the provider: it costs nothing (its saving is saved_usd).
-            return msgspec.structs.replace(call, cost_usd=Decimal(0), price_source="cache")
+            return msgspec.structs.replace(call, **_CACHE_HIT)
         usage = TokenUsage(
             input_tokens=call.input_tokens,
             output_tokens=call.output_tokens,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,7 @@ class Exchange(CallDraft):
     A `CallDraft`: what the gateway learns lands in the draft's fields, and `call` freezes it.
     """
 
-    __slots__ = ("body", "cache_key", "hold", "limits", "t0", "trace", "upstream")
+    __slots__ = ("body", "cache_key", "hold", "limits", "price", "t0", "trace", "upstream")
 
     def __init__(
         self,
@@ -50,6 +50,7 @@ class Exchange(CallDraft):
         trace: RequestTrace,
         t0: float,
         started_at: datetime | None = None,
+        price: Callable[[CallDraft], None] | None = None,
     ) -> None:
         super().__init__(
             provider=upstream.provider,
@@ -62,6 +63,8 @@ class Exchange(CallDraft):
         self.body = body
         self.trace = trace
         self.t0 = t0
+        # The recorder's `price_draft`: the call is priced before it is built, and built once.
+        self.price = price
         self.endpoint = f"/v1/{PATHS[operation]}"
         self.limits: list[Limit] = []
         self.cache_key: str | None = None
@@ -95,6 +98,9 @@ class Exchange(CallDraft):
             self.error_message = _fit(error.message, "error_message")
         if http_status is not None:
             self.http_status = http_status
+        if self.price is not None:
+            self.priced = None
+            self.price(self)
         return self.freeze(latency_ms=(time.perf_counter() - self.t0) * 1000.0)
 
     def estimated_usage(self, output_tokens: int) -> TokenUsage:

@@ -226,6 +226,7 @@ class Gateway:
             trace=trace,
             t0=t0,
             started_at=started_at,
+            price=self.recorder.price_draft,
         )
         exchange.limits = self.policy.limits(
             key_name=key.name if key else None,

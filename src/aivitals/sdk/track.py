@@ -235,8 +235,10 @@ class TrackedCall(CallDraft):
             self.fail(self.error)
         self.attribution = self._attribution()
         self._provider(runtime)
+        # Priced by the recorder before it is built, so the call is validated once; refused
+        # tokens take the price with them.
+        runtime.recorder.price_draft(self)
         try:
-            # Priced by the recorder, like every call; refused tokens take the price with them.
             call, refusals = salvage_call(self.fields(latency_ms=latency_ms))
         except InvalidRecord as exc:
             log.warning("aivitals: call %s not recorded: %s", self.id, exc)
