@@ -14,6 +14,7 @@ import sqlalchemy
 from aivitals.store import engine as store_engine
 from aivitals.store import migrations, schema
 from aivitals.store.errors import StoreError
+from aivitals.store.rows import readable_call
 from aivitals.store.sql import SqlStore
 
 from .support.helpers import make_call
@@ -52,19 +53,57 @@ def test_a_version_1_store_gains_saved_usd_and_keeps_its_calls(db: Path) -> None
     store = SqlStore.open(db)
     store.write([make_call(), make_call()], [])
     store.close()
-    # Turn it back into what aivitals 0.1 wrote: no saved_usd column, schema 1.
+    # Turn it back into what aivitals 0.1 wrote: none of the later columns, schema 1.
     with sqlite3.connect(db) as connection:
-        connection.execute("ALTER TABLE calls DROP COLUMN saved_usd")
+        for column in ("saved_usd", *SCHEMA_3_COLUMNS):
+            connection.execute(f"ALTER TABLE calls DROP COLUMN {column}")
         connection.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
 
     store = SqlStore.open(db)
     store.write([make_call(saved_usd=Decimal("0.25"), cost_usd=Decimal(0))], [])
     store.close()
 
-    assert meta_of(db)["schema_version"] == "2"
+    assert meta_of(db)["schema_version"] == LATEST
     with sqlite3.connect(db) as connection:
         saved = connection.execute("SELECT saved_usd FROM calls ORDER BY saved_usd").fetchall()
     assert saved == [(None,), (None,), ("0.25",)]
+
+
+SCHEMA_3_COLUMNS = ("cache_write_1h_tokens", "server_tool_uses", "service_tier", "quantization")
+
+
+def test_a_version_2_store_gains_the_billing_detail_and_reads_its_old_calls(db: Path) -> None:
+    store = SqlStore.open(db)
+    old = make_call(cache_write_tokens=10, input_tokens=100)
+    store.write([old], [])
+    store.close()
+    # What aivitals wrote before issue 16: no 1-hour writes, tool uses, tier or quantisation.
+    with sqlite3.connect(db) as connection:
+        for column in SCHEMA_3_COLUMNS:
+            connection.execute(f"ALTER TABLE calls DROP COLUMN {column}")
+        connection.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+
+    new = make_call(
+        input_tokens=3000,
+        cache_write_tokens=2000,
+        cache_write_1h_tokens=1500,
+        server_tool_uses={"web_search": 3},
+        service_tier="priority",
+        quantization="q4_K_M",
+    )
+    store = SqlStore.open(db)
+    store.write([new], [])
+    with store.engine.connect() as connection:
+        rows = connection.execute(sqlalchemy.select(schema.calls)).all()
+    store.close()
+    read = {call.id: call for call in map(readable_call, rows) if call is not None}
+
+    assert meta_of(db)["schema_version"] == LATEST
+    assert (read[old.id].cache_write_1h_tokens, read[old.id].server_tool_uses) == (0, {})
+    assert (read[old.id].service_tier, read[old.id].quantization) == (None, None)
+    back = read[new.id]
+    assert (back.cache_write_1h_tokens, back.server_tool_uses) == (1500, {"web_search": 3})
+    assert (back.service_tier, back.quantization) == ("priority", "q4_K_M")
 
 
 def add_region(connection: sqlalchemy.Connection) -> None:

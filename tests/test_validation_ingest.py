@@ -87,6 +87,13 @@ def refused(reply: Any) -> list[str]:
         ({"started_at": "1999-12-31T23:59:59+00:00"}, "started_at"),
         ({"started_at": "9999-12-31T00:00:00+00:00"}, "started_at"),
         ({"started_at": "2200-01-01T00:00:00+00:00"}, "started_at"),
+        (
+            {"input_tokens": 10, "cache_write_tokens": 5, "cache_write_1h_tokens": 6},
+            "cache_write_1h_tokens",
+        ),
+        ({"server_tool_uses": {"web_search": -2}}, "server_tool_uses"),
+        ({"server_tool_uses": {"web_search": 100_001}}, "server_tool_uses"),
+        ({"server_tool_uses": {"teleport": 1}}, "server_tool_uses"),
     ],
 )
 def test_an_out_of_range_number_or_time_is_a_422_naming_it(
@@ -94,6 +101,23 @@ def test_an_out_of_range_number_or_time_is_a_422_naming_it(
 ) -> None:
     assert refused(served.client.post("/api/v1/calls", json=call_json(**overrides))) == [field]
     assert served.stored() == []
+
+
+def test_the_billing_detail_is_accepted_and_stored(served: Served) -> None:
+    body = call_json(
+        input_tokens=3000,
+        cache_write_tokens=2000,
+        cache_write_1h_tokens=1500,
+        server_tool_uses={"web_search": 3, "code_execution": 1},
+        service_tier="priority",
+        quantization="q4_K_M",
+    )
+    reply = served.client.post("/api/v1/calls", json=body)
+    assert reply.status_code == 202, reply.text
+    [stored] = served.stored()
+    assert stored.call.cache_write_1h_tokens == 1500
+    assert stored.call.server_tool_uses == {"web_search": 3, "code_execution": 1}
+    assert (stored.call.service_tier, stored.call.quantization) == ("priority", "q4_K_M")
 
 
 def test_in_a_batch_the_422_names_the_item_and_nothing_lands(served: Served) -> None:

@@ -21,7 +21,7 @@ from aivitals import model
 from aivitals.bounds import CALL_TEXT_CHARS, SCORE_TEXT_CHARS
 from aivitals.model import Call, InvalidRecord, Score
 from aivitals.store import schema
-from tests.support.limits import CALL_TEXT, DAY_MS, MAX_TOKENS, MAX_USD
+from tests.support.limits import CALL_TEXT, DAY_MS, MAX_TOKENS, MAX_TOOL_USES, MAX_USD
 
 SCORE_TEXT = {"id": 36, "call_id": 36, "name": 200, "source": 64, "comment": 4096, "model": 200}
 
@@ -74,6 +74,18 @@ def refused_field(**overrides: Any) -> str:
         ({"tags": {f"k{i}": "v" for i in range(65)}}, "tags"),
         ({"tags": {"k" * 129: "v"}}, "tags"),
         ({"tags": {"k": "v" * 513}}, "tags"),
+        (
+            {"input_tokens": 100, "cache_write_tokens": 10, "cache_write_1h_tokens": 11},
+            "cache_write_1h_tokens",
+        ),
+        ({"cache_write_1h_tokens": -1}, "cache_write_1h_tokens"),
+        ({"server_tool_uses": {"web_search": -1}}, "server_tool_uses"),
+        ({"server_tool_uses": {"web_search": MAX_TOOL_USES + 1}}, "server_tool_uses"),
+        ({"server_tool_uses": {"web_search": 1.0}}, "server_tool_uses"),
+        ({"server_tool_uses": {"image_generation": 1}}, "server_tool_uses"),
+        ({"server_tool_uses": None}, "server_tool_uses"),
+        ({"service_tier": ""}, "service_tier"),
+        ({"quantization": ""}, "quantization"),
     ],
 )
 def test_out_of_bounds_values_are_refused_naming_the_field(
@@ -91,6 +103,23 @@ def test_every_text_field_is_bounded_and_clean(field: str, size: int) -> None:
     assert refused_field(**{field: "ok\udfffé"}) == field
     assert refused_field(**{field: "o\x00k"}) == field
     assert refused_field(**{field: 12}) == field
+
+
+def test_the_billing_detail_within_its_limits_passes() -> None:
+    made = call(
+        input_tokens=100,
+        cache_write_tokens=60,
+        cache_write_1h_tokens=60,
+        server_tool_uses={
+            "web_search": MAX_TOOL_USES,
+            "web_fetch": 0,
+            "code_execution": 2,
+            "file_search": 1,
+        },
+        service_tier="priority",
+        quantization="q4_K_M",
+    )
+    assert (made.cache_write_1h_tokens, made.server_tool_uses["web_search"]) == (60, MAX_TOOL_USES)
 
 
 def test_a_refusal_never_echoes_the_text() -> None:

@@ -50,6 +50,10 @@ MAX_TAGS = 64
 MAX_TAG_KEY_CHARS = 128
 MAX_TAG_VALUE_CHARS = 512
 
+MAX_TOOL_USES = 100_000
+"""The most server-side tool uses of one kind (web searches, code executions...) one call bills:
+providers cap them per request in the tens; this leaves room without letting a typo through."""
+
 CALL_TEXT_CHARS: Mapping[str, int] = MappingProxyType(
     {
         "id": 36,
@@ -68,6 +72,8 @@ CALL_TEXT_CHARS: Mapping[str, int] = MappingProxyType(
         "endpoint": 200,
         "prompt_version": 200,
         "environment": 64,
+        "service_tier": 32,
+        "quantization": 32,
     }
 )
 """The longest text of each free-text field of a `Call`, in characters: its store column's size."""

@@ -60,9 +60,11 @@ class CallDraft:
         "parent_span_id",
         "priced",
         "provider",
+        "quantization",
         "queue_ms",
         "response_model",
         "saved_usd",
+        "service_tier",
         "span_id",
         "started_at",
         "status",
@@ -106,6 +108,9 @@ class CallDraft:
         self.saved_usd: Decimal | None = None
         self.context_window: int | None = None
         self.endpoint: str | None = None
+        # The tier as the provider's response reported it: the recorder prices by it.
+        self.service_tier: str | None = None
+        self.quantization: str | None = None
         self.priced: dict[str, Any] | None = None
 
     def set_tokens(self, usage: TokenUsage, *, estimated: bool = False) -> None:
@@ -153,7 +158,11 @@ class CallDraft:
             "cached_input_tokens": usage.cached_input_tokens,
             "cache_write_tokens": usage.cache_write_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
+            "cache_write_1h_tokens": usage.cache_write_1h_tokens,
+            "server_tool_uses": dict(usage.server_tool_uses),
             "tokens_estimated": self.tokens_estimated,
+            "service_tier": self.service_tier,
+            "quantization": self.quantization,
             "saved_usd": self.saved_usd,
             "status": self.status,
             "error_type": self.error_type,

@@ -37,9 +37,11 @@ from aivitals.bounds import (
     MAX_TAG_VALUE_CHARS,
     MAX_TAGS,
     MAX_TOKENS,
+    MAX_TOOL_USES,
     MAX_USD,
     SCORE_TEXT_CHARS,
 )
+from aivitals.usage import TOOL_USE_KINDS
 
 Status = Literal["ok", "error", "cancelled"]
 """``cancelled``: the caller went away (closed a stream early, disconnected) before the end."""
@@ -73,6 +75,7 @@ _TOKEN_FIELDS = (
     "cached_input_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
+    "cache_write_1h_tokens",
 )
 _COST_FIELDS = ("cost_usd", "input_cost_usd", "output_cost_usd", "saved_usd")
 _REQUIRED_TEXT = frozenset({"id", "provider", "model"})
@@ -88,6 +91,8 @@ _MODEL = CALL_TEXT_CHARS["model"]
 _ERROR_MESSAGE = CALL_TEXT_CHARS["error_message"]
 _FINISH = CALL_TEXT_CHARS["finish_reason"]
 _ENVIRONMENT = CALL_TEXT_CHARS["environment"]
+_TIER = CALL_TEXT_CHARS["service_tier"]
+_QUANTIZATION = CALL_TEXT_CHARS["quantization"]
 _NAME = 200  # response_model, price_source, user, feature, team, endpoint, prompt_version
 
 
@@ -159,12 +164,15 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    server_tool_uses: dict[str, int] = msgspec.field(default_factory=dict)
     tokens_estimated: bool = False
     cost_usd: Decimal | None = None
     input_cost_usd: Decimal | None = None
     output_cost_usd: Decimal | None = None
     saved_usd: Decimal | None = None
     price_source: str | None = None
+    service_tier: str | None = None
     status: Status = "ok"
     error_type: ErrorType | None = None
     error_message: str | None = None
@@ -179,6 +187,7 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
     endpoint: str | None = None
     prompt_version: str | None = None
     environment: str | None = None
+    quantization: str | None = None
     tags: dict[str, str] = msgspec.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -220,6 +229,10 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
             and self.cached_input_tokens >= 0
             and self.cache_write_tokens >= 0
             and 0 <= self.reasoning_tokens <= self.output_tokens <= MAX_TOKENS
+            and type(self.cache_write_1h_tokens) is int
+            and 0 <= self.cache_write_1h_tokens <= self.cache_write_tokens
+            and type(self.server_tool_uses) is dict
+            and (not self.server_tool_uses or _tool_uses_ok(self.server_tool_uses))
             and type(self.tokens_estimated) is bool
             and self.status in STATUSES
             and self.operation in OPERATIONS
@@ -383,6 +396,24 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
                     and "\x00" not in self.environment
                 )
             )
+            and (
+                self.service_tier is None
+                or (
+                    type(self.service_tier) is str
+                    and 0 < len(self.service_tier) <= _TIER
+                    and self.service_tier.isascii()
+                    and "\x00" not in self.service_tier
+                )
+            )
+            and (
+                self.quantization is None
+                or (
+                    type(self.quantization) is str
+                    and 0 < len(self.quantization) <= _QUANTIZATION
+                    and self.quantization.isascii()
+                    and "\x00" not in self.quantization
+                )
+            )
             and type(self.tags) is dict
             and (not self.tags or _tags_ok(self.tags))
         ):
@@ -418,6 +449,16 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
                 f"{self.reasoning_tokens} exceeds output_tokens ({self.output_tokens}); "
                 "output_tokens is the total output including reasoning",
             )
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise InvalidRecord(
+                "cache_write_1h_tokens",
+                f"{self.cache_write_1h_tokens} exceeds cache_write_tokens "
+                f"({self.cache_write_tokens}); cache_write_tokens is every cache write, "
+                "1-hour ones included",
+            )
+        problem = tool_uses_problem(self.server_tool_uses)
+        if problem is not None:
+            raise InvalidRecord("server_tool_uses", problem)
         if type(self.tokens_estimated) is not bool:
             raise InvalidRecord(
                 "tokens_estimated", f"must be true or false, got {_kind(self.tokens_estimated)}"
@@ -459,6 +500,9 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
         _check_time("started_at", self.started_at)
         for name in _OPTIONAL_CALL_TEXT:
             _check_text(name, getattr(self, name), CALL_TEXT_CHARS[name])
+        for name in ("service_tier", "quantization"):
+            if getattr(self, name) == "":
+                raise InvalidRecord(name, "must be a non-empty string or null")
         problem = tags_problem(self.tags)
         if problem is not None:
             raise InvalidRecord("tags", problem)
@@ -660,6 +704,31 @@ def tags_problem(tags: object) -> str | None:
         if not (clean_text(key) and clean_text(value)):
             return f"tag {position}: not valid UTF-8 text (a lone surrogate or a NUL)"
     return None
+
+
+def tool_uses_problem(uses: object) -> str | None:
+    """What is wrong with a call's ``server_tool_uses``, or None: an object whose keys are among
+    `aivitals.usage.TOOL_USE_KINDS` and whose values are whole counts up to `MAX_TOOL_USES`.
+
+    >>> tool_uses_problem({"web_search": 3}) is None, tool_uses_problem({"web_search": -1})
+    (True, 'web_search: must be a whole number from 0 to 100,000, got -1')
+    """
+    if not isinstance(uses, dict):
+        return f"must be an object of counts, got {_kind(uses)}"
+    for kind, count in uses.items():
+        if not isinstance(kind, str) or kind not in TOOL_USE_KINDS:
+            shown = repr(kind[:40]) if isinstance(kind, str) else _kind(kind)
+            return f"unknown tool {shown}; expected one of {sorted(TOOL_USE_KINDS)}"
+        if type(count) is not int or not 0 <= count <= MAX_TOOL_USES:
+            return f"{kind}: must be a whole number from 0 to {MAX_TOOL_USES:,}, got {_kind(count)}"
+    return None
+
+
+def _tool_uses_ok(uses: dict[str, int]) -> bool:
+    for kind, count in uses.items():
+        if not (kind in TOOL_USE_KINDS and type(count) is int and 0 <= count <= MAX_TOOL_USES):
+            return False
+    return True
 
 
 def _tags_ok(tags: dict[str, str]) -> bool:

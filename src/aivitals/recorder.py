@@ -373,6 +373,8 @@ class Recorder:
             output_tokens=call.output_tokens,
             cached_input_tokens=call.cached_input_tokens,
             cache_write_tokens=call.cache_write_tokens,
+            cache_write_1h_tokens=call.cache_write_1h_tokens,
+            server_tool_uses=call.server_tool_uses,
         )
         fields = self.cost_fields(
             provider=call.provider,

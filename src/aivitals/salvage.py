@@ -36,6 +36,7 @@ _TOKENS = (
     "cached_input_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
+    "cache_write_1h_tokens",
 )
 _COST = ("cost_usd", "input_cost_usd", "output_cost_usd", "price_source")
 
@@ -43,6 +44,8 @@ _COST = ("cost_usd", "input_cost_usd", "output_cost_usd", "price_source")
 _DROPS: Mapping[str, tuple[str, ...]] = {
     **{name: (*_TOKENS, *_COST, "context_window") for name in _TOKENS},
     **{name: _COST for name in _COST},
+    # Fees are priced from the tool uses, as the cost from the tokens.
+    "server_tool_uses": ("server_tool_uses", *_COST),
     **{
         name: (name,)
         for name in (
@@ -64,6 +67,8 @@ _DROPS: Mapping[str, tuple[str, ...]] = {
             "endpoint",
             "prompt_version",
             "environment",
+            "service_tier",
+            "quantization",
         )
     },
     "cache": ("cache", "cache_level"),

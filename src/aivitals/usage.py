@@ -12,7 +12,7 @@ in this field:
 
 >>> usage_from_anthropic({"input_tokens": 50, "cache_read_input_tokens": 1000,
 ...                       "cache_creation_input_tokens": 200, "output_tokens": 30})
-TokenUsage(input_tokens=1250, output_tokens=30, cached_input_tokens=1000, cache_write_tokens=200, reasoning_tokens=0)
+TokenUsage(input_tokens=1250, output_tokens=30, cached_input_tokens=1000, cache_write_tokens=200, reasoning_tokens=0, cache_write_1h_tokens=0, server_tool_uses={})
 """
 
 from __future__ import annotations
@@ -22,15 +22,27 @@ from typing import Any
 
 import msgspec
 
+TOOL_USE_KINDS: frozenset[str] = frozenset(
+    {"web_search", "web_fetch", "code_execution", "file_search"}
+)
+"""The server-side tools a provider bills per use, as keys of ``TokenUsage.server_tool_uses``."""
+
 
 class TokenUsage(msgspec.Struct, frozen=True):
-    """Tokens of one call: ``input_tokens`` includes cached reads and writes; output includes reasoning."""
+    """Tokens of one call: ``input_tokens`` includes cached reads and writes; output includes reasoning.
+
+    ``cache_write_1h_tokens`` is the part of ``cache_write_tokens`` written with a 1-hour lifetime
+    (the rest are 5-minute writes); ``server_tool_uses`` counts server-side tool uses billed per
+    use, by `TOOL_USE_KINDS` (empty when none).
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    server_tool_uses: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 def _get(obj: Any, name: str) -> Any:

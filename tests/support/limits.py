@@ -14,6 +14,7 @@ MAX_USD = Decimal(1_000_000)
 MAX_TAGS = 64
 MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 512
+MAX_TOOL_USES = 100_000
 
 CALL_TEXT = {
     "id": 36,
@@ -32,5 +33,7 @@ CALL_TEXT = {
     "endpoint": 200,
     "prompt_version": 200,
     "environment": 64,
+    "service_tier": 32,
+    "quantization": 32,
 }
 """Longest text each call field holds, in characters: the store's column sizes."""

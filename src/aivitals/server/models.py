@@ -38,6 +38,7 @@ from aivitals.bounds import (
     MAX_TAG_VALUE_CHARS,
     MAX_TAGS,
     MAX_TOKENS,
+    MAX_TOOL_USES,
     MAX_USD,
     SCORE_TEXT_CHARS,
 )
@@ -51,6 +52,7 @@ from aivitals.model import (
     Status,
     new_id,
     tags_problem,
+    tool_uses_problem,
     utc_now,
 )
 
@@ -76,6 +78,15 @@ def _check_tags(value: object) -> object:
     return value
 
 
+def _check_tool_uses(value: object) -> object:
+    # Checked whole, like tags: the 422 names an unknown tool without pydantic's own echo.
+    if isinstance(value, dict):
+        problem = tool_uses_problem(value)
+        if problem is not None:
+            raise PydanticCustomError("server_tool_uses", problem)
+    return value
+
+
 Count = Annotated[int, Field(strict=True, ge=0, le=MAX_TOKENS)]
 Millis = Annotated[float, Field(strict=True, ge=0, le=MAX_DURATION_MS, allow_inf_nan=False)]
 Money = Annotated[Decimal, Field(ge=0, le=MAX_USD, allow_inf_nan=False)]
@@ -90,6 +101,13 @@ Tags = Annotated[
     ],
     BeforeValidator(_check_tags),
     Field(max_length=MAX_TAGS),
+]
+ToolUses = Annotated[
+    dict[
+        Annotated[str, StringConstraints(strict=True, min_length=1, max_length=32)],
+        Annotated[int, Field(strict=True, ge=0, le=MAX_TOOL_USES)],
+    ],
+    BeforeValidator(_check_tool_uses),
 ]
 
 _C = CALL_TEXT_CHARS
@@ -120,12 +138,15 @@ class CallIn(_Body):
     cached_input_tokens: Count = 0
     cache_write_tokens: Count = 0
     reasoning_tokens: Count = 0
+    cache_write_1h_tokens: Count = 0
+    server_tool_uses: ToolUses = Field(default_factory=dict)
     tokens_estimated: Annotated[bool, Field(strict=True)] = False
     cost_usd: Money | None = None
     input_cost_usd: Money | None = None
     output_cost_usd: Money | None = None
     saved_usd: Money | None = None
     price_source: Annotated[str, _fits(_C, "price_source")] | None = None
+    service_tier: Annotated[str, _fits(_C, "service_tier")] | None = None
     status: Status = "ok"
     error_type: ErrorType | None = None
     error_message: Annotated[str, _fits(_C, "error_message")] | None = None
@@ -140,6 +161,7 @@ class CallIn(_Body):
     endpoint: Annotated[str, _fits(_C, "endpoint")] | None = None
     prompt_version: Annotated[str, _fits(_C, "prompt_version")] | None = None
     environment: Annotated[str, _fits(_C, "environment")] | None = None
+    quantization: Annotated[str, _fits(_C, "quantization")] | None = None
     tags: Tags = Field(default_factory=dict)
 
     def to_call(self) -> Call:

@@ -33,7 +33,19 @@ def _add_saved_usd(connection: sqlalchemy.Connection) -> None:
     connection.execute(sqlalchemy.text("ALTER TABLE calls ADD COLUMN saved_usd VARCHAR(40)"))
 
 
-STEPS: Sequence[tuple[int, Step]] = ((2, _add_saved_usd),)
+def _add_billing_detail(connection: sqlalchemy.Connection) -> None:
+    """3: what a bill needs beyond tokens (issue 16): 1-hour cache writes, server-side tool uses,
+    the service tier; and the quantisation of a self-hosted model."""
+    for column in (
+        "cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0",
+        "server_tool_uses TEXT",
+        "service_tier VARCHAR(32)",
+        "quantization VARCHAR(32)",
+    ):
+        connection.execute(sqlalchemy.text(f"ALTER TABLE calls ADD COLUMN {column}"))
+
+
+STEPS: Sequence[tuple[int, Step]] = ((2, _add_saved_usd), (3, _add_billing_detail))
 """(version, step) pairs in increasing version order; each step upgrades version - 1 to version."""
 
 _LISTED_TABLES = 5

@@ -49,12 +49,19 @@ def call_row(call: Call) -> dict[str, Any]:
         "cached_input_tokens": call.cached_input_tokens,
         "cache_write_tokens": call.cache_write_tokens,
         "reasoning_tokens": call.reasoning_tokens,
+        "cache_write_1h_tokens": call.cache_write_1h_tokens,
+        "server_tool_uses": (
+            json.dumps(call.server_tool_uses, separators=(",", ":"))
+            if call.server_tool_uses
+            else None
+        ),
         "tokens_estimated": call.tokens_estimated,
         "cost_usd": None if call.cost_usd is None else str(call.cost_usd),
         "cost_nusd": to_nusd(call.cost_usd),
         "input_cost_usd": None if call.input_cost_usd is None else str(call.input_cost_usd),
         "output_cost_usd": None if call.output_cost_usd is None else str(call.output_cost_usd),
         "price_source": call.price_source,
+        "service_tier": call.service_tier,
         "saved_usd": None if call.saved_usd is None else str(call.saved_usd),
         "status": call.status,
         "error_type": call.error_type,
@@ -70,6 +77,7 @@ def call_row(call: Call) -> dict[str, Any]:
         "endpoint": call.endpoint,
         "prompt_version": call.prompt_version,
         "environment": call.environment,
+        "quantization": call.quantization,
         "tags": json.dumps(call.tags, separators=(",", ":")) if call.tags else None,
     }
 
@@ -82,6 +90,8 @@ def row_call(row: Any) -> Call:
     for name in ("cost_usd", "input_cost_usd", "output_cost_usd", "saved_usd"):
         data[name] = None if data[name] is None else Decimal(data[name])
     data["tags"] = json.loads(data["tags"]) if data.get("tags") else {}
+    uses = data.get("server_tool_uses")
+    data["server_tool_uses"] = json.loads(uses) if uses else {}
     data["tokens_estimated"] = bool(data["tokens_estimated"])
     return Call(started_at=started, **data)
 
@@ -135,6 +145,7 @@ def _call_ok(call: Call) -> bool:
         call.cached_input_tokens,
         call.cache_write_tokens,
         call.reasoning_tokens,
+        call.cache_write_1h_tokens,
     )
     if not all(type(v) is int and bounds.tokens_ok(v) for v in tokens):
         return False

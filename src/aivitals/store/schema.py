@@ -1,7 +1,7 @@
 """The store's tables, in SQLAlchemy Core: the same definitions serve SQLite and PostgreSQL.
 
-- ``calls``: one row per `Call`, every field (tags as JSON). Times are epoch milliseconds
-  (``started_ms``), so range scans are integer comparisons on every engine.
+- ``calls``: one row per `Call`, every field (tags and server tool uses as JSON). Times are
+  epoch milliseconds (``started_ms``), so range scans are integer comparisons on every engine.
 - ``scores``: quality scores, joined to calls by ``call_id`` (they may arrive hours later).
 - ``rollups``: per minute, hour and day (``granularity`` in seconds), per low-cardinality key
   (provider, model, operation, feature, team, environment, prompt version, status, error type):
@@ -31,9 +31,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STORE_MARKER = "aivitals-store"
 
 GRANULARITIES = (60, 3600, 86400)
@@ -74,12 +75,16 @@ calls = Table(
     Column("cached_input_tokens", BigInteger, nullable=False),
     Column("cache_write_tokens", BigInteger, nullable=False),
     Column("reasoning_tokens", BigInteger, nullable=False),
+    # Added by schema 3: a default so rows of older stores read as "no 1-hour writes".
+    Column("cache_write_1h_tokens", BigInteger, nullable=False, server_default=text("0")),
+    Column("server_tool_uses", Text),
     Column("tokens_estimated", Boolean, nullable=False),
     Column("cost_usd", String(40)),
     Column("cost_nusd", BigInteger),
     Column("input_cost_usd", String(40)),
     Column("output_cost_usd", String(40)),
     Column("price_source", String(200)),
+    Column("service_tier", String(32)),
     Column("saved_usd", String(40)),
     Column("status", String(16), nullable=False),
     Column("error_type", String(32)),
@@ -95,6 +100,7 @@ calls = Table(
     Column("endpoint", String(200)),
     Column("prompt_version", String(200)),
     Column("environment", String(64)),
+    Column("quantization", String(32)),
     Column("tags", Text),
 )
 Index("ix_calls_started", calls.c.started_ms)
