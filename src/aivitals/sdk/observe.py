@@ -80,23 +80,27 @@ def observe(
         tags=tags,
     )
 
-    def new_call() -> TrackedCall:
-        return TrackedCall(
+    def new_call(label: str) -> TrackedCall:
+        call = TrackedCall(
             model=model,
             provider=provider,
             operation=operation,
             attribution=attribution,
             only_if_alone=True,
         )
+        call._label = label
+        return call
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         silent = _SilentOnce(fn)
+        # The span's name while the function may still be a scope rather than the call.
+        label = getattr(fn, "__qualname__", None) or "observe"
         if inspect.iscoroutinefunction(fn):
             async_fn: Callable[P, Awaitable[Any]] = fn
 
             @functools.wraps(fn)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                call = new_call()
+                call = new_call(label)
                 try:
                     with call:
                         result = await async_fn(*args, **kwargs)
@@ -109,7 +113,7 @@ def observe(
 
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            call = new_call()
+            call = new_call(label)
             try:
                 with call:
                     result = fn(*args, **kwargs)

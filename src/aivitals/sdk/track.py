@@ -33,6 +33,7 @@ from aivitals.model import (
 from aivitals.salvage import salvage_call
 from aivitals.sdk.context import _attribution, set_last_call_id
 from aivitals.sdk.runtime import Runtime, get_runtime
+from aivitals.sdk.spans import CallSpan, end_call_span, server_of, start_call_span
 from aivitals.usage import TokenUsage, usage_from_response
 
 log = logging.getLogger("aivitals.sdk")
@@ -52,8 +53,10 @@ class TrackedCall(CallDraft):
         "_extra",
         "_finished",
         "_in_flight_key",
+        "_label",
         "_only_if_alone",
         "_runtime",
+        "_span",
         "_started",
         "_t0",
         "_tokens",
@@ -85,6 +88,9 @@ class TrackedCall(CallDraft):
         self._finished = False
         self._tokens: tuple[Token[Attribution], Token[TrackedCall | None]] | None = None
         self._in_flight_key: tuple[str, str] | None = None
+        self._span: CallSpan | None = None
+        # A scope's span name (`observe`'s function) until it turns out to be the call.
+        self._label: str | None = None
 
     def set_usage(
         self,
@@ -131,6 +137,7 @@ class TrackedCall(CallDraft):
             model = getattr(response, "model", None)
             if isinstance(model, str) and model:
                 self.response_model = model
+            self.set_response_id(getattr(response, "id", None))
             usage = getattr(response, "usage", None)
             if usage is not None:
                 self.set_usage(usage)
@@ -144,6 +151,25 @@ class TrackedCall(CallDraft):
                 self.finish_reason = stop_reason
         except Exception:
             log.exception("aivitals: could not read the response of call %s", self.id)
+
+    def set_response_id(self, response_id: object) -> None:
+        """The provider's id of its response (``chatcmpl-...``, ``msg_...``): the span's
+        ``gen_ai.response.id``. Anything but text is ignored."""
+        if self._span is not None and isinstance(response_id, str) and response_id:
+            self._span.response_id = response_id[:256]
+
+    def set_server(self, base_url: str) -> None:
+        """Name the server the call goes to (a client's base URL): the span's ``server.*``."""
+        if self._span is not None:
+            self._span.server = server_of(base_url)
+
+    def active(self) -> _Active:
+        """A block in which this call's span is the current one (``with call.active(): ...``).
+
+        `track` and `observe` do this themselves; a wrapper that calls `start` and `finish`
+        uses it around the provider request so spans made inside it are the call's children.
+        """
+        return _Active(self._span)
 
     def mark_first_token(self) -> None:
         """Note that the first token (or chunk) arrived now: the call's time to first token."""
@@ -178,6 +204,10 @@ class TrackedCall(CallDraft):
             if runtime.enabled and self.model:
                 self._in_flight_key = (self._provider(runtime), self.model)
                 runtime.recorder.call_started(*self._in_flight_key)
+            if runtime.enabled:
+                self._span = start_call_span(
+                    self, label=self._label if self._only_if_alone else None
+                )
         except Exception:
             log.exception("aivitals: could not start tracking a call")
 
@@ -186,6 +216,13 @@ class TrackedCall(CallDraft):
         if self._finished:
             return self.recorded
         self._finished = True
+        recorded = self._finish(error)
+        if self._span is not None:
+            # `observe` that recorded nothing was a scope (its calls have their own spans).
+            end_call_span(self._span, self, recorded, scope=self._only_if_alone and not recorded)
+        return recorded
+
+    def _finish(self, error: BaseException | None) -> Call | None:
         if self._started:
             latency_ms = (time.perf_counter() - self._t0) * 1000.0
         else:  # finished without a start: an instant, now
@@ -257,6 +294,8 @@ class TrackedCall(CallDraft):
     def __enter__(self) -> TrackedCall:
         self._tokens = (_attribution.set(self._attribution()), _current.set(self))
         self.start()
+        if self._span is not None:
+            self._span.attach()
         return self
 
     def __exit__(
@@ -265,6 +304,8 @@ class TrackedCall(CallDraft):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._span is not None:
+            self._span.detach()
         if self._tokens is not None:
             attribution_token, current_token = self._tokens
             _current.reset(current_token)
@@ -282,6 +323,21 @@ class TrackedCall(CallDraft):
         tb: TracebackType | None,
     ) -> None:
         self.__exit__(exc_type, exc, tb)
+
+
+class _Active:
+    __slots__ = ("_span",)
+
+    def __init__(self, span: CallSpan | None) -> None:
+        self._span = span
+
+    def __enter__(self) -> None:
+        if self._span is not None:
+            self._span.attach()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._span is not None:
+            self._span.detach()
 
 
 _EMPTY_ATTRIBUTION = _attribution.get()
