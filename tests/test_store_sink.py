@@ -44,14 +44,14 @@ class FlakyStore:
         self.deletes: list[tuple[datetime, int | None]] = []
         self.closed = False
 
-    def write(self, calls: Sequence[Call], scores: Sequence[Score]) -> None:
+    def write(self, calls: Sequence[Call], scores: Sequence[Score]) -> Sequence[Call]:
         self.attempts += 1
         if self.failures > 0:
             self.failures -= 1
             raise StoreError("database unreachable", retryable=True)
         if any(call.id in self.refuse for call in calls):
             raise StoreError("value too long for column model")
-        self.inner.write(calls, scores)
+        return self.inner.write(calls, scores)
 
     def delete_calls_before(self, cutoff: datetime, *, max_rows: int | None = None) -> int:
         self.deletes.append((cutoff, max_rows))

@@ -177,17 +177,20 @@ class Recorder:
     def record_durably(self, calls: Sequence[Call]) -> list[Call]:
         """Price ``calls``, commit them to the store, then hand them to every other sink.
 
-        Raises what the store raised (`StoreError`) when they could not be committed; nothing of
-        the batch is then recorded anywhere, so the sender can send it again. Without a durable
-        sink this is `record` for each call.
+        Only the calls the store did not have already go on to the other sinks: a batch sent
+        again (an exporter's retry, a duplicate export) is stored once and counted once. All of
+        ``calls`` are returned, as recorded. Raises what the store raised (`StoreError`) when
+        they could not be committed; nothing of the batch is then recorded anywhere, so the
+        sender can send it again. Without a durable sink this is `record` for each call (with no
+        store to remember ids, a batch sent twice counts twice).
         """
         priced = [self._safely_priced(call) for call in calls]
         for call in priced:
             self._recent.add(call)
         if self._durable is None:
             return [self.record(call) for call in priced]
-        self._durable.commit(priced, ())
-        self._fan_out_committed(priced)
+        new = self._durable.commit(priced, ())
+        self._fan_out_committed(new)
         return priced
 
     def record_scores_durably(self, scores: Sequence[Score]) -> list[Score]:

@@ -59,12 +59,13 @@ class DurableSink(Protocol):
 
     ``commit`` returns only once the items are on disk, and raises otherwise; the recorder then
     leaves those items out of what it hands the sink later. This is what a 2xx from the ingest
-    API waits for.
+    API waits for. It returns the calls newly stored (not those it had already, by id), and the
+    recorder hands only those to the other sinks: a retried batch is counted once.
     """
 
     name: str
 
-    def commit(self, calls: Sequence[Call], scores: Sequence[Score] = ()) -> None: ...
+    def commit(self, calls: Sequence[Call], scores: Sequence[Score] = ()) -> Sequence[Call]: ...
 
     def health(self) -> str | None:
         """None while writes succeed; else why they fail (for ``/readyz``)."""

@@ -10,10 +10,16 @@ many requests; alone, a request pays for exactly one.
 No library offers this for an arbitrary write function (it is a few lines over a
 `threading.Condition`), hence written here.
 
+A write may say which of its items were new (a store skips a call it already has): each caller
+then learns which of *its* items those were, so what comes after the store counts a retried
+request once.
+
 >>> written = []
 >>> group = GroupCommit(written.append)
 >>> group.commit([1, 2])
+[1, 2]
 >>> group.commit([3])
+[3]
 >>> written
 [[1, 2], [3]]
 """
@@ -21,33 +27,36 @@ No library offers this for an arbitrary write function (it is a few lines over a
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
 class _Ticket(Generic[T]):
-    __slots__ = ("done", "error", "items")
+    __slots__ = ("done", "error", "items", "new")
 
     def __init__(self, items: Sequence[T]) -> None:
         self.items = items
         self.done = False
         self.error: BaseException | None = None
+        self.new: list[T] = []
 
 
 class GroupCommit(Generic[T]):
     """Serialise ``write`` calls, merging the items of every thread waiting into one call.
 
     ``commit`` returns once ``write`` has returned for a list holding the caller's items, and
-    raises what it raised. When a merged write fails with an error that ``isolate`` says is
+    raises what it raised. ``write`` returns the items it newly wrote (the very objects it was
+    given), or None when every item was new; ``commit`` returns the caller's items among them,
+    each written object going to one caller only. When a merged write fails with an error that ``isolate`` says is
     about the data (not an outage), each request of the group is written again on its own, so
     one request's bad item never fails its neighbours. ``max_items`` bounds one merged write.
     """
 
     def __init__(
         self,
-        write: Callable[[list[T]], None],
+        write: Callable[[list[T]], Collection[T] | None],
         *,
         isolate: Callable[[BaseException], bool] = lambda exc: True,
         max_items: int = 20_000,
@@ -59,8 +68,11 @@ class GroupCommit(Generic[T]):
         self._waiting: list[_Ticket[T]] = []
         self._leading = False
 
-    def commit(self, items: Sequence[T]) -> None:
-        """Write ``items`` (with whatever else is waiting); raise if the write failed."""
+    def commit(self, items: Sequence[T]) -> list[T]:
+        """Write ``items`` (with whatever else is waiting); those of them that were new.
+
+        Raises what the write raised.
+        """
         ticket = _Ticket(items)
         with self._cond:
             self._waiting.append(ticket)
@@ -78,6 +90,7 @@ class GroupCommit(Generic[T]):
                     self._cond.notify_all()
         if ticket.error is not None:
             raise ticket.error
+        return ticket.new
 
     def _take(self) -> list[_Ticket[T]]:
         group: list[_Ticket[T]] = []
@@ -92,7 +105,8 @@ class GroupCommit(Generic[T]):
 
     def _serve(self, group: list[_Ticket[T]]) -> None:
         try:
-            self._write([item for ticket in group for item in ticket.items])
+            written = self._write([item for ticket in group for item in ticket.items])
+            _hand_out(written, group)
         except BaseException as exc:
             if len(group) == 1 or not self._isolate(exc):
                 for ticket in group:
@@ -100,10 +114,24 @@ class GroupCommit(Generic[T]):
             else:
                 for ticket in group:
                     try:
-                        self._write(list(ticket.items))
+                        _hand_out(self._write(list(ticket.items)), [ticket])
                     except BaseException as alone:
                         ticket.error = alone
         finally:
             with self._cond:
                 for ticket in group:
                     ticket.done = True
+
+
+def _hand_out(written: Collection[T] | None, group: list[_Ticket[T]]) -> None:
+    """Give each ticket its items among ``written``, by identity, each object to one ticket."""
+    if written is None:
+        for ticket in group:
+            ticket.new = list(ticket.items)
+        return
+    unclaimed = {id(item) for item in written}
+    for ticket in group:
+        for item in ticket.items:
+            if id(item) in unclaimed:
+                unclaimed.discard(id(item))
+                ticket.new.append(item)

@@ -171,11 +171,13 @@ class StoreSink:
             f"{len(self._buffer)} calls and scores held for retry"
         )
 
-    def commit(self, calls: Sequence[Call], scores: Sequence[Score] = ()) -> None:
+    def commit(self, calls: Sequence[Call], scores: Sequence[Score] = ()) -> list[Call]:
         """Store ``calls`` and ``scores`` now, merged with concurrent commits; raise if not stored.
 
-        Raises `StoreError` (``retryable`` when trying later can help) and keeps nothing: the
-        caller still holds the items and tells its client to send them again.
+        Returns the calls newly stored: those of ``calls`` the store did not have already (a
+        retried batch), so the other sinks are handed each call once. Raises `StoreError`
+        (``retryable`` when trying later can help) and keeps nothing: the caller still holds the
+        items and tells its client to send them again.
         """
         wait_s = self._backoff.wait_s
         if wait_s > 0:
@@ -184,7 +186,8 @@ class StoreSink:
                 retryable=True,
                 retry_after_s=wait_s,
             )
-        self._group.commit([*calls, *scores])
+        committed = self._group.commit([*calls, *scores])
+        return [item for item in committed if isinstance(item, Call)]
 
     def write_calls(self, calls: Sequence[Call]) -> None:
         self._write(calls)
@@ -350,20 +353,22 @@ class StoreSink:
             self._buffer.popleft()
         return refused or StoreError("a batch failed, then every item stored on its own")
 
-    def _store_items(self, items: list[Call | Score]) -> None:
+    def _store_items(self, items: list[Call | Score]) -> Sequence[Call]:
         calls = [item for item in items if isinstance(item, Call)]
         scores = [item for item in items if isinstance(item, Score)]
-        self.store.write(calls, scores)
+        return self.store.write(calls, scores)
 
-    def _commit_now(self, items: list[Call | Score]) -> None:
+    def _commit_now(self, items: list[Call | Score]) -> list[Call | Score]:
+        """Store ``items``; the calls newly stored and every score (scores are not checked)."""
         try:
-            self._store_items(items)
+            new = self._store_items(items)
         except Exception as exc:
             if _retryable(exc):
                 raise self._failed(exc) from exc
             raise
         with self._health:
             self._failing_since = None
+        return [*new, *(item for item in items if isinstance(item, Score))]
 
     def _note_failure(self, exc: Exception) -> None:
         self._last_error = str(exc)

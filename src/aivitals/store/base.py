@@ -23,10 +23,12 @@ class Store(Protocol):
     engine: sqlalchemy.Engine
     """Queries run SQLAlchemy Core against this engine, over `aivitals.store.schema`'s tables."""
 
-    def write(self, calls: Sequence[Call], scores: Sequence[Score]) -> None:
+    def write(self, calls: Sequence[Call], scores: Sequence[Score]) -> Sequence[Call]:
         """Store a batch atomically: every call and score, and the rollups updated, or nothing.
 
         A call whose id is already stored is skipped (a retried batch is not counted twice).
+        Returns the calls newly stored, the very objects given (a call given twice: the first),
+        so the sinks after the store count a retried batch once too.
         """
         ...
 

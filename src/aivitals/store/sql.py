@@ -94,13 +94,15 @@ class SqlStore:
             raise store_error(exc, doing="opening", where=name) from exc
         return cls(engine, name=name)
 
-    def write(self, calls: Sequence[Call], scores: Sequence[Score]) -> None:
+    def write(self, calls: Sequence[Call], scores: Sequence[Score]) -> list[Call]:
         """Store a batch in one transaction: calls, scores, and the rollups of the new calls.
 
         Calls already stored (same id: a retried batch) are skipped and not counted again.
+        Returns the calls newly stored (see `Store.write`).
         """
+        inserted: list[Call] = []
         if not calls and not scores:
-            return
+            return inserted
         try:
             with self._writer.begin() as connection:
                 lock_for_write(connection)
@@ -112,6 +114,7 @@ class SqlStore:
                     connection.execute(self._insert_scores, [score_row(s) for s in scores])
         except Exception as exc:
             raise store_error(exc, doing="writing to", where=self.name) from exc
+        return inserted
 
     def delete_calls_before(self, cutoff: datetime, *, max_rows: int | None = None) -> int:
         """Delete raw calls started before ``cutoff`` and their scores; rollups stay.
