@@ -1,7 +1,7 @@
 """`create_app`: the fake OpenAI-compatible upstream, as a Starlette app.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/embeddings``,
-``GET /v1/models``, and for tests ``GET /mock/stats``, ``GET /mock/requests`` (the headers each
+``GET /v1/models``, Anthropic's ``POST /v1/messages``, OpenAI's ``POST /v1/responses``, and for tests ``GET /mock/stats``, ``GET /mock/requests`` (the headers each
 recent request arrived with) and ``POST /mock/reset``. Each request is checked (400 in OpenAI's
 shape), planned once by the `Planner`, counted in `MockStats`, then answered after its planned
 latency, with an ``x-request-id`` and a ``set-cookie`` as OpenAI's edge sends them:
@@ -19,7 +19,8 @@ import secrets
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
@@ -29,11 +30,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from aivitals.mock_llm import shapes
+from aivitals.mock_llm import anthropic, responses, shapes
+from aivitals.mock_llm.anthropic import MESSAGES_PATH
 from aivitals.mock_llm.config import ErrorKind, MockConfig
 from aivitals.mock_llm.controls import ControlError, read_controls
 from aivitals.mock_llm.faults import error_response, injected_error
 from aivitals.mock_llm.plan import Plan, Planner
+from aivitals.mock_llm.responses import RESPONSES_PATH
 from aivitals.mock_llm.streaming import EventStream, chat_events, cut_json, pause, text_events
 from aivitals.mock_llm.validation import (
     EmbeddingRequest,
@@ -43,6 +46,8 @@ from aivitals.mock_llm.validation import (
     read_chat,
     read_completion,
     read_embedding,
+    read_messages,
+    read_response_request,
 )
 
 CHAT_PATH = "/v1/chat/completions"
@@ -141,6 +146,69 @@ class MockStats:
             self._errors.clear()
 
 
+@dataclass(frozen=True, slots=True)
+class _Dialect:
+    """What differs between the generating APIs that are not OpenAI's chat and completions:
+    how a body is read, how errors look, and the shapes of the answer."""
+
+    path: str
+    read: Callable[[dict[str, Any]], GenerateRequest]
+    refuse: Callable[[int, str, str | None, str | None], Response]
+    """(status, message, OpenAI-style code, param) -> an error reply in this API's shape."""
+    injected: Callable[[ErrorKind, str, int, bool], Response | None]
+    whole: Callable[[Plan, GenerateRequest], dict[str, Any]]
+    events: Callable[[Plan, GenerateRequest, bool], Iterator[tuple[float, bytes]]]
+    x_api_key: bool
+    """The key may come in ``x-api-key`` as well as in ``Authorization: Bearer`` (Anthropic's
+    API takes both; its current client sends the bearer form)."""
+    missing_model: Callable[[str], str] = lambda model: (
+        f"The model `{model}` does not exist or you do not have access to it."
+    )
+    version_header: str | None = None
+    """A header the API requires on every request (Anthropic's ``anthropic-version``)."""
+
+
+def _anthropic_refusal(status: int, message: str, code: str | None, param: str | None) -> Response:
+    kind = {401: "authentication_error", 404: "not_found_error"}.get(
+        status, "invalid_request_error"
+    )
+    return anthropic.error_response(status, kind, message)
+
+
+def _openai_refusal(status: int, message: str, code: str | None, param: str | None) -> Response:
+    return error_response(status, message, code=code, param=param)
+
+
+_MESSAGES = _Dialect(
+    path=MESSAGES_PATH,
+    read=read_messages,
+    refuse=_anthropic_refusal,
+    injected=lambda kind, model, prompt, stream: anthropic.injected_error(
+        kind, model=model, prompt_tokens=prompt, stream=stream
+    ),
+    whole=lambda plan, parsed: anthropic.message(plan, model=parsed.model),
+    events=lambda plan, parsed, cut: anthropic.message_events(plan, model=parsed.model, cut=cut),
+    x_api_key=True,
+    missing_model=lambda model: f"model: {model}",
+    version_header="anthropic-version",
+)
+_RESPONSES = _Dialect(
+    path=RESPONSES_PATH,
+    read=read_response_request,
+    refuse=_openai_refusal,
+    injected=lambda kind, model, prompt, stream: injected_error(
+        kind, model=model, prompt_tokens=prompt, chat=True, stream=stream
+    ),
+    whole=lambda plan, parsed: responses.response(
+        plan, model=parsed.model, requested_tier=parsed.service_tier
+    ),
+    events=lambda plan, parsed, cut: responses.response_events(
+        plan, model=parsed.model, requested_tier=parsed.service_tier, cut=cut
+    ),
+    x_api_key=False,
+)
+
+
 class _Upstream:
     """The handlers, sharing one config, planner and stats."""
 
@@ -160,6 +228,76 @@ class _Upstream:
 
     async def embeddings(self, request: Request) -> Response:
         return await self._serve(request, "embeddings")
+
+    async def messages(self, request: Request) -> Response:
+        return await self._serve_dialect(request, _MESSAGES)
+
+    async def responses(self, request: Request) -> Response:
+        return await self._serve_dialect(request, _RESPONSES)
+
+    async def _serve_dialect(self, request: Request, dialect: _Dialect) -> Response:
+        self.stats.receive(request.method, dialect.path, request.scope["headers"])
+        reply = _stamped(await self._answer_dialect(request, dialect))
+        if dialect is _MESSAGES:
+            reply.headers["request-id"] = reply.headers["x-request-id"]
+        return reply
+
+    async def _answer_dialect(self, request: Request, dialect: _Dialect) -> Response:
+        path, key = dialect.path, self.config.api_key
+        if key is not None:
+            headers = request.headers
+            bearer = headers.get("authorization") == f"Bearer {key}"
+            if not (bearer or (dialect.x_api_key and headers.get("x-api-key") == key)):
+                self.stats.count(path, model=None, error="auth")
+                refused = dialect.injected("auth", "", 0, False)
+                assert refused is not None
+                return refused
+        version = dialect.version_header
+        if version is not None and not request.headers.get(version):
+            self.stats.count(path, model=None, error=None)
+            return dialect.refuse(400, f"{version}: header is required", None, None)
+        try:
+            parsed = dialect.read(decode_body(await request.body()))
+            controls = read_controls(request.scope["headers"])
+        except RequestError as exc:
+            self.stats.count(path, model=None, error=None)
+            return dialect.refuse(400, exc.message, exc.code, exc.param)
+        except ControlError as exc:
+            self.stats.count(path, model=None, error=None)
+            return dialect.refuse(400, str(exc), "invalid_mock_header", None)
+        model = parsed.model
+        if self.config.strict_models and model not in self._known_models:
+            self.stats.count(path, model=model, error=None)
+            return dialect.refuse(404, dialect.missing_model(model), "model_not_found", "model")
+        plan = self.planner.plan(
+            controls,
+            prompt_tokens=parsed.prompt_tokens,
+            max_tokens=parsed.max_tokens,
+            cacheable=True,
+        )
+        self.stats.count(path, model=model, error=plan.error)
+        if plan.error == "timeout":
+            await self._pause(request, plan.hang_s)
+        elif plan.error is not None:
+            failure = dialect.injected(plan.error, model, plan.prompt_tokens, parsed.stream)
+            if failure is not None:
+                await self._pause(request, plan.ttft_s if parsed.stream else plan.latency_s)
+                return failure
+        cut = plan.error == "stream_cut"
+        if parsed.stream:
+            return EventStream(
+                dialect.events(plan, parsed, cut), cut=cut, on_gone=self.stats.hung_up
+            )
+        reply = msgspec.json.encode(dialect.whole(plan, parsed))
+        if cut:
+            return EventStream(
+                cut_json(reply, plan),
+                media_type="application/json",
+                cut=True,
+                on_gone=self.stats.hung_up,
+            )
+        await self._pause(request, plan.latency_s)
+        return Response(reply, media_type="application/json")
 
     async def models(self, request: Request) -> Response:
         self.stats.receive(request.method, MODELS_PATH, request.scope["headers"])
@@ -231,8 +369,17 @@ class _Upstream:
                 return failure
         cut = plan.error == "stream_cut"
         if generate is not None and stream:
-            events = chat_events if operation == "chat" else text_events
-            schedule = events(plan, model=model, include_usage=generate.include_usage, cut=cut)
+            schedule = (
+                chat_events(
+                    plan,
+                    model=model,
+                    include_usage=generate.include_usage,
+                    cut=cut,
+                    requested_tier=generate.service_tier,
+                )
+                if operation == "chat"
+                else text_events(plan, model=model, include_usage=generate.include_usage, cut=cut)
+            )
             return EventStream(schedule, cut=cut, on_gone=self.stats.hung_up)
         reply = msgspec.json.encode(_whole_reply(operation, parsed, plan))
         if cut:
@@ -254,7 +401,11 @@ def _whole_reply(
     created = int(time.time())
     if operation == "chat":
         return shapes.chat_completion(
-            plan, model=parsed.model, id=shapes.new_id("chatcmpl-"), created=created
+            plan,
+            model=parsed.model,
+            id=shapes.new_id("chatcmpl-"),
+            created=created,
+            requested_tier=parsed.service_tier,
         )
     return shapes.text_completion(
         plan, model=parsed.model, id=shapes.new_id("cmpl-"), created=created
@@ -295,6 +446,8 @@ def create_app(config: MockConfig | None = None, *, stats: MockStats | None = No
         Route(COMPLETIONS_PATH, upstream.completions, methods=["POST"]),
         Route(EMBEDDINGS_PATH, upstream.embeddings, methods=["POST"]),
         Route(MODELS_PATH, upstream.models, methods=["GET"]),
+        Route(MESSAGES_PATH, upstream.messages, methods=["POST"]),
+        Route(RESPONSES_PATH, upstream.responses, methods=["POST"]),
         Route("/mock/stats", upstream.read_stats, methods=["GET"]),
         Route("/mock/requests", upstream.read_requests, methods=["GET"]),
         Route("/mock/reset", upstream.reset, methods=["POST"]),

@@ -1,7 +1,7 @@
 """Per-request ``X-Mock-*`` headers: they override `MockConfig` for the one request carrying them.
 
 >>> read_controls([(b"x-mock-completion-tokens", b"50"), (b"x-mock-error", b"rate_limit")])
-Controls(latency_ms=None, ttft_ms=None, prompt_tokens=None, completion_tokens=50, cached_tokens=None, reasoning_tokens=None, finish_reason=None, error='rate_limit')
+Controls(latency_ms=None, ttft_ms=None, prompt_tokens=None, completion_tokens=50, cached_tokens=None, reasoning_tokens=None, finish_reason=None, error='rate_limit', cache_write_tokens=None, cache_write_1h_tokens=None, web_search_requests=None, service_tier=None)
 >>> read_controls([(b"x-mock-prompt-tokens", b"many")])
 Traceback (most recent call last):
 ...
@@ -17,8 +17,11 @@ from typing import Any, Literal, get_args
 
 from aivitals.mock_llm.config import ERROR_KINDS, ErrorKind
 
-FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "function_call"]
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "function_call", "refusal"]
+"""OpenAI's finish reasons, plus ``refusal``; each API reports them in its own words (Anthropic's
+``stop_reason``, the Responses API's status), see docs/mock-llm.md."""
 FINISH_REASONS: tuple[FinishReason, ...] = get_args(FinishReason)
+_MAX_TIER_CHARS = 32
 
 _PREFIX = b"x-mock-"
 _MAX_TOKEN_DIGITS = 9
@@ -40,6 +43,13 @@ class Controls:
     reasoning_tokens: int | None = None
     finish_reason: FinishReason | None = None
     error: ErrorKind | None = None
+    cache_write_tokens: int | None = None
+    """Prompt tokens written to the cache, both lifetimes; part of the prompt."""
+    cache_write_1h_tokens: int | None = None
+    """The part of the cache writes with a 1-hour lifetime (Anthropic's ``ephemeral_1h``)."""
+    web_search_requests: int | None = None
+    service_tier: str | None = None
+    """The tier to report, instead of the one the request's ``service_tier`` implies."""
 
 
 NO_CONTROLS = Controls()
@@ -69,6 +79,15 @@ def _finish_reason(header: str, raw: str) -> FinishReason:
     raise ControlError(f"{header} must be one of {', '.join(FINISH_REASONS)}; got {raw!r}")
 
 
+def _tier(header: str, raw: str) -> str:
+    if not (raw.isascii() and raw.replace("_", "").isalnum()) or len(raw) > _MAX_TIER_CHARS:
+        raise ControlError(
+            f"{header} must be a tier name of up to {_MAX_TIER_CHARS} letters, digits or "
+            f"underscores, got {raw!r}"
+        )
+    return raw
+
+
 def _error(header: str, raw: str) -> ErrorKind:
     for kind in ERROR_KINDS:
         if raw == kind:
@@ -86,6 +105,14 @@ _HEADERS: dict[bytes, tuple[str, str, Callable[[str, str], Any]]] = {
     b"x-mock-reasoning-tokens": ("X-Mock-Reasoning-Tokens", "reasoning_tokens", _tokens),
     b"x-mock-finish-reason": ("X-Mock-Finish-Reason", "finish_reason", _finish_reason),
     b"x-mock-error": ("X-Mock-Error", "error", _error),
+    b"x-mock-cache-write-tokens": ("X-Mock-Cache-Write-Tokens", "cache_write_tokens", _tokens),
+    b"x-mock-cache-write-1h-tokens": (
+        "X-Mock-Cache-Write-1h-Tokens",
+        "cache_write_1h_tokens",
+        _tokens,
+    ),
+    b"x-mock-web-search-requests": ("X-Mock-Web-Search-Requests", "web_search_requests", _tokens),
+    b"x-mock-service-tier": ("X-Mock-Service-Tier", "service_tier", _tier),
 }
 HEADER_NAMES: tuple[str, ...] = tuple(display for display, _, _ in _HEADERS.values())
 
@@ -93,8 +120,9 @@ HEADER_NAMES: tuple[str, ...] = tuple(display for display, _, _ in _HEADERS.valu
 def read_controls(raw_headers: Iterable[tuple[bytes, bytes]]) -> Controls:
     """Parse the ``X-Mock-*`` headers of an ASGI scope; raise `ControlError` on any bad one.
 
-    Both halves of a pair must agree when both are given: cached tokens are part of the prompt,
-    reasoning tokens part of the completion, and the first chunk cannot come after the last.
+    Both halves of a pair must agree when both are given: cached reads and writes are part of the
+    prompt, 1-hour writes part of the writes, reasoning tokens part of the completion, and the
+    first chunk cannot come after the last.
     """
     values: dict[str, Any] | None = None
     for name, raw in raw_headers:
@@ -118,12 +146,28 @@ def read_controls(raw_headers: Iterable[tuple[bytes, bytes]]) -> Controls:
 
 
 def _check_pairs(controls: Controls) -> None:
+    cached = controls.cached_tokens
+    writes = controls.cache_write_tokens
+    if writes is None:
+        writes = controls.cache_write_1h_tokens
     pairs = (
         (
             "X-Mock-Cached-Tokens",
-            controls.cached_tokens,
+            cached,
             "X-Mock-Prompt-Tokens",
             controls.prompt_tokens,
+        ),
+        (
+            "X-Mock-Cached-Tokens + X-Mock-Cache-Write-Tokens",
+            None if cached is None and writes is None else (cached or 0) + (writes or 0),
+            "X-Mock-Prompt-Tokens",
+            controls.prompt_tokens,
+        ),
+        (
+            "X-Mock-Cache-Write-1h-Tokens",
+            controls.cache_write_1h_tokens,
+            "X-Mock-Cache-Write-Tokens",
+            controls.cache_write_tokens,
         ),
         (
             "X-Mock-Reasoning-Tokens",

@@ -45,6 +45,18 @@ class Plan:
     """Reasoning tokens included, as OpenAI counts them."""
     reasoning_tokens: int
     finish_reason: FinishReason
+    cache_write_tokens: int = 0
+    """Prompt tokens written to the cache (both lifetimes); part of ``prompt_tokens``."""
+    cache_write_1h_tokens: int = 0
+    """The part of ``cache_write_tokens`` written with a 1-hour lifetime."""
+    web_search_requests: int = 0
+    service_tier: str | None = None
+    """``X-Mock-Service-Tier``; None reports the tier the request's ``service_tier`` implies."""
+
+    @property
+    def uncached_tokens(self) -> int:
+        """Prompt tokens neither read from nor written to the cache (Anthropic's ``input_tokens``)."""
+        return self.prompt_tokens - self.cached_tokens - self.cache_write_tokens
 
     @property
     def visible_tokens(self) -> int:
@@ -98,9 +110,13 @@ class Planner:
             latency_ms = max(latency_ms, ttft_ms)
 
         cached = controls.cached_tokens
+        written_1h = controls.cache_write_1h_tokens or 0
+        written = controls.cache_write_tokens
+        if written is None:
+            written = written_1h
         prompt = controls.prompt_tokens
         if prompt is None:
-            prompt = max(prompt_tokens, cached or 0)
+            prompt = max(prompt_tokens, (cached or 0) + written)
         if cached is None:
             cached = 0
             if (
@@ -108,7 +124,7 @@ class Planner:
                 and u_cached < config.cached_fraction
                 and prompt >= CACHE_MIN_PROMPT_TOKENS
             ):
-                cached = prompt // CACHE_STEP_TOKENS * CACHE_STEP_TOKENS
+                cached = (prompt - written) // CACHE_STEP_TOKENS * CACHE_STEP_TOKENS
 
         reasoning = controls.reasoning_tokens or 0
         finish: FinishReason = "stop"
@@ -132,4 +148,8 @@ class Planner:
             completion_tokens=completion,
             reasoning_tokens=reasoning,
             finish_reason=controls.finish_reason or finish,
+            cache_write_tokens=written,
+            cache_write_1h_tokens=written_1h,
+            web_search_requests=controls.web_search_requests or 0,
+            service_tier=controls.service_tier,
         )

@@ -67,6 +67,8 @@ def usage(plan: Plan, *, details: bool) -> dict[str, Any]:
     }
     if details:
         body["prompt_tokens_details"] = {"cached_tokens": plan.cached_tokens, "audio_tokens": 0}
+        if plan.cache_write_tokens:
+            body["prompt_tokens_details"]["cache_write_tokens"] = plan.cache_write_tokens
         body["completion_tokens_details"] = {
             "reasoning_tokens": plan.reasoning_tokens,
             "audio_tokens": 0,
@@ -76,8 +78,25 @@ def usage(plan: Plan, *, details: bool) -> dict[str, Any]:
     return body
 
 
-def chat_completion(plan: Plan, *, model: str, id: str, created: int) -> dict[str, Any]:
+def chat_tier(plan: Plan, requested: str | None) -> str:
+    """``service_tier`` as OpenAI reports it: the requested tier, ``auto`` (or none) served as
+    ``default``, unless ``X-Mock-Service-Tier`` says which tier served it."""
+    if plan.service_tier is not None:
+        return plan.service_tier
+    return "default" if requested in (None, "auto") else str(requested)
+
+
+def chat_finish(plan: Plan) -> str:
+    """A chat refusal finishes with ``stop``: the refusal is in ``message.refusal`` instead."""
+    return "stop" if plan.finish_reason == "refusal" else plan.finish_reason
+
+
+def chat_completion(
+    plan: Plan, *, model: str, id: str, created: int, requested_tier: str | None = None
+) -> dict[str, Any]:
     """A whole ``chat.completion``."""
+    text = filler_text(plan.visible_tokens)
+    refused = plan.finish_reason == "refusal"
     return {
         "id": id,
         "object": "chat.completion",
@@ -88,16 +107,16 @@ def chat_completion(plan: Plan, *, model: str, id: str, created: int) -> dict[st
                 "index": 0,
                 "message": {
                     "role": "assistant",
-                    "content": filler_text(plan.visible_tokens),
-                    "refusal": None,
+                    "content": None if refused else text,
+                    "refusal": text if refused else None,
                     "annotations": [],
                 },
                 "logprobs": None,
-                "finish_reason": plan.finish_reason,
+                "finish_reason": chat_finish(plan),
             }
         ],
         "usage": usage(plan, details=True),
-        "service_tier": "default",
+        "service_tier": chat_tier(plan, requested_tier),
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }
 
@@ -110,6 +129,7 @@ def chat_chunk(
     delta: dict[str, Any],
     finish_reason: str | None = None,
     include_usage: bool = False,
+    service_tier: str = "default",
 ) -> dict[str, Any]:
     """One ``chat.completion.chunk`` with one choice; ``"usage": null`` when usage was asked for."""
     chunk: dict[str, Any] = {
@@ -117,7 +137,7 @@ def chat_chunk(
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "service_tier": "default",
+        "service_tier": service_tier,
         "system_fingerprint": SYSTEM_FINGERPRINT,
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
     }
@@ -138,7 +158,7 @@ def text_completion(plan: Plan, *, model: str, id: str, created: int) -> dict[st
                 "text": filler_text(plan.visible_tokens),
                 "index": 0,
                 "logprobs": None,
-                "finish_reason": plan.finish_reason,
+                "finish_reason": chat_finish(plan),
             }
         ],
         "usage": usage(plan, details=False),
@@ -170,7 +190,14 @@ def text_chunk(
 
 
 def usage_chunk(
-    plan: Plan, *, id: str, created: int, model: str, object: str, details: bool
+    plan: Plan,
+    *,
+    id: str,
+    created: int,
+    model: str,
+    object: str,
+    details: bool,
+    service_tier: str = "default",
 ) -> dict[str, Any]:
     """The extra last chunk of a stream with ``include_usage``: no choices, only the usage."""
     chunk: dict[str, Any] = {
@@ -183,7 +210,7 @@ def usage_chunk(
         "usage": usage(plan, details=details),
     }
     if details:
-        chunk["service_tier"] = "default"
+        chunk["service_tier"] = service_tier
     return chunk
 
 

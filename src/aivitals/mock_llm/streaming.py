@@ -120,20 +120,28 @@ def _event(chunk: dict[str, Any]) -> bytes:
     return b"data: " + _encode(chunk) + b"\n\n"
 
 
-def _times(plan: Plan, steps: int) -> Iterator[float]:
+def send_times(plan: Plan, steps: int) -> Iterator[float]:
     """``steps + 1`` send times: the TTFT, then even steps up to the latency."""
     gap = (plan.latency_s - plan.ttft_s) / steps
     return (plan.ttft_s + gap * i for i in range(steps + 1))
 
 
 def chat_events(
-    plan: Plan, *, model: str, include_usage: bool, cut: bool = False
+    plan: Plan,
+    *,
+    model: str,
+    include_usage: bool,
+    cut: bool = False,
+    requested_tier: str | None = None,
 ) -> Iterator[tuple[float, bytes]]:
-    """The ``chat.completion.chunk`` schedule; ``cut`` stops after about half of it."""
+    """The ``chat.completion.chunk`` schedule; ``cut`` stops after about half of it. A refusal
+    streams in ``delta.refusal`` instead of ``delta.content``."""
     ident, created = shapes.new_id("chatcmpl-"), int(time.time())
+    tier = shapes.chat_tier(plan, requested_tier)
+    key = "refusal" if plan.finish_reason == "refusal" else "content"
     pieces = shapes.filler_pieces(plan.visible_tokens)
     steps = max(len(pieces), 1)
-    times = _times(plan, steps)
+    times = send_times(plan, steps)
     limit = (steps + 1) // 2 if cut else steps + 1
 
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
@@ -145,19 +153,20 @@ def chat_events(
                 delta=delta,
                 finish_reason=finish_reason,
                 include_usage=include_usage,
+                service_tier=tier,
             )
         )
 
     first = chunk({"role": "assistant", "content": "", "refusal": None})
     if pieces:
-        first += chunk({"content": pieces[0]})
+        first += chunk({key: pieces[0]})
     yield next(times), first
     for index in range(1, limit):
         at_s = next(times)
         if index < len(pieces):
-            yield at_s, chunk({"content": pieces[index]})
+            yield at_s, chunk({key: pieces[index]})
             continue
-        tail = chunk({}, plan.finish_reason)
+        tail = chunk({}, shapes.chat_finish(plan))
         if include_usage:
             usage = shapes.usage_chunk(
                 plan,
@@ -166,6 +175,7 @@ def chat_events(
                 model=model,
                 object="chat.completion.chunk",
                 details=True,
+                service_tier=tier,
             )
             tail += _event(usage)
         yield at_s, tail + DONE
@@ -178,7 +188,7 @@ def text_events(
     ident, created = shapes.new_id("cmpl-"), int(time.time())
     pieces = shapes.filler_pieces(plan.visible_tokens) or [""]
     steps = len(pieces)
-    times = _times(plan, steps)
+    times = send_times(plan, steps)
     limit = (steps + 1) // 2 if cut else steps + 1
 
     def chunk(text: str, finish_reason: str | None = None) -> bytes:
@@ -198,7 +208,7 @@ def text_events(
         if index < steps:
             yield at_s, chunk(pieces[index])
             continue
-        tail = chunk("", plan.finish_reason)
+        tail = chunk("", shapes.chat_finish(plan))
         if include_usage:
             usage = shapes.usage_chunk(
                 plan,

@@ -55,6 +55,9 @@ class GenerateRequest:
     stream: bool
     include_usage: bool
     max_tokens: int | None
+    service_tier: str | None = None
+    """As the request asked for it (OpenAI: auto, default, flex, priority; Anthropic: auto,
+    standard_only); the reply reports the tier each provider would."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +155,125 @@ def read_embedding(body: dict[str, Any]) -> EmbeddingRequest:
     )
 
 
+def read_messages(body: dict[str, Any]) -> GenerateRequest:
+    """Anthropic's ``POST /v1/messages``: ``model``, ``max_tokens`` and non-empty ``messages``
+    are required; ``system`` (text or text blocks) counts towards the prompt.
+
+    >>> read_messages({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "Hi"}]})
+    Traceback (most recent call last):
+    ...
+    aivitals.mock_llm.validation.RequestError: max_tokens: Field required
+    """
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise RequestError("model: Field required", param="model")
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:
+        raise RequestError("max_tokens: Field required", param="max_tokens")
+    if not _is_int(max_tokens) or max_tokens < 1:
+        raise RequestError(
+            f"max_tokens: Input should be an integer >= 1, got {max_tokens!r}", param="max_tokens"
+        )
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("messages: Field required (a non-empty array)", param="messages")
+    tokens = 0
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+            raise RequestError(
+                f"messages.{index}.role: Input should be 'user' or 'assistant'",
+                param=f"messages.{index}.role",
+            )
+        tokens += _MESSAGE_OVERHEAD_TOKENS + _text_tokens(_content_chars(message.get("content")))
+    system = body.get("system")
+    if system is not None:
+        if not isinstance(system, str | list):
+            raise RequestError(
+                "system: Input should be a valid string or a list of text blocks", param="system"
+            )
+        tokens += _text_tokens(_content_chars(system))
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise RequestError("stream: Input should be a valid boolean", param="stream")
+    tier = body.get("service_tier")
+    if tier not in (None, "auto", "standard_only"):
+        raise RequestError(
+            f"service_tier: Input should be 'auto' or 'standard_only', got {tier!r}",
+            param="service_tier",
+        )
+    return GenerateRequest(
+        model=model,
+        prompt_tokens=max(tokens, 1),
+        stream=bool(stream),
+        include_usage=True,
+        max_tokens=int(max_tokens),
+        service_tier=tier,
+    )
+
+
+MIN_MAX_OUTPUT_TOKENS = 16
+"""The Responses API's floor for ``max_output_tokens``."""
+
+
+def read_response_request(body: dict[str, Any]) -> GenerateRequest:
+    """The Responses API's ``POST /v1/responses``: ``model`` and ``input`` (text or an array of
+    items); ``instructions`` counts towards the prompt."""
+    model = _model(body)
+    given = body.get("input")
+    if given is None:
+        raise _missing("input")
+    if isinstance(given, str):
+        tokens = _text_tokens(len(given))
+    elif isinstance(given, list) and given:
+        tokens = 0
+        for index, item in enumerate(given):
+            if not isinstance(item, dict):
+                raise _wrong_type(f"input[{index}]", "an object", item)
+            tokens += _MESSAGE_OVERHEAD_TOKENS + _text_tokens(_content_chars(item.get("content")))
+    else:
+        raise _wrong_type("input", "a string or a non-empty array of input items", given)
+    instructions = body.get("instructions")
+    if instructions is not None:
+        if not isinstance(instructions, str):
+            raise _wrong_type("instructions", "a string", instructions)
+        tokens += _text_tokens(len(instructions))
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _wrong_type("stream", "a boolean", stream)
+    limit = _limit(body, "max_output_tokens")
+    if limit is not None and limit < MIN_MAX_OUTPUT_TOKENS:
+        raise RequestError(
+            f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= "
+            f"{MIN_MAX_OUTPUT_TOKENS}, but got {limit} instead.",
+            param="max_output_tokens",
+            code="integer_below_min_value",
+        )
+    return GenerateRequest(
+        model=model,
+        prompt_tokens=max(tokens, 1),
+        stream=bool(stream),
+        include_usage=True,
+        max_tokens=limit,
+        service_tier=_service_tier(body),
+    )
+
+
+_OPENAI_TIERS = ("auto", "default", "flex", "scale", "priority")
+
+
+def _service_tier(body: dict[str, Any]) -> str | None:
+    tier = body.get("service_tier")
+    if tier is not None and tier not in _OPENAI_TIERS:
+        raise RequestError(
+            f"Invalid value for 'service_tier': {tier!r}. Supported values are: "
+            + ", ".join(f"'{name}'" for name in _OPENAI_TIERS)
+            + ".",
+            param="service_tier",
+            code="invalid_value",
+        )
+    return tier if isinstance(tier, str) else None
+
+
 def _model(body: dict[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -180,6 +302,7 @@ def _generate(body: dict[str, Any], model: str, prompt_tokens: int) -> GenerateR
         stream=bool(stream),
         include_usage=include_usage,
         max_tokens=min(given) if given else None,
+        service_tier=_service_tier(body),
     )
 
 
