@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 from opentelemetry import trace as otel
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Span
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -174,8 +174,15 @@ class Gateway:
     async def _proxy(self, request: Request, operation: Operation) -> Response:
         t0 = time.perf_counter()
         started_at = self.now()
-        trace = RequestTrace(self.tracer, request.headers, f"gateway {operation}")
+        trace = RequestTrace(
+            self.tracer,
+            request.headers,
+            f"gateway {operation}",
+            method=request.method,
+            path=request.url.path,
+        )
         response = await self._handle(request, operation, trace, t0, started_at)
+        trace.answered(response.status_code)
         response.headers[TRACE_HEADER] = trace.trace_id
         return response
 
@@ -210,6 +217,7 @@ class Gateway:
                 ),
             )
         trace.root.update_name(f"{operation} {model}")
+        trace.describe(body)
         try:
             attribution = attribution_from_headers(request.headers, user=body.get("user"))
         except AttributionError as exc:
@@ -394,8 +402,7 @@ class Gateway:
             raw = _encode({**body, "stream_options": {"include_usage": True}})
         upstream = exchange.upstream
         headers = self._headers(request, upstream, pass_client_key=not self.keys.enforced)
-        span = exchange.trace.start("upstream", kind=SpanKind.CLIENT)
-        span.set_attribute("server.address", upstream.name)
+        span = exchange.trace.start_upstream(upstream.name, upstream.url(PATHS[exchange.operation]))
         exchange.trace.propagate(span, headers)
         flying = (upstream.provider, exchange.model or "")
         self.recorder.call_started(*flying)
@@ -412,15 +419,14 @@ class Gateway:
                 ),
             )
         except UpstreamFailure as failure:
-            span.end()
+            exchange.trace.fail_upstream(span, failure.info)
             self._record(exchange, exchange.call(error=failure.info))
             return unreachable(upstream, failure.info)
         except ClientGone:
             span.end()
             self._record(exchange, self._gone_call(exchange))
             return Response(status_code=GONE_STATUS)
-        span.set_attribute("http.response.status_code", answer.status)
-        span.end()
+        exchange.trace.end_upstream(span, answer.status)
         replying = exchange.trace.start("response")
         if answer.status >= 400:
             try:
@@ -470,6 +476,8 @@ class Gateway:
             choices[0].get("finish_reason") if choices and isinstance(choices[0], dict) else None
         )
         model = parsed.get("model")
+        response_id = parsed.get("id")
+        exchange.trace.response_id = response_id if isinstance(response_id, str) else None
         recorded = self._record(
             exchange,
             exchange.call(
@@ -520,6 +528,7 @@ class Gateway:
             # Nothing here awaits: a client that went away cancels this task, and an await
             # would be cancelled again. Closing the reply mid-body drops the upstream connection.
             answer.close()
+            exchange.trace.response_id = relay.response_id
             call = self._record(
                 exchange, self._stream_call(exchange, relay, outcome, answer.status), span
             )

@@ -44,6 +44,7 @@ class StreamRelay:
         "finish_reason",
         "malformed",
         "model",
+        "response_id",
         "strip_usage",
         "usage",
     )
@@ -52,6 +53,7 @@ class StreamRelay:
         self.strip_usage = strip_usage
         self.usage: dict[str, Any] | None = None
         self.model: str | None = None
+        self.response_id: str | None = None
         self.finish_reason: str | None = None
         self.error: dict[str, Any] | None = None
         self.content_events = 0
@@ -128,6 +130,9 @@ class StreamRelay:
         model = chunk.get("model")
         if isinstance(model, str) and model:
             self.model = model
+        response_id = chunk.get("id")
+        if self.response_id is None and isinstance(response_id, str):
+            self.response_id = response_id
         choices = chunk.get("choices")
         usage = chunk.get("usage")
         if isinstance(usage, dict):

@@ -7,6 +7,12 @@ request span its child; the upstream request carries a ``traceparent`` naming th
 span, so a provider (or another aivitals) continues the same trace. The trace id goes back to the
 client in the ``X-Aivitals-Trace-Id`` header and into the recorded `Call`.
 
+The request span carries the recorded call's GenAI attributes (`aivitals.span_attributes`, the
+same as the SDK's spans), the request's (``gen_ai.request.stream``, ``max_tokens``,
+``temperature``), the HTTP server attributes and ``aivitals.call.id``; the ``upstream`` span the
+upstream's real ``server.address``/``server.port``, and an error status when the upstream failed
+or answered 4xx/5xx.
+
 Spans are started and ended explicitly, never through the current context: a streamed body is
 sent by another task than the one that received the request.
 
@@ -26,6 +32,8 @@ import os
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from importlib.metadata import version
+from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry import trace as otel
 from opentelemetry.context import Context
@@ -36,23 +44,58 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
+from aivitals.config import ConfigError
+from aivitals.errors import ErrorInfo
 from aivitals.model import Call
+from aivitals.span_attributes import (
+    ERROR_TYPE,
+    REQUEST_MAX_TOKENS,
+    REQUEST_STREAM,
+    REQUEST_TEMPERATURE,
+    RESPONSE_ID,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+    call_attributes,
+)
 
 TRACE_HEADER = "x-aivitals-trace-id"
 _propagator = TraceContextTextMapPropagator()
+_PROTOCOLS = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
 
 
 def tracer_provider(*, service_name: str = "aivitals-gateway") -> TracerProvider:
-    """A provider for the gateway's spans; exported over OTLP/HTTP when the standard
-    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) variable is set.
+    """A provider for the gateway's spans, configured by the standard ``OTEL_*`` variables.
+
+    ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` make the resource (``service_name``
+    when neither names the service), ``OTEL_TRACES_SAMPLER``/``_ARG`` the sampler; spans are
+    exported over OTLP/HTTP (protobuf) when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
+    ``..._TRACES_ENDPOINT``) is set; then an exporter protocol other than ``http/protobuf``
+    (``grpc``, ``http/json``) raises `ConfigError`, as its spans would be lost.
 
     Without an endpoint spans are still made (the trace ids are real and go into every `Call`
     and response header) but go nowhere.
     """
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+    env = os.environ
+    exporting = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get(
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-    ):
+    )
+    for variable in _PROTOCOLS if exporting else ():
+        protocol = env.get(variable, "").strip()
+        if not protocol:
+            continue
+        if protocol != "http/protobuf":
+            raise ConfigError(
+                f"{variable}={protocol!r}: aivitals exports spans over OTLP/HTTP with protobuf "
+                "only; set it to 'http/protobuf' (or unset it) and point the endpoint at an "
+                "OTLP/HTTP receiver (port 4318 on a collector)"
+            )
+        break  # the traces-specific variable, when set, is the one that counts
+    resource = Resource.create()
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        # Neither OTEL_SERVICE_NAME nor OTEL_RESOURCE_ATTRIBUTES named the service.
+        resource = resource.merge(Resource({"service.name": service_name}))
+    provider = TracerProvider(resource=resource)
+    if exporting:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
             OTLPSpanExporter,
         )
@@ -70,17 +113,52 @@ def _hex(value: int, width: int) -> str:
 
 
 class RequestTrace:
-    """The spans of one request. ``headers`` are the client's (for ``traceparent``)."""
+    """The spans of one request. ``headers`` are the client's (for ``traceparent``).
 
-    __slots__ = ("_context", "parent_span_id", "root", "tracer")
+    Given the request's ``method`` (and ``path``), the request span waits for both the call
+    (`end`) and the answer's status (`answered`), whichever comes last, so it carries
+    ``http.response.status_code`` however the request went.
+    """
 
-    def __init__(self, tracer: otel.Tracer, headers: Mapping[str, str], name: str) -> None:
+    __slots__ = (
+        "_called",
+        "_context",
+        "_failed",
+        "_status",
+        "parent_span_id",
+        "response_id",
+        "root",
+        "tracer",
+    )
+
+    def __init__(
+        self,
+        tracer: otel.Tracer,
+        headers: Mapping[str, str],
+        name: str,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
         self.tracer = tracer
         incoming = _propagator.extract(headers)
         parent = otel.get_current_span(incoming).get_span_context()
         self.parent_span_id = _hex(parent.span_id, 16) if parent.is_valid else None
-        self.root = tracer.start_span(name, context=incoming, kind=SpanKind.SERVER)
+        attributes: dict[str, AttributeValue] = {}
+        if method is not None:
+            attributes["http.request.method"] = method
+        if path is not None:
+            attributes["url.path"] = path
+        self.root = tracer.start_span(
+            name, context=incoming, kind=SpanKind.SERVER, attributes=attributes
+        )
         self._context: Context = otel.set_span_in_context(self.root)
+        self.response_id: str | None = None
+        """The provider's id of the response (its body's ``id``), when the gateway read it."""
+        self._called = False
+        self._failed = False
+        # No status to wait for when the caller will not say it (no method given).
+        self._status: int | None = None if method is not None else 0
 
     @property
     def trace_id(self) -> str:
@@ -106,45 +184,96 @@ class RequestTrace:
         """Write the ``traceparent`` naming ``span`` into the upstream request's headers."""
         _propagator.inject(headers, context=otel.set_span_in_context(span))
 
+    def describe(self, body: Mapping[str, Any]) -> None:
+        """The request's own GenAI attributes, from its parsed body (as sent, when valid)."""
+        attributes: dict[str, AttributeValue] = {REQUEST_STREAM: body.get("stream") is True}
+        limit = body.get("max_completion_tokens", body.get("max_tokens"))
+        if type(limit) is int:
+            attributes[REQUEST_MAX_TOKENS] = limit
+        temperature = body.get("temperature")
+        if isinstance(temperature, int | float) and not isinstance(temperature, bool):
+            attributes[REQUEST_TEMPERATURE] = float(temperature)
+        self.root.set_attributes(attributes)
+
+    def start_upstream(self, name: str, url: str) -> Span:
+        """The ``upstream`` client span of a request to ``url`` (upstream ``name``)."""
+        attributes: dict[str, AttributeValue] = {
+            "aivitals.upstream": name,
+            "http.request.method": "POST",
+        }
+        server = _server_of(url)
+        if server is not None:
+            attributes[SERVER_ADDRESS], attributes[SERVER_PORT] = server
+        return self.tracer.start_span(
+            "upstream", context=self._context, kind=SpanKind.CLIENT, attributes=attributes
+        )
+
+    @staticmethod
+    def end_upstream(span: Span, status: int) -> None:
+        """End the upstream span at the status line; 4xx and 5xx are errors of this client."""
+        span.set_attribute("http.response.status_code", status)
+        if status >= 400:
+            span.set_attribute(ERROR_TYPE, str(status))
+            span.set_status(Status(StatusCode.ERROR, f"the upstream answered {status}"))
+        span.end()
+
+    @staticmethod
+    def fail_upstream(span: Span, info: ErrorInfo) -> None:
+        """End the upstream span of a request that got no answer (refused, timed out...)."""
+        span.set_attribute(ERROR_TYPE, info.error_type)
+        span.set_status(Status(StatusCode.ERROR, info.message))
+        span.end()
+
     def refuse(self, status: int, reason: str) -> None:
         """End the request span for a request answered by the gateway itself (401, 429...)."""
         self.root.set_attribute("http.response.status_code", status)
         self.root.set_status(Status(StatusCode.ERROR, reason))
+        self._status = status
+        self._called = True
         self.root.end()
+
+    def answered(self, status: int) -> None:
+        """The status the client was answered with (the request span may end now)."""
+        if self._status is not None:  # said already (refused)
+            return
+        self._status = status
+        if self._called:
+            self._end_root()
 
     def end(self, call: Call | None = None) -> None:
         """End the request span, with the call's GenAI attributes when there is one."""
+        if self._called:
+            return
+        self._called = True
         if call is not None:
-            self.root.set_attributes(_genai_attributes(call))
+            attributes = call_attributes(call)
+            if call.http_status:
+                attributes["http.response.status_code"] = call.http_status
+            if self.response_id:
+                attributes[RESPONSE_ID] = self.response_id
+            self.root.set_attributes(attributes)
             if call.status == "error":
                 self.root.set_status(Status(StatusCode.ERROR, call.error_message or ""))
+                self._failed = True
+        if self._status is not None:
+            self._end_root()
+
+    def _end_root(self) -> None:
+        if self._status:
+            self.root.set_attribute("http.response.status_code", self._status)
+            if self._status >= 500 and not self._failed:
+                # A server span is in error for 5xx only (HTTP conventions); a 4xx passed on
+                # from the upstream is the client's error, and the call's status says so.
+                self.root.set_status(Status(StatusCode.ERROR))
         self.root.end()
 
 
-def _genai_attributes(call: Call) -> dict[str, AttributeValue]:
-    # OpenTelemetry GenAI semantic conventions; aivitals.* for what they have no name for.
-    operation = {"chat": "chat", "text_completion": "text_completion", "embeddings": "embeddings"}
-    attributes: dict[str, AttributeValue] = {
-        "gen_ai.operation.name": operation.get(call.operation, call.operation),
-        "gen_ai.provider.name": call.provider,
-        "gen_ai.request.model": call.model,
-        "gen_ai.usage.input_tokens": call.input_tokens,
-        "gen_ai.usage.output_tokens": call.output_tokens,
-        "aivitals.call_id": call.id,
-        "aivitals.status": call.status,
-    }
-    if call.response_model:
-        attributes["gen_ai.response.model"] = call.response_model
-    if call.cached_input_tokens:
-        attributes["gen_ai.usage.cache_read.input_tokens"] = call.cached_input_tokens
-    if call.finish_reason:
-        attributes["gen_ai.response.finish_reasons"] = [call.finish_reason]
-    if call.error_type:
-        attributes["error.type"] = call.error_type
-    if call.http_status:
-        attributes["http.response.status_code"] = call.http_status
-    if call.cost_usd is not None:
-        attributes["aivitals.cost_usd"] = float(call.cost_usd)
-    if call.cache:
-        attributes["aivitals.cache"] = call.cache
-    return attributes
+def _server_of(url: str) -> tuple[str, int] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        return None
+    if not parts.hostname or port is None:
+        return None
+    return parts.hostname, port
