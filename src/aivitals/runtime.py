@@ -22,6 +22,7 @@ from aivitals.pricing import Pricer
 from aivitals.recorder import Recorder
 from aivitals.sinks.base import BatchSink, InlineSink
 from aivitals.sinks.log import JsonLogSink
+from aivitals.sinks.otel_metrics import OtelMetricsSink, application_meter_provider
 from aivitals.sinks.prometheus import PrometheusSink
 from aivitals.windows import LiveWindows
 
@@ -127,6 +128,9 @@ def build_runtime(**options: Unpack[RuntimeOptions]) -> Runtime:
             inline.append(sink)
         else:
             raise ConfigError(f"{sink!r} is neither an inline nor a batch sink")
+    meters = application_meter_provider()
+    if meters is not None:  # the application's OpenTelemetry metrics get the GenAI histograms
+        batch.append(OtelMetricsSink(meters))
     recorder = Recorder(
         pricer=pricer,
         inline_sinks=inline,
