@@ -197,6 +197,21 @@ def classify_response(
     return ErrorInfo(error_type, status if status <= 599 else None, _short(message))
 
 
+def classify_error_name(name: str, message: str = "", *, http_status: int | None = None) -> ErrorInfo:
+    """Classify an error known only by its exception class name, or a provider's error code, as a
+    trace span's ``error.type`` carries it; the message and status refine it as for an exception.
+
+    >>> classify_error_name("APITimeoutError").error_type
+    'timeout'
+    >>> classify_error_name("BadRequestError", "maximum context length is 128000", http_status=400)
+    ErrorInfo(error_type='context_window_exceeded', http_status=400, message='BadRequestError: maximum context length is 128000')
+    """
+    error_type = _BY_CLASS_NAME.get(name)
+    error_type = error_type or _classify_fields(http_status, name.lower(), "", message) or "other"
+    text = f"{name}: {message}" if name and message else name or message or "error"
+    return ErrorInfo(error_type, http_status, _short(text))
+
+
 def _classify_one(exc: BaseException) -> ErrorInfo:
     status = _status_of(exc)
     body = _attr(exc, "body")

@@ -1,0 +1,1 @@
+"""OpenTelemetry in: OTLP traces (and metrics and logs) to calls. See docs/otel.md."""

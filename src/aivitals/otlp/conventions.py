@@ -1,0 +1,204 @@
+"""The attribute names each tracing convention gives a model call's facts, in one table per fact.
+
+Conventions covered: OpenTelemetry's GenAI semantic conventions (current and deprecated names),
+OpenInference (Arize Phoenix), and what Traceloop's OpenLLMetry, OpenLIT and the official
+``opentelemetry-instrumentation-openai-v2`` really send. Each table lists names most trusted
+first; the mapping takes the first one a span carries and never adds two names for the same fact,
+so a span that speaks two conventions at once is not counted twice. docs/otel.md ("Attribute
+mapping") is the same table for people.
+
+>>> normalise_provider("Anthropic"), normalise_provider("gcp.vertex_ai"), normalise_provider("openai.chat")
+('anthropic', 'google', 'openai')
+>>> error_info_of("<class 'openai.RateLimitError'>", None).error_type
+'rate_limit'
+>>> error_info_of("APITimeoutError", None, "Request timed out.")
+ErrorInfo(error_type='timeout', http_status=None, message='APITimeoutError: Request timed out.')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from aivitals.errors import ErrorInfo, classify_error_name
+from aivitals.model import ERROR_TYPES, ErrorType, Operation
+
+CALL_ID = ("aivitals.call.id", "aivitals.call_id")
+"""aivitals' own spans (gateway, SDK) name their `Call`; ``aivitals.call_id`` is the older name."""
+
+PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
+OPERATION = "gen_ai.operation.name"
+OPENINFERENCE_KIND = "openinference.span.kind"
+TRACELOOP_REQUEST_TYPE = "llm.request.type"
+
+# OpenInference's llm.model_name is the model as the response names it when there is one; it is
+# still the best "requested" model a span of that convention has.
+MODEL = ("gen_ai.request.model", "llm.model_name", "gen_ai.response.model")
+RESPONSE_MODEL = ("gen_ai.response.model",)
+
+INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
+OUTPUT_TOKENS = (
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+    "llm.token_count.completion",
+)
+TOTAL_TOKENS = ("gen_ai.usage.total_tokens", "llm.usage.total_tokens", "llm.token_count.total")
+CACHE_READ_TOKENS = (
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_read_input_tokens",  # Traceloop, OpenLIT, Strands
+    "llm.token_count.prompt_details.cache_read",
+)
+CACHE_WRITE_TOKENS = (
+    "gen_ai.usage.cache_creation.input_tokens",
+    "gen_ai.usage.cache_creation_input_tokens",  # Traceloop, OpenLIT
+    "gen_ai.usage.cache_write_input_tokens",  # Strands
+    "llm.token_count.prompt_details.cache_write",
+)
+REASONING_TOKENS = (
+    "gen_ai.usage.reasoning.output_tokens",
+    "gen_ai.usage.reasoning_tokens",  # Traceloop, OpenLIT
+    "llm.token_count.completion_details.reasoning",
+)
+
+TTFT_SECONDS = (
+    "gen_ai.response.time_to_first_chunk",
+    "gen_ai.server.time_to_first_token",  # OpenLIT
+)
+FIRST_TOKEN_EVENTS = frozenset({"First Token Stream Event"})
+"""Span events whose time marks the first token (OpenInference's streams)."""
+
+FINISH_REASONS = (
+    "gen_ai.response.finish_reasons",
+    "gen_ai.completion.0.finish_reason",  # Traceloop without content events
+)
+ERROR_TYPE = "error.type"
+HTTP_STATUS = ("http.response.status_code", "http.status_code")
+SERVICE_TIER = ("openai.response.service_tier", "gen_ai.openai.response.service_tier")
+COST = ("gen_ai.usage.cost", "llm.usage.cost", "gen_ai.cost.usd")
+"""Senders' own cost attributes: documented so it is clear they are never read (aivitals prices)."""
+
+READ_KEYS: frozenset[str] = frozenset(
+    {
+        *CALL_ID,
+        *PROVIDER,
+        OPERATION,
+        OPENINFERENCE_KIND,
+        TRACELOOP_REQUEST_TYPE,
+        *MODEL,
+        *INPUT_TOKENS,
+        *OUTPUT_TOKENS,
+        *TOTAL_TOKENS,
+        *CACHE_READ_TOKENS,
+        *CACHE_WRITE_TOKENS,
+        *REASONING_TOKENS,
+        *TTFT_SECONDS,
+        *FINISH_REASONS,
+        ERROR_TYPE,
+        *HTTP_STATUS,
+        *SERVICE_TIER,
+    }
+)
+"""Every span attribute the call fields are read from (attribution adds its own)."""
+
+OPERATIONS: Mapping[str, Operation] = MappingProxyType(
+    {
+        "chat": "chat",
+        "generate_content": "chat",
+        "text_completion": "text_completion",
+        "embeddings": "embeddings",
+        # Traceloop's llm.request.type values.
+        "completion": "text_completion",
+        "embedding": "embeddings",
+        "rerank": "other",
+    }
+)
+"""``gen_ai.operation.name`` (or Traceloop's ``llm.request.type``) of a model call. Any other
+operation (``invoke_agent``, ``execute_tool``, ``create_agent``...) is no model call: an agent's
+span may sum its model calls' tokens, and recording it too would count them twice."""
+
+OPENINFERENCE_KINDS: Mapping[str, Operation] = MappingProxyType(
+    {"LLM": "chat", "EMBEDDING": "embeddings"}
+)
+"""OpenInference span kinds that are model calls; CHAIN, AGENT, TOOL, RETRIEVER... are not."""
+
+_PROVIDERS: Mapping[str, str] = MappingProxyType(
+    {
+        # Semantic-convention names to the price catalog's (genai-prices) provider ids.
+        "gcp.gen_ai": "google",
+        "gcp.vertex_ai": "google",
+        "gcp.gemini": "google",
+        "vertex_ai": "google",
+        "vertexai": "google",
+        "gemini": "google",
+        "aws.bedrock": "aws",
+        "bedrock": "aws",
+        "az.ai.openai": "azure",
+        "azure.ai.openai": "azure",
+        "az.ai.inference": "azure",
+        "azure.ai.inference": "azure",
+        "x_ai": "x-ai",
+        "xai": "x-ai",
+        "mistral_ai": "mistral",
+        "mistralai": "mistral",
+        "ibm.watsonx.ai": "ibm",
+    }
+)
+_PROVIDER_PREFIXES = frozenset({"openai", "anthropic", "google", "mistral", "cohere", "groq"})
+
+# Exception classes that openai and anthropic raise for one HTTP status each (APIStatusError
+# subclasses): the name is all an ``error.type`` carries, and it stands for that status.
+_STATUS_ERRORS: Mapping[str, int] = MappingProxyType(
+    {
+        "BadRequestError": 400,
+        "AuthenticationError": 401,
+        "PermissionDeniedError": 403,
+        "NotFoundError": 404,
+        "ConflictError": 409,
+        "RequestTooLargeError": 413,
+        "UnprocessableEntityError": 422,
+        "RateLimitError": 429,
+        "InternalServerError": 500,
+        "ServiceUnavailableError": 503,
+        "OverloadedError": 529,
+    }
+)
+
+
+def normalise_provider(name: str) -> str:
+    """A sender's provider name as the price catalog knows it (lower case, catalog ids)."""
+    lowered = name.strip().lower()
+    known = _PROVIDERS.get(lowered)
+    if known is not None:
+        return known
+    # Vercel's AI SDK names the API too: "openai.chat", "anthropic.messages".
+    head, dot, _ = lowered.partition(".")
+    if dot and head in _PROVIDER_PREFIXES:
+        return head
+    return lowered
+
+
+def class_name(error_type: str) -> str:
+    """``<class 'openai.RateLimitError'>`` and ``openai.RateLimitError`` as ``RateLimitError``."""
+    name = error_type.strip()
+    if name.startswith("<class '") and name.endswith("'>"):
+        name = name[8:-2]
+    return name.rpartition(".")[2]
+
+
+def error_info_of(error_type: str | None, http_status: int | None, message: str = "") -> ErrorInfo:
+    """aivitals' `ErrorInfo` for a span's ``error.type`` (an exception class, a status code as
+    text, a provider's error code, or aivitals' own name), its HTTP status and status message.
+
+    ``http_status`` stays what the span said: a class name that implies a status (openai's
+    ``RateLimitError`` is always a 429) helps classify, but is not recorded as one.
+    """
+    name = class_name(error_type) if error_type else ""
+    implied = None
+    if name.isdigit():  # the semantic conventions allow the status code itself
+        implied = int(name)
+        name = ""
+    else:
+        implied = _STATUS_ERRORS.get(name)
+    info = classify_error_name(name, message, http_status=http_status or implied)
+    own: ErrorType | None = error_type if error_type in ERROR_TYPES else None  # type: ignore[assignment]  # checked
+    return ErrorInfo(own or info.error_type, http_status, info.message)

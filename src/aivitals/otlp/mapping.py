@@ -1,0 +1,100 @@
+"""OTLP traces to calls: every span that describes a model call becomes one `Call`.
+
+`calls_from_traces` walks an ``ExportTraceServiceRequest`` (the OTLP receiver decodes protobuf
+and JSON into one), builds each model-call span's `Call` through the one `CallDraft` builder, and
+counts the rest: spans that are no model call (HTTP, database, the application's own) and model
+calls that cannot become a valid `Call` (with a few distinct reasons, for OTLP's
+``partial_success``). Calls come out unpriced: the recorder prices them, never the sender's cost
+attribute. Their ids are deterministic (`call_id_for_span`), so a retried or repeated export
+records each call once.
+
+>>> from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+>>> from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+>>> request = ExportTraceServiceRequest()
+>>> spans = request.resource_spans.add().scope_spans.add().spans
+>>> span = spans.add(trace_id=bytes(range(1, 17)), span_id=bytes(range(1, 9)), name="chat gpt-4o-mini",
+...                  start_time_unix_nano=1_764_590_400_000_000_000,
+...                  end_time_unix_nano=1_764_590_400_812_500_000)
+>>> span.attributes.extend([
+...     KeyValue(key="gen_ai.operation.name", value=AnyValue(string_value="chat")),
+...     KeyValue(key="gen_ai.provider.name", value=AnyValue(string_value="openai")),
+...     KeyValue(key="gen_ai.request.model", value=AnyValue(string_value="gpt-4o-mini")),
+...     KeyValue(key="gen_ai.usage.input_tokens", value=AnyValue(int_value=1200)),
+...     KeyValue(key="gen_ai.usage.output_tokens", value=AnyValue(int_value=80))])
+>>> _ = spans.add(trace_id=bytes(range(1, 17)), span_id=bytes(range(2, 10)), name="GET /search")
+>>> batch = calls_from_traces(request)
+>>> [(c.model, c.input_tokens, c.latency_ms, c.cost_usd) for c in batch.calls], batch.not_model
+([('gpt-4o-mini', 1200, 812.5, None)], 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from aivitals.draft import CallDraft
+from aivitals.model import Call, InvalidRecord
+from aivitals.otlp.attribute_map import DEFAULT, AttributeMap
+from aivitals.otlp.conventions import READ_KEYS
+from aivitals.otlp.ids import call_id_for_span
+from aivitals.otlp.span_call import Attributor, SpanRejected, call_from_span, operation_of
+from aivitals.otlp.values import attributes as decode
+
+__all__ = ["AttributeMap", "SpanBatch", "call_id_for_span", "calls_from_traces"]
+
+MAX_REASONS = 5
+"""Distinct rejection reasons kept per batch: enough to say what is wrong, bounded however many."""
+
+
+@dataclass(slots=True)
+class SpanBatch:
+    """What one export's spans became."""
+
+    calls: list[Call] = field(default_factory=list)
+    """One per model-call span: frozen, validated, unpriced, with deterministic ids."""
+    not_model: int = 0
+    """Spans that are no model call (HTTP, database, the application's own): counted, not recorded."""
+    rejected: int = 0
+    """Model-call spans that could not become a valid `Call`."""
+    reasons: list[str] = field(default_factory=list)
+    """A few distinct reasons for the rejected, each naming the attribute or field at fault."""
+
+
+def calls_from_traces(
+    request: ExportTraceServiceRequest,
+    *,
+    attributes: AttributeMap | None = None,
+    price: Callable[[CallDraft], None] | None = None,
+) -> SpanBatch:
+    """The calls an OTLP trace export describes, and the count of everything else. Never raises
+    for a span's content: a span that cannot be a call is counted in ``rejected``, with a reason.
+
+    ``attributes`` says which attributes carry feature, team, prompt version (and user,
+    environment, kept tags); `AttributeMap` documents the defaults. ``price`` (a recorder's
+    ``price_draft``) prices each call before it is frozen, so it is built and validated once;
+    without it the calls come out unpriced and the recorder prices them as it records them.
+    """
+    attribute_map = attributes or DEFAULT
+    attribution_keys = attribute_map.keys()
+    span_keys = READ_KEYS | attribution_keys
+    batch = SpanBatch()
+    for resource_spans in request.resource_spans:
+        resource = decode(resource_spans.resource.attributes, attribution_keys)
+        attributor = Attributor(attribute_map, resource)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                attrs = decode(span.attributes, span_keys)
+                operation = operation_of(attrs, span.name)
+                if operation is None:
+                    batch.not_model += 1
+                    continue
+                try:
+                    batch.calls.append(call_from_span(span, attrs, operation, attributor, price))
+                except (SpanRejected, InvalidRecord) as exc:
+                    batch.rejected += 1
+                    reason = str(exc)
+                    if len(batch.reasons) < MAX_REASONS and reason not in batch.reasons:
+                        batch.reasons.append(reason)
+    return batch
