@@ -297,18 +297,36 @@ HTTP_IN_FLIGHT = MetricSpec(
     "aivitals_http_server_requests_in_flight", "gauge", "HTTP requests being handled now."
 )
 
-INGEST_KINDS = ("calls", "scores")
+INGEST_KINDS = ("calls", "scores", "spans")
 INGEST_REFUSALS = ("invalid", "unavailable", "busy")
 INGEST_REFUSED = MetricSpec(
     "aivitals_ingest_refused_items_total",
     "counter",
-    "Calls and scores the ingest API refused, so their sender still holds them: invalid (422), "
-    "unavailable (503, the store cannot be written), busy (503, too much is waiting).",
+    "Calls, scores and OTLP spans the ingest API and the OTLP receiver refused, so their sender "
+    "still holds them: invalid (422 or 400), unavailable (503, the store cannot be written), busy "
+    "(503 or 429, too much is waiting).",
     ("kind", "reason"),
     values={"kind": INGEST_KINDS, "reason": INGEST_REFUSALS},
 )
+OTLP_OUTCOMES: Mapping[str, tuple[str, ...]] = {
+    "traces": ("recorded", "not_model", "rejected"),
+    "metrics": ("dropped",),
+    "logs": ("dropped",),
+}
+"""What becomes of an accepted OTLP item, by signal (docs/otel.md, "Receiver")."""
+OTLP_ITEMS = MetricSpec(
+    "aivitals_otlp_items_total",
+    "counter",
+    "Items of accepted OTLP exports by signal (spans, metric data points, log records) and what "
+    "became of them: recorded as calls, not a model call, rejected (partial success), dropped.",
+    ("signal", "outcome"),
+    values={
+        "signal": tuple(OTLP_OUTCOMES),
+        "outcome": tuple(dict.fromkeys(o for os in OTLP_OUTCOMES.values() for o in os)),
+    },
+)
 
-SERVER_METRICS = (HTTP_REQUESTS, HTTP_DURATION, HTTP_IN_FLIGHT, INGEST_REFUSED)
+SERVER_METRICS = (HTTP_REQUESTS, HTTP_DURATION, HTTP_IN_FLIGHT, INGEST_REFUSED, OTLP_ITEMS)
 """The HTTP server's own requests (`aivitals serve`)."""
 
 PROCESS_CPU = MetricSpec(

@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 from aivitals.alerts import AlertService
 from aivitals.gateway.proxy import Gateway
 from aivitals.model import utc_now
+from aivitals.otlp.receive import OtlpReceiver
 from aivitals.runtime import Runtime
 from aivitals.server import alerts as alerts_api
 from aivitals.server import ingest, ops, read
@@ -43,6 +44,7 @@ from aivitals.server.errors import install_error_handlers
 from aivitals.server.ingest_auth import IngestKey
 from aivitals.server.limits import BODY_TIMEOUT_S, BodyLimitMiddleware
 from aivitals.server.metrics import MetricsMiddleware, ServerMetrics
+from aivitals.server.otlp import otlp_router
 from aivitals.store.sql import SqlStore
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -64,6 +66,7 @@ def create_app(
     dashboard_token: str | None = None,
     alerts: AlertService | None = None,
     ingest_key: str | None = None,
+    otlp: OtlpReceiver | None = None,
 ) -> FastAPI:
     """The aivitals server: ingest into ``runtime``, read from ``store``, metrics and health.
 
@@ -75,7 +78,9 @@ def create_app(
     at ``/`` and of the read API (docs/dashboard.md); ingest, metrics and health stay open.
     ``alerts``, an `AlertService` its caller starts and stops, has its active alerts served at
     ``GET /api/v1/alerts`` (behind the dashboard token). ``ingest_key``, when set, is asked of
-    ``POST /api/v1/calls`` and ``/api/v1/scores`` as a bearer token. A request body that has not
+    ``POST /api/v1/calls`` and ``/api/v1/scores`` as a bearer token, and of the OTLP/HTTP
+    receiver's ``POST /v1/traces``, ``/v1/metrics`` and ``/v1/logs``, which ``otlp`` serves (a
+    default `OtlpReceiver` when None). A request body that has not
     all arrived ``body_timeout_s`` after the first read of it is answered 408, on every route.
     """
     metrics = ServerMetrics(registry=registry)
@@ -120,8 +125,10 @@ def create_app(
     )
     app.state.context = context
     install_error_handlers(app)
-    ingest_guard = [Depends(IngestKey(ingest_key).require)] if ingest_key else []
+    key = IngestKey(ingest_key) if ingest_key else None
+    ingest_guard = [Depends(key.require)] if key is not None else []
     app.include_router(ingest.router, dependencies=ingest_guard)
+    app.include_router(otlp_router(otlp or OtlpReceiver(), key=key))
     auth = DashboardAuth(dashboard_token) if dashboard_token else None
     guard = [Depends(auth.require)] if auth is not None else []
     app.include_router(read.router, dependencies=guard)

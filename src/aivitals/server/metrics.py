@@ -34,7 +34,14 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aivitals.cardinality import OVERFLOW_METRIC, KeyCap, OverflowCollector, ValueCap
-from aivitals.metric_schema import HTTP_DURATION, HTTP_IN_FLIGHT, HTTP_REQUESTS, INGEST_REFUSED
+from aivitals.metric_schema import (
+    HTTP_DURATION,
+    HTTP_IN_FLIGHT,
+    HTTP_REQUESTS,
+    INGEST_REFUSED,
+    OTLP_ITEMS,
+    OTLP_OUTCOMES,
+)
 
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -109,12 +116,24 @@ class ServerMetrics:
         for kind in INGEST_REFUSED.values["kind"]:  # every series from the start, at 0
             for reason in INGEST_REFUSED.values["reason"]:
                 self.ingest_refused.labels(kind=kind, reason=reason)
+        self.otlp_items = Counter(
+            OTLP_ITEMS.name, OTLP_ITEMS.help, OTLP_ITEMS.labels, registry=self.registry
+        )
+        for signal, outcomes in OTLP_OUTCOMES.items():
+            for outcome in outcomes:
+                self.otlp_items.labels(signal=signal, outcome=outcome)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
 
     def refused(self, kind: str, reason: str, items: int) -> None:
         """Count ``items`` calls or scores the ingest API refused (its sender keeps them)."""
         self.ingest_refused.labels(kind=kind, reason=reason).inc(items)
+
+    def otlp(self, signal: str, counts: dict[str, int]) -> None:
+        """Count the items of an accepted OTLP export of ``signal``, by outcome."""
+        for outcome, items in counts.items():
+            if items:
+                self.otlp_items.labels(signal=signal, outcome=outcome).inc(items)
 
     def expose(self, registry: CollectorRegistry) -> None:
         """Also serve ``registry``'s metrics (the calls' metrics) from this one."""
