@@ -84,7 +84,7 @@ def export(
     return request
 
 
-CHAT = {
+CHAT: dict[str, AttrValue] = {
     "gen_ai.operation.name": "chat",
     "gen_ai.provider.name": "openai",
     "gen_ai.request.model": "gpt-4o-mini",
