@@ -6,11 +6,16 @@ labels (cardinality and personal data); per-user figures live in the store. Dura
 seconds with OpenTelemetry's GenAI bucket boundaries. The label values that come from outside
 (provider, model, feature, team, score name) are capped (`LabelLimits`): late values past a cap
 are counted under ``_other`` (see `aivitals.cardinality`).
+
+Exemplars: each bucket of the duration and time-to-first-token histograms keeps the trace id of
+the latest call with a trace that fell in it, exposed in the OpenMetrics format (a scraper that
+asks for ``application/openmetrics-text``), so a panel jumps from a slow bucket to a trace.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
@@ -20,6 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 
 from aivitals import metric_schema as schema
 from aivitals.cardinality import KeyCap, LabelLimits, OverflowCollector, ValueCap
@@ -151,9 +157,16 @@ class PrometheusSink(Collector):
                     series = self._series[key] = _Series()
             outcome = (call.status, call.error_type or "")
             series.requests[outcome] = series.requests.get(outcome, 0) + 1
-            series.duration.observe(seconds)
-            if call.ttft_ms is not None:
-                series.ttft.observe(call.ttft_ms / 1000.0)
+            trace_id = call.trace_id
+            if trace_id is None:
+                series.duration.observe(seconds)
+                if call.ttft_ms is not None:
+                    series.ttft.observe(call.ttft_ms / 1000.0)
+            else:
+                now = time.time()
+                series.duration.observe_traced(seconds, trace_id, now)
+                if call.ttft_ms is not None:
+                    series.ttft.observe_traced(call.ttft_ms / 1000.0, trace_id, now)
             tokens = series.tokens
             tokens[0] += call.input_tokens
             tokens[1] += call.output_tokens
@@ -300,15 +313,21 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
-class _Histogram:
-    """Bucket counts and a sum, observed under the sink's lock."""
+_Traced = tuple[str, float, float]
+"""An exemplar: trace id, the value observed, when (Unix seconds)."""
 
-    __slots__ = ("bounds", "counts", "sum")
+
+class _Histogram:
+    """Bucket counts and a sum, observed under the sink's lock; per bucket, optionally, the
+    latest traced observation (its exemplar)."""
+
+    __slots__ = ("bounds", "counts", "exemplars", "sum")
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)  # the last is +Inf
         self.sum = 0.0
+        self.exemplars: list[_Traced | None] | None = None  # made at the first traced value
 
     @property
     def count(self) -> int:
@@ -319,26 +338,57 @@ class _Histogram:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
 
+    def observe_traced(self, value: float, trace_id: str, now: float) -> None:
+        """Observe a value of a call with a trace: its bucket's exemplar from now on."""
+        index = bisect_left(self.bounds, value)
+        self.counts[index] += 1
+        self.sum += value
+        if self.exemplars is None:
+            self.exemplars = [None] * len(self.counts)
+        self.exemplars[index] = (trace_id, value, now)
+
     def copy(self) -> _Histogram:
         other = _Histogram(self.bounds)
         other.counts = list(self.counts)
         other.sum = self.sum
+        if self.exemplars is not None:
+            other.exemplars = list(self.exemplars)
         return other
 
     def merged_with(self, other: _Histogram) -> _Histogram:
         merged = self.copy()
         merged.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
         merged.sum += other.sum
+        if other.exemplars is not None:
+            mine = merged.exemplars or [None] * len(merged.counts)
+            merged.exemplars = [_latest(a, b) for a, b in zip(mine, other.exemplars, strict=True)]
         return merged
 
     def add_to(self, family: HistogramMetricFamily, labels: list[str]) -> None:
         cumulative = list(accumulate(self.counts))
-        buckets = [
-            (_le(bound), float(total))
-            for bound, total in zip(self.bounds, cumulative, strict=False)
-        ]
-        buckets.append(("+Inf", float(cumulative[-1])))
+        bounds = [*(_le(bound) for bound in self.bounds), "+Inf"]
+        exemplars = self.exemplars
+        if exemplars is None:
+            family.add_metric(
+                labels,
+                [(le, float(total)) for le, total in zip(bounds, cumulative, strict=True)],
+                self.sum,
+            )
+            return
+        buckets: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
+        for le, total, traced in zip(bounds, cumulative, exemplars, strict=True):
+            if traced is None:
+                buckets.append((le, float(total)))
+            else:
+                trace_id, value, when = traced
+                buckets.append((le, float(total), Exemplar({"trace_id": trace_id}, value, when)))
         family.add_metric(labels, buckets, self.sum)
+
+
+def _latest(a: _Traced | None, b: _Traced | None) -> _Traced | None:
+    if a is None or b is None:
+        return a or b
+    return a if a[2] >= b[2] else b
 
 
 class _Series:
