@@ -320,13 +320,17 @@ class Recorder:
         usage: TokenUsage,
         at: datetime,
         context_window: int | None = None,
+        service_tier: str | None = None,
     ) -> dict[str, Any]:
         """The cost fields of a call (empty when its model has no price).
 
         Sources that build a `Call` from parts ask for these first, so the call is built and
-        validated once instead of being built, priced and rebuilt.
+        validated once instead of being built, priced and rebuilt. ``service_tier`` is the tier
+        the provider reported: the catalog's price for it is used when it has one.
         """
-        cost = self.pricer.price(provider=provider, model=model, usage=usage, at=at)
+        cost = self.pricer.price(
+            provider=provider, model=model, usage=usage, at=at, service_tier=service_tier
+        )
         if cost is None:
             return {}
         return {
@@ -355,6 +359,7 @@ class Recorder:
                 usage=draft.usage,
                 at=draft.started_at,
                 context_window=draft.context_window,
+                service_tier=draft.service_tier,
             )
         except Exception:
             self._internal_error("pricing a call")
@@ -376,6 +381,7 @@ class Recorder:
             output_tokens=call.output_tokens,
             cached_input_tokens=call.cached_input_tokens,
             cache_write_tokens=call.cache_write_tokens,
+            reasoning_tokens=call.reasoning_tokens,
             cache_write_1h_tokens=call.cache_write_1h_tokens,
             server_tool_uses=call.server_tool_uses,
         )
@@ -385,6 +391,7 @@ class Recorder:
             usage=usage,
             at=call.started_at,
             context_window=call.context_window,
+            service_tier=call.service_tier,
         )
         return msgspec.structs.replace(call, **fields) if fields else call
 
