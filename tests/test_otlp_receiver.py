@@ -33,6 +33,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
+
+from aivitals.cli import app
 
 from .support.gateway_processes import ServeProcess, Wire
 
@@ -337,3 +340,25 @@ def test_the_ingest_key_is_asked_of_the_exporter(keyed: ServeProcess) -> None:
     assert reply.status_code == 401
     assert reply.headers["www-authenticate"] == "Bearer"
     assert "ingest key" in status_of(reply).message
+
+
+def test_otlp_attribute_flags_say_where_feature_and_tags_come_from(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    flags = ["--otlp-attribute", "feature=myco.product_area"]
+    flags += ["--otlp-attribute", "tag.customer=myco.customer"]
+    with ServeProcess(tmp_path_factory.mktemp("mapped"), *flags) as mapped:
+        attributes = model_attributes(
+            **{"myco.product_area": "search", "myco.customer": "acme", "app.feature": "ignored"}
+        )
+        result = export(finished_spans(attributes), endpoint=mapped.url + "/v1/traces")
+        assert result == SpanExportResult.SUCCESS
+        (call,) = stored_calls(mapped)
+    assert call["feature"] == "search"  # the flag replaces the defaults (app.feature among them)
+    assert call["tags"]["customer"] == "acme"
+
+
+def test_a_bad_otlp_attribute_flag_is_refused_at_start() -> None:
+    result = CliRunner().invoke(app, ["serve", "--port", "0", "--otlp-attribute", "colour=x"])
+    assert result.exit_code == 2
+    assert "--otlp-attribute 'colour=x': unknown field 'colour'" in " ".join(result.output.split())

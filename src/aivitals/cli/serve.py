@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from aivitals.gateway.budgets import BudgetLedger
     from aivitals.gateway.config import GatewayConfig
     from aivitals.gateway.proxy import Gateway
+    from aivitals.otlp.mapping import AttributeMap
+    from aivitals.otlp.receive import OtlpReceiver
     from aivitals.recorder import Recorder
 
 DEFAULT_STORE = "./aivitals.db"
@@ -94,6 +97,16 @@ def serve(
             min=0.001,
         ),
     ] = 30.0,  # server.limits.BODY_TIMEOUT_S, not imported here to keep `--help` fast
+    otlp_attribute: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--otlp-attribute",
+            help="OTLP receiver: read an attribution field from this span or resource "
+            "attribute, FIELD=ATTRIBUTE (feature, team, prompt_version, user, environment, "
+            "endpoint, or tag.<name>); repeatable. E.g. feature=app.feature (docs/otel.md).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible gateway (/v1/chat/completions, /v1/completions,
     /v1/embeddings, /v1/models) when --upstream or --config names an upstream, the ingest API
@@ -107,6 +120,7 @@ def serve(
     """
     from prometheus_client import disable_created_metrics  # noqa: PLC0415
 
+    from aivitals.otlp.mapping import AttributeMap  # noqa: PLC0415
     from aivitals.runtime import build_runtime  # noqa: PLC0415  # keeps `aivitals --help` fast
     from aivitals.server.app import create_app  # noqa: PLC0415
     from aivitals.server.serve import serve as run  # noqa: PLC0415
@@ -131,6 +145,10 @@ def serve(
             raise ConfigError("--ingest-key must be at least 16 characters")
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    try:
+        attribute_map = AttributeMap.from_pairs(otlp_attribute or ())
+    except ValueError as exc:
+        raise fail(f"--otlp-attribute {exc}") from None
     try:
         sock = bind(host, port)
     except OSError as exc:
@@ -194,6 +212,7 @@ def serve(
         alerts=service,
         ingest_key=key,
         body_timeout_s=body_timeout_s,
+        otlp=_otlp_receiver(attribute_map),
     )
     routes = ""
     if gateway is not None:
@@ -225,6 +244,13 @@ def serve(
             f"store ({detail}); see the log above and aivitals_lost_items_total"
         )
         raise typer.Exit(code=1)  # not fail's 2: the command was right, the outcome was not
+
+
+def _otlp_receiver(attribute_map: AttributeMap) -> OtlpReceiver:
+    from aivitals.otlp.mapping import calls_from_traces  # noqa: PLC0415
+    from aivitals.otlp.receive import OtlpReceiver  # noqa: PLC0415
+
+    return OtlpReceiver(mapping=functools.partial(calls_from_traces, attributes=attribute_map))
 
 
 def say(line: str) -> None:
