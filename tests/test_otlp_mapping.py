@@ -221,6 +221,46 @@ def test_openinference_first_token_event_gives_ttft() -> None:
     assert call.ttft_ms == 120.0
 
 
+def test_openinference_embedding_model_name_and_finish_reason() -> None:
+    embedding = one_call(
+        {
+            "openinference.span.kind": "EMBEDDING",
+            "embedding.model_name": "text-embedding-3-small",
+            "llm.system": "openai",
+            "llm.token_count.prompt": 8,
+        }
+    )
+    chat = one_call(
+        {
+            "openinference.span.kind": "LLM",
+            "llm.model_name": "gpt-4o-mini",
+            "llm.system": "openai",
+            "llm.finish_reason": "length",
+        }
+    )
+    assert (embedding.model, chat.finish_reason) == ("text-embedding-3-small", "length")
+
+
+def test_openinference_failed_call_names_its_model_and_user_only_in_the_parameters() -> None:
+    call = one_call(
+        {
+            "openinference.span.kind": "LLM",
+            "llm.system": "openai",
+            "llm.invocation_parameters": '{"model": "gpt-4o-mini", "user": "u-9"}',
+        },
+        error="RateLimitError: Error code: 429 - slow down",
+    )
+    assert (call.model, call.user, call.error_type) == ("gpt-4o-mini", "u-9", "rate_limit")
+
+
+def test_unparseable_invocation_parameters_leave_the_span_without_a_model() -> None:
+    batch = calls_from_traces(
+        export(span({"openinference.span.kind": "LLM", "llm.invocation_parameters": "{oops"}))
+    )
+    assert (batch.rejected, batch.calls) == (1, [])
+    assert "no model" in batch.reasons[0]
+
+
 @pytest.mark.parametrize("kind", ["CHAIN", "AGENT", "TOOL", "RETRIEVER", "RERANKER", "GUARDRAIL"])
 def test_openinference_spans_of_other_kinds_are_no_model_call(kind: str) -> None:
     # A LangChain chain or an agent span may name the model and sum its children's tokens.
@@ -315,6 +355,26 @@ def test_only_a_total_means_input_for_an_embedding() -> None:
 def test_openlit_time_to_first_token() -> None:
     call = one_call({**CHAT, "gen_ai.server.time_to_first_token": 0.4}, duration_ms=2000)
     assert call.ttft_ms == 400.0
+
+
+def test_a_time_to_first_token_of_a_call_not_streamed_is_not_kept() -> None:
+    # OpenLIT gives every call one; for a whole answer it is the whole call.
+    call = one_call(
+        {**CHAT, "gen_ai.server.time_to_first_token": 0.8, "gen_ai.request.stream": False}
+    )
+    assert call.ttft_ms is None
+
+
+def test_traceloop_first_chunk_event_gives_ttft() -> None:
+    call = one_call(
+        {**CHAT, "gen_ai.is_streaming": True},
+        duration_ms=1000,
+        events=[
+            event("gen_ai.content.completion.chunk", 150.0),
+            event("gen_ai.content.completion.chunk", 300.0),
+        ],
+    )
+    assert call.ttft_ms == 150.0
 
 
 def test_a_ttft_a_hair_past_the_end_of_the_span_is_the_whole_call() -> None:
@@ -461,9 +521,18 @@ def test_error_type_without_an_error_status_is_still_an_error() -> None:
 
 
 def test_an_error_status_without_error_type_is_an_error_with_its_message() -> None:
-    call = one_call(CHAT, error="Error code: 500 - upstream exploded")
-    assert (call.status, call.error_type) == ("error", "other")
-    assert call.error_message == "Error code: 500 - upstream exploded"
+    call = one_call(CHAT, error="upstream exploded")
+    assert (call.status, call.error_type, call.http_status) == ("error", "other", None)
+    assert call.error_message == "upstream exploded"
+
+
+def test_the_status_code_in_openai_s_error_message_is_the_http_status() -> None:
+    # What every instrumentation puts in the status: str() of openai's APIStatusError.
+    message = "RateLimitError: Error code: 429 - {'error': {'code': 'rate_limit_exceeded'}}"
+    call = one_call(CHAT, error=message)
+    assert (call.error_type, call.http_status) == ("rate_limit", 429)
+    server = one_call(CHAT, error="Error code: 503 - overloaded")
+    assert (server.error_type, server.http_status) == ("provider_down", 503)
 
 
 def test_the_error_message_refines_a_bad_request_and_keeps_the_http_status() -> None:
@@ -495,6 +564,16 @@ def test_the_exception_event_gives_type_and_message_when_the_status_has_none() -
         ],
     )
     assert (call.error_type, call.error_message) == ("timeout", "APITimeoutError: timed out")
+
+
+def test_the_exception_event_names_the_type_when_the_status_has_only_a_message() -> None:
+    # OpenInference: no error.type; the status says the message, the event the class.
+    call = one_call(
+        {"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini", "llm.system": "openai"},
+        error="APITimeoutError: Request timed out.",
+        events=[event("exception", 10.0, {"exception.type": "openai.APITimeoutError"})],
+    )
+    assert (call.status, call.error_type) == ("error", "timeout")
 
 
 def test_secrets_in_an_error_message_are_redacted() -> None:
@@ -586,6 +665,12 @@ def test_attribute_map_refuses_a_bad_pair_naming_it(pair: str, named: str) -> No
     with pytest.raises(ValueError, match=named) as caught:
         AttributeMap.from_pairs([pair])
     assert repr(pair) in str(caught.value)
+
+
+def test_an_empty_user_attribute_is_no_user() -> None:
+    # OpenLIT sends gen_ai.request.user "" when the request named none.
+    assert one_call({**CHAT, "user.id": "", "gen_ai.request.user": "u-2"}).user == "u-2"
+    assert one_call({**CHAT, "gen_ai.request.user": ""}).user is None
 
 
 def test_long_attribution_values_are_cut_to_their_columns() -> None:

@@ -33,8 +33,16 @@ TRACELOOP_REQUEST_TYPE = "llm.request.type"
 
 # OpenInference's llm.model_name is the model as the response names it when there is one; it is
 # still the best "requested" model a span of that convention has.
-MODEL = ("gen_ai.request.model", "llm.model_name", "gen_ai.response.model")
+MODEL = (
+    "gen_ai.request.model",
+    "llm.model_name",
+    "embedding.model_name",  # OpenInference's embedding spans
+    "gen_ai.response.model",
+)
 RESPONSE_MODEL = ("gen_ai.response.model",)
+INVOCATION_PARAMETERS = ("llm.invocation_parameters", "embedding.invocation_parameters")
+"""OpenInference's request parameters as JSON text: the model (and ``user``) of a failed call,
+whose span has no ``llm.model_name``, are only there."""
 
 INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
 OUTPUT_TOKENS = (
@@ -64,11 +72,16 @@ TTFT_SECONDS = (
     "gen_ai.response.time_to_first_chunk",
     "gen_ai.server.time_to_first_token",  # OpenLIT
 )
-FIRST_TOKEN_EVENTS = frozenset({"First Token Stream Event"})
-"""Span events whose time marks the first token (OpenInference's streams)."""
+STREAM = ("gen_ai.request.stream", "gen_ai.is_streaming")
+"""Whether the call was streamed: OpenLIT gives every call a time to first token, for one that was
+not streamed it is the whole call, and not kept."""
+FIRST_TOKEN_EVENTS = frozenset({"First Token Stream Event", "gen_ai.content.completion.chunk"})
+"""Span events whose time marks the first token: OpenInference's, and OpenLLMetry's event per
+streamed chunk (the first one's time)."""
 
 FINISH_REASONS = (
     "gen_ai.response.finish_reasons",
+    "llm.finish_reason",  # OpenInference
     "gen_ai.completion.0.finish_reason",  # Traceloop without content events
 )
 ERROR_TYPE = "error.type"
@@ -85,6 +98,9 @@ READ_KEYS: frozenset[str] = frozenset(
         OPENINFERENCE_KIND,
         TRACELOOP_REQUEST_TYPE,
         *MODEL,
+        *RESPONSE_MODEL,
+        *INVOCATION_PARAMETERS,
+        *STREAM,
         *INPUT_TOKENS,
         *OUTPUT_TOKENS,
         *TOTAL_TOKENS,

@@ -8,6 +8,8 @@ The tables of attribute names are in `aivitals.otlp.conventions`.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +27,7 @@ from aivitals.otlp.conventions import (
     FINISH_REASONS,
     FIRST_TOKEN_EVENTS,
     HTTP_STATUS,
+    INVOCATION_PARAMETERS,
     MODEL,
     OPENINFERENCE_KIND,
     OPENINFERENCE_KINDS,
@@ -33,6 +36,7 @@ from aivitals.otlp.conventions import (
     PROVIDER,
     RESPONSE_MODEL,
     SERVICE_TIER,
+    STREAM,
     TRACELOOP_REQUEST_TYPE,
     TTFT_SECONDS,
     error_info_of,
@@ -47,6 +51,7 @@ _ERROR = Status.STATUS_CODE_ERROR
 _NO_ID = frozenset({bytes(16), bytes(8)})
 _MODEL_NAMES = ", ".join(MODEL)
 _EXCEPTION_EVENT = "exception"
+_ERROR_CODE = re.compile(r"\bError code: ([1-5][0-9]{2})\b")
 _TAG = "tag:"  # marks a kept tag among the Attribution fields an attribute may fill
 UNKNOWN_PROVIDER = "unknown"
 """The provider of a call whose span names none; the recorder still prices it by model name."""
@@ -107,6 +112,9 @@ def call_from_span(
     if end < start:
         raise SpanRejected("end_time_unix_nano: earlier than start_time_unix_nano")
     model = _text(attrs, MODEL)
+    parameters = _text(attrs, INVOCATION_PARAMETERS)
+    if not model and parameters:
+        model = _parameter(parameters, "model")
     if not model:
         raise SpanRejected(f"a model-call span names no model (none of {_MODEL_NAMES})")
     provider = _text(attrs, PROVIDER)
@@ -116,11 +124,16 @@ def call_from_span(
         raise SpanRejected(str(exc)) from None
 
     own_id = _first(attrs, CALL_ID)
+    attribution = attributor.for_span(attrs)
+    if attribution.user is None and parameters and '"user"' in parameters:
+        user = _parameter(parameters, "user")
+        if user:
+            attribution = attribution.merged(user=user[: CALL_TEXT_CHARS["user"]])
     draft = CallDraft(
         provider=normalise_provider(provider) if provider else UNKNOWN_PROVIDER,
         model=model,
         operation=operation,
-        attribution=attributor.for_span(attrs),
+        attribution=attribution,
         started_at=_EPOCH + timedelta(microseconds=start // 1000),
         id=own_id
         if type(own_id) is str and CALL_ID_PATTERN.fullmatch(own_id)
@@ -140,9 +153,10 @@ def call_from_span(
     draft.ttft_ms = None if ttft_ms is None else min(ttft_ms, latency_ms)
     status = _first(attrs, HTTP_STATUS)
     http_status = status if type(status) is int and 100 <= status <= 599 else None
+    failed = span.status.code == _ERROR
     draft.http_status = http_status
     error_type = attrs.get(ERROR_TYPE)
-    if span.status.code == _ERROR or error_type is not None:
+    if failed or error_type is not None:
         draft.fail(
             _error_info(span, str(error_type) if error_type is not None else None, http_status)
         )
@@ -172,6 +186,8 @@ def _finish_reason(attrs: Mapping[str, Value]) -> str | None:
 
 
 def _ttft_ms(span: Span, attrs: Mapping[str, Value]) -> float | None:
+    if _first(attrs, STREAM) is False:
+        return None
     seconds = _first(attrs, TTFT_SECONDS)
     if type(seconds) in (int, float):
         return float(seconds) * 1000.0  # type: ignore[arg-type]  # int or float, checked
@@ -186,16 +202,32 @@ def _ttft_ms(span: Span, attrs: Mapping[str, Value]) -> float | None:
 
 def _error_info(span: Span, error_type: str | None, http_status: int | None) -> ErrorInfo:
     message = span.status.message
-    if not message:
+    if not message or error_type is None:
+        # OpenInference and OpenLIT name the exception only in its event.
         for event in span.events:
             if event.name == _EXCEPTION_EVENT:
                 for kv in event.attributes:
-                    if kv.key == "exception.message":
+                    if kv.key == "exception.message" and not message:
                         message = kv.value.string_value
                     elif kv.key == "exception.type" and error_type is None:
                         error_type = kv.value.string_value
                 break
+    if http_status is None and message:
+        # openai's and anthropic's status errors read "Error code: 429 - {...}".
+        said = _ERROR_CODE.search(message[:200])
+        if said:
+            http_status = int(said.group(1))
     return error_info_of(error_type, http_status, message)
+
+
+def _parameter(parameters: str, name: str) -> str | None:
+    """A text field of OpenInference's invocation parameters (JSON), or None."""
+    try:
+        decoded = json.loads(parameters)
+    except ValueError:
+        return None
+    value = decoded.get(name) if type(decoded) is dict else None
+    return value if type(value) is str and value else None
 
 
 class Attributor:
@@ -239,7 +271,7 @@ class Attributor:
         best: dict[str, tuple[int, str]] = {}
         for name in self._keys.intersection(attrs):
             value = attrs[name]
-            if value is None or type(value) is list:
+            if value is None or value == "" or type(value) is list:
                 continue
             for field, rank, limit in self._slots[name]:
                 held = best.get(field)
