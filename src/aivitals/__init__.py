@@ -11,8 +11,8 @@ from aivitals.model import Call, InvalidRecord, Score
 from aivitals.pricing import Cost, Pricer
 from aivitals.recorder import Recorder
 from aivitals.sdk.context import context, last_call_id
+from aivitals.sdk.instrument import instrument
 from aivitals.sdk.observe import observe
-from aivitals.sdk.openai_client import instrument
 from aivitals.sdk.record import record, score
 from aivitals.sdk.runtime import Runtime, configure, flush, get_runtime, shutdown
 from aivitals.sdk.track import TrackedCall, current_call, track

@@ -1,177 +1,121 @@
-"""`instrument(client)`: record every call an official ``openai`` client makes.
+"""`instrument(client)` for the official ``openai`` client: record every call it makes.
 
->>> import openai, aivitals
->>> client = aivitals.instrument(openai.OpenAI(api_key="sk-test", base_url="http://127.0.0.1:9/v1"))
->>> aivitals.instrument(client) is client
-True
+>>> import openai
+>>> openai_provider(openai.OpenAI(api_key="gsk-test", base_url="https://api.groq.com/openai/v1"))
+'groq'
 
-Chat completions, legacy completions and embeddings are wrapped, sync and async, streaming and
-not. The caller gets exactly the object the client returns: for streams, the same ``Stream`` whose
-iterator aivitals watches on its way through. To read token usage from a stream, aivitals asks for
+Chat completions, legacy completions, embeddings and the Responses API (`aivitals.sdk.
+openai_responses`) are wrapped, sync and async, streaming and not. The caller gets exactly the
+object the client returns: for streams, the same ``Stream`` whose iterator aivitals watches on its
+way through. To read token usage from a chat stream, aivitals asks for
 ``stream_options={"include_usage": True}`` when the caller did not set ``stream_options``, and
 then removes the extra usage chunk so the caller sees the stream it asked for.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
-from aivitals.attribution import EMPTY, Attribution, AttributionError, attribution_from_headers
+from aivitals.attribution import Attribution
 from aivitals.estimate import estimate_prompt_tokens
 from aivitals.model import Operation
+from aivitals.provider_urls import provider_for_url
+from aivitals.sdk.openai_responses import ResponsesApi
+from aivitals.sdk.streams import StreamWatch
 from aivitals.sdk.track import TrackedCall
+from aivitals.sdk.wrapping import Api, Target, wrap_async, wrap_sync
+from aivitals.usage import TokenUsage, usage_from_openai
 
 log = logging.getLogger("aivitals.sdk")
 
-C = TypeVar("C")
-_MARK = "_aivitals_instrumented"
+
+def openai_provider(client: Any) -> str:
+    """The provider an ``openai`` client's calls go to: Azure by its class, any other by the
+    catalog's match of its base URL (Groq, Together, OpenRouter, ...), else ``openai``."""
+    if "Azure" in type(client).__name__:
+        return "azure"
+    return provider_for_url(str(getattr(client, "base_url", ""))) or "openai"
 
 
-def instrument(
-    client: C,
-    *,
-    provider: str | None = None,
-    feature: str | None = None,
-    team: str | None = None,
-    environment: str | None = None,
-    tags: Mapping[str, object] | None = None,
-) -> C:
-    """Wrap an ``openai.OpenAI`` / ``AsyncOpenAI`` (or Azure) client in place and return it.
-
-    ``provider`` defaults to ``azure`` for Azure clients and ``openai`` otherwise (any
-    OpenAI-compatible server). Attribution comes from, in rising order: these arguments,
-    `aivitals.context` / `track` / `observe` around the call, the request's ``user`` field, and
-    ``X-Aivitals-*`` entries in ``extra_headers`` (the same headers the aivitals gateway reads).
-    """
-    if getattr(client, _MARK, False):
-        return client
-    name = type(client).__name__
-    is_async = name.startswith("Async")
-    defaults = Attribution().merged(feature=feature, team=team, environment=environment, tags=tags)
-    chosen = provider or ("azure" if "Azure" in name else "openai")
-    resources: Any = client  # duck-typed: any client with the openai resource layout
-    targets: list[tuple[Any, Operation]] = [
-        (resources.chat.completions, "chat"),
-        (resources.completions, "text_completion"),
-        (resources.embeddings, "embeddings"),
+def instrument_openai(client: Any, *, provider: str | None, defaults: Attribution) -> None:
+    """Wrap an ``openai.OpenAI`` / ``AsyncOpenAI`` (or Azure) client's resources in place."""
+    is_async = type(client).__name__.startswith("Async")
+    target = Target(provider=provider or openai_provider(client), defaults=defaults)
+    wrap = wrap_async if is_async else wrap_sync
+    creators: list[tuple[Any, Api]] = [
+        (client.chat.completions, ChatApi("chat")),
+        (client.completions, ChatApi("text_completion")),
+        (client.embeddings, ChatApi("embeddings")),
     ]
-    for resource, operation in targets:
-        original = resource.create
-        wrap = _wrap_async if is_async else _wrap_sync
-        resource.create = wrap(original, operation=operation, provider=chosen, defaults=defaults)
-    setattr(client, _MARK, True)
-    return client
+    responses = getattr(client, "responses", None)  # openai >= 1.66
+    if responses is not None:
+        # responses.stream(...) makes its request through responses.create, so wrapping create
+        # records the helper's calls too (and only once).
+        creators.append((responses, ResponsesApi()))
+    for resource, api in creators:
+        resource.create = wrap(resource.create, api, target)
+    if responses is not None and hasattr(responses, "parse"):
+        responses.parse = wrap(responses.parse, ResponsesApi(), target)
 
 
-def _start(
-    kwargs: dict[str, Any], *, operation: Operation, provider: str, defaults: Attribution
-) -> tuple[TrackedCall | None, bool]:
-    """Begin tracking a request; returns the tracker and whether we added include_usage."""
-    try:
-        headers = kwargs.get("extra_headers")
-        try:
-            asked = attribution_from_headers(
-                headers if isinstance(headers, Mapping) else {}, user=kwargs.get("user")
-            )
-        except AttributionError as exc:
-            # The request still goes out as the caller wrote it; only its attribution is lost.
-            log.warning("aivitals: attribution of an openai request left out: %s", exc)
-            asked = EMPTY
-        attribution = asked.over(defaults)
-        model = kwargs.get("model")
-        tracker = TrackedCall(
-            model=model if isinstance(model, str) else None,
-            provider=provider,
-            operation=operation,
-            attribution=attribution,
-        )
-        injected = False
-        if kwargs.get("stream") is True and not isinstance(kwargs.get("stream_options"), Mapping):
+def read_service_tier(tracker: TrackedCall, source: Any) -> None:
+    """The tier the provider says it served the call at (``service_tier``), when it says one."""
+    tier = getattr(source, "service_tier", None)
+    if isinstance(tier, str) and tier:
+        tracker.service_tier = tier
+
+
+class ChatApi(Api):
+    """Chat Completions, legacy Completions and Embeddings: ``usage`` and ``choices``."""
+
+    name = "an openai"
+
+    def __init__(self, operation: Operation) -> None:
+        self.operation = operation
+
+    def prepare(self, kwargs: dict[str, Any]) -> bool:
+        """Ask a stream for its usage; True when aivitals added the request (and must hide it)."""
+        if self.is_stream(kwargs) and not isinstance(kwargs.get("stream_options"), Mapping):
             kwargs["stream_options"] = {"include_usage": True}
-            injected = True
-        tracker.start()
-        return tracker, injected
-    except Exception:
-        log.exception("aivitals: could not start tracking an openai request")
-        return None, False
+            return True
+        return False
+
+    def read(self, tracker: TrackedCall, response: Any) -> None:
+        model = getattr(response, "model", None)
+        if isinstance(model, str) and model:
+            tracker.response_model = model
+        usage = getattr(response, "usage", None)
+        if usage is not None:
+            tracker.set_tokens(usage_from_openai(usage))
+        choices = getattr(response, "choices", None)
+        if choices:
+            tracker.finish_reason = getattr(choices[0], "finish_reason", None)
+        read_service_tier(tracker, response)
+
+    def watch(self, tracker: TrackedCall, kwargs: Mapping[str, Any], note: Any) -> StreamWatch:
+        return ChatWatch(tracker, injected=note is True, kwargs=kwargs)
 
 
-def _finish_response(tracker: TrackedCall | None, response: Any) -> None:
-    if tracker is None:
-        return
-    tracker.set_response(response)
-    tracker.finish()
+class ChatWatch(StreamWatch):
+    """A chat or completion stream: usage arrives in the last chunk, when asked for."""
 
-
-def _wrap_sync(
-    original: Callable[..., Any], *, operation: Operation, provider: str, defaults: Attribution
-) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def create(*args: Any, **kwargs: Any) -> Any:
-        tracker, injected = _start(
-            kwargs, operation=operation, provider=provider, defaults=defaults
-        )
-        try:
-            result = original(*args, **kwargs)
-        except BaseException as exc:
-            if tracker is not None:
-                tracker.finish(exc)
-            raise
-        if kwargs.get("stream") is True and tracker is not None:
-            _watch_stream(result, tracker, injected, kwargs)
-        else:
-            _finish_response(tracker, result)
-        return result
-
-    return create
-
-
-def _wrap_async(
-    original: Callable[..., Any], *, operation: Operation, provider: str, defaults: Attribution
-) -> Callable[..., Any]:
-    @functools.wraps(original)
-    async def create(*args: Any, **kwargs: Any) -> Any:
-        tracker, injected = _start(
-            kwargs, operation=operation, provider=provider, defaults=defaults
-        )
-        try:
-            result = await original(*args, **kwargs)
-        except BaseException as exc:
-            if tracker is not None:
-                tracker.finish(exc)
-            raise
-        if kwargs.get("stream") is True and tracker is not None:
-            _watch_async_stream(result, tracker, injected, kwargs)
-        else:
-            _finish_response(tracker, result)
-        return result
-
-    return create
-
-
-class _StreamState:
-    """What a stream has shown so far: enough to record it however it ends."""
-
-    def __init__(self, tracker: TrackedCall, injected: bool, kwargs: Mapping[str, Any]) -> None:
-        self.tracker = tracker
+    def __init__(self, tracker: TrackedCall, *, injected: bool, kwargs: Mapping[str, Any]) -> None:
+        super().__init__(tracker)
         self.injected = injected
         self.kwargs = kwargs
         self.content_chunks = 0
         self.saw_usage = False
-        self.ended = False
 
-    def see(self, chunk: Any) -> bool:
-        """Account for one chunk; returns False when the chunk must not reach the caller."""
+    def observe(self, chunk: Any) -> bool:
         tracker = self.tracker
         tracker.mark_first_token()
         usage = getattr(chunk, "usage", None)
         choices = getattr(chunk, "choices", None)
         if usage is not None:
             self.saw_usage = True
-            tracker.set_usage(usage)
+            tracker.set_tokens(usage_from_openai(usage))
         if choices:
             self.content_chunks += 1
             reason = getattr(choices[0], "finish_reason", None)
@@ -180,90 +124,17 @@ class _StreamState:
         model = getattr(chunk, "model", None)
         if isinstance(model, str) and model:
             tracker.response_model = model
+        read_service_tier(tracker, chunk)
         return not (self.injected and usage is not None and not choices)
 
-    def end(self, error: BaseException | None = None) -> None:
-        if self.ended:
-            return
-        self.ended = True
+    def complete(self) -> None:
         if not self.saw_usage:
             # Usage never came (cut short, or the caller set stream_options without it): estimate,
             # and say so on the record.
-            self.tracker.set_usage(
+            estimate = TokenUsage(
                 input_tokens=estimate_prompt_tokens(
                     self.kwargs.get("messages"), self.kwargs.get("prompt")
                 ),
                 output_tokens=self.content_chunks,
-                estimated=True,
             )
-        self.tracker.finish(error)
-
-
-def _watch_stream(
-    stream: Any, tracker: TrackedCall, injected: bool, kwargs: Mapping[str, Any]
-) -> None:
-    try:
-        state = _StreamState(tracker, injected, kwargs)
-        inner: Iterator[Any] = stream._iterator
-        stream._iterator = _relay(inner, state)
-        original_close = stream.close
-
-        def close() -> None:
-            try:
-                original_close()
-            finally:
-                state.end(GeneratorExit())
-
-        stream.close = close
-    except Exception:
-        log.exception("aivitals: cannot watch this stream; it is recorded without its usage")
-        tracker.finish()
-
-
-def _relay(inner: Iterator[Any], state: _StreamState) -> Iterator[Any]:
-    try:
-        for chunk in inner:
-            if state.see(chunk):
-                yield chunk
-    except GeneratorExit as exc:
-        state.end(exc)
-        raise
-    except BaseException as exc:
-        state.end(exc)
-        raise
-    state.end()
-
-
-def _watch_async_stream(
-    stream: Any, tracker: TrackedCall, injected: bool, kwargs: Mapping[str, Any]
-) -> None:
-    try:
-        state = _StreamState(tracker, injected, kwargs)
-        inner: AsyncIterator[Any] = stream._iterator
-        stream._iterator = _arelay(inner, state)
-        original_close = stream.close
-
-        async def close() -> None:
-            try:
-                await original_close()
-            finally:
-                state.end(GeneratorExit())
-
-        stream.close = close
-    except Exception:
-        log.exception("aivitals: cannot watch this stream; it is recorded without its usage")
-        tracker.finish()
-
-
-async def _arelay(inner: AsyncIterator[Any], state: _StreamState) -> AsyncIterator[Any]:
-    try:
-        async for chunk in inner:
-            if state.see(chunk):
-                yield chunk
-    except GeneratorExit as exc:
-        state.end(exc)
-        raise
-    except BaseException as exc:
-        state.end(exc)
-        raise
-    state.end()
+            self.tracker.set_tokens(estimate, estimated=True)
