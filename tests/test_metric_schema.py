@@ -98,6 +98,7 @@ def scrape() -> list[Metric]:
             cache="hit",
             cache_level="exact",
             context_window=128_000,
+            quantization="q4_K_M",
         )
     )
     recorder.record(make_call(model="unpriced-model-x"))

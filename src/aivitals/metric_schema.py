@@ -165,6 +165,12 @@ CONTEXT_UTILISATION = MetricSpec(
     _MODEL,
     RATIO_BUCKETS,
 )
+CALLS_BY_QUANTIZATION = MetricSpec(
+    "aivitals_calls_by_quantization_total",
+    "counter",
+    "Calls to self-hosted models by the quantisation that served them (calls that report one).",
+    (*_MODEL, "quantization"),
+)
 IN_FLIGHT = MetricSpec(
     "aivitals_requests_in_flight",
     "gauge",
@@ -192,6 +198,7 @@ CALL_METRICS = (
     CACHE_SAVED,
     OUTPUT_SPEED,
     CONTEXT_UTILISATION,
+    CALLS_BY_QUANTIZATION,
     IN_FLIGHT,
     QUALITY,
 )

@@ -117,8 +117,22 @@ class PrometheusSink(Collector):
                 "feature": values["feature"],
             },
         )
+        # Quantisation names come from upstream configs, headers and model names: bounded too.
+        self._quantization_cap = KeyCap(
+            schema.CALLS_BY_QUANTIZATION.name,
+            schema.CALLS_BY_QUANTIZATION.labels,
+            max_keys=limits.model_series,
+            values={"quantization": ValueCap(QUANTIZATION_VALUES)},
+            fold_order=("quantization",),
+        )
         self.overflow = OverflowCollector(
-            [self._series_cap, self._cost_cap, self._flight_cap, self._quality_cap]
+            [
+                self._series_cap,
+                self._cost_cap,
+                self._flight_cap,
+                self._quality_cap,
+                self._quantization_cap,
+            ]
         )
         """Counts the folds; `watch` other parts' caps (the live windows') to export theirs."""
         self._lock = threading.Lock()
@@ -191,6 +205,14 @@ class PrometheusSink(Collector):
                 series.output_speed.observe(speed)
             if utilisation is not None:
                 series.context.observe(utilisation)
+            if call.quantization is not None:
+                quantized = series.quantization
+                level = call.quantization
+                count = quantized.get(level)
+                if count is None:
+                    level = self._quantization_cap.admit((*key[:2], level))[2]
+                    count = quantized.get(level, 0)
+                quantized[level] = count + 1
 
     def on_score(self, score: Score) -> None:
         labels = self._quality_cap.admit((score.name, score.model or "", score.feature or ""))
@@ -240,6 +262,7 @@ class PrometheusSink(Collector):
         saved = _counter(schema.CACHE_SAVED)
         speed = _histogram(schema.OUTPUT_SPEED)
         context = _histogram(schema.CONTEXT_UTILISATION)
+        quantization = _counter(schema.CALLS_BY_QUANTIZATION)
         flight = _gauge(schema.IN_FLIGHT)
         per_model: dict[tuple[str, str], _Series] = {}
         for (provider, name, operation), one in sorted(series.items()):
@@ -274,6 +297,8 @@ class PrometheusSink(Collector):
                 saved.add_metric(labels, float(one.saved))
             one.output_speed.add_to(speed, labels)
             one.context.add_to(context, labels)
+            for level, count in sorted(one.quantization.items()):
+                quantization.add_metric([*labels, level], count)
         for (provider, name), count in sorted(in_flight.items()):
             flight.add_metric([provider, name], count)
         return [
@@ -289,6 +314,7 @@ class PrometheusSink(Collector):
             saved,
             speed,
             context,
+            quantization,
             flight,
         ]
 
@@ -306,6 +332,10 @@ def _histogram(spec: MetricSpec) -> HistogramMetricFamily:
 
 
 _ZERO = Decimal(0)
+
+QUANTIZATION_VALUES = 32
+"""Distinct ``quantization`` label values one sink keeps (``q4_K_M``, ``fp8``, ``awq``...); later
+ones are counted under ``_other``."""
 
 
 def _le(bound: float) -> str:
@@ -400,6 +430,7 @@ class _Series:
         "cost",
         "duration",
         "output_speed",
+        "quantization",
         "requests",
         "saved",
         "tokens",
@@ -419,6 +450,7 @@ class _Series:
         self.saved = _ZERO
         self.output_speed = _Histogram(schema.OUTPUT_SPEED.buckets)
         self.context = _Histogram(schema.CONTEXT_UTILISATION.buckets)
+        self.quantization: dict[str, int] = {}
 
     def copy(self) -> _Series:
         other = _Series()
@@ -432,6 +464,7 @@ class _Series:
         other.saved = self.saved
         other.output_speed = self.output_speed.copy()
         other.context = self.context.copy()
+        other.quantization = dict(self.quantization)
         return other
 
     def merged_with(self, other: _Series) -> _Series:
@@ -447,6 +480,8 @@ class _Series:
         merged.saved += other.saved
         merged.output_speed = self.output_speed.merged_with(other.output_speed)
         merged.context = self.context.merged_with(other.context)
+        for level, count in other.quantization.items():
+            merged.quantization[level] = merged.quantization.get(level, 0) + count
         return merged
 
 
