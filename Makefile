@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sdk.py --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_store_ingest.py --calls 200000 --batch 1000 --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_ingest_http.py --calls 60000 --write docs/benchmarks.md
+	$(BIN)/python benchmarks/bench_otlp.py --spans 102400 --write docs/benchmarks.md
 	mkdir -p .bench
 	$(BIN)/python benchmarks/bench_queries.py --calls 1000000,10000000 --dir .bench --write docs/benchmarks.md
 	$(MAKE) bench-gateway
