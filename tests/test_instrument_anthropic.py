@@ -25,6 +25,7 @@ from aivitals.mock_llm import MockConfig, MockServer
 from aivitals.sdk import anthropic_client, wrapping
 
 from .conftest import Recorded
+from .support.otel import global_tracing
 
 MODEL = "claude-haiku-4-5"  # priced with 5-minute and 1-hour cache writes and web searches
 MESSAGES: list[MessageParam] = [{"role": "user", "content": "hello there"}]
@@ -489,3 +490,54 @@ def test_instrumenting_an_openai_client_never_imports_anthropic() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+def test_track_set_response_of_a_message_keeps_what_the_bill_needs(
+    client: anthropic.Anthropic, recorded: Recorded
+) -> None:
+    raw = anthropic.Anthropic(base_url=client.base_url, api_key="sk-ant-test", max_retries=0)
+    message = raw.messages.create(
+        model=MODEL, max_tokens=100, messages=MESSAGES, extra_headers=told(**BILL, latency_ms=1)
+    )
+    with aivitals.track(model=MODEL, provider="anthropic") as call:
+        call.set_response(message)
+    (recorded_call,) = recorded.calls()
+    assert figures(recorded_call) == (
+        3000,
+        1000,
+        1500,
+        500,
+        40,
+        {"web_search": 2},
+        False,
+        expected_cost(),
+    )
+    assert (recorded_call.finish_reason, recorded_call.service_tier) == ("stop", "standard")
+
+
+def test_a_streamed_messages_call_is_a_span_whose_traceparent_went_upstream(
+    client: anthropic.Anthropic, upstream: MockServer, recorded: Recorded
+) -> None:
+    with (
+        global_tracing() as spans,
+        client.messages.stream(
+            model=MODEL, max_tokens=100, messages=MESSAGES, extra_headers=told(**BILL)
+        ) as stream,
+    ):
+        final = stream.get_final_message()
+    (call,) = recorded.calls()
+    names = {s.name: s for s in spans.get_finished_spans()}
+    span = names[f"chat {MODEL}"]
+    attributes = dict(span.attributes or {})
+    assert attributes["aivitals.call.id"] == call.id
+    assert (attributes["gen_ai.response.id"], attributes["gen_ai.usage.output_tokens"]) == (
+        final.id,
+        40,
+    )
+    assert attributes["server.address"] == "127.0.0.1"
+    # The anthropic client's own span for the request is the call's child, and the traceparent
+    # it sends upstream is in the call's trace.
+    own = names["anthropic.messages.create"]
+    assert own.parent is not None and own.parent.span_id == span.context.span_id
+    sent = dict(upstream.requests()[-1]["headers"])
+    assert sent["traceparent"].split("-")[1] == call.trace_id

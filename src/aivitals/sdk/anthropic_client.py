@@ -43,7 +43,11 @@ def anthropic_provider(client: Any) -> str:
 def instrument_anthropic(client: Any, *, provider: str | None, defaults: Attribution) -> None:
     """Wrap an ``anthropic.Anthropic`` / ``AsyncAnthropic`` client's ``messages`` in place."""
     is_async = type(client).__name__.startswith("Async")
-    target = Target(provider=provider or anthropic_provider(client), defaults=defaults)
+    target = Target(
+        provider=provider or anthropic_provider(client),
+        base_url=str(getattr(client, "base_url", "")) or None,
+        defaults=defaults,
+    )
     messages = client.messages
     wrap = wrap_async if is_async else wrap_sync
     api = MessagesApi()
@@ -130,6 +134,7 @@ class MessagesWatch(StreamWatch):
             self.deltas += 1
         elif kind == "message_start":
             message = _get(event, "message")
+            tracker.set_response_id(_get(message, "id"))
             model = _get(message, "model")
             if isinstance(model, str) and model:
                 tracker.response_model = model

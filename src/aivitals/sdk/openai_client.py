@@ -42,7 +42,11 @@ def openai_provider(client: Any) -> str:
 def instrument_openai(client: Any, *, provider: str | None, defaults: Attribution) -> None:
     """Wrap an ``openai.OpenAI`` / ``AsyncOpenAI`` (or Azure) client's resources in place."""
     is_async = type(client).__name__.startswith("Async")
-    target = Target(provider=provider or openai_provider(client), defaults=defaults)
+    target = Target(
+        provider=provider or openai_provider(client),
+        base_url=str(getattr(client, "base_url", "")) or None,
+        defaults=defaults,
+    )
     wrap = wrap_async if is_async else wrap_sync
     creators: list[tuple[Any, Api]] = [
         (client.chat.completions, ChatApi("chat")),
@@ -124,6 +128,8 @@ class ChatWatch(StreamWatch):
         model = getattr(chunk, "model", None)
         if isinstance(model, str) and model:
             tracker.response_model = model
+        if self.content_chunks <= 1:
+            tracker.set_response_id(getattr(chunk, "id", None))
         read_service_tier(tracker, chunk)
         return not (self.injected and usage is not None and not choices)
 

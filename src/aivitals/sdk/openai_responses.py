@@ -134,6 +134,7 @@ class ResponsesWatch(StreamWatch):
             tracker.mark_first_token()
             self.deltas += 1
         elif kind == "response.created":
+            tracker.set_response_id(_get(_get(event, "response"), "id"))
             model = _get(_get(event, "response"), "model")
             if isinstance(model, str) and model:
                 tracker.response_model = model

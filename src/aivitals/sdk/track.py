@@ -20,8 +20,11 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+import msgspec
+
 from aivitals.attribution import Attribution
 from aivitals.draft import CallDraft
+from aivitals.finish import finish_reason_from_anthropic
 from aivitals.model import (
     CacheLevel,
     CacheResult,
@@ -34,7 +37,7 @@ from aivitals.salvage import salvage_call
 from aivitals.sdk.context import _attribution, set_last_call_id
 from aivitals.sdk.runtime import Runtime, get_runtime
 from aivitals.sdk.spans import CallSpan, end_call_span, server_of, start_call_span
-from aivitals.usage import TokenUsage, usage_from_response
+from aivitals.usage import usage_from_response
 
 log = logging.getLogger("aivitals.sdk")
 
@@ -111,22 +114,18 @@ class TrackedCall(CallDraft):
         try:
             if usage is not None:
                 self.usage = usage_from_response(usage, provider=self.provider)
-            current = self.usage
-            self.usage = TokenUsage(
-                input_tokens=current.input_tokens if input_tokens is None else input_tokens,
-                output_tokens=current.output_tokens if output_tokens is None else output_tokens,
-                cached_input_tokens=(
-                    current.cached_input_tokens
-                    if cached_input_tokens is None
-                    else cached_input_tokens
-                ),
-                cache_write_tokens=(
-                    current.cache_write_tokens if cache_write_tokens is None else cache_write_tokens
-                ),
-                reasoning_tokens=(
-                    current.reasoning_tokens if reasoning_tokens is None else reasoning_tokens
-                ),
-            )
+            given = {
+                "input_tokens": input_tokens,
+                "output_tokens": output_tokens,
+                "cached_input_tokens": cached_input_tokens,
+                "cache_write_tokens": cache_write_tokens,
+                "reasoning_tokens": reasoning_tokens,
+            }
+            # replace, not a new TokenUsage: the fields not named here (1-hour writes, tool uses)
+            # stay as the provider's usage said.
+            changes = {name: value for name, value in given.items() if value is not None}
+            if changes:
+                self.usage = msgspec.structs.replace(self.usage, **changes)
             self.tokens_estimated = estimated
         except Exception:
             log.exception("aivitals: could not read the usage given to call %s", self.id)
@@ -148,7 +147,10 @@ class TrackedCall(CallDraft):
                 )
             stop_reason = getattr(response, "stop_reason", None)
             if isinstance(stop_reason, str):
-                self.finish_reason = stop_reason
+                self.finish_reason = finish_reason_from_anthropic(stop_reason)
+            tier = getattr(response, "service_tier", None) or getattr(usage, "service_tier", None)
+            if isinstance(tier, str) and tier:
+                self.service_tier = tier
         except Exception:
             log.exception("aivitals: could not read the response of call %s", self.id)
 

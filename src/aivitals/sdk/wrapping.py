@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from aivitals.attribution import EMPTY, Attribution, AttributionError, attribution_from_headers
@@ -49,12 +50,14 @@ class Api:
 
 
 class Target:
-    """Where the calls are recorded as coming from: provider and default attribution."""
+    """Where the calls go and are recorded as coming from: provider, the client's base URL (the
+    span's ``server.*``) and default attribution."""
 
-    __slots__ = ("defaults", "provider")
+    __slots__ = ("base_url", "defaults", "provider")
 
-    def __init__(self, *, provider: str, defaults: Attribution) -> None:
+    def __init__(self, *, provider: str, base_url: str | None, defaults: Attribution) -> None:
         self.provider = provider
+        self.base_url = base_url
         self.defaults = defaults
 
 
@@ -79,6 +82,8 @@ def begin(kwargs: dict[str, Any], api: Api, target: Target) -> tuple[TrackedCall
         )
         note = api.prepare(kwargs)
         tracker.start()
+        if target.base_url:
+            tracker.set_server(target.base_url)
         add_trace_headers(kwargs)
         return tracker, note
     except Exception:
@@ -108,6 +113,7 @@ def settle(tracker: TrackedCall | None, api: Api, response: Any) -> None:
     if tracker is None:
         return
     try:
+        tracker.set_response_id(getattr(response, "id", None))
         api.read(tracker, response)
     except Exception:
         log.exception("aivitals: could not read the response of call %s", tracker.id)
@@ -121,7 +127,8 @@ def wrap_sync(original: Callable[..., Any], api: Api, target: Target) -> Callabl
     def create(*args: Any, **kwargs: Any) -> Any:
         tracker, note = begin(kwargs, api, target)
         try:
-            result = original(*args, **kwargs)
+            with _active(tracker):
+                result = original(*args, **kwargs)
         except BaseException as exc:
             if tracker is not None:
                 tracker.finish(exc)
@@ -142,7 +149,8 @@ def wrap_async(original: Callable[..., Any], api: Api, target: Target) -> Callab
     async def create(*args: Any, **kwargs: Any) -> Any:
         tracker, note = begin(kwargs, api, target)
         try:
-            result = await original(*args, **kwargs)
+            with _active(tracker):
+                result = await original(*args, **kwargs)
         except BaseException as exc:
             if tracker is not None:
                 tracker.finish(exc)
@@ -184,6 +192,11 @@ def wrap_stream_helper(
     return stream
 
 
+def _active(tracker: TrackedCall | None) -> AbstractContextManager[None]:
+    """The call's span current around the request, so spans made inside it are its children."""
+    return tracker.active() if tracker is not None else nullcontext()
+
+
 def _hook_manager(manager: Any, attr: str, watch: StreamWatch, is_async: bool) -> None:
     try:
         request = getattr(manager, attr)
@@ -199,7 +212,8 @@ def _hook_manager(manager: Any, attr: str, watch: StreamWatch, is_async: bool) -
 
         async def arequest() -> Any:
             try:
-                raw = await request
+                with watch.tracker.active():
+                    raw = await request
             except BaseException as exc:
                 watch.end(exc)
                 raise
@@ -211,7 +225,8 @@ def _hook_manager(manager: Any, attr: str, watch: StreamWatch, is_async: bool) -
 
         def srequest() -> Any:
             try:
-                raw = request()
+                with watch.tracker.active():
+                    raw = request()
             except BaseException as exc:
                 watch.end(exc)
                 raise
