@@ -216,8 +216,11 @@ def test_json_with_hex_ids_is_answered_in_json_and_stored(serve: ServeProcess) -
             {**PROTOBUF, "content-encoding": "gzip"},
             "gzip",
         ),
+        (b"[1, 2]", JSON, "must be a JSON object"),
+        (b"[" * 100_000 + b"]" * 100_000, JSON, "nested too deeply"),
+        (b'{"a":' * 5_000 + b"1" + b"}" * 5_000, JSON, "nested too deeply"),
     ],
-    ids=["protobuf", "json", "hex-id", "truncated-gzip"],
+    ids=["protobuf", "json", "hex-id", "truncated-gzip", "json-array", "deep-array", "deep-object"],
 )
 def test_an_undecodable_body_is_a_400_with_a_status_in_its_encoding(
     serve: ServeProcess, body: bytes, headers: dict[str, str], says: str

@@ -174,11 +174,14 @@ def decode(signal: Signal[Req, Resp], body: bytes, encoding: Encoding) -> Req:
             raise OtlpError(400, f"the body is not a protobuf {_name(signal)}: {exc}") from None
     try:
         document = json.loads(body)
+        if not isinstance(document, dict):
+            raise OtlpError(400, f"the body must be a JSON object ({_name(signal)})")
+        _hex_ids_to_base64(document, "")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise OtlpError(400, f"the body is not valid JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise OtlpError(400, f"the body must be a JSON object ({_name(signal)})")
-    _hex_ids_to_base64(document, "")
+    except RecursionError:
+        # No OTLP message nests more than a few tens of levels (key-value lists in attributes).
+        raise OtlpError(400, "the JSON body is nested too deeply to be an OTLP export") from None
     try:
         return json_format.ParseDict(document, signal.request(), ignore_unknown_fields=True)
     except json_format.ParseError as exc:

@@ -133,8 +133,8 @@ def _process(
     encoding: Encoding,
     limit: int,
 ) -> tuple[Message, Outcome]:
-    message = decode(signal, decompress(body, content_encoding, limit=limit), encoding)
     try:
+        message = decode(signal, decompress(body, content_encoding, limit=limit), encoding)
         return handler(context, message)
     except OtlpError:
         raise
