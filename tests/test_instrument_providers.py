@@ -15,6 +15,7 @@ import pytest
 import aivitals
 from aivitals.mock_llm import MockConfig, MockServer
 from aivitals.provider_urls import provider_for_url
+from aivitals.sdk.anthropic_client import anthropic_provider
 
 from .conftest import Recorded
 
@@ -154,3 +155,15 @@ def test_chat_completions_record_the_tier_that_served_them(
             price_context={"service_tier": "flex"},
         ).total_price
     )
+
+
+def test_bedrock_and_vertex_clients_are_their_clouds() -> None:
+    bedrock = anthropic.AnthropicBedrock(
+        aws_region="us-east-1", aws_access_key="key", aws_secret_key="secret"
+    )
+    vertex = anthropic.AnthropicVertex(region="us-east5", project_id="p", access_token="t")
+    assert [anthropic_provider(aivitals.instrument(c)) for c in (bedrock, vertex)] == [
+        "aws",
+        "google",
+    ]
+    assert hasattr(bedrock.messages.stream, "__wrapped__")
