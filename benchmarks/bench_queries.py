@@ -195,6 +195,7 @@ def _call_rows(day: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
         "cached_input_tokens": day["cached"].tolist(),
         "cache_write_tokens": itertools.repeat(0),
         "reasoning_tokens": itertools.repeat(0),
+        "cache_write_1h_tokens": itertools.repeat(0),
         "tokens_estimated": itertools.repeat(0),
         "cost_usd": costs,
         "cost_nusd": [None if c is None else int(c.replace(".", "")) for c in costs],

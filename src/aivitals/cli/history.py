@@ -36,7 +36,8 @@ WhereOption = Annotated[
     list[str] | None,
     typer.Option(
         help="Keep only calls where FIELD=VALUE (repeatable): model, provider, feature, team, "
-        "user, prompt_version, environment, status, error_type, operation.",
+        "user, prompt_version, environment, status, error_type, operation, service_tier, "
+        "quantization.",
         show_default=False,
     ),
 ]

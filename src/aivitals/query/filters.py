@@ -1,7 +1,7 @@
 """What a query keeps and groups by: `Filters`, ``--where`` and ``--by``.
 
 >>> parse_where(["team=search", "model=gpt-4o"])
-Filters(model='gpt-4o', provider=None, feature=None, team='search', user=None, prompt_version=None, environment=None, status=None, error_type=None, operation=None)
+Filters(model='gpt-4o', provider=None, feature=None, team='search', user=None, prompt_version=None, environment=None, status=None, error_type=None, operation=None, service_tier=None, quantization=None)
 >>> check_by(["model", "team"])
 ('model', 'team')
 
@@ -31,6 +31,8 @@ FIELDS = (
     "status",
     "error_type",
     "operation",
+    "service_tier",
+    "quantization",
 )
 """The fields every query can filter and group by."""
 
@@ -56,6 +58,8 @@ class Filters:
     status: str | None = None
     error_type: str | None = None
     operation: str | None = None
+    service_tier: str | None = None
+    quantization: str | None = None
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():

@@ -56,7 +56,8 @@ Where = Annotated[
     list[str] | None,
     Query(
         description="Keep only calls where FIELD=VALUE (repeatable): model, provider, feature, "
-        "team, user, prompt_version, environment, status, error_type, operation."
+        "team, user, prompt_version, environment, status, error_type, operation, service_tier, "
+        "quantization."
     ),
 ]
 By = Annotated[str, Query(description="Fields to group by, comma-separated.")]
