@@ -21,6 +21,7 @@ import pytest
 from anthropic.types import MessageParam
 
 import aivitals
+from aivitals.attribution import Attribution
 from aivitals.mock_llm import MockConfig, MockServer
 from aivitals.sdk import anthropic_client, wrapping
 
@@ -541,3 +542,50 @@ def test_a_streamed_messages_call_is_a_span_whose_traceparent_went_upstream(
     assert own.parent is not None and own.parent.span_id == span.context.span_id
     sent = dict(upstream.requests()[-1]["headers"])
     assert sent["traceparent"].split("-")[1] == call.trace_id
+
+
+def test_an_async_stream_left_early_is_cancelled(
+    async_client: anthropic.AsyncAnthropic, recorded: Recorded
+) -> None:
+    async def run() -> None:
+        async with async_client.messages.stream(
+            model=MODEL,
+            max_tokens=100,
+            messages=MESSAGES,
+            extra_headers=told(completion_tokens=200, latency_ms=300, ttft_ms=10),
+        ) as stream:
+            async for _ in stream.text_stream:
+                break
+        await async_client.close()
+
+    asyncio.run(run())
+    (call,) = recorded.calls()
+    assert (call.status, call.tokens_estimated) == ("cancelled", True)
+
+
+def test_a_stream_helper_of_an_unknown_layout_is_left_alone(
+    recorded: Recorded, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Manager:  # a future client's helper, without the request aivitals knows how to wrap
+        def __enter__(self) -> str:
+            return "the application's stream"
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    def stream(**kwargs: object) -> Manager:
+        return Manager()
+
+    target = wrapping.Target(provider="anthropic", base_url=None, defaults=Attribution())
+    helper = wrapping.wrap_stream_helper(
+        stream,
+        anthropic_client.MessagesApi(),
+        target,
+        manager_attr="_MessageStreamManager__api_request",
+        is_async=False,
+    )
+    with helper(model=MODEL, max_tokens=10, messages=MESSAGES) as got:
+        assert got == "the application's stream"
+    assert "stream helper is not recorded" in caplog.text
+    (call,) = recorded.calls()
+    assert (call.model, call.tokens_estimated) == (MODEL, True)
