@@ -4,7 +4,9 @@ Three things are timed per call, in the same process and run, so their ratio hol
 machine: the bare ``prometheus_client`` updates an application would write by hand for one call
 (the reference), ``Recorder.record`` of a built `Call` (pricing, Prometheus, live windows, enqueue),
 and the whole SDK path (``with aivitals.track(...)`` plus ``set_usage``). A JSON-log batch sink
-writing to /dev/null runs on the worker meanwhile, as it would in production.
+writing to /dev/null runs on the worker meanwhile, as it would in production. The whole path is
+timed again once the application has an OpenTelemetry `TracerProvider` (a span per call, batched
+to an exporter that drops them): without one, spans cost a lookup of the global provider.
 
 Then the live windows are fed a million calls spread over a day, and their memory is read at
 checkpoints: it must stay flat.
@@ -23,11 +25,14 @@ import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from opentelemetry import trace as otel
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -146,10 +151,26 @@ def bench_caller_thread(n: int) -> list[tuple[str, float, float]]:
 
     gc.collect()
     rows.append(("aivitals track() + set_usage, whole SDK path", *summary(time_each(n, track))))
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(_Dropped()))
+    otel.set_tracer_provider(provider)
+    gc.collect()
+    rows.append(
+        ("the same, with a TracerProvider (a span per call)", *summary(time_each(n, track)))
+    )
+    provider.shutdown()
     aivitals.flush(timeout_s=60)
     aivitals.shutdown()
     devnull.close()
     return rows
+
+
+class _Dropped(SpanExporter):
+    """An exporter that drops what it gets: the spans' cost without the network's."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
 
 
 def bench_window_memory(total: int) -> list[tuple[int, float]]:
