@@ -112,7 +112,7 @@ def test_the_api_names_the_parameter_from_the_error_not_its_prose(db: str) -> No
         body = reply.json()
         assert body["error"] == (
             "field: unknown field 'colour'; use one of model, provider, feature, team, user, "
-            "prompt_version, environment, status, error_type, operation"
+            "prompt_version, environment, status, error_type, operation, service_tier, quantization"
         )
         assert [f["field"] for f in body["fields"]] == ["query.field"]
         reply = client.get("/api/v1/summary", params={"since": "3 parsecs"})
