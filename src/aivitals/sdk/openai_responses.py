@@ -9,28 +9,23 @@ the billable count ``tool_usage.web_search.num_requests`` (both read by
 `aivitals.usage.tool_uses_from_openai_response`). A stream says all of it in its last
 event (``response.completed``, ``response.incomplete`` or ``response.failed``).
 
->>> finish_reason_from_responses("incomplete", "max_output_tokens", [])
-'length'
->>> finish_reason_from_responses("completed", None, [{"type": "function_call"}])
-'tool_calls'
+Its outcome is read by `aivitals.finish.finish_reason_from_responses`, as the gateway's is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
 from aivitals.estimate import estimate_prompt_tokens, estimate_text_tokens
+from aivitals.finish import finish_reason_from_responses
 from aivitals.sdk.streams import StreamWatch
 from aivitals.sdk.track import TrackedCall
 from aivitals.sdk.wrapping import Api
 from aivitals.usage import TokenUsage, tool_uses_from_openai_response, usage_from_openai
 
-# Output items that hand the turn back to the application to run a tool: Chat's "tool_calls".
-_CLIENT_TOOL_CALLS = frozenset({"function_call", "custom_tool_call", "computer_call"})
-_INCOMPLETE: dict[str, str] = {"max_output_tokens": "length", "content_filter": "content_filter"}
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -48,30 +43,6 @@ def _get(obj: Any, name: str) -> Any:
     if isinstance(obj, Mapping):
         return obj.get(name)
     return getattr(obj, name, None)
-
-
-def finish_reason_from_responses(
-    status: str | None, incomplete_reason: str | None, output: Iterable[Any]
-) -> str | None:
-    """A response's outcome in the finish-reason vocabulary of Chat Completions (`aivitals.finish`):
-    ``length`` for ``max_output_tokens``, ``tool_calls`` when it hands the application a tool
-    call, ``refusal`` when the model refused, else ``stop``; other statuses and reasons as sent."""
-    if status == "incomplete":
-        if incomplete_reason is None:
-            return "incomplete"
-        return _INCOMPLETE.get(incomplete_reason, incomplete_reason)
-    if status != "completed":
-        return status
-    refused = False
-    for item in output:
-        kind = _get(item, "type")
-        if kind in _CLIENT_TOOL_CALLS:
-            return "tool_calls"
-        if kind == "message":
-            refused = refused or any(
-                _get(p, "type") == "refusal" for p in _get(item, "content") or ()
-            )
-    return "refusal" if refused else "stop"
 
 
 def read_response(tracker: TrackedCall, response: Any) -> None:
