@@ -2,8 +2,8 @@
 
 For every model of the installed catalog, a usage with every quantity a call can carry set
 (uncached input, cache reads, 5-minute and 1-hour cache writes, output with reasoning, web
-searches, code executions, file searches), below and above every long-context tier, at two
-dates (prices change by date and by time of day), in the default tier and in every tier the
+searches, code executions, file searches), below and above every long-context tier, at three
+times (prices change by date and by time of day), in the default tier and in every tier the
 model has a price variant for. The expected figure is genai-prices' ``calc_price`` called
 directly on the same usage, in genai-prices' own usage keys.
 """
@@ -24,7 +24,13 @@ from aivitals.usage import TokenUsage
 
 # Below the lowest long-context threshold of the catalog (32,000), and above the highest (524,288).
 INPUTS = (20_000, 600_000)
-WHEN = (datetime(2025, 3, 1, 2, 0, tzinfo=UTC), datetime(2026, 11, 20, 14, 0, tzinfo=UTC))
+# Earlier and later prices, and DeepSeek's hours: 02:00 and 14:00 UTC fall in some of its
+# time-of-day prices, 20:00 in none.
+WHEN = (
+    datetime(2025, 3, 1, 2, 0, tzinfo=UTC),
+    datetime(2026, 11, 20, 14, 0, tzinfo=UTC),
+    datetime(2026, 11, 20, 20, 0, tzinfo=UTC),
+)
 TIERS_BY_CONTEXT = {"service_tier": None, "speed": None, "processing": "batch"}
 
 
