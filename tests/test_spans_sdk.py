@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import openai
 import pytest
 from opentelemetry import trace as otel
@@ -30,6 +32,14 @@ def spans() -> Iterator[InMemorySpanExporter]:
 def upstream() -> Iterator[MockServer]:
     with MockServer(MockConfig(seed=3)) as server:
         yield server
+
+
+@pytest.fixture
+def client(upstream: MockServer) -> Iterator[openai.OpenAI]:
+    with aivitals.instrument(
+        openai.OpenAI(base_url=upstream.base_url, api_key="sk-test", max_retries=0)
+    ) as instrumented:
+        yield instrumented
 
 
 def hex_ids(span: ReadableSpan) -> tuple[str, str, str | None]:
@@ -119,18 +129,23 @@ def test_the_call_span_is_current_inside_the_block_for_nested_spans_and_trace_he
 def test_a_response_read_by_track_names_its_id_and_the_server_its_address(
     spans: InMemorySpanExporter, recorded: Recorded, upstream: MockServer
 ) -> None:
-    client = openai.OpenAI(base_url=upstream.base_url, api_key="sk-test", max_retries=0)
+    with openai.OpenAI(base_url=upstream.base_url, api_key="sk-test", max_retries=0) as plain:
+        reply = track_a_reply(plain, upstream)
+    attributes = dict(only(spans, "chat gpt-4o-mini").attributes or {})
+    assert attributes["gen_ai.response.id"] == reply.id
+    assert attributes["gen_ai.response.model"] == reply.model
+    host, port = upstream.url.removeprefix("http://").rsplit(":", 1)
+    assert (attributes["server.address"], attributes["server.port"]) == (host, int(port))
+
+
+def track_a_reply(client: openai.OpenAI, upstream: MockServer) -> Any:
     with aivitals.track(model="gpt-4o-mini", provider="openai") as call:
         call.set_server(upstream.base_url)
         reply = client.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}]
         )
         call.set_response(reply)
-    attributes = dict(only(spans, "chat gpt-4o-mini").attributes or {})
-    assert attributes["gen_ai.response.id"] == reply.id
-    assert attributes["gen_ai.response.model"] == reply.model
-    host, port = upstream.url.removeprefix("http://").rsplit(":", 1)
-    assert (attributes["server.address"], attributes["server.port"]) == (host, int(port))
+    return reply
 
 
 def test_a_failed_call_gives_an_error_span_with_its_error_type(
@@ -194,10 +209,20 @@ def test_observe_as_the_call_is_a_chat_span_and_as_a_scope_holds_its_calls(
 def test_instrument_sends_the_call_spans_traceparent_to_the_upstream(
     spans: InMemorySpanExporter, recorded: Recorded, upstream: MockServer
 ) -> None:
+    current: list[otel.Span] = []  # the span current while the client sends the request
+
+    def note(request: httpx.Request) -> None:
+        current.append(otel.get_current_span())
+
     client = aivitals.instrument(
-        openai.OpenAI(base_url=upstream.base_url, api_key="sk-test", max_retries=0)
+        openai.OpenAI(
+            base_url=upstream.base_url,
+            api_key="sk-test",
+            max_retries=0,
+            http_client=openai.DefaultHttpxClient(event_hooks={"request": [note]}),
+        )
     )
-    client.chat.completions.create(
+    reply = client.chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "hello"}],
         extra_headers={"X-Mock-Prompt-Tokens": "40", "X-Mock-Completion-Tokens": "4"},
@@ -207,17 +232,20 @@ def test_instrument_sends_the_call_spans_traceparent_to_the_upstream(
     attributes = dict(span.attributes or {})
     assert attributes["aivitals.call.id"] == stored.id
     assert attributes["gen_ai.usage.input_tokens"] == 40
+    assert attributes["gen_ai.response.id"] == reply.id
+    host, port = upstream.url.removeprefix("http://").rsplit(":", 1)
+    assert (attributes["server.address"], attributes["server.port"]) == (host, int(port))
+    [during] = current
+    assert during.get_span_context().span_id == span.context.span_id
+    client.close()
     request = upstream.requests()[-1]
     sent = dict(request["headers"])
     assert traceparent(sent["traceparent"]) == (stored.trace_id, stored.span_id, True)
 
 
 def test_instrument_keeps_a_callers_own_traceparent(
-    spans: InMemorySpanExporter, recorded: Recorded, upstream: MockServer
+    spans: InMemorySpanExporter, recorded: Recorded, client: openai.OpenAI, upstream: MockServer
 ) -> None:
-    client = aivitals.instrument(
-        openai.OpenAI(base_url=upstream.base_url, api_key="sk-test", max_retries=0)
-    )
     theirs = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     client.chat.completions.create(
         model="gpt-4o-mini",
@@ -229,11 +257,8 @@ def test_instrument_keeps_a_callers_own_traceparent(
 
 
 def test_a_streams_span_ends_when_the_stream_does(
-    spans: InMemorySpanExporter, recorded: Recorded, upstream: MockServer
+    spans: InMemorySpanExporter, recorded: Recorded, client: openai.OpenAI
 ) -> None:
-    client = aivitals.instrument(
-        openai.OpenAI(base_url=upstream.base_url, api_key="sk-test", max_retries=0)
-    )
     stream = client.chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "hello"}],
@@ -256,11 +281,8 @@ def test_a_streams_span_ends_when_the_stream_does(
 
 
 def test_an_upstream_error_through_instrument_is_an_error_span(
-    spans: InMemorySpanExporter, recorded: Recorded, upstream: MockServer
+    spans: InMemorySpanExporter, recorded: Recorded, client: openai.OpenAI
 ) -> None:
-    client = aivitals.instrument(
-        openai.OpenAI(base_url=upstream.base_url, api_key="sk-test", max_retries=0)
-    )
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(
             model="gpt-4o-mini",
