@@ -10,6 +10,19 @@ api_key_env = "OPENAI_API_KEY"     # the variable holding the key, never the key
 models = ["gpt-4o", "gpt-4o-mini"] # omit: any model
 timeout_s = 120
 
+[[upstreams]]
+name = "anthropic"
+api = "anthropic"                  # Anthropic's API: its key in x-api-key; /v1/messages goes here
+base_url = "https://api.anthropic.com/v1"
+api_key_env = "ANTHROPIC_API_KEY"  # provider defaults to "anthropic" with api = "anthropic"
+models = ["claude-sonnet-4-6"]
+
+[[upstreams]]
+name = "local"                     # a self-hosted server (vLLM, llama.cpp, Ollama...)
+base_url = "http://127.0.0.1:8000/v1"
+quantization = "q4_K_M"            # recorded on its calls (a header or the model name otherwise)
+gpu_hour_usd = 2.50                # its calls share this by busy time
+
 [[keys]]                           # none: no gateway keys, the client's own key passes through
 name = "search-prod"
 secret_env = "AIVITALS_KEY_SEARCH" # or secret = "..." (at least 16 characters)
@@ -33,7 +46,8 @@ per = "day"
 usd = 5
 
 [cache]
-routes = ["embeddings"]            # cached without asking; others opt in per request
+routes = ["embeddings"]            # cached without asking (chat, completions, embeddings,
+                                   # messages, responses); others opt in per request
 ttl_s = 3600
 max_mb = 64
 ```
@@ -60,12 +74,14 @@ from aivitals.gateway.cache import ResponseCache
 from aivitals.gateway.keys import GatewayKey, KeyRing
 from aivitals.gateway.limits import LimitPolicy
 from aivitals.gateway.upstreams import Upstream, Upstreams
-from aivitals.model import Operation, utc_now
+from aivitals.model import utc_now
 
-_ROUTES: dict[str, Operation] = {
+_ROUTES: dict[str, str] = {
     "chat": "chat",
     "completions": "text_completion",
     "embeddings": "embeddings",
+    "messages": "messages",
+    "responses": "responses",
 }
 
 
@@ -78,8 +94,13 @@ class UpstreamSettings(_Strict):
     base_url: str
     api_key_env: str | None = None
     models: list[str] = []
-    provider: str = "openai"
+    api: Literal["openai", "anthropic"] = "openai"
+    provider: str | None = None
+    """Whose prices apply; by default ``anthropic`` for Anthropic's API, else ``openai``."""
     timeout_s: float = Field(default=600.0, gt=0)
+    quantization: str | None = None
+    """Checked and normalised by `Upstream` (`aivitals.gateway.quantization`)."""
+    gpu_hour_usd: Decimal | None = Field(default=None, gt=0, allow_inf_nan=False)
 
 
 class KeySettings(_Strict):
@@ -140,7 +161,7 @@ class BudgetSettings(_Strict):
 
 
 class CacheSettings(_Strict):
-    routes: list[Literal["chat", "completions", "embeddings"]] = []
+    routes: list[Literal["chat", "completions", "embeddings", "messages", "responses"]] = []
     ttl_s: float = Field(default=3600.0, gt=0)
     max_mb: float = Field(default=64.0, gt=0)
 
@@ -162,8 +183,11 @@ class GatewayConfig(_Strict):
                 base_url=u.base_url,
                 models=tuple(u.models),
                 api_key_env=u.api_key_env,
-                provider=u.provider,
+                provider=u.provider or ("anthropic" if u.api == "anthropic" else "openai"),
                 timeout_s=u.timeout_s,
+                api=u.api,
+                quantization=u.quantization,
+                gpu_hour_usd=u.gpu_hour_usd,
             )
             for u in self.upstreams
         ]
@@ -202,7 +226,7 @@ class GatewayConfig(_Strict):
     def build_budgets(self, *, clock: Callable[[], datetime] = utc_now) -> BudgetLedger:
         return BudgetLedger([b.budget() for b in self.budgets], timezone=self.timezone, clock=clock)
 
-    def build_cache(self) -> tuple[ResponseCache | None, frozenset[Operation]]:
+    def build_cache(self) -> tuple[ResponseCache | None, frozenset[str]]:
         if self.cache is None:
             return None, frozenset()
         cache = ResponseCache(ttl_s=self.cache.ttl_s, max_bytes=int(self.cache.max_mb * 1024**2))

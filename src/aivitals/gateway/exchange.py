@@ -13,6 +13,8 @@ from aivitals.bounds import CALL_TEXT_CHARS
 from aivitals.draft import NO_USAGE, CallDraft
 from aivitals.errors import ErrorInfo
 from aivitals.estimate import estimate_prompt_tokens
+from aivitals.gateway.dialect import Dialect
+from aivitals.gateway.gpu_time import BusyMeter, gpu_cost, gpu_price_source
 from aivitals.gateway.limits import Limit
 from aivitals.gateway.tracing import RequestTrace
 from aivitals.gateway.upstreams import Upstream
@@ -37,7 +39,19 @@ class Exchange(CallDraft):
     A `CallDraft`: what the gateway learns lands in the draft's fields, and `call` freezes it.
     """
 
-    __slots__ = ("body", "cache_key", "hold", "limits", "price", "t0", "trace", "upstream")
+    __slots__ = (
+        "body",
+        "cache_key",
+        "dialect",
+        "gpu",
+        "hold",
+        "limits",
+        "path",
+        "price",
+        "t0",
+        "trace",
+        "upstream",
+    )
 
     def __init__(
         self,
@@ -51,6 +65,7 @@ class Exchange(CallDraft):
         t0: float,
         started_at: datetime | None = None,
         price: Callable[[CallDraft], None] | None = None,
+        dialect: Dialect | None = None,
     ) -> None:
         super().__init__(
             provider=upstream.provider,
@@ -65,7 +80,12 @@ class Exchange(CallDraft):
         self.t0 = t0
         # The recorder's `price_draft`: the call is priced before it is built, and built once.
         self.price = price
-        self.endpoint = f"/v1/{PATHS[operation]}"
+        # A native route (Anthropic's Messages, the Responses API), or None for OpenAI's own.
+        self.dialect = dialect
+        self.path = dialect.path if dialect is not None else PATHS[operation]
+        self.endpoint = f"/v1/{self.path}"
+        # (meter, its reading at the start) while a GPU-hour upstream works on this request.
+        self.gpu: tuple[BusyMeter, float] | None = None
         self.limits: list[Limit] = []
         self.cache_key: str | None = None
         self.hold: Hold | None = None  # the budget reserve, released when the call ends
@@ -81,6 +101,7 @@ class Exchange(CallDraft):
         finish_reason: str | None = None,
         http_status: int | None = None,
         saved_usd: Decimal | None = None,
+        service_tier: str | None = None,
     ) -> Call:
         """The call as it ended now, with what the answer said (`CallDraft.freeze`)."""
         self.trace_id = self.trace.trace_id
@@ -98,15 +119,34 @@ class Exchange(CallDraft):
             self.error_message = _fit(error.message, "error_message")
         if http_status is not None:
             self.http_status = http_status
-        if self.price is not None:
+        if service_tier is not None:
+            self.service_tier = _fit(service_tier, "service_tier")
+        if self.gpu is not None:
+            self.priced = self._gpu_priced()
+        elif self.price is not None:
             self.priced = None
             self.price(self)
         return self.freeze(latency_ms=(time.perf_counter() - self.t0) * 1000.0)
 
+    def _gpu_priced(self) -> dict[str, Any]:
+        """The cost of this call's share of its upstream's busy time (`gpu_time`), once."""
+        assert self.gpu is not None
+        if self.priced is not None and "price_source" in self.priced:
+            return self.priced
+        meter, started = self.gpu
+        rate = self.upstream.gpu_hour_usd
+        assert rate is not None
+        return {
+            "cost_usd": gpu_cost(meter.end(started), rate),
+            "price_source": gpu_price_source(self.upstream.name, rate),
+        }
+
     def estimated_usage(self, output_tokens: int) -> TokenUsage:
-        prompt = estimate_prompt_tokens(
-            self.body.get("messages"), self.body.get("prompt") or self.body.get("input")
-        )
+        given = self.body.get("prompt") or self.body.get("input")
+        messages = self.body.get("messages")
+        if messages is None and isinstance(given, list) and given and isinstance(given[0], dict):
+            messages, given = given, None  # the Responses API's input items are messages
+        prompt = estimate_prompt_tokens(messages, given)
         return TokenUsage(input_tokens=prompt, output_tokens=output_tokens)
 
 

@@ -88,14 +88,23 @@ def _named_by_connection(headers: list[tuple[str, str]]) -> set[str]:
     }
 
 
-def upstream_request_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+def upstream_request_headers(
+    headers: Iterable[tuple[str, str]], *, ours: dict[str, str] | None = None
+) -> dict[str, str]:
     """The client's headers that go upstream, names lower-case; repeats joined with ``, ``
-    (RFC 9110 §5.3). The proxy adds the upstream's authorization and trace context itself."""
+    (RFC 9110 §5.3). The proxy adds the upstream's authorization and trace context itself.
+
+    ``ours``, when given, receives the ``X-Aivitals-*`` headers (which never go upstream), so
+    the proxy reads them without another pass over the headers."""
     items = [(name.lower(), value) for name, value in headers]
     dropped = _NOT_FORWARDED | _named_by_connection(items)
     kept: dict[str, str] = {}
     for name, value in items:
-        if name in dropped or name.startswith(_OURS):
+        if name.startswith(_OURS):
+            if ours is not None:
+                ours[name] = value
+            continue
+        if name in dropped:
             continue
         kept[name] = f"{kept[name]}, {value}" if name in kept else value
     return kept

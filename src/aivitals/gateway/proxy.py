@@ -1,4 +1,8 @@
-"""The gateway's OpenAI-compatible routes: check, forward, pass the answer through, record the call.
+"""The gateway's routes: check, forward, pass the answer through, record the call.
+
+OpenAI's chat completions, completions and embeddings, and two native routes, each a `Dialect`:
+Anthropic's ``/v1/messages`` (`messages`) and OpenAI's ``/v1/responses`` (`responses`), which go
+through the same stages and are recorded the same way.
 
 A request goes through its stages in order, each a trace span (`tracing`): ``auth`` (gateway
 keys), ``rate_limit``, ``budget``, ``cache_lookup``, ``upstream`` and ``response``. Any stage may
@@ -36,21 +40,26 @@ from aivitals.errors import INVALID_RESPONSE, ErrorInfo, classify_response
 from aivitals.gateway.budgets import BudgetLedger
 from aivitals.gateway.cache import CachedAnswer, ResponseCache, cache_key
 from aivitals.gateway.decoding import BodyError, decode_body
+from aivitals.gateway.dialect import Dialect, NativeRelay
 from aivitals.gateway.disconnect import ClientGone, unless_gone
-from aivitals.gateway.exchange import PATHS, Exchange
+from aivitals.gateway.exchange import Exchange
+from aivitals.gateway.gpu_time import BusyMeter
 from aivitals.gateway.headers import client_response_headers, upstream_request_headers
 from aivitals.gateway.keys import GatewayKey, KeyRing
 from aivitals.gateway.limits import LimitPolicy, RateLimiter
+from aivitals.gateway.messages import MESSAGES
 from aivitals.gateway.metrics import GatewayMetrics
+from aivitals.gateway.quantization import QUANTIZATION_HEADER, quantization_of
 from aivitals.gateway.replies import bad_request, openai_error, unreachable
 from aivitals.gateway.reserve import admit
+from aivitals.gateway.responses import RESPONSES
 from aivitals.gateway.sse import StreamRelay
 from aivitals.gateway.tracing import TRACE_HEADER, RequestTrace, tracer_for, tracer_provider
 from aivitals.gateway.upstream_client import UpstreamClient, UpstreamFailure, UpstreamReply
 from aivitals.gateway.upstreams import Upstream, Upstreams
 from aivitals.model import Call, Operation, Status, clean_text, utc_now
 from aivitals.recorder import Recorder
-from aivitals.usage import usage_from_openai
+from aivitals.usage import TokenUsage, usage_from_openai
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 MAX_MODEL_CHARS = CALL_TEXT_CHARS["model"]
@@ -87,10 +96,11 @@ class Gateway:
         policy: LimitPolicy | None = None,
         budgets: BudgetLedger | None = None,
         cache: ResponseCache | None = None,
-        cache_routes: Iterable[Operation] = (),
+        cache_routes: Iterable[str] = (),
         tracer: otel.Tracer | None = None,
         metrics: GatewayMetrics | None = None,
         now: Callable[[], datetime] = utc_now,
+        gpu_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.recorder = recorder
         self.upstreams = upstreams
@@ -104,6 +114,10 @@ class Gateway:
         self.tracer = tracer or tracer_for(tracer_provider())
         self.metrics = metrics or GatewayMetrics()
         self.now = now
+        # One busy-time meter per upstream priced by the GPU-hour (`gpu_time`).
+        self.gpu_meters = {
+            u.name: BusyMeter(clock=gpu_clock) for u in upstreams.all if u.gpu_hour_usd is not None
+        }
         # The exchanges sent upstream and not yet recorded: aivitals_requests_in_flight counts
         # them. By id, for an Exchange has slots and no weak references.
         self._flying: dict[int, tuple[str, str]] = {}
@@ -130,6 +144,8 @@ class Gateway:
             _Route("/v1/completions", self.completions, methods=["POST"]),
             _Route("/v1/embeddings", self.embeddings, methods=["POST"]),
             _Route("/v1/models", self.models, methods=["GET"]),
+            _Route("/v1/messages", self.messages, methods=["POST"]),
+            _Route("/v1/responses", self.responses, methods=["POST"]),
         ]
 
     async def chat_completions(self, request: Request) -> Response:
@@ -140,6 +156,14 @@ class Gateway:
 
     async def embeddings(self, request: Request) -> Response:
         return await self._proxy(request, "embeddings")
+
+    async def messages(self, request: Request) -> Response:
+        """Anthropic's Messages API, passed through natively."""
+        return await self._proxy(request, "chat", MESSAGES)
+
+    async def responses(self, request: Request) -> Response:
+        """OpenAI's Responses API, passed through natively."""
+        return await self._proxy(request, "chat", RESPONSES)
 
     async def models(self, request: Request) -> Response:
         if (
@@ -171,7 +195,9 @@ class Gateway:
 
     # -- the stages ------------------------------------------------------------------------------
 
-    async def _proxy(self, request: Request, operation: Operation) -> Response:
+    async def _proxy(
+        self, request: Request, operation: Operation, dialect: Dialect | None = None
+    ) -> Response:
         t0 = time.perf_counter()
         started_at = self.now()
         trace = RequestTrace(
@@ -181,7 +207,11 @@ class Gateway:
             method=request.method,
             path=request.url.path,
         )
-        response = await self._handle(request, operation, trace, t0, started_at)
+        response = await self._handle(request, operation, trace, t0, started_at, dialect=dialect)
+        if dialect is not None and type(response) is JSONResponse:
+            # Only the gateway's own answers are JSONResponses (an upstream's pass through as
+            # plain Responses): its errors, in the shape this API's clients parse.
+            response = dialect.reshape(response)
         trace.answered(response.status_code)
         response.headers[TRACE_HEADER] = trace.trace_id
         return response
@@ -193,19 +223,25 @@ class Gateway:
         trace: RequestTrace,
         t0: float,
         started_at: datetime,
+        *,
+        dialect: Dialect | None = None,
     ) -> Response:
         key: GatewayKey | None = None
         if self.keys.enforced:
             with trace.stage("auth"):
-                key = self.keys.authenticate(request.headers.get("authorization"))
+                key = self.keys.authenticate(_client_key(request, dialect))
             if key is None:
                 return self._refuse(trace, "auth", self._no_key())
-        parsed = await self._parse(request, operation)
+        parsed = await self._parse(request, operation, dialect)
         if isinstance(parsed, Response):
             return self._refuse(trace, "bad_request", parsed)
         body, raw = parsed
         model: str = body["model"]
-        upstream = self.upstreams.route(model)
+        upstream = (
+            self.upstreams.route(model)
+            if dialect is None
+            else self.upstreams.route(model, api=dialect.upstream_api)
+        )
         if upstream is None:
             return self._refuse(
                 trace,
@@ -235,6 +271,7 @@ class Gateway:
             t0=t0,
             started_at=started_at,
             price=self.recorder.price_draft,
+            dialect=dialect,
         )
         exchange.limits = self.policy.limits(
             key_name=key.name if key else None,
@@ -266,6 +303,7 @@ class Gateway:
                     body=body,
                     body_bytes=len(raw),
                     at=started_at,
+                    output_limit=dialect.output_limit if dialect is not None else None,
                 )
             if isinstance(held, Response):
                 return self._refuse(trace, "budget", held)
@@ -285,7 +323,7 @@ class Gateway:
             raise
 
     async def _parse(
-        self, request: Request, operation: Operation
+        self, request: Request, operation: Operation, dialect: Dialect | None = None
     ) -> tuple[dict[str, Any], bytes] | Response:
         too_large = bad_request(
             f"request body is over {MAX_BODY_BYTES // 1024 // 1024} MB", status=413
@@ -332,21 +370,27 @@ class Gateway:
                 code="invalid_value",
                 param="model",
             )
-        required = _REQUIRED[operation]
+        required = _REQUIRED[operation] if dialect is None else dialect.required
         if not body.get(required):
-            return bad_request(f"missing required field: {required}")
+            return bad_request(f"missing required field: {required}", param=required)
+        if dialect is not None:
+            wrong = dialect.check(body)
+            if wrong is not None:
+                return bad_request(wrong[0], param=wrong[1])
         return body, raw
 
     def _lookup(self, request: Request, exchange: Exchange) -> CachedAnswer | None:
         assert self.cache is not None
         asked = request.headers.get(CACHE_HEADER, "").strip().lower()
+        # A native route is cached apart: its body could read as a chat body, not its answer.
+        route = exchange.operation if exchange.dialect is None else exchange.dialect.name
         if asked in ("off", "no", "false", "0"):
-            if exchange.operation in self.cache_routes:
+            if route in self.cache_routes:
                 exchange.cache = "bypass"
             return None
-        if asked not in ("on", "yes", "true", "1") and exchange.operation not in self.cache_routes:
+        if asked not in ("on", "yes", "true", "1") and route not in self.cache_routes:
             return None
-        exchange.cache_key = cache_key(exchange.operation, exchange.body)
+        exchange.cache_key = cache_key(route, exchange.body)
         with exchange.trace.stage("cache_lookup") as span:
             hit = self.cache.get(exchange.cache_key)
             span.set_attribute("aivitals.cache", "hit" if hit else "miss")
@@ -393,26 +437,44 @@ class Gateway:
     async def _forward(self, request: Request, exchange: Exchange, raw: bytes) -> Response:
         body = exchange.body
         stream = body.get("stream") is True
+        # Native routes always stream their usage; only chat and completions must be asked.
         injected = (
             stream
             and exchange.operation != "embeddings"
+            and exchange.dialect is None
             and not isinstance(body.get("stream_options"), dict)
         )
         if injected:
             raw = _encode({**body, "stream_options": {"include_usage": True}})
         upstream = exchange.upstream
-        headers = self._headers(request, upstream, pass_client_key=not self.keys.enforced)
-        span = exchange.trace.start_upstream(upstream.name, upstream.url(PATHS[exchange.operation]))
+        ours: dict[str, str] = {}
+        headers = self._headers(
+            request, upstream, pass_client_key=not self.keys.enforced, ours=ours
+        )
+        try:
+            exchange.quantization = quantization_of(
+                ours.get(QUANTIZATION_HEADER), upstream.quantization, exchange.model or ""
+            )
+        except ValueError as exc:
+            if exchange.hold is not None:
+                exchange.hold.release()
+            wrong = bad_request(str(exc), code="invalid_value", param="X-Aivitals-Quantization")
+            return self._refuse(exchange.trace, "bad_request", wrong)
+        url = upstream.url(exchange.path)
+        span = exchange.trace.start_upstream(upstream.name, url)
         exchange.trace.propagate(span, headers)
         flying = (upstream.provider, exchange.model or "")
         self.recorder.call_started(*flying)
         self._flying[id(exchange)] = flying
+        meter = self.gpu_meters.get(upstream.name) if self.gpu_meters else None
+        if meter is not None:
+            exchange.gpu = (meter, meter.start())
         try:
             answer = await unless_gone(
                 request.receive,
                 self.client.send(
                     "POST",
-                    upstream.url(PATHS[exchange.operation]),
+                    url,
                     headers=headers,
                     body=raw,
                     timeout_s=upstream.timeout_s,
@@ -443,7 +505,11 @@ class Gateway:
                 Response(content, answer.status, media_type=answer.content_type), answer
             )
         if stream:
-            relay = StreamRelay(strip_usage=injected)
+            relay: StreamRelay | NativeRelay = (
+                StreamRelay(strip_usage=injected)
+                if exchange.dialect is None
+                else exchange.dialect.relay()
+            )
             streamed = StreamingResponse(
                 self._relay(answer, exchange, relay, replying),
                 status_code=answer.status,
@@ -471,23 +537,35 @@ class Gateway:
             error = ErrorInfo(INVALID_RESPONSE.error_type, answer.status, INVALID_RESPONSE.message)
             self._record(exchange, exchange.call(error=error), span)
             return _passed_on(Response(content, answer.status, media_type=media_type), answer)
-        choices = parsed.get("choices")
-        reason = (
-            choices[0].get("finish_reason") if choices and isinstance(choices[0], dict) else None
-        )
-        model = parsed.get("model")
-        response_id = parsed.get("id")
-        exchange.trace.response_id = response_id if isinstance(response_id, str) else None
-        recorded = self._record(
-            exchange,
-            exchange.call(
+        if exchange.dialect is not None:
+            said = exchange.dialect.read(parsed)
+            exchange.trace.response_id = said.response_id
+            call = exchange.call(
+                usage=said.usage,
+                response_model=said.response_model,
+                finish_reason=said.finish_reason,
+                http_status=answer.status,
+                service_tier=said.service_tier,
+            )
+        else:
+            choices = parsed.get("choices")
+            reason = (
+                choices[0].get("finish_reason")
+                if choices and isinstance(choices[0], dict)
+                else None
+            )
+            model = parsed.get("model")
+            response_id = parsed.get("id")
+            tier = parsed.get("service_tier")
+            exchange.trace.response_id = response_id if isinstance(response_id, str) else None
+            call = exchange.call(
                 usage=usage_from_openai(parsed.get("usage")),
                 response_model=model if isinstance(model, str) else None,
                 finish_reason=reason if isinstance(reason, str) else None,
                 http_status=answer.status,
-            ),
-            span,
-        )
+                service_tier=tier if isinstance(tier, str) and tier else None,
+            )
+        recorded = self._record(exchange, call, span)
         if exchange.cache == "miss" and exchange.cache_key is not None and self.cache is not None:
             self.cache.put(
                 exchange.cache_key,
@@ -503,7 +581,11 @@ class Gateway:
         return _passed_on(Response(content, answer.status, media_type=media_type), answer)
 
     async def _relay(
-        self, answer: UpstreamReply, exchange: Exchange, relay: StreamRelay, span: Span
+        self,
+        answer: UpstreamReply,
+        exchange: Exchange,
+        relay: StreamRelay | NativeRelay,
+        span: Span,
     ) -> AsyncIterator[bytes]:
         outcome: BaseException | None = None
         kept: list[bytes] | None = [] if exchange.cache == "miss" else None
@@ -554,18 +636,26 @@ class Gateway:
 
     @staticmethod
     def _stream_call(
-        exchange: Exchange, relay: StreamRelay, outcome: BaseException | None, status: int
+        exchange: Exchange,
+        relay: StreamRelay | NativeRelay,
+        outcome: BaseException | None,
+        status: int,
     ) -> Call:
-        if relay.usage is not None:
-            usage, estimated = usage_from_openai(relay.usage), False
+        reported: TokenUsage | None
+        if isinstance(relay, StreamRelay):
+            reported = usage_from_openai(relay.usage) if relay.usage is not None else None
+            estimated = False
         else:
-            usage, estimated = exchange.estimated_usage(relay.content_events), True
+            reported, estimated = relay.usage_now(), relay.estimated
+        if reported is None:
+            reported, estimated = exchange.estimated_usage(relay.content_events), True
         common: dict[str, Any] = {
-            "usage": usage,
+            "usage": reported,
             "estimated": estimated,
             "response_model": relay.model,
             "finish_reason": relay.finish_reason,
             "http_status": status,
+            "service_tier": relay.service_tier,
         }
         if outcome is None and relay.error is not None:
             # An error event inside a 200 stream: read its body as an upstream failure would be.
@@ -594,6 +684,11 @@ class Gateway:
         flying = self._flying.pop(id(exchange), None)
         if flying is not None:
             self.recorder.call_ended(*flying)
+        if exchange.gpu is not None and exchange.priced is None:
+            # Ended without a call (an exception on the way): its busy time ends all the same.
+            meter, started = exchange.gpu
+            meter.end(started)
+            exchange.gpu = None
 
     def _record(self, exchange: Exchange, call: Call, span: Span | None = None) -> Call:
         self._landed(exchange)
@@ -624,17 +719,37 @@ class Gateway:
 
     @staticmethod
     def _headers(
-        request: Request, upstream: Upstream, *, pass_client_key: bool = True
+        request: Request,
+        upstream: Upstream,
+        *,
+        pass_client_key: bool = True,
+        ours: dict[str, str] | None = None,
     ) -> dict[str, str]:
-        headers = upstream_request_headers(request.headers.items())
+        headers = upstream_request_headers(request.headers.items(), ours=ours)
         key = upstream.api_key
         if key is not None:
-            headers["authorization"] = f"Bearer {key}"
-        elif pass_client_key and "authorization" in request.headers:
+            if upstream.api == "anthropic":
+                headers["x-api-key"] = key
+            else:
+                headers["authorization"] = f"Bearer {key}"
+        elif pass_client_key:
             # No gateway keys and no upstream key: the client's own key goes through (never
             # stored). With gateway keys, the client's header is a gateway key: never forwarded.
-            headers["authorization"] = request.headers["authorization"]
+            if "authorization" in request.headers:
+                headers["authorization"] = request.headers["authorization"]
+            elif upstream.api == "anthropic" and "x-api-key" in request.headers:
+                headers["x-api-key"] = request.headers["x-api-key"]
         return headers
+
+
+def _client_key(request: Request, dialect: Dialect | None) -> str | None:
+    """The client's ``Authorization``; on Anthropic's route a key may come in ``x-api-key``
+    instead, as Anthropic's clients (older ones) send it."""
+    authorization = request.headers.get("authorization")
+    if authorization is None and dialect is MESSAGES:
+        key = request.headers.get("x-api-key")
+        return f"Bearer {key}" if key else None
+    return authorization
 
 
 def _passed_on(response: Response, answer: UpstreamReply) -> Response:

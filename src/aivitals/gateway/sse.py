@@ -45,6 +45,7 @@ class StreamRelay:
         "malformed",
         "model",
         "response_id",
+        "service_tier",
         "strip_usage",
         "usage",
     )
@@ -54,6 +55,7 @@ class StreamRelay:
         self.usage: dict[str, Any] | None = None
         self.model: str | None = None
         self.response_id: str | None = None
+        self.service_tier: str | None = None
         self.finish_reason: str | None = None
         self.error: dict[str, Any] | None = None
         self.content_events = 0
@@ -133,6 +135,9 @@ class StreamRelay:
         response_id = chunk.get("id")
         if self.response_id is None and isinstance(response_id, str):
             self.response_id = response_id
+        tier = chunk.get("service_tier")
+        if isinstance(tier, str) and tier:
+            self.service_tier = tier
         choices = chunk.get("choices")
         usage = chunk.get("usage")
         if isinstance(usage, dict):
