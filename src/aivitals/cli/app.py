@@ -198,6 +198,9 @@ def prices(
         "input": TokenUsage(input_tokens=million),
         "cached input": TokenUsage(input_tokens=million, cached_input_tokens=million),
         "cache write": TokenUsage(input_tokens=million, cache_write_tokens=million),
+        "1-hour cache write": TokenUsage(
+            input_tokens=million, cache_write_tokens=million, cache_write_1h_tokens=million
+        ),
         "output": TokenUsage(output_tokens=million),
     }
     table = Table(title=f"{provider}/{model}: USD per million tokens", title_justify="left")
@@ -212,7 +215,9 @@ def prices(
                 "cost_usd null; add it to a price override file (docs/pricing.md)"
             )
         source = cost.source
-        table.add_row(name, f"{cost.total_usd.normalize():f}")
+        # By direction: a per-request fee is in the total and no token's price.
+        usd = cost.output_usd if name == "output" else cost.input_usd
+        table.add_row(name, f"{usd.normalize():f}")
     console.print(table)
     window = pricer.context_window(provider=provider, model=model)
     console.print(f"source: {source}" + (f"; context window {window:,} tokens" if window else ""))
