@@ -263,7 +263,12 @@ OPEN_PAGE: dict[str, object] = {
     "status": "completed",
     "action": {"type": "open_page", "url": "https://example.com"},
 }
-FILE_SEARCH: dict[str, object] = {"type": "file_search_call", "id": "fs_1", "status": "completed", "queries": ["q"]}
+FILE_SEARCH: dict[str, object] = {
+    "type": "file_search_call",
+    "id": "fs_1",
+    "status": "completed",
+    "queries": ["q"],
+}
 MESSAGE: dict[str, object] = {
     "type": "message",
     "id": "m_1",
