@@ -1,4 +1,5 @@
-"""A fake OpenAI-compatible upstream for tests, demos and benchmarks: ``aivitals mock-llm``.
+"""A fake OpenAI-compatible upstream for tests, demos and benchmarks: ``aivitals mock-llm``; it
+also answers Anthropic's Messages API (``/v1/messages``) and OpenAI's Responses API.
 
 See docs/mock-llm.md for every option, header and injected error.
 
