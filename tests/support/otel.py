@@ -21,7 +21,8 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.util._once import Once
 
 
-def _reset_tracing() -> None:
+def reset_tracing() -> None:
+    """The API's global tracer provider back to unset (the default proxy)."""
     otel._TRACER_PROVIDER_SET_ONCE = Once()
     otel._TRACER_PROVIDER = None
     otel._PROXY_TRACER_PROVIDER = otel.ProxyTracerProvider()
@@ -39,13 +40,13 @@ def global_tracing(sampler: Sampler | None = None) -> Iterator[InMemorySpanExpor
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=sampler)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    _reset_tracing()
+    reset_tracing()
     otel.set_tracer_provider(provider)
     try:
         yield exporter
     finally:
         provider.shutdown()
-        _reset_tracing()
+        reset_tracing()
 
 
 @contextmanager
