@@ -100,3 +100,47 @@ def test_calls_recorded_and_exported_as_spans_are_stored_once(
     cached = next(c for c in calls if c["input_tokens"] == 1200)
     assert cached["cached_input_tokens"] == 1024
     assert all(c["span_id"] for c in calls)
+
+
+def test_the_gateways_spans_exported_to_another_serve_are_its_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir()
+    with (
+        MockServer(MockConfig(seed=10, latency_median_ms=5, ttft_median_ms=1)) as upstream,
+        ServeProcess(tmp_path / "b") as receiver,
+    ):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")  # ms: export soon after the call
+        with ServeProcess(tmp_path / "a", "--upstream", upstream.base_url) as gateway:
+            client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="sk-x", max_retries=0)
+            client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "hello"}],
+                extra_headers={
+                    "X-Aivitals-Feature": "search",
+                    "X-Mock-Prompt-Tokens": "1500",
+                    "X-Mock-Cached-Tokens": "1000",
+                    "X-Mock-Cache-Write-Tokens": "200",
+                    "X-Mock-Completion-Tokens": "90",
+                    "X-Mock-Reasoning-Tokens": "40",
+                },
+            )
+            client.close()
+            [original] = stored(gateway, 1)
+            [echoed] = stored(receiver, 1)
+    for field in (
+        "id",
+        "trace_id",
+        "span_id",
+        "input_tokens",
+        "cached_input_tokens",
+        "cache_write_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "feature",
+        "cost_usd",
+    ):
+        assert echoed[field] == original[field], field
+    assert (echoed["input_tokens"], echoed["reasoning_tokens"]) == (1500, 40)
