@@ -12,6 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from aivitals.dashboards.grafana import build_dashboard
 from aivitals.model import Call
 from aivitals.sinks.prometheus import PrometheusSink
 
@@ -140,3 +141,19 @@ def test_a_bucket_keeps_the_latest_traced_call_and_operations_merge_by_time() ->
     # TTFT is labelled by model only: the two operations merge, the later call's trace wins.
     assert ttft_bucket.exemplar is not None
     assert ttft_bucket.exemplar.labels == {"trace_id": "b" * 32}
+
+
+def test_the_grafana_latency_panels_show_the_exemplars() -> None:
+    dashboard = build_dashboard()
+    panels = {
+        panel["title"]: panel
+        for row in dashboard["panels"]
+        for panel in [row, *row.get("panels", [])]
+        if "title" in panel
+    }
+    for title, legend in (
+        ("End-to-end latency: p50, p95, p99", "p99"),
+        ("Time to first token: p50, p95", "p95"),
+    ):
+        marked = [t["legendFormat"] for t in panels[title]["targets"] if t.get("exemplar")]
+        assert marked == [legend], title  # once per panel: each bucket's exemplar is one dot

@@ -29,11 +29,19 @@ DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 """The data source of every panel and query: the dashboard's ``datasource`` variable."""
 
 
-def query(expr: str, *, legend: str = "", instant: bool = False, ref: str = "A") -> Dataquery:
-    """A Prometheus query: over the time range (a chart), or ``instant`` at its end (a number)."""
+def query(
+    expr: str, *, legend: str = "", instant: bool = False, ref: str = "A", exemplars: bool = False
+) -> Dataquery:
+    """A Prometheus query: over the time range (a chart), or ``instant`` at its end (a number).
+
+    ``exemplars``: show the exemplars of the histogram it reads (a trace id per bucket, which
+    the Prometheus data source's exemplar settings link to a trace data source).
+    """
     query = Dataquery().expr(expr).ref_id(ref).datasource(DATASOURCE)
     if legend:
         query = query.legend_format(legend)
+    if exemplars:
+        query = query.exemplar(True)
     return query.instant() if instant else query.range()
 
 

@@ -176,7 +176,7 @@ def latency_row(dashboard: Dashboard) -> Dashboard:
                 "End-to-end latency: p50, p95, p99",
                 "Percentiles of every call's latency, from the histogram's buckets.",
                 *(
-                    query(quantile(q, DURATION), legend=f"p{round(q * 100)}")
+                    query(quantile(q, DURATION), legend=f"p{round(q * 100)}", exemplars=q == 0.99)
                     for q in (0.5, 0.95, 0.99)
                 ),
                 unit="s",
@@ -211,7 +211,10 @@ def latency_row(dashboard: Dashboard) -> Dashboard:
             timeseries_panel(
                 "Time to first token: p50, p95",
                 "Streams only: how long the caller waited for the first chunk.",
-                *(query(quantile(q, ttft), legend=f"p{round(q * 100)}") for q in (0.5, 0.95)),
+                *(
+                    query(quantile(q, ttft), legend=f"p{round(q * 100)}", exemplars=q == 0.95)
+                    for q in (0.5, 0.95)
+                ),
                 unit="s",
             )
         )
