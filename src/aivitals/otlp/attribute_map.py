@@ -6,7 +6,7 @@ follow the conventions in use; feature, team and prompt version have no conventi
 they are configurable (``aivitals serve --otlp-attribute feature=app.feature``):
 
 >>> amap = AttributeMap.from_pairs(["feature=app.feature", "tag.customer=app.customer_id"])
->>> amap.feature, amap.tags["customer"]
+>>> amap.feature, dict(amap.tags)["customer"]
 (('app.feature',), ('app.customer_id',))
 >>> AttributeMap().team
 ('aivitals.team', 'app.team', 'team')
@@ -17,27 +17,30 @@ trusted first); ``tag.<name>=<attribute>`` keeps one more attribute as the tag `
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from types import MappingProxyType
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 from aivitals.bounds import MAX_TAG_KEY_CHARS
 
 FIELDS = ("user", "feature", "team", "prompt_version", "environment", "endpoint")
 """The `Attribution` fields a pair may name (``tag.<name>`` adds a tag)."""
 
-_DEFAULT_TAGS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "session.id": ("session.id", "traceloop.association.properties.session_id"),
-        "gen_ai.conversation.id": ("gen_ai.conversation.id",),
-        "service.name": ("service.name",),
-    }
+Names = tuple[str, ...]
+
+_DEFAULT_TAGS: tuple[tuple[str, Names], ...] = (
+    ("session.id", ("session.id", "traceloop.association.properties.session_id")),
+    ("gen_ai.conversation.id", ("gen_ai.conversation.id",)),
+    ("service.name", ("service.name",)),
 )
 
 
 @dataclass(frozen=True, slots=True)
 class AttributeMap:
-    """Attribute names per `Attribution` field (most trusted first) and per kept tag."""
+    """Attribute names per `Attribution` field (most trusted first) and per kept tag.
+
+    ``tags`` pairs each kept tag's name with its attribute names. Frozen and hashable: the
+    mapping compiles each map it is given once.
+    """
 
     user: tuple[str, ...] = (
         "user.id",
@@ -61,7 +64,7 @@ class AttributeMap:
         "aivitals.environment",
     )
     endpoint: tuple[str, ...] = ("aivitals.endpoint",)
-    tags: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _DEFAULT_TAGS)
+    tags: tuple[tuple[str, Names], ...] = _DEFAULT_TAGS
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[str]) -> AttributeMap:
@@ -85,17 +88,9 @@ class AttributeMap:
                     f"{pair!r}: unknown field {target!r}; one of {', '.join(FIELDS)} or tag.<name>"
                 )
         base = cls()
-        merged_tags = {**base.tags, **{k: tuple(v) for k, v in tags.items()}}
+        merged_tags = {**dict(base.tags), **{k: tuple(v) for k, v in tags.items()}}
         fields = {name: tuple(value) for name, value in names.items()}
-        return replace(base, tags=MappingProxyType(merged_tags), **fields)
-
-    def keys(self) -> frozenset[str]:
-        """Every attribute name this map reads."""
-        found = {*self.user, *self.feature, *self.team, *self.prompt_version}
-        found.update(self.environment, self.endpoint)
-        for names in self.tags.values():
-            found.update(names)
-        return frozenset(found)
+        return replace(base, tags=tuple(merged_tags.items()), **fields)
 
 
 DEFAULT = AttributeMap()

@@ -18,6 +18,7 @@ ErrorInfo(error_type='timeout', http_status=None, message='APITimeoutError: Requ
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from types import MappingProxyType
 
 from aivitals.errors import ErrorInfo, classify_error_name
@@ -32,12 +33,12 @@ OPENINFERENCE_KIND = "openinference.span.kind"
 TRACELOOP_REQUEST_TYPE = "llm.request.type"
 
 # OpenInference's llm.model_name is the model as the response names it when there is one; it is
-# still the best "requested" model a span of that convention has.
+# still the best "requested" model a span of that convention has. A span with none of these
+# takes its response model.
 MODEL = (
     "gen_ai.request.model",
     "llm.model_name",
     "embedding.model_name",  # OpenInference's embedding spans
-    "gen_ai.response.model",
 )
 RESPONSE_MODEL = ("gen_ai.response.model",)
 INVOCATION_PARAMETERS = ("llm.invocation_parameters", "embedding.invocation_parameters")
@@ -89,32 +90,6 @@ HTTP_STATUS = ("http.response.status_code", "http.status_code")
 SERVICE_TIER = ("openai.response.service_tier", "gen_ai.openai.response.service_tier")
 COST = ("gen_ai.usage.cost", "llm.usage.cost", "gen_ai.cost.usd")
 """Senders' own cost attributes: documented so it is clear they are never read (aivitals prices)."""
-
-READ_KEYS: frozenset[str] = frozenset(
-    {
-        *CALL_ID,
-        *PROVIDER,
-        OPERATION,
-        OPENINFERENCE_KIND,
-        TRACELOOP_REQUEST_TYPE,
-        *MODEL,
-        *RESPONSE_MODEL,
-        *INVOCATION_PARAMETERS,
-        *STREAM,
-        *INPUT_TOKENS,
-        *OUTPUT_TOKENS,
-        *TOTAL_TOKENS,
-        *CACHE_READ_TOKENS,
-        *CACHE_WRITE_TOKENS,
-        *REASONING_TOKENS,
-        *TTFT_SECONDS,
-        *FINISH_REASONS,
-        ERROR_TYPE,
-        *HTTP_STATUS,
-        *SERVICE_TIER,
-    }
-)
-"""Every span attribute the call fields are read from (attribution adds its own)."""
 
 OPERATIONS: Mapping[str, Operation] = MappingProxyType(
     {
@@ -201,6 +176,7 @@ def class_name(error_type: str) -> str:
     return name.rpartition(".")[2]
 
 
+@lru_cache(maxsize=256)  # a burst of failures (a rate limit) repeats one type and message
 def error_info_of(error_type: str | None, http_status: int | None, message: str = "") -> ErrorInfo:
     """aivitals' `ErrorInfo` for a span's ``error.type`` (an exception class, a status code as
     text, a provider's error code, or aivitals' own name), its HTTP status and status message.

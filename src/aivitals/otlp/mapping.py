@@ -37,10 +37,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from aivitals.draft import CallDraft
 from aivitals.model import Call, InvalidRecord
 from aivitals.otlp.attribute_map import DEFAULT, AttributeMap
-from aivitals.otlp.conventions import READ_KEYS
+from aivitals.otlp.facts import table_for
 from aivitals.otlp.ids import call_id_for_span
 from aivitals.otlp.span_call import Attributor, SpanRejected, call_from_span, operation_of
-from aivitals.otlp.values import attributes as decode
 
 __all__ = ["AttributeMap", "SpanBatch", "call_id_for_span", "calls_from_traces"]
 
@@ -76,22 +75,28 @@ def calls_from_traces(
     ``price_draft``) prices each call before it is frozen, so it is built and validated once;
     without it the calls come out unpriced and the recorder prices them as it records them.
     """
-    attribute_map = attributes or DEFAULT
-    attribution_keys = attribute_map.keys()
-    span_keys = READ_KEYS | attribution_keys
+    table = table_for(attributes or DEFAULT)
     batch = SpanBatch()
     for resource_spans in request.resource_spans:
-        resource = decode(resource_spans.resource.attributes, attribution_keys)
-        attributor = Attributor(attribute_map, resource)
+        attributor = Attributor(table, table.read_resource(resource_spans.resource.attributes))
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                attrs = decode(span.attributes, span_keys)
-                operation = operation_of(attrs, span.name)
+                values, names = table.read(span.attributes)
+                operation = operation_of(values, span.name)
                 if operation is None:
                     batch.not_model += 1
                     continue
                 try:
-                    batch.calls.append(call_from_span(span, attrs, operation, attributor, price))
+                    batch.calls.append(
+                        call_from_span(
+                            span,
+                            values,
+                            names,
+                            operation=operation,
+                            attributor=attributor,
+                            price=price,
+                        )
+                    )
                 except (SpanRejected, InvalidRecord) as exc:
                     batch.rejected += 1
                     reason = str(exc)

@@ -1,47 +1,37 @@
 """One OTLP span to one `Call`, through the `CallDraft` every source fills.
 
 `operation_of` says whether a span describes a model call at all (and which operation);
-`call_from_span` builds the call from the span's identity, times, status and attributes, or
-raises `SpanRejected` (or `aivitals.model.InvalidRecord`) with a reason that names what is wrong.
-The tables of attribute names are in `aivitals.otlp.conventions`.
+`call_from_span` builds the call from the span's identity, times, status and facts (its
+attributes read once, `aivitals.otlp.facts`), or raises `SpanRejected` (or
+`aivitals.model.InvalidRecord`) with a reason that names what is wrong. The tables of attribute
+names are in `aivitals.otlp.conventions`.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from aivitals.attribution import EMPTY, Attribution
-from aivitals.bounds import CALL_TEXT_CHARS, MAX_TAG_VALUE_CHARS
+from aivitals.bounds import CALL_TEXT_CHARS
 from aivitals.draft import CallDraft
 from aivitals.errors import ErrorInfo
 from aivitals.model import Call, Operation
-from aivitals.otlp.attribute_map import AttributeMap
+from aivitals.otlp import facts as fact
 from aivitals.otlp.conventions import (
-    CALL_ID,
-    ERROR_TYPE,
-    FINISH_REASONS,
     FIRST_TOKEN_EVENTS,
-    HTTP_STATUS,
-    INVOCATION_PARAMETERS,
     MODEL,
-    OPENINFERENCE_KIND,
     OPENINFERENCE_KINDS,
-    OPERATION,
     OPERATIONS,
-    PROVIDER,
     RESPONSE_MODEL,
-    SERVICE_TIER,
-    STREAM,
-    TRACELOOP_REQUEST_TYPE,
-    TTFT_SECONDS,
     error_info_of,
     normalise_provider,
 )
+from aivitals.otlp.facts import FIRST_ATTRIBUTION, FactTable
 from aivitals.otlp.ids import CALL_ID_PATTERN, call_id_for_span
 from aivitals.otlp.tokens import BadAttribute, usage_of
 from aivitals.otlp.values import Value
@@ -49,10 +39,12 @@ from aivitals.otlp.values import Value
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ERROR = Status.STATUS_CODE_ERROR
 _NO_ID = frozenset({bytes(16), bytes(8)})
-_MODEL_NAMES = ", ".join(MODEL)
+_MODEL_NAMES = ", ".join((*MODEL, *RESPONSE_MODEL))
 _EXCEPTION_EVENT = "exception"
 _ERROR_CODE = re.compile(r"\bError code: ([1-5][0-9]{2})\b")
-_TAG = "tag:"  # marks a kept tag among the Attribution fields an attribute may fill
+_FINISH_CHARS = CALL_TEXT_CHARS["finish_reason"]
+_USER_CHARS = CALL_TEXT_CHARS["user"]
+_ATTRIBUTION_CACHE = 1024  # distinct span attributions remembered per resource and export
 UNKNOWN_PROVIDER = "unknown"
 """The provider of a call whose span names none; the recorder still prices it by model name."""
 
@@ -61,38 +53,43 @@ class SpanRejected(ValueError):
     """A model-call span that cannot become a valid `Call`; the message says why."""
 
 
-def operation_of(attrs: Mapping[str, Value], span_name: str) -> Operation | None:
+def operation_of(values: list[Value], span_name: str) -> Operation | None:
     """The span's model-call operation, or None when it is no model call.
 
     A convention that names the span's kind decides; with none, a span that names both a
     provider and a model (Vercel's AI SDK ``doGenerate`` spans) is a chat call.
     """
-    operation = attrs.get(OPERATION)
+    operation = values[fact.OPERATION]
     if operation is not None:
         return OPERATIONS.get(operation) if type(operation) is str else None
-    kind = attrs.get(OPENINFERENCE_KIND)
+    kind = values[fact.OPENINFERENCE_KIND]
     if kind is not None:
         return OPENINFERENCE_KINDS.get(kind.upper()) if type(kind) is str else None
-    request_type = attrs.get(TRACELOOP_REQUEST_TYPE)
+    request_type = values[fact.REQUEST_TYPE]
     if request_type is not None:
         found = OPERATIONS.get(request_type) if type(request_type) is str else None
         # OpenLLMetry marks Anthropic's Messages API "completion"; its span is "anthropic.chat".
         if found == "text_completion" and span_name.endswith(".chat"):
             return "chat"
         return found
-    if any(name in attrs for name in PROVIDER) and any(name in attrs for name in MODEL):
+    if values[fact.PROVIDER] is not None and (
+        values[fact.MODEL] is not None or values[fact.RESPONSE_MODEL] is not None
+    ):
         return "chat"
     return None
 
 
 def call_from_span(
     span: Span,
-    attrs: Mapping[str, Value],
+    values: list[Value],
+    names: list[str | None],
+    *,
     operation: Operation,
     attributor: Attributor,
     price: Callable[[CallDraft], None] | None = None,
 ) -> Call:
-    """The `Call` a model-call span describes; ``attrs`` are its decoded attributes.
+    """The `Call` a model-call span describes, from its facts (``values``, and the attribute
+    ``names`` they were read from).
 
     ``price`` (the recorder's ``price_draft``) prices the draft before it is frozen, so the
     call is built and validated once; without it the call comes out unpriced.
@@ -111,24 +108,25 @@ def call_from_span(
         raise SpanRejected("start_time_unix_nano: missing (0)")
     if end < start:
         raise SpanRejected("end_time_unix_nano: earlier than start_time_unix_nano")
-    model = _text(attrs, MODEL)
-    parameters = _text(attrs, INVOCATION_PARAMETERS)
+    response_model = _text(values[fact.RESPONSE_MODEL])
+    model = _text(values[fact.MODEL]) or response_model
+    parameters = _text(values[fact.PARAMETERS])
     if not model and parameters:
         model = _parameter(parameters, "model")
     if not model:
         raise SpanRejected(f"a model-call span names no model (none of {_MODEL_NAMES})")
-    provider = _text(attrs, PROVIDER)
     try:
-        usage = usage_of(attrs)
+        usage = usage_of(values, names)
     except BadAttribute as exc:
         raise SpanRejected(str(exc)) from None
 
-    own_id = _first(attrs, CALL_ID)
-    attribution = attributor.for_span(attrs)
+    provider = _text(values[fact.PROVIDER])
+    own_id = values[fact.CALL_ID]
+    attribution = attributor.for_span(values)
     if attribution.user is None and parameters and '"user"' in parameters:
         user = _parameter(parameters, "user")
         if user:
-            attribution = attribution.merged(user=user[: CALL_TEXT_CHARS["user"]])
+            attribution = attribution.merged(user=user[:_USER_CHARS])
     draft = CallDraft(
         provider=normalise_provider(provider) if provider else UNKNOWN_PROVIDER,
         model=model,
@@ -144,19 +142,21 @@ def call_from_span(
     parent = span.parent_span_id
     draft.parent_span_id = parent.hex() if len(parent) == 8 and parent not in _NO_ID else None
     draft.set_tokens(usage)
-    draft.response_model = _text(attrs, RESPONSE_MODEL)
-    draft.finish_reason = _finish_reason(attrs)
-    draft.service_tier = _text(attrs, SERVICE_TIER)
+    draft.response_model = response_model
+    draft.service_tier = _text(values[fact.SERVICE_TIER])
+    finish = values[fact.FINISH_REASONS]
+    if finish is not None:
+        draft.finish_reason = _finish_reason(finish)
     latency_ms = (end - start) / 1e6
-    ttft_ms = _ttft_ms(span, attrs)
-    # An instrumentation's own clock can put the first token a hair after the span's end.
-    draft.ttft_ms = None if ttft_ms is None else min(ttft_ms, latency_ms)
-    status = _first(attrs, HTTP_STATUS)
+    if values[fact.STREAM] is not False:  # a whole answer has no first token of its own
+        ttft_ms = _ttft_ms(span, values[fact.TTFT_SECONDS])
+        # An instrumentation's own clock can put the first token a hair after the span's end.
+        draft.ttft_ms = None if ttft_ms is None else min(ttft_ms, latency_ms)
+    status = values[fact.HTTP_STATUS]
     http_status = status if type(status) is int and 100 <= status <= 599 else None
-    failed = span.status.code == _ERROR
     draft.http_status = http_status
-    error_type = attrs.get(ERROR_TYPE)
-    if failed or error_type is not None:
+    error_type = values[fact.ERROR_TYPE]
+    if error_type is not None or span.status.code == _ERROR:
         draft.fail(
             _error_info(span, str(error_type) if error_type is not None else None, http_status)
         )
@@ -165,32 +165,19 @@ def call_from_span(
     return draft.freeze(latency_ms=latency_ms)
 
 
-def _first(attrs: Mapping[str, Value], names: tuple[str, ...]) -> Value:
-    for name in names:
-        value = attrs.get(name)
-        if value is not None:
-            return value
-    return None
-
-
-def _text(attrs: Mapping[str, Value], names: tuple[str, ...]) -> str | None:
-    value = _first(attrs, names)
+def _text(value: Value) -> str | None:
     return value if type(value) is str and value else None
 
 
-def _finish_reason(attrs: Mapping[str, Value]) -> str | None:
-    value = _first(attrs, FINISH_REASONS)
+def _finish_reason(value: Value) -> str | None:
     if type(value) is list:
         value = next((item for item in value if type(item) is str and item), None)
-    return value[: CALL_TEXT_CHARS["finish_reason"]] if type(value) is str and value else None
+    return value[:_FINISH_CHARS] if type(value) is str and value else None
 
 
-def _ttft_ms(span: Span, attrs: Mapping[str, Value]) -> float | None:
-    if _first(attrs, STREAM) is False:
-        return None
-    seconds = _first(attrs, TTFT_SECONDS)
-    if type(seconds) in (int, float):
-        return float(seconds) * 1000.0  # type: ignore[arg-type]  # int or float, checked
+def _ttft_ms(span: Span, seconds: Value) -> float | None:
+    if type(seconds) is float or type(seconds) is int:
+        return seconds * 1000.0
     events = span.events
     if not events:
         return None
@@ -223,75 +210,72 @@ def _error_info(span: Span, error_type: str | None, http_status: int | None) -> 
 def _parameter(parameters: str, name: str) -> str | None:
     """A text field of OpenInference's invocation parameters (JSON), or None."""
     try:
-        decoded = json.loads(parameters)
-    except ValueError:
+        decoded = msgspec.json.decode(parameters)
+    except msgspec.DecodeError:
         return None
     value = decoded.get(name) if type(decoded) is dict else None
     return value if type(value) is str and value else None
 
 
 class Attributor:
-    """Reads `Attribution` from a span's attributes over its resource's, per `AttributeMap`.
+    """Reads `Attribution` from a span's facts over its resource's, per the `FactTable`.
 
     Built once per resource, whose attribution (``base``) is read once; a span's own attributes
-    then win over the resource's, field by field, each field taking the first of its names
-    present. A span that carries none of the map's attributes gets ``base`` itself.
+    then win over the resource's, field by field. A span that carries none of the attribution
+    attributes gets ``base`` itself, and spans that carry the same ones (one user's calls in
+    one export) share one `Attribution`.
     """
 
-    __slots__ = ("_keys", "_slots", "base")
+    __slots__ = ("_cache", "_resource", "_size", "_table", "base")
 
-    def __init__(self, attribute_map: AttributeMap, resource: Mapping[str, Value]) -> None:
-        self._keys = attribute_map.keys()
-        fields = [
-            ("user", attribute_map.user, CALL_TEXT_CHARS["user"]),
-            ("feature", attribute_map.feature, CALL_TEXT_CHARS["feature"]),
-            ("team", attribute_map.team, CALL_TEXT_CHARS["team"]),
-            ("endpoint", attribute_map.endpoint, CALL_TEXT_CHARS["endpoint"]),
-            ("prompt_version", attribute_map.prompt_version, CALL_TEXT_CHARS["prompt_version"]),
-            ("environment", attribute_map.environment, CALL_TEXT_CHARS["environment"]),
-        ]
-        fields.extend(
-            (_TAG + tag, names, MAX_TAG_VALUE_CHARS) for tag, names in attribute_map.tags.items()
-        )
-        # Attribute name -> the fields it may fill, with its rank among each field's names:
-        # a span carries a handful of these, so the walk is over what is present, not the map.
-        slots: dict[str, list[tuple[str, int, int]]] = {}
-        for field, names, limit in fields:
-            for rank, name in enumerate(names):
-                slots.setdefault(name, []).append((field, rank, limit))
-        self._slots = {name: tuple(found) for name, found in slots.items()}
-        self.base = self._read(resource, EMPTY)
+    def __init__(self, table: FactTable, resource: list[Value]) -> None:
+        self._table = table
+        self._size = table.size - FIRST_ATTRIBUTION
+        self._resource = resource[FIRST_ATTRIBUTION:]
+        self._cache: dict[tuple[Value, ...], Attribution] = {}
+        self.base = self._build(self._resource)
 
-    def for_span(self, attrs: Mapping[str, Value]) -> Attribution:
-        if self._keys.isdisjoint(attrs):
+    def for_span(self, values: list[Value]) -> Attribution:
+        own = values[FIRST_ATTRIBUTION:]
+        if own.count(None) == self._size:
             return self.base
-        return self._read(attrs, self.base)
+        key = tuple(own)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        except TypeError:  # an array value: unhashable, and no attribution anyway
+            return self._build(self._merged(own))
+        built = self._build(self._merged(own))
+        if len(self._cache) < _ATTRIBUTION_CACHE:
+            self._cache[key] = built
+        return built
 
-    def _read(self, attrs: Mapping[str, Value], base: Attribution) -> Attribution:
-        best: dict[str, tuple[int, str]] = {}
-        for name in self._keys.intersection(attrs):
-            value = attrs[name]
-            if value is None or value == "" or type(value) is list:
-                continue
-            for field, rank, limit in self._slots[name]:
-                held = best.get(field)
-                if held is None or rank < held[0]:
-                    best[field] = (rank, str(value)[:limit])
-        if not best:
-            return base
-        values: dict[str, str] = {}
-        tags: dict[str, str] = dict(base.tags)
-        for field, (_, value) in best.items():
-            if field.startswith(_TAG):
-                tags[field[len(_TAG) :]] = value
-            else:
-                values[field] = value
+    def _merged(self, own: list[Value]) -> list[Value]:
+        return [
+            mine if mine is not None else theirs
+            for mine, theirs in zip(own, self._resource, strict=True)
+        ]
+
+    def _build(self, values: list[Value]) -> Attribution:
+        if values.count(None) == self._size:
+            return EMPTY
+        texts: list[str | None] = [
+            None if value is None or type(value) is list else str(value)[:limit]
+            for value, limit in zip(values, self._table.limits, strict=True)
+        ]
+        user, feature, team, endpoint, prompt_version, environment = texts[:6]
+        tags = {
+            tag: text
+            for tag, text in zip(self._table.tags, texts[6:], strict=True)
+            if text is not None
+        }
         return Attribution(
-            user=values.get("user", base.user),
-            feature=values.get("feature", base.feature),
-            team=values.get("team", base.team),
-            endpoint=values.get("endpoint", base.endpoint),
-            prompt_version=values.get("prompt_version", base.prompt_version),
-            environment=values.get("environment", base.environment),
+            user=user,
+            feature=feature,
+            team=team,
+            endpoint=endpoint,
+            prompt_version=prompt_version,
+            environment=environment,
             tags=tags,
         )

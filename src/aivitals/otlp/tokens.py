@@ -7,29 +7,25 @@ senders pass a provider's own figures through (Anthropic's input without the cac
 output without the thoughts): that is recognised where the figures prove it, by parts larger than
 their whole or by a total that only adds up the other way, and then the parts are added.
 
->>> usage_of({"gen_ai.usage.input_tokens": 1200, "gen_ai.usage.cache_read.input_tokens": 1024,
-...           "gen_ai.usage.output_tokens": 80})
+>>> from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+>>> from aivitals.otlp.facts import DEFAULT, table_for
+>>> def usage(counts):
+...     kvs = [KeyValue(key=k, value=AnyValue(int_value=v)) for k, v in counts.items()]
+...     return usage_of(*table_for(DEFAULT).read(kvs))
+>>> usage({"gen_ai.usage.input_tokens": 1200, "gen_ai.usage.cache_read.input_tokens": 1024,
+...        "gen_ai.usage.output_tokens": 80})
 TokenUsage(input_tokens=1200, output_tokens=80, cached_input_tokens=1024, cache_write_tokens=0, reasoning_tokens=0, cache_write_1h_tokens=0, server_tool_uses={})
 
 Anthropic's way (input 50 beside 1,000 cached: the input cannot be the total):
 
->>> usage_of({"gen_ai.usage.input_tokens": 50, "gen_ai.usage.cache_read_input_tokens": 1000,
-...           "gen_ai.usage.output_tokens": 30}).input_tokens
+>>> usage({"gen_ai.usage.input_tokens": 50, "gen_ai.usage.cache_read_input_tokens": 1000,
+...        "gen_ai.usage.output_tokens": 30}).input_tokens
 1050
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from aivitals.otlp.conventions import (
-    CACHE_READ_TOKENS,
-    CACHE_WRITE_TOKENS,
-    INPUT_TOKENS,
-    OUTPUT_TOKENS,
-    REASONING_TOKENS,
-    TOTAL_TOKENS,
-)
+from aivitals.otlp.facts import CACHE_READ, CACHE_WRITE, INPUT, OUTPUT, REASONING, TOTAL
 from aivitals.otlp.values import Value
 from aivitals.usage import TokenUsage
 
@@ -40,33 +36,32 @@ class BadAttribute(ValueError):
     """A span attribute whose value cannot be what its name says; the message names it."""
 
 
-def count_of(attrs: Mapping[str, Value], names: tuple[str, ...]) -> int | None:
-    """The first of ``names`` the span carries, as a token count; raises `BadAttribute`."""
-    for name in names:
-        value = attrs.get(name)
-        if value is None:
-            continue
-        if type(value) is int and value >= 0:
-            return value
-        # Some exporters send counts as doubles or text; a whole number is still a count.
-        if type(value) is float and value.is_integer() and value >= 0:
-            return int(value)
-        if type(value) is str and value.isdigit():
-            return int(value)
-        raise BadAttribute(
-            f"{name}: must be a count of tokens (a whole number from 0), got {value!r}"
-        )
-    return None
+def count_of(values: list[Value], names: list[str | None], fact: int) -> int | None:
+    """The fact as a token count, None when absent; raises `BadAttribute` naming the attribute."""
+    value = values[fact]
+    if value is None:
+        return None
+    if type(value) is int and value >= 0:
+        return value
+    # Some exporters send counts as doubles or text; a whole number is still a count.
+    if type(value) is float and value.is_integer() and value >= 0:
+        return int(value)
+    if type(value) is str and value.isdigit():
+        return int(value)
+    raise BadAttribute(
+        f"{names[fact]}: must be a count of tokens (a whole number from 0), got {value!r}"
+    )
 
 
-def usage_of(attrs: Mapping[str, Value]) -> TokenUsage:
-    """The span's tokens in aivitals' convention (input includes the cache, output reasoning)."""
-    given_input = count_of(attrs, INPUT_TOKENS)
-    given_output = count_of(attrs, OUTPUT_TOKENS)
-    total = count_of(attrs, TOTAL_TOKENS)
-    read = count_of(attrs, CACHE_READ_TOKENS) or 0
-    write = count_of(attrs, CACHE_WRITE_TOKENS) or 0
-    reasoning = count_of(attrs, REASONING_TOKENS) or 0
+def usage_of(values: list[Value], names: list[str | None]) -> TokenUsage:
+    """The span's tokens in aivitals' convention (input includes the cache, output reasoning),
+    from its facts (`aivitals.otlp.facts`)."""
+    given_input = count_of(values, names, INPUT)
+    given_output = count_of(values, names, OUTPUT)
+    total = count_of(values, names, TOTAL)
+    read = count_of(values, names, CACHE_READ) or 0
+    write = count_of(values, names, CACHE_WRITE) or 0
+    reasoning = count_of(values, names, REASONING) or 0
     if given_input is None and given_output is None and total is None and not read + write:
         return NO_TOKENS
     output = given_output or 0

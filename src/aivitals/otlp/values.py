@@ -1,31 +1,31 @@
-"""OTLP attribute values (``AnyValue``) as plain Python values, for the keys the mapping reads.
+"""OTLP attribute values (``AnyValue``) as plain Python values.
 
-A span carries far more attributes than a `Call` needs (prompts, tool schemas, HTTP details), so
-only the keys in ``wanted`` are decoded; the rest are never touched. An ``AnyValue`` holds one of
-string, bool, int, double, array or key-value list (bytes too); arrays become lists, key-value
-lists and bytes are not used by any convention we read and become ``None``.
+An ``AnyValue`` holds one of string, bool, int, double, array or key-value list (or bytes);
+arrays become lists, and key-value lists and bytes, which no convention we read uses, become
+``None``. `aivitals.otlp.facts` decodes only the attributes it reads, with these.
 
->>> from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
->>> kvs = [KeyValue(key="gen_ai.usage.input_tokens", value=AnyValue(int_value=12)),
-...        KeyValue(key="gen_ai.prompt.0.content", value=AnyValue(string_value="hi"))]
->>> attributes(kvs, frozenset({"gen_ai.usage.input_tokens"}))
-{'gen_ai.usage.input_tokens': 12}
+>>> from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue
+>>> any_value(AnyValue(int_value=12)), any_value(AnyValue(array_value=ArrayValue(values=[
+...     AnyValue(string_value="stop")])))
+(12, ['stop'])
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Protocol
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 Value = str | bool | int | float | list["Value"] | None
 
-_SCALARS = frozenset({"string_value", "bool_value", "int_value", "double_value"})
+SCALARS = frozenset({"string_value", "bool_value", "int_value", "double_value"})
+"""The ``AnyValue`` kinds that hold one plain value."""
 _MAX_ARRAY = 64  # finish reasons and the like are short; a huge array is not ours to walk
 
 
-class _KeyValue(Protocol):
+class KeyValueLike(Protocol):
+    """An OTLP ``KeyValue``, as far as reading it goes."""
+
     @property
     def key(self) -> str: ...
     @property
@@ -35,22 +35,9 @@ class _KeyValue(Protocol):
 def any_value(value: AnyValue) -> Value:
     """The Python value of one ``AnyValue``; ``None`` for an empty one, a map or bytes."""
     kind = value.WhichOneof("value")
-    if kind in _SCALARS:
+    if kind in SCALARS:
         scalar: str | bool | int | float = getattr(value, kind)
         return scalar
     if kind == "array_value":
         return [any_value(item) for item in value.array_value.values[:_MAX_ARRAY]]
     return None
-
-
-def attributes(kvs: Iterable[_KeyValue], wanted: frozenset[str]) -> dict[str, Value]:
-    """The attributes among ``kvs`` whose key is in ``wanted``, decoded; a repeated key: the last."""
-    # Inlined scalar case: this loop runs for every attribute of every span received.
-    found: dict[str, Value] = {}
-    for kv in kvs:
-        key = kv.key
-        if key in wanted:
-            value = kv.value
-            kind = value.WhichOneof("value")
-            found[key] = getattr(value, kind) if kind in _SCALARS else any_value(value)
-    return found

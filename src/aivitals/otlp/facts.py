@@ -1,0 +1,154 @@
+"""A span's attributes read once into facts: for each fact, the value of its most trusted name.
+
+`aivitals.otlp.conventions` lists, per fact (the model, the input tokens, the user...), the
+attribute names every convention gives it, most trusted first; `FactTable` compiles those lists,
+with the `AttributeMap`'s, into one lookup, so a span's attributes are walked once and each is
+looked up once. (A span carries far more attributes than a call needs; the walk is the mapping's
+main cost, so it is done here, once, rather than name by name for every fact.)
+
+>>> from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+>>> table = table_for(DEFAULT)
+>>> values, names = table.read([
+...     KeyValue(key="gen_ai.usage.prompt_tokens", value=AnyValue(int_value=7)),
+...     KeyValue(key="gen_ai.usage.input_tokens", value=AnyValue(int_value=12)),
+...     KeyValue(key="gen_ai.prompt.0.content", value=AnyValue(string_value="hi"))])
+>>> values[INPUT], names[INPUT]
+(12, 'gen_ai.usage.input_tokens')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
+
+from aivitals.bounds import CALL_TEXT_CHARS, MAX_TAG_VALUE_CHARS
+from aivitals.otlp import conventions as names_of
+from aivitals.otlp.attribute_map import DEFAULT, AttributeMap
+from aivitals.otlp.values import SCALARS, KeyValueLike, Value, any_value
+
+(
+    CALL_ID,
+    PROVIDER,
+    OPERATION,
+    OPENINFERENCE_KIND,
+    REQUEST_TYPE,
+    MODEL,
+    RESPONSE_MODEL,
+    PARAMETERS,
+    STREAM,
+    INPUT,
+    OUTPUT,
+    TOTAL,
+    CACHE_READ,
+    CACHE_WRITE,
+    REASONING,
+    TTFT_SECONDS,
+    FINISH_REASONS,
+    ERROR_TYPE,
+    HTTP_STATUS,
+    SERVICE_TIER,
+) = range(20)
+"""The facts of a call, as indices into `FactTable.read`'s lists. An empty text, or a value
+that is no plain value (a map, bytes), is as good as absent and leaves the next name its turn."""
+
+_CALL_FACTS: tuple[tuple[str, ...], ...] = (
+    names_of.CALL_ID,
+    names_of.PROVIDER,
+    (names_of.OPERATION,),
+    (names_of.OPENINFERENCE_KIND,),
+    (names_of.TRACELOOP_REQUEST_TYPE,),
+    names_of.MODEL,
+    names_of.RESPONSE_MODEL,
+    names_of.INVOCATION_PARAMETERS,
+    names_of.STREAM,
+    names_of.INPUT_TOKENS,
+    names_of.OUTPUT_TOKENS,
+    names_of.TOTAL_TOKENS,
+    names_of.CACHE_READ_TOKENS,
+    names_of.CACHE_WRITE_TOKENS,
+    names_of.REASONING_TOKENS,
+    names_of.TTFT_SECONDS,
+    names_of.FINISH_REASONS,
+    (names_of.ERROR_TYPE,),
+    names_of.HTTP_STATUS,
+    names_of.SERVICE_TIER,
+)
+FIRST_ATTRIBUTION = len(_CALL_FACTS)
+"""Facts from here on are attribution: `ATTRIBUTION_FIELDS` in order, then one per kept tag."""
+
+ATTRIBUTION_FIELDS = ("user", "feature", "team", "endpoint", "prompt_version", "environment")
+_NOT_READ = 1 << 30  # a rank no name has
+
+
+class FactTable:
+    """The compiled name lists of every fact: one attribute name to (fact, rank)."""
+
+    __slots__ = ("_empty", "_resource_slots", "_slots", "limits", "size", "tags")
+
+    def __init__(self, attribute_map: AttributeMap) -> None:
+        facts = list(_CALL_FACTS)
+        facts.extend(getattr(attribute_map, field) for field in ATTRIBUTION_FIELDS)
+        facts.extend(attribute_names for _, attribute_names in attribute_map.tags)
+        self.size = len(facts)
+        self.tags = tuple(tag for tag, _ in attribute_map.tags)
+        """The kept tags' names, in fact order after the attribution fields."""
+        self.limits = (
+            *(CALL_TEXT_CHARS[field] for field in ATTRIBUTION_FIELDS),
+            *(MAX_TAG_VALUE_CHARS for _ in self.tags),
+        )
+        """The longest text of each attribution fact, its store column's."""
+        slots: dict[str, tuple[int, int]] = {}
+        for fact, attribute_names in enumerate(facts):
+            for rank, name in enumerate(attribute_names):
+                # A name in two lists (none today) fills the first fact that lists it.
+                slots.setdefault(name, (fact, rank))
+        self._slots = slots
+        self._resource_slots = {
+            name: slot for name, slot in slots.items() if slot[0] >= FIRST_ATTRIBUTION
+        }
+        self._empty: list[Value] = [None] * self.size
+
+    def read(self, kvs: Iterable[KeyValueLike]) -> tuple[list[Value], list[str | None]]:
+        """Each fact's value (None when absent) and the attribute name it was read from."""
+        return self._read(kvs, self._slots)
+
+    def read_resource(self, kvs: Iterable[KeyValueLike]) -> list[Value]:
+        """A resource's attribution facts (the others are no resource's to say)."""
+        return self._read(kvs, self._resource_slots)[0]
+
+    def _read(
+        self, kvs: Iterable[KeyValueLike], slots: dict[str, tuple[int, int]]
+    ) -> tuple[list[Value], list[str | None]]:
+        values = self._empty.copy()
+        names: list[str | None] = [None] * self.size
+        ranks = [_NOT_READ] * self.size
+        for kv in kvs:
+            key = kv.key
+            slot = slots.get(key)
+            if slot is None:
+                continue
+            fact, rank = slot
+            if rank >= ranks[fact]:
+                continue
+            value = kv.value
+            decoded: Value = value.string_value  # most values read are text: one access
+            if not decoded:
+                kind = value.WhichOneof("value")
+                if kind is None or kind == "string_value":
+                    continue  # empty: OpenLIT's gen_ai.request.user "" names no user
+                decoded = getattr(value, kind) if kind in SCALARS else any_value(value)
+                if decoded is None:
+                    continue
+            values[fact] = decoded
+            names[fact] = key
+            ranks[fact] = rank
+        return values, names
+
+
+@lru_cache(maxsize=16)
+def table_for(attribute_map: AttributeMap) -> FactTable:
+    """The compiled table of ``attribute_map`` (a server keeps one map: compiled once)."""
+    return FactTable(attribute_map)
+
+
+__all__ = ["DEFAULT", "FactTable", "table_for"]
