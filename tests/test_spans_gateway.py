@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
@@ -79,7 +80,7 @@ def gateway_app(gateway: Gateway) -> Starlette:
 
 
 @contextmanager
-def serve_gateway(base_url: str) -> Iterator[Rig]:
+def serve_gateway(base_url: str, *more: Upstream) -> Iterator[Rig]:
     memory = MemorySink()
     recorder = Recorder(batch_sinks=[memory], flush_interval_s=0.05)
     spans = InMemorySpanExporter()
@@ -87,7 +88,7 @@ def serve_gateway(base_url: str) -> Iterator[Rig]:
     provider.add_span_processor(SimpleSpanProcessor(spans))
     gateway = Gateway(
         recorder=recorder,
-        upstreams=Upstreams([Upstream(name="mock", base_url=base_url, timeout_s=2.0)]),
+        upstreams=Upstreams([*more, Upstream(name="mock", base_url=base_url, timeout_s=2.0)]),
         tracer=tracer_for(provider),
     )
     with serve_in_thread(gateway_app(gateway)) as origin:
@@ -195,6 +196,45 @@ def test_an_unreachable_upstream_fails_both_spans_with_the_gateways_status() -> 
         root = rig.span("chat gpt-4o-mini")
         assert attributes_of(root)["http.response.status_code"] == 502
         assert root.status.status_code is StatusCode.ERROR
+
+
+def test_the_native_routes_spans_carry_their_requests_and_responses(
+    upstream: MockServer,
+) -> None:
+    claude = Upstream(
+        name="claude",
+        base_url=upstream.base_url,
+        models=("claude-sonnet-4-6",),
+        api="anthropic",
+        provider="anthropic",
+    )
+    with serve_gateway(upstream.base_url, claude) as rig:
+        with anthropic.Anthropic(base_url=rig.origin, api_key="sk-ant", max_retries=0) as client:
+            message = client.messages.create(
+                model="claude-sonnet-4-6",
+                max_tokens=333,
+                extra_body={"temperature": 0.5},  # this client version has no keyword for it
+                messages=[{"role": "user", "content": "hello"}],
+            )
+        streamed = list(
+            rig.client.responses.create(
+                model="gpt-4o-mini", input="hello", max_output_tokens=444, stream=True
+            )
+        )
+        claude_call, gpt_call = sorted(rig.calls(2), key=lambda call: call.provider)
+        spoken = attributes_of(rig.span("chat claude-sonnet-4-6"))
+        assert spoken["gen_ai.provider.name"] == "anthropic"
+        assert spoken["gen_ai.request.max_tokens"] == 333
+        assert spoken["gen_ai.request.temperature"] == 0.5
+        assert spoken["gen_ai.response.id"] == message.id
+        assert spoken["aivitals.call.id"] == claude_call.id
+        assert spoken["url.path"] == "/v1/messages"
+        written = attributes_of(rig.span("chat gpt-4o-mini"))
+        assert written["gen_ai.request.max_tokens"] == 444
+        assert written["gen_ai.request.stream"] is True
+        assert written["gen_ai.response.id"] == streamed[-1].response.id  # type: ignore[union-attr]
+        assert written["aivitals.call.id"] == gpt_call.id
+        assert written["url.path"] == "/v1/responses"
 
 
 def test_otel_service_name_wins_over_the_default(monkeypatch: pytest.MonkeyPatch) -> None:

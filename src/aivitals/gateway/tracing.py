@@ -187,7 +187,10 @@ class RequestTrace:
     def describe(self, body: Mapping[str, Any]) -> None:
         """The request's own GenAI attributes, from its parsed body (as sent, when valid)."""
         attributes: dict[str, AttributeValue] = {REQUEST_STREAM: body.get("stream") is True}
+        # Chat's two names, then the Responses API's (Anthropic's is max_tokens too).
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
+        if limit is None:
+            limit = body.get("max_output_tokens")
         if type(limit) is int:
             attributes[REQUEST_MAX_TOKENS] = limit
         temperature = body.get("temperature")
