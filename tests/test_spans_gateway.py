@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
@@ -334,3 +335,30 @@ def test_spans_reach_an_otlp_http_endpoint_under_the_configured_service_name(
         if span.name == "chat gpt-4o-mini"
     ]
     assert [span.trace_id.hex() for span in roots] == [call.trace_id]
+
+
+async def test_the_request_span_ends_when_handling_fails_unexpectedly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    recorder = Recorder(batch_sinks=[MemorySink()])
+    gateway = Gateway(
+        recorder=recorder,
+        upstreams=Upstreams([Upstream(name="mock", base_url="http://127.0.0.1:9/v1")]),
+        tracer=tracer_for(provider),
+    )
+
+    async def broken(*args: Any, **kwargs: Any) -> Response:
+        raise RuntimeError("a bug in a stage")
+
+    monkeypatch.setattr(gateway, "_handle", broken)
+    transport = httpx.ASGITransport(app=gateway_app(gateway), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        answer = await client.post("/v1/chat/completions", json={"model": "gpt-4o"})
+    recorder.close()
+    assert answer.status_code == 500
+    [root] = spans.get_finished_spans()
+    assert attributes_of(root)["http.response.status_code"] == 500
+    assert root.status.status_code is StatusCode.ERROR

@@ -207,7 +207,13 @@ class Gateway:
             method=request.method,
             path=request.url.path,
         )
-        response = await self._handle(request, operation, trace, t0, started_at, dialect=dialect)
+        try:
+            response = await self._handle(
+                request, operation, trace, t0, started_at, dialect=dialect
+            )
+        except BaseException:
+            trace.abort(500)  # the request span waits for a status: it ends with this one
+            raise
         if dialect is not None and type(response) is JSONResponse:
             # Only the gateway's own answers are JSONResponses (an upstream's pass through as
             # plain Responses): its errors, in the shape this API's clients parse.

@@ -243,6 +243,14 @@ class RequestTrace:
         if self._called:
             self._end_root()
 
+    def abort(self, status: int = 500) -> None:
+        """End the request span now, answered ``status``: the request failed on a bug."""
+        if self._status is not None and self._called:  # ended already
+            return
+        self._status = status
+        self._called = True
+        self._end_root()
+
     def end(self, call: Call | None = None) -> None:
         """End the request span, with the call's GenAI attributes when there is one."""
         if self._called:
