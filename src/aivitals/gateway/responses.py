@@ -20,36 +20,21 @@ from typing import Any
 
 import msgspec
 
+from aivitals.finish import finish_reason_from_responses
 from aivitals.gateway.dialect import Answer, Dialect, NativeRelay, text_of
 from aivitals.usage import TokenUsage, tool_uses_from_openai_response, usage_from_openai
 
-_INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
 def _finish(response: Mapping[str, Any]) -> str | None:
-    status = response.get("status")
-    if status == "incomplete":
-        details = response.get("incomplete_details")
-        reason = details.get("reason") if isinstance(details, dict) else None
-        return _INCOMPLETE.get(reason, reason) if isinstance(reason, str) else "length"
-    if status != "completed":
-        return None
+    details = response.get("incomplete_details")
     output = response.get("output")
-    items = output if isinstance(output, list) else []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        if item.get("type") == "function_call":
-            return "tool_calls"
-        content = item.get("content")
-        if (
-            item.get("type") == "message"
-            and isinstance(content, list)
-            and any(isinstance(p, dict) and p.get("type") == "refusal" for p in content)
-        ):
-            return "refusal"
-    return "stop"
+    return finish_reason_from_responses(
+        response.get("status"),
+        details.get("reason") if isinstance(details, dict) else None,
+        output if isinstance(output, list) else (),
+    )
 
 
 def _usage(response: Mapping[str, Any]) -> TokenUsage | None:
