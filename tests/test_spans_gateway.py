@@ -3,6 +3,7 @@ and the standard ``OTEL_*`` configuration of the provider that exports them."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -340,6 +341,7 @@ def test_spans_reach_an_otlp_http_endpoint_under_the_configured_service_name(
 async def test_the_request_span_ends_when_handling_fails_unexpectedly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """A bug is the server's error (500); a cancelled task is a client gone (499), not one."""
     spans = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
@@ -357,8 +359,19 @@ async def test_the_request_span_ends_when_handling_fails_unexpectedly(
     transport = httpx.ASGITransport(app=gateway_app(gateway), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
         answer = await client.post("/v1/chat/completions", json={"model": "gpt-4o"})
-    recorder.close()
     assert answer.status_code == 500
     [root] = spans.get_finished_spans()
     assert attributes_of(root)["http.response.status_code"] == 500
     assert root.status.status_code is StatusCode.ERROR
+
+    async def cancelled(*args: Any, **kwargs: Any) -> Response:
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(gateway, "_handle", cancelled)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        with pytest.raises(asyncio.CancelledError):
+            await client.post("/v1/chat/completions", json={"model": "gpt-4o"})
+    gone = spans.get_finished_spans()[-1]
+    assert attributes_of(gone)["http.response.status_code"] == 499
+    assert gone.status.status_code is StatusCode.UNSET
+    recorder.close()

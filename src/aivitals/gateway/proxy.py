@@ -19,6 +19,7 @@ refused connection a 502, each in OpenAI's error shape. What headers cross, each
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import replace
@@ -211,8 +212,10 @@ class Gateway:
             response = await self._handle(
                 request, operation, trace, t0, started_at, dialect=dialect
             )
-        except BaseException:
-            trace.abort(500)  # the request span waits for a status: it ends with this one
+        except BaseException as exc:
+            # The request span waits for a status: it ends with this one (the client's leaving
+            # cancels the task: nginx's 499, not the server's error).
+            trace.abort(GONE_STATUS if isinstance(exc, asyncio.CancelledError) else 500)
             raise
         if dialect is not None and type(response) is JSONResponse:
             # Only the gateway's own answers are JSONResponses (an upstream's pass through as
