@@ -9,7 +9,9 @@ with the standard ``OTEL_EXPORTER_OTLP_ENDPOINT``, read back from its store.
 What each instrumentation leaves out is written down in `SENDS`, and docs/otel.md says it too:
 opentelemetry-instrumentation-openai-v2 sends no cached or reasoning tokens (its cached calls are
 priced as uncached input: the span gives no way to know better) and no user; OpenLIT sends no
-reasoning tokens; only OpenLLMetry, OpenInference and OpenLIT time the first token.
+reasoning tokens; only OpenLLMetry, OpenInference and OpenLIT time the first token of an OpenAI
+stream. OpenLLMetry's and OpenInference's Anthropic instrumentations report the cache inside
+the input, as the conventions ask, so the Messages API's cache-outside input is counted once.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class Sends:
     reasoning: bool = True
     ttft: bool = True
     user: bool = True
+    stream_output_extra: int = 0
+    """Output tokens a stream's span reports beyond the call's (see OpenLLMetry's Anthropic)."""
 
 
 SENDS = {
@@ -58,6 +62,12 @@ SENDS = {
     "openai-v2": Sends(cache=False, reasoning=False, ttft=False, user=False),
     "openinference": Sends(),
     "openlit": Sends(reasoning=False),
+    # Both add Anthropic's cache reads and writes to its input_tokens (the conventions' total);
+    # neither times the first token or reads the request's metadata.user_id. OpenLLMetry's
+    # stream span adds message_start's output count (1) to message_delta's, which is already
+    # the whole: one token too many, as sent.
+    "traceloop-anthropic": Sends(ttft=False, user=False, stream_output_extra=1),
+    "openinference-anthropic": Sends(ttft=False, user=False),
 }
 
 
@@ -68,27 +78,32 @@ class Expected:
     input_tokens: int
     output_tokens: int
     cached: int = 0
+    cache_written: int = 0
     reasoning: int = 0
     error_type: str | None = None
     streamed: bool = False
+    provider: str = "openai"
+
+    def output(self, sends: Sends) -> int:
+        return self.output_tokens + (sends.stream_output_extra if self.streamed else 0)
 
     def cost(self, sends: Sends) -> Decimal:
         """What genai-prices charges for the tokens the instrumentation reports."""
-        cached = self.cached if sends.cache else 0
         price = genai_prices.calc_price(
             genai_prices.Usage(
                 input_tokens=self.input_tokens,
-                cache_read_tokens=cached,
-                output_tokens=self.output_tokens,
+                cache_read_tokens=self.cached if sends.cache else 0,
+                cache_write_tokens=self.cache_written if sends.cache else 0,
+                output_tokens=self.output(sends),
             ),
             model_ref=self.model,
-            provider_id="openai",
+            provider_id=self.provider,
         )
         return price.total_price
 
 
 # The driver's cases, as tests/support/otlp_driver.py asks the mock for them.
-EXPECTED = {
+OPENAI_CASES = {
     "plain": Expected("gpt-4o-mini", "chat", 120, 40),
     "cached": Expected("gpt-4o-mini", "chat", 2048, 30, cached=1536),
     "reasoning": Expected("o3-mini", "chat", 100, 300, reasoning=256),
@@ -96,7 +111,26 @@ EXPECTED = {
     "error": Expected("gpt-4o-mini", "chat", 0, 0, error_type="rate_limit"),
     "embeddings": Expected("text-embedding-3-small", "embeddings", 8, 0),
 }
+
+
+def claude(input_tokens: int, output_tokens: int, **more: Any) -> Expected:
+    return Expected(
+        "claude-sonnet-4-5", "chat", input_tokens, output_tokens, provider="anthropic", **more
+    )
+
+
+ANTHROPIC_CASES = {
+    # 3,000 tokens of prompt: Anthropic's usage says input_tokens 500, 1,000 read, 1,500 written.
+    "cached": claude(3000, 30, cached=1000, cache_written=1500),
+    "streamed": claude(3000, 30, cached=1000, cache_written=1500, streamed=True),
+    "error": claude(0, 0, error_type="rate_limit"),
+}
 MOCK_TTFT_MS = 40  # the streamed case's X-Mock-TTFT-Ms
+
+
+def cases_of(kind: str) -> dict[str, Expected]:
+    return ANTHROPIC_CASES if kind.endswith("-anthropic") else OPENAI_CASES
+
 
 VARIANTS = [
     pytest.param(("traceloop", {}), id="traceloop"),
@@ -107,6 +141,8 @@ VARIANTS = [
     ),
     pytest.param(("openinference", {}), id="openinference"),
     pytest.param(("openlit", {}), id="openlit"),
+    pytest.param(("traceloop-anthropic", {}), id="traceloop-anthropic"),
+    pytest.param(("openinference-anthropic", {}), id="openinference-anthropic"),
 ]
 
 
@@ -161,29 +197,31 @@ def drive(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     parents: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
-    assert sorted(parents) == sorted(EXPECTED)
+    assert sorted(parents) == sorted(cases_of(kind))
     return parents
 
 
 def check(kind: str, case: str, found: dict[str, Any]) -> None:
     """One recorded call (as the read API gives it, or a Call's fields) against its case."""
-    expected = EXPECTED[case]
+    expected = cases_of(kind)[case]
     sends = SENDS[kind]
     tokens = (
         found["input_tokens"],
         found["output_tokens"],
         found["cached_input_tokens"],
+        found["cache_write_tokens"],
         found["reasoning_tokens"],
     )
     assert (found["provider"], found["model"], found["operation"]) == (
-        "openai",
+        expected.provider,
         expected.model,
         expected.operation,
     ), case
     assert tokens == (
         expected.input_tokens,
-        expected.output_tokens,
+        expected.output(sends),
         expected.cached if sends.cache else 0,
+        expected.cache_written if sends.cache else 0,
         expected.reasoning if sends.reasoning else 0,
     ), case
     if expected.error_type:
@@ -203,8 +241,8 @@ def check(kind: str, case: str, found: dict[str, Any]) -> None:
     else:
         assert found["ttft_ms"] is None, case
     assert found["environment"] == "test"
-    if sends.user and case in {"plain", "cached", "reasoning"}:
-        assert found["user"] == "u-driver", case
+    if case in {"plain", "cached", "reasoning"}:
+        assert found["user"] == ("u-driver" if sends.user else None), case
 
 
 @pytest.fixture(scope="module")
@@ -249,9 +287,10 @@ def test_instrumentation_spans_encoded_by_the_sdk_become_priced_calls(run: Run) 
     finally:
         recorder.close()
     assert (batch.rejected, batch.reasons) == (0, [])
-    assert batch.not_model >= len(EXPECTED)  # the driver's case spans at least
+    expected = cases_of(run.kind)
+    assert batch.not_model >= len(expected)  # the driver's case spans at least
     by_parent = {call.parent_span_id: call for call in batch.calls}
-    assert len(by_parent) == len(batch.calls) == len(EXPECTED)
+    assert len(by_parent) == len(batch.calls) == len(expected)
     for case, parent in run.parents.items():
         call = by_parent[parent]
         check(run.kind, case, {name: getattr(call, name) for name in call.__struct_fields__})

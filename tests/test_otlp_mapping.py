@@ -241,6 +241,20 @@ def test_openinference_embedding_model_name_and_finish_reason() -> None:
     assert (embedding.model, chat.finish_reason) == ("text-embedding-3-small", "length")
 
 
+def test_openinference_request_and_response_model_names() -> None:
+    # openinference-instrumentation-anthropic 3.x names both.
+    call = one_call(
+        {
+            "openinference.span.kind": "LLM",
+            "llm.provider": "anthropic",
+            "llm.request.model_name": "claude-sonnet-4-5",
+            "llm.model_name": "claude-sonnet-4-5-20250929",
+            "llm.response.model_name": "claude-sonnet-4-5-20250929",
+        }
+    )
+    assert (call.model, call.response_model) == ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929")
+
+
 def test_openinference_failed_call_names_its_model_and_user_only_in_the_parameters() -> None:
     call = one_call(
         {

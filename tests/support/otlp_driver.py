@@ -1,4 +1,5 @@
-"""Drive the real ``openai`` client under one real GenAI instrumentation, in its own process.
+"""Drive the real ``openai`` (or ``anthropic``) client under one real GenAI instrumentation, in
+its own process.
 
     python tests/support/otlp_driver.py KIND MOCK_BASE_URL [--out FILE] [--otlp]
 
@@ -6,9 +7,10 @@ Instrumentations patch the ``openai`` module for the whole process, so each runs
 KIND is ``traceloop`` (opentelemetry-instrumentation-openai), ``openai-v2``
 (opentelemetry-instrumentation-openai-v2; ``OTEL_SEMCONV_STABILITY_OPT_IN`` is the caller's to
 set), ``openinference`` (openinference-instrumentation-openai) or ``openlit`` (openlit, given a
-local pricing file: it fetches one from the network otherwise).
+local pricing file: it fetches one from the network otherwise); ``traceloop-anthropic`` and
+``openinference-anthropic`` instrument the ``anthropic`` client instead, for `ANTHROPIC_CASES`.
 
-Each case of `CASES` runs under a parent span named ``case <name>``, so the caller can tell the
+Each case of `CASES` (or `ANTHROPIC_CASES`) runs under a parent span named ``case <name>``, so the caller can tell the
 model spans apart by their parent. ``--out FILE`` writes the finished spans as one OTLP protobuf
 export (the SDK's own encoder); ``--otlp`` exports them with the real ``OTLPSpanExporter``, which
 finds aivitals through the standard ``OTEL_EXPORTER_OTLP_*`` variables; both may be given, for
@@ -32,7 +34,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-KINDS = ("traceloop", "openai-v2", "openinference", "openlit")
+KINDS = (
+    "traceloop",
+    "openai-v2",
+    "openinference",
+    "openlit",
+    "traceloop-anthropic",
+    "openinference-anthropic",
+)
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello."}]
 
 
@@ -77,6 +86,19 @@ CASES = {
 }
 """What each case asks of the mock (the caller computes what the store must then hold)."""
 
+_ANTHROPIC_CACHE = {
+    "X-Mock-Prompt-Tokens": "3000",  # Anthropic's input_tokens is then 500: the uncached part
+    "X-Mock-Cached-Tokens": "1000",
+    "X-Mock-Cache-Write-Tokens": "1500",
+    "X-Mock-Completion-Tokens": "30",
+}
+ANTHROPIC_CASES = {
+    "cached": Case("claude-sonnet-4-5", _ANTHROPIC_CACHE),
+    "streamed": Case("claude-sonnet-4-5", _ANTHROPIC_CACHE, stream=True),
+    "error": Case("claude-sonnet-4-5", {"X-Mock-Error": "rate_limit"}),
+}
+"""The Messages API's cases: its usage counts the cache outside ``input_tokens``."""
+
 
 def instrument(kind: str, provider: TracerProvider, workdir: Path) -> None:
     if kind == "traceloop":
@@ -91,6 +113,16 @@ def instrument(kind: str, provider: TracerProvider, workdir: Path) -> None:
         from openinference.instrumentation.openai import OpenAIInstrumentor as OpenInference
 
         OpenInference().instrument(tracer_provider=provider)
+    elif kind == "traceloop-anthropic":
+        from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
+
+        AnthropicInstrumentor().instrument(tracer_provider=provider)
+    elif kind == "openinference-anthropic":
+        from openinference.instrumentation.anthropic import (
+            AnthropicInstrumentor as OpenInferenceAnthropic,
+        )
+
+        OpenInferenceAnthropic().instrument(tracer_provider=provider)
     elif kind == "openlit":
         # Imported by name: OpenLIT is installed (--no-deps) only beside the test run.
         openlit = importlib.import_module("openlit")
@@ -148,6 +180,41 @@ def run_cases(base_url: str, provider: TracerProvider) -> dict[str, str]:
     return parents
 
 
+def run_anthropic_cases(base_url: str, provider: TracerProvider) -> dict[str, str]:
+    import anthropic
+
+    client = anthropic.Anthropic(
+        base_url=base_url.removesuffix("/v1"), api_key="sk-ant-test", max_retries=0
+    )
+    tracer = provider.get_tracer("aivitals.tests.driver")
+    parents: dict[str, str] = {}
+    for name, case in ANTHROPIC_CASES.items():
+        with tracer.start_as_current_span(f"case {name}") as parent:
+            parents[name] = f"{parent.get_span_context().span_id:016x}"
+            try:
+                if case.stream:
+                    with client.messages.stream(
+                        model=case.model,
+                        max_tokens=100,
+                        messages=[{"role": "user", "content": "Say hello."}],
+                        extra_headers=case.headers,
+                    ) as stream:
+                        for _ in stream.text_stream:
+                            pass
+                else:
+                    client.messages.create(
+                        model=case.model,
+                        max_tokens=100,
+                        messages=[{"role": "user", "content": "Say hello."}],
+                        metadata={"user_id": "u-driver"},
+                        extra_headers=case.headers,
+                    )
+            except anthropic.RateLimitError:
+                if name != "error":
+                    raise
+    return parents
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("kind", choices=KINDS)
@@ -171,7 +238,10 @@ def main(argv: list[str]) -> int:
         provider.add_span_processor(SimpleSpanProcessor(memory))
     workdir = (args.out.parent if args.out else Path.cwd()).resolve()
     instrument(args.kind, provider, workdir)
-    parents = run_cases(args.base_url, provider)
+    if args.kind.endswith("-anthropic"):
+        parents = run_anthropic_cases(args.base_url, provider)
+    else:
+        parents = run_cases(args.base_url, provider)
     if not provider.force_flush(30_000):
         print("the span processor did not flush", file=sys.stderr)
         return 1

@@ -37,10 +37,11 @@ TRACELOOP_REQUEST_TYPE = "llm.request.type"
 # takes its response model.
 MODEL = (
     "gen_ai.request.model",
+    "llm.request.model_name",  # OpenInference's newer instrumentations (Anthropic's)
     "llm.model_name",
     "embedding.model_name",  # OpenInference's embedding spans
 )
-RESPONSE_MODEL = ("gen_ai.response.model",)
+RESPONSE_MODEL = ("gen_ai.response.model", "llm.response.model_name")
 INVOCATION_PARAMETERS = ("llm.invocation_parameters", "embedding.invocation_parameters")
 """OpenInference's request parameters as JSON text: the model (and ``user``) of a failed call,
 whose span has no ``llm.model_name``, are only there."""
