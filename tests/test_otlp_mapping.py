@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import genai_prices
 import pytest
@@ -14,6 +15,7 @@ from aivitals.model import Call
 from aivitals.otlp.mapping import AttributeMap, SpanBatch, call_id_for_span, calls_from_traces
 from aivitals.recorder import Recorder
 from aivitals.sinks.memory import MemorySink
+from aivitals.span_attributes import call_attributes
 from tests.support.otlp_spans import (
     CHAT,
     START,
@@ -716,6 +718,46 @@ def test_aivitals_own_spans_keep_their_call_id() -> None:
     own = "019ad9c8-b200-7000-8000-000000000001"
     assert one_call({**CHAT, "aivitals.call.id": own}).id == own
     assert one_call({**CHAT, "aivitals.call_id": own}).id == own
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"status": "cancelled"},
+        {"status": "error", "error_type": "rate_limit"},
+        {"operation": "other"},
+        {"cache": "hit", "tokens_estimated": True},
+    ],
+)
+def test_aivitals_own_span_attributes_come_back_as_the_same_call(changes: dict[str, Any]) -> None:
+    # What the SDK and the gateway write on their spans (aivitals.span_attributes), read back.
+    fields: dict[str, Any] = {
+        "provider": "anthropic",
+        "model": "claude-sonnet-4-5",
+        "response_model": "claude-sonnet-4-5-20250929",
+        "latency_ms": 800.0,
+        "started_at": START,
+        "input_tokens": 3000,
+        "output_tokens": 300,
+        "cached_input_tokens": 1000,
+        "cache_write_tokens": 1500,
+        "reasoning_tokens": 200,
+        "ttft_ms": 250.0,
+        "finish_reason": "stop",
+        "service_tier": "priority",
+        "user": "u-1",
+        "feature": "search",
+        "team": "growth",
+        "prompt_version": "v2",
+        "environment": "prod",
+        "id": "019ad9c8-b200-7000-8000-000000000002",
+    }
+    original = Call(**{**fields, **changes})
+    attrs: dict[str, Any] = call_attributes(original)
+    (back,) = calls_from_traces(export(span(attrs, duration_ms=800.0))).calls
+    for name in {**fields, **changes}:
+        assert getattr(back, name) == getattr(original, name), name
 
 
 def test_an_invalid_own_call_id_falls_back_to_the_span_identity() -> None:

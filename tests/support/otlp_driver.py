@@ -24,6 +24,7 @@ import argparse
 import importlib
 import json
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,12 +237,12 @@ def main(argv: list[str]) -> int:
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     if args.out:
         provider.add_span_processor(SimpleSpanProcessor(memory))
-    workdir = (args.out.parent if args.out else Path.cwd()).resolve()
-    instrument(args.kind, provider, workdir)
-    if args.kind.endswith("-anthropic"):
-        parents = run_anthropic_cases(args.base_url, provider)
-    else:
-        parents = run_cases(args.base_url, provider)
+    with tempfile.TemporaryDirectory() as workdir:
+        instrument(args.kind, provider, Path(workdir))
+        if args.kind.endswith("-anthropic"):
+            parents = run_anthropic_cases(args.base_url, provider)
+        else:
+            parents = run_cases(args.base_url, provider)
     if not provider.force_flush(30_000):
         print("the span processor did not flush", file=sys.stderr)
         return 1

@@ -88,7 +88,16 @@ FINISH_REASONS = (
 )
 ERROR_TYPE = "error.type"
 HTTP_STATUS = ("http.response.status_code", "http.status_code")
-SERVICE_TIER = ("openai.response.service_tier", "gen_ai.openai.response.service_tier")
+SERVICE_TIER = (
+    "openai.response.service_tier",
+    "gen_ai.openai.response.service_tier",
+    "aivitals.service_tier",
+)
+OWN_STATUS = ("aivitals.status",)
+"""aivitals' own spans say ``cancelled`` (the caller went away), which no convention can."""
+CACHE = ("aivitals.cache",)
+"""The gateway's response cache: a ``hit`` costs nothing."""
+TOKENS_ESTIMATED = ("aivitals.tokens_estimated",)
 COST = ("gen_ai.usage.cost", "llm.usage.cost", "gen_ai.cost.usd")
 """Senders' own cost attributes: documented so it is clear they are never read (aivitals prices)."""
 
@@ -102,6 +111,7 @@ OPERATIONS: Mapping[str, Operation] = MappingProxyType(
         "completion": "text_completion",
         "embedding": "embeddings",
         "rerank": "other",
+        "other": "other",  # aivitals' own spans, for a call of no named operation
     }
 )
 """``gen_ai.operation.name`` (or Traceloop's ``llm.request.type``) of a model call. Any other

@@ -47,7 +47,10 @@ from aivitals.otlp.values import SCALARS, KeyValueLike, Value, any_value
     ERROR_TYPE,
     HTTP_STATUS,
     SERVICE_TIER,
-) = range(20)
+    OWN_STATUS,
+    CACHE,
+    TOKENS_ESTIMATED,
+) = range(23)
 """The facts of a call, as indices into `FactTable.read`'s lists. An empty text, or a value
 that is no plain value (a map, bytes), is as good as absent and leaves the next name its turn."""
 
@@ -72,6 +75,9 @@ _CALL_FACTS: tuple[tuple[str, ...], ...] = (
     (names_of.ERROR_TYPE,),
     names_of.HTTP_STATUS,
     names_of.SERVICE_TIER,
+    names_of.OWN_STATUS,
+    names_of.CACHE,
+    names_of.TOKENS_ESTIMATED,
 )
 FIRST_ATTRIBUTION = len(_CALL_FACTS)
 """Facts from here on are attribution: `ATTRIBUTION_FIELDS` in order, then one per kept tag."""

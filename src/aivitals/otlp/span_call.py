@@ -20,7 +20,7 @@ from aivitals.attribution import EMPTY, Attribution
 from aivitals.bounds import CALL_TEXT_CHARS
 from aivitals.draft import CallDraft
 from aivitals.errors import ErrorInfo
-from aivitals.model import Call, Operation
+from aivitals.model import CACHE_RESULTS, Call, Operation
 from aivitals.otlp import facts as fact
 from aivitals.otlp.conventions import (
     FIRST_TOKEN_EVENTS,
@@ -160,6 +160,13 @@ def call_from_span(
         draft.fail(
             _error_info(span, str(error_type) if error_type is not None else None, http_status)
         )
+    if values[fact.TOKENS_ESTIMATED] is True:
+        draft.tokens_estimated = True
+    cache = values[fact.CACHE]
+    if cache is not None and cache in CACHE_RESULTS:
+        draft.cache = cache  # type: ignore[assignment]  # checked against CACHE_RESULTS
+    if values[fact.OWN_STATUS] == "cancelled" and draft.status == "ok":
+        draft.cancel()
     if price is not None:
         price(draft)
     return draft.freeze(latency_ms=latency_ms)
