@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
+from aivitals.model import Score
 from aivitals.store import engine as store_engine
 from aivitals.store import migrations, schema
 from aivitals.store.errors import StoreError
@@ -57,6 +58,7 @@ def test_a_version_1_store_gains_saved_usd_and_keeps_its_calls(db: Path) -> None
     with sqlite3.connect(db) as connection:
         for column in ("saved_usd", *SCHEMA_3_COLUMNS):
             connection.execute(f"ALTER TABLE calls DROP COLUMN {column}")
+        drop_schema_4_tables(connection)
         connection.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
 
     store = SqlStore.open(db)
@@ -70,6 +72,12 @@ def test_a_version_1_store_gains_saved_usd_and_keeps_its_calls(db: Path) -> None
 
 
 SCHEMA_3_COLUMNS = ("cache_write_1h_tokens", "server_tool_uses", "service_tier", "quantization")
+SCHEMA_4_TABLES = ("outcomes", "contents")
+
+
+def drop_schema_4_tables(connection: sqlite3.Connection) -> None:
+    for table in SCHEMA_4_TABLES:
+        connection.execute(f"DROP TABLE {table}")  # its indexes go with it
 
 
 def test_a_version_2_store_gains_the_billing_detail_and_reads_its_old_calls(db: Path) -> None:
@@ -81,6 +89,7 @@ def test_a_version_2_store_gains_the_billing_detail_and_reads_its_old_calls(db: 
     with sqlite3.connect(db) as connection:
         for column in SCHEMA_3_COLUMNS:
             connection.execute(f"ALTER TABLE calls DROP COLUMN {column}")
+        drop_schema_4_tables(connection)
         connection.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
     new = make_call(
@@ -104,6 +113,55 @@ def test_a_version_2_store_gains_the_billing_detail_and_reads_its_old_calls(db: 
     back = read[new.id]
     assert (back.cache_write_1h_tokens, back.server_tool_uses) == (1500, {"web_search": 3})
     assert (back.service_tier, back.quantization) == ("priority", "q4_K_M")
+
+
+def test_a_version_3_store_gains_the_outcomes_and_contents_tables(db: Path) -> None:
+    store = SqlStore.open(db)
+    old = make_call()
+    store.write([old], [Score(call_id=old.id, name="helpful", value=0.5)])
+    store.close()
+    # What aivitals wrote before issue 13: neither table, schema 3.
+    with sqlite3.connect(db) as connection:
+        drop_schema_4_tables(connection)
+        connection.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        assert not {"outcomes", "contents"} & tables_of(connection)
+
+    store = SqlStore.open(db)
+    store.close()
+
+    assert meta_of(db)["schema_version"] == LATEST
+    with sqlite3.connect(db) as connection:
+        assert {"outcomes", "contents"} <= tables_of(connection)
+        indexes = {
+            row[0]
+            for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+        assert {"ix_outcomes_call", "ix_outcomes_created", "ix_contents_started"} <= indexes
+        contents = {row[1]: row for row in connection.execute("PRAGMA table_info(contents)")}
+        assert list(contents) == [
+            "call_id",
+            "started_ms",
+            "messages",
+            "output_text",
+            "tool_calls",
+            "redactions",
+        ]
+        assert contents["call_id"][5] == 1  # the primary key
+        outcome_columns = [row[1] for row in connection.execute("PRAGMA table_info(outcomes)")]
+        assert outcome_columns == [column.name for column in schema.outcomes.columns]
+        # The rows of schema 3 are all still there.
+        assert connection.execute("SELECT id FROM calls").fetchall() == [(old.id,)]
+        assert connection.execute("SELECT name, value FROM scores").fetchall() == [("helpful", 0.5)]
+        # And the new tables take rows.
+        connection.execute(
+            "INSERT INTO contents (call_id, started_ms, messages) VALUES (?, 1, '[]')", (old.id,)
+        )
+        assert connection.execute("SELECT redactions FROM contents").fetchall() == [(0,)]
+
+
+def tables_of(connection: sqlite3.Connection) -> set[str]:
+    rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return {row[0] for row in rows}
 
 
 def add_region(connection: sqlalchemy.Connection) -> None:

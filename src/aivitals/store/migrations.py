@@ -45,7 +45,21 @@ def _add_billing_detail(connection: sqlalchemy.Connection) -> None:
         connection.execute(sqlalchemy.text(f"ALTER TABLE calls ADD COLUMN {column}"))
 
 
-STEPS: Sequence[tuple[int, Step]] = ((2, _add_saved_usd), (3, _add_billing_detail))
+def _add_outcomes_and_contents(connection: sqlalchemy.Connection) -> None:
+    """4: labelled outcomes and captured content (issue 13), two new tables with their indexes.
+
+    Built from `schema` as it is today: were either table ever changed, this step would have to
+    spell out its version-4 form instead.
+    """
+    for table in (schema.outcomes, schema.contents):
+        table.create(connection)  # with its indexes
+
+
+STEPS: Sequence[tuple[int, Step]] = (
+    (2, _add_saved_usd),
+    (3, _add_billing_detail),
+    (4, _add_outcomes_and_contents),
+)
 """(version, step) pairs in increasing version order; each step upgrades version - 1 to version."""
 
 _LISTED_TABLES = 5

@@ -3,6 +3,14 @@
 - ``calls``: one row per `Call`, every field (tags and server tool uses as JSON). Times are
   epoch milliseconds (``started_ms``), so range scans are integer comparisons on every engine.
 - ``scores``: quality scores, joined to calls by ``call_id`` (they may arrive hours later).
+- ``outcomes``: labelled outcomes (schema 4): what a call predicted and, once known, what was
+  true, by ``call_id``, for calls used as classifiers or scorers. ``kind`` says which columns
+  hold the pair: ``class`` the labels (``predicted``, ``actual``, and ``probability``, the
+  model's confidence in its predicted label, when given), ``number`` the values
+  (``predicted_value``, ``actual_value``). ``name`` is the task, so one call can be judged on
+  several label sets.
+- ``contents``: the prompt and answer of a call, kept only when content capture is on (schema
+  4), after redaction, with a retention of their own (by ``started_ms``, the call's start).
 - ``rollups``: per minute, hour and day (``granularity`` in seconds), per low-cardinality key
   (provider, model, operation, feature, team, environment, prompt version, status, error type):
   counts, sums and quantile sketches (`aivitals.store.sketch`). Queries answer from these when
@@ -34,7 +42,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 STORE_MARKER = "aivitals-store"
 
 GRANULARITIES = (60, 3600, 86400)
@@ -125,6 +133,38 @@ scores = Table(
 )
 Index("ix_scores_call", scores.c.call_id)
 Index("ix_scores_created", scores.c.created_ms)
+
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("call_id", String(36), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("predicted", String(200)),
+    Column("actual", String(200)),
+    Column("probability", Float),
+    Column("predicted_value", Float),
+    Column("actual_value", Float),
+    Column("source", String(64), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("model", String(200)),
+    Column("feature", String(200)),
+)
+Index("ix_outcomes_call", outcomes.c.call_id)
+Index("ix_outcomes_created", outcomes.c.created_ms)
+
+contents = Table(
+    "contents",
+    metadata,
+    Column("call_id", String(36), primary_key=True),
+    Column("started_ms", BigInteger, nullable=False),
+    Column("messages", Text),  # JSON: [{"role": ..., "text": ...}, ...]
+    Column("output_text", Text),
+    Column("tool_calls", Text),  # JSON
+    Column("redactions", Integer, nullable=False, server_default=text("0")),
+)
+Index("ix_contents_started", contents.c.started_ms)
 
 rollups = Table(
     "rollups",
