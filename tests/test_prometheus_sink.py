@@ -149,6 +149,8 @@ class Counts:
     internal_errors: int = 2
     sink_errors: Mapping[str, int] = field(default_factory=lambda: {"store": 2})
     sink_failed_items: Mapping[str, int] = field(default_factory=lambda: {"store": 40})
+    quality_dropped: Mapping[str, int] = field(default_factory=lambda: {"queue_full": 6})
+    quality_errors: Mapping[str, int] = field(default_factory=lambda: {"evaluator/mine": 1})
 
 
 def test_recorder_health_needs_only_the_counts_and_buffers() -> None:
@@ -167,6 +169,8 @@ def test_recorder_health_needs_only_the_counts_and_buffers() -> None:
     assert get("aivitals_queue_depth", {}) == 12
     assert get("aivitals_buffered_items", {"sink": "store", "buffer": "store_retry"}) == 5
     assert get("aivitals_lost_items_total", {"sink": "recorder", "reason": "queue_full"}) == 4
+    assert get("aivitals_quality_dropped_total", {"reason": "queue_full"}) == 6
+    assert get("aivitals_quality_errors_total", {"part": "evaluator/mine"}) == 1
 
 
 def test_recorder_health_is_exported() -> None:

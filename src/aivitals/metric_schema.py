@@ -249,6 +249,21 @@ LOST_ITEMS = MetricSpec(
     "Calls and scores accepted and then lost for good, by sink and reason.",
     ("sink", "reason"),
 )
+QUALITY_DROPPED = MetricSpec(
+    "aivitals_quality_dropped_total",
+    "counter",
+    "Call contents the quality stage dropped before its evaluators saw them, by reason "
+    "(queue_full, shutdown); the calls themselves were recorded.",
+    ("reason",),
+    values={"reason": ("queue_full", "shutdown")},
+)
+QUALITY_ERRORS = MetricSpec(
+    "aivitals_quality_errors_total",
+    "counter",
+    "Failures inside the quality stage, by part: content (building a call's content), a "
+    "consumer's name, or evaluator/<name>; each is skipped, never propagated.",
+    ("part",),
+)
 
 HEALTH_METRICS = (
     DROPPED_CALLS,
@@ -259,6 +274,8 @@ HEALTH_METRICS = (
     QUEUE_DEPTH,
     BUFFERED_ITEMS,
     LOST_ITEMS,
+    QUALITY_DROPPED,
+    QUALITY_ERRORS,
 )
 """The recorder's own health, read from it at scrape time."""
 

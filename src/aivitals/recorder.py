@@ -6,6 +6,11 @@ batches, from a worker thread fed by a bounded queue. A full queue drops the cal
 never blocks the caller. A sink that raises is logged and counted, never propagated. `flush()` and
 `close()` (run at exit by `aivitals.configure`) wait until everything accepted has been delivered.
 
+A call recorded with its content (`CallContent`, or a thunk that builds it) also goes to the
+quality stage (`aivitals.quality.stage`): evaluators, judge and capture read it there, on their
+own thread, and their scores come back through `record_score`. Sources ask `wants_content`
+first, and build nothing when it is False.
+
 `record_durably` is for sources that acknowledge what they receive (the ingest API): the batch
 is committed to the store (the `DurableSink`) on the caller's thread before anything else sees
 it, and a failure raises instead of being buffered, so the source can refuse the batch and its
@@ -32,7 +37,7 @@ import threading
 import time
 import weakref
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -42,6 +47,7 @@ import msgspec
 from aivitals.draft import CallDraft
 from aivitals.model import Call, Score
 from aivitals.pricing import Pricer
+from aivitals.quality.stage import ContentSource, QualityStage, QualityStats
 from aivitals.recent_calls import RecentCalls
 from aivitals.sinks.base import (
     Accounted,
@@ -85,6 +91,17 @@ class RecorderStats:
         self.refused = 0  # calls and scores a source could not make valid (the SDK logs each)
         self.sink_errors: Counter[str] = Counter()
         self.sink_failed_items: Counter[str] = Counter()
+        self.quality = QualityStats()
+
+    @property
+    def quality_dropped(self) -> Counter[str]:
+        """Contents the quality stage dropped, by reason (the calls were recorded)."""
+        return self.quality.dropped
+
+    @property
+    def quality_errors(self) -> Counter[str]:
+        """Failures inside the quality stage, by part (a thunk, a consumer, an evaluator)."""
+        return self.quality.errors
 
 
 class Recorder:
@@ -92,7 +109,8 @@ class Recorder:
 
     ``inline_sinks`` run on the caller's thread; ``batch_sinks`` on the worker thread, in batches of
     up to ``batch_size``, at least every ``flush_interval_s``. ``queue_size`` bounds the calls and
-    scores waiting for the worker.
+    scores waiting for the worker, and, apart, the contents waiting for the quality stage
+    (``quality``: register content consumers there).
     """
 
     def __init__(
@@ -134,6 +152,7 @@ class Recorder:
         # A score that names only its call inherits the call's model and feature from here.
         self._recent = RecentCalls()
         self._worker: threading.Thread | None = None
+        self.quality = QualityStage(queue_size=queue_size, stats=self.stats.quality)
         self._start_worker()
         # A weak reference: the fork hook must not keep every recorder ever built alive.
         os.register_at_fork(after_in_child=functools.partial(_after_fork, weakref.ref(self)))
@@ -141,6 +160,11 @@ class Recorder:
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def wants_content(self) -> bool:
+        """Whether a content consumer is registered; when False, sources build no content."""
+        return self.quality.wants_content
 
     @property
     def durable(self) -> bool:
@@ -174,7 +198,9 @@ class Recorder:
                     lost[(sink.name, reason)] = count
         return lost
 
-    def record_durably(self, calls: Sequence[Call]) -> list[Call]:
+    def record_durably(
+        self, calls: Sequence[Call], contents: Mapping[str, ContentSource] | None = None
+    ) -> list[Call]:
         """Price ``calls``, commit them to the store, then hand them to every other sink.
 
         Only the calls the store did not have already go on to the other sinks: a batch sent
@@ -182,15 +208,20 @@ class Recorder:
         ``calls`` are returned, as recorded. Raises what the store raised (`StoreError`) when
         they could not be committed; nothing of the batch is then recorded anywhere, so the
         sender can send it again. Without a durable sink this is `record` for each call (with no
-        store to remember ids, a batch sent twice counts twice).
+        store to remember ids, a batch sent twice counts twice). ``contents`` maps a call's id to
+        its content, for the quality stage; a call stored already is not evaluated again.
         """
         priced = [self._safely_priced(call) for call in calls]
         for call in priced:
             self._recent.add(call)
+        contents = contents or {}
         if self._durable is None:
-            return [self.record(call) for call in priced]
+            return [self.record(call, contents.get(call.id)) for call in priced]
         new = self._durable.commit(priced, ())
         self._fan_out_committed(new)
+        if contents:
+            for call in new:
+                self._hand_content(call, contents.get(call.id))
         return priced
 
     def record_scores_durably(self, scores: Sequence[Score]) -> list[Score]:
@@ -218,9 +249,11 @@ class Recorder:
             except Exception:
                 self._internal_error("recording what was committed")
 
-    def record(self, call: Call) -> Call:
+    def record(self, call: Call, content: ContentSource | None = None) -> Call:
         """Price ``call``, hand it to every sink, and return it as recorded (with its cost).
 
+        ``content`` (a `CallContent`, or a zero-argument callable returning one or None) goes
+        with the recorded call to the quality stage, which reads it on its own thread.
         Never raises: a failure inside aivitals is logged and counted, and the call is returned as
         given.
         """
@@ -234,9 +267,14 @@ class Recorder:
                 except Exception:
                     self._sink_failed(sink.name, 1)
             self._accept(call)
+            self._hand_content(call, content)
         except Exception:
             self._internal_error("recording a call")
         return call
+
+    def _hand_content(self, call: Call, content: ContentSource | None) -> None:
+        if content is not None and self.quality.wants_content:
+            self.quality.submit(call, content)
 
     def record_score(self, score: Score) -> Score:
         """Hand a quality score to every sink and return it as recorded. Never raises.
@@ -273,8 +311,14 @@ class Recorder:
     def flush(self, timeout_s: float | None = 10.0) -> bool:
         """Wait until every call and score accepted so far has reached the batch sinks.
 
-        Returns False if ``timeout_s`` passed first (the items are still delivered afterwards).
+        The quality stage is flushed first, so the scores of the calls recorded so far are among
+        them. Returns False if ``timeout_s`` passed first (the items are still delivered
+        afterwards).
         """
+        started = time.monotonic()
+        quality_done = self.quality.flush(timeout_s)
+        if timeout_s is not None:
+            timeout_s = max(0.0, timeout_s - (time.monotonic() - started))
         target = self._enqueued
         self._wake.set()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -284,12 +328,14 @@ class Recorder:
                 if remaining is not None and remaining <= 0:
                     return False
                 self._done.wait(remaining)
-        return True
+        return quality_done
 
     def close(self, timeout_s: float | None = 10.0) -> None:
         """Flush, stop the worker and close the batch sinks. Calls recorded afterwards go nowhere."""
         if self._closed:
             return
+        # The quality stage first: the scores it still makes must reach the sinks closed below.
+        self.quality.close(timeout_s)
         flushed = self.flush(timeout_s)
         self._closed = True
         self._wake.set()

@@ -49,6 +49,10 @@ class RecorderCounts(Protocol):
     def sink_errors(self) -> Mapping[str, int]: ...
     @property
     def sink_failed_items(self) -> Mapping[str, int]: ...
+    @property
+    def quality_dropped(self) -> Mapping[str, int]: ...
+    @property
+    def quality_errors(self) -> Mapping[str, int]: ...
 
 
 ByPlace = Callable[[], Mapping[tuple[str, str], int]]
@@ -523,3 +527,11 @@ class _HealthCollector(Collector):
         for (sink, reason), count in sorted(self._lost().items()):
             lost.add_metric([sink, reason], count)
         yield lost
+        quality_dropped = _counter(schema.QUALITY_DROPPED)
+        for reason, count in sorted(stats.quality_dropped.items()):
+            quality_dropped.add_metric([reason], count)
+        yield quality_dropped
+        quality_errors = _counter(schema.QUALITY_ERRORS)
+        for part, count in sorted(stats.quality_errors.items()):
+            quality_errors.add_metric([part], count)
+        yield quality_errors
