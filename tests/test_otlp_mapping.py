@@ -10,8 +10,11 @@ from typing import Any
 
 import genai_prices
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aivitals.model import Call
+from aivitals.otlp import facts
 from aivitals.otlp.mapping import AttributeMap, SpanBatch, call_id_for_span, calls_from_traces
 from aivitals.recorder import Recorder
 from aivitals.sinks.memory import MemorySink
@@ -876,3 +879,40 @@ def test_provider_names_become_the_catalog_s_and_a_missing_one_is_unknown() -> N
 def test_started_at_keeps_microseconds() -> None:
     call = one_call(CHAT, start_ns=START_NS + 123_456_789)
     assert call.started_at == START + timedelta(microseconds=123_456)
+
+
+# Whatever the attributes hold, a span is a call, no model call, or rejected: never an exception
+
+_KNOWN_NAMES = sorted(
+    {name for names in facts._CALL_FACTS for name in names}
+    | set(AttributeMap().user + AttributeMap().environment)
+    | {"session.id", "service.name"}
+)
+_INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    _INT64,
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.sampled_from(["chat", "LLM", "embeddings", "cancelled", "hit", "gpt-4o-mini", "429"]),
+    st.lists(st.one_of(st.text(max_size=5), _INT64), max_size=3),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(_KNOWN_NAMES), _VALUES, max_size=12),
+    st.booleans(),
+    st.booleans(),
+)
+def test_any_attribute_values_give_a_call_a_count_or_a_reason(
+    attrs: dict[str, Any], over_a_chat: bool, failed: bool
+) -> None:
+    # Over a valid chat span, most examples reach every field's reading, not just the first.
+    present = {key: value for key, value in attrs.items() if value is not None}
+    if over_a_chat:
+        present = {**CHAT, **present}
+    batch = calls_from_traces(export(span(present, error="boom" if failed else None)))
+    assert len(batch.calls) + batch.not_model + batch.rejected == 1
+    assert len(batch.reasons) == batch.rejected

@@ -163,7 +163,7 @@ def call_from_span(
     if values[fact.TOKENS_ESTIMATED] is True:
         draft.tokens_estimated = True
     cache = values[fact.CACHE]
-    if cache is not None and cache in CACHE_RESULTS:
+    if type(cache) is str and cache in CACHE_RESULTS:
         draft.cache = cache  # type: ignore[assignment]  # checked against CACHE_RESULTS
     if values[fact.OWN_STATUS] == "cancelled" and draft.status == "ok":
         draft.cancel()
