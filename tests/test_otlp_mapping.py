@@ -905,14 +905,17 @@ _VALUES = st.one_of(
     st.dictionaries(st.sampled_from(_KNOWN_NAMES), _VALUES, max_size=12),
     st.booleans(),
     st.booleans(),
+    st.dictionaries(st.sampled_from(_KNOWN_NAMES), _VALUES, max_size=4),
 )
 def test_any_attribute_values_give_a_call_a_count_or_a_reason(
-    attrs: dict[str, Any], over_a_chat: bool, failed: bool
+    attrs: dict[str, Any], over_a_chat: bool, failed: bool, resource: dict[str, Any]
 ) -> None:
     # Over a valid chat span, most examples reach every field's reading, not just the first.
     present = {key: value for key, value in attrs.items() if value is not None}
     if over_a_chat:
         present = {**CHAT, **present}
-    batch = calls_from_traces(export(span(present, error="boom" if failed else None)))
+    on_resource = {key: value for key, value in resource.items() if value is not None}
+    request = export(span(present, error="boom" if failed else None), resource=on_resource)
+    batch = calls_from_traces(request)
     assert len(batch.calls) + batch.not_model + batch.rejected == 1
     assert len(batch.reasons) == batch.rejected
