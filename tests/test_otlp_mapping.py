@@ -788,6 +788,27 @@ def test_spans_that_are_no_model_call_are_counted_not_recorded() -> None:
         ),
         span({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "search"}),
         span({"traceloop.span.kind": "workflow", "traceloop.entity.name": "pipeline"}),
+        # Pydantic AI's agent run: its children's tokens added up, and no operation named.
+        span(
+            {
+                "gen_ai.agent.name": "agent",
+                "agent_name": "agent",
+                "model_name": "gpt-4o-mini",
+                "gen_ai.usage.input_tokens": 51,
+                "gen_ai.usage.output_tokens": 1,
+            },
+            name="agent run",
+        ),
+        # The same with a provider and a model, which alone would read as a call.
+        span(
+            {
+                "gen_ai.agent.name": "agent",
+                "gen_ai.system": "openai",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.usage.input_tokens": 51,
+            },
+            name="agent run",
+        ),
         # Vercel's AI SDK: the outer span has only ai.* attributes ...
         span({"ai.model.id": "gpt-4o-mini", "ai.usage.promptTokens": 10}, name="ai.generateText"),
         # ... the inner doGenerate span is the model call.
@@ -801,7 +822,7 @@ def test_spans_that_are_no_model_call_are_counted_not_recorded() -> None:
         ),
     )
     batch = calls_from_traces(request)
-    assert (batch.not_model, batch.rejected) == (7, 0)
+    assert (batch.not_model, batch.rejected) == (9, 0)
     assert [(c.provider, c.input_tokens, c.operation) for c in batch.calls] == [
         ("openai", 10, "chat")
     ]

@@ -30,6 +30,9 @@ CALL_ID = ("aivitals.call.id", "aivitals.call_id")
 PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
 OPERATION = "gen_ai.operation.name"
 OPENINFERENCE_KIND = "openinference.span.kind"
+AGENT = ("gen_ai.agent.name", "agent_name")
+"""A span that names an agent and no operation is the agent's (Pydantic AI's ``agent run``,
+which adds up its model calls' tokens), not a model call."""
 TRACELOOP_REQUEST_TYPE = "llm.request.type"
 
 # OpenInference's llm.model_name is the model as the response names it when there is one; it is

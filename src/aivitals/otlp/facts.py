@@ -50,7 +50,8 @@ from aivitals.otlp.values import SCALARS, KeyValueLike, Value, any_value
     OWN_STATUS,
     CACHE,
     TOKENS_ESTIMATED,
-) = range(23)
+    AGENT,
+) = range(24)
 """The facts of a call, as indices into `FactTable.read`'s lists. An empty text, or a value
 that is no plain value (a map, bytes), is as good as absent and leaves the next name its turn."""
 
@@ -78,6 +79,7 @@ _CALL_FACTS: tuple[tuple[str, ...], ...] = (
     names_of.OWN_STATUS,
     names_of.CACHE,
     names_of.TOKENS_ESTIMATED,
+    names_of.AGENT,
 )
 FIRST_ATTRIBUTION = len(_CALL_FACTS)
 """Facts from here on are attribution: `ATTRIBUTION_FIELDS` in order, then one per kept tag."""

@@ -57,7 +57,8 @@ def operation_of(values: list[Value], span_name: str) -> Operation | None:
     """The span's model-call operation, or None when it is no model call.
 
     A convention that names the span's kind decides; with none, a span that names both a
-    provider and a model (Vercel's AI SDK ``doGenerate`` spans) is a chat call.
+    provider and a model (Vercel's AI SDK ``doGenerate`` spans) is a chat call, unless it names
+    an agent.
     """
     operation = values[fact.OPERATION]
     if operation is not None:
@@ -72,8 +73,10 @@ def operation_of(values: list[Value], span_name: str) -> Operation | None:
         if found == "text_completion" and span_name.endswith(".chat"):
             return "chat"
         return found
-    if values[fact.PROVIDER] is not None and (
-        values[fact.MODEL] is not None or values[fact.RESPONSE_MODEL] is not None
+    if (
+        values[fact.PROVIDER] is not None
+        and (values[fact.MODEL] is not None or values[fact.RESPONSE_MODEL] is not None)
+        and values[fact.AGENT] is None
     ):
         return "chat"
     return None
