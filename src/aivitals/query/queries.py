@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -36,6 +37,9 @@ from aivitals.query.values import FILTER_FIELDS, FilterValue, filter_values
 from aivitals.query.window import Window, parse_since  # noqa: F401  # used by the doctest
 from aivitals.store import schema
 from aivitals.store.engine import store_error
+
+if TYPE_CHECKING:
+    from aivitals.query.compare import Comparison
 
 NO_FILTERS = Filters()
 LOG_EVERY_S = 60.0
@@ -238,6 +242,28 @@ class Queries:
         """The (model, feature) of the stored calls among ``ids`` (see `query.labels`)."""
         with self._connection() as connection:
             return call_labels(connection, ids)
+
+    def compare(
+        self,
+        window: Window,
+        filters: Filters = NO_FILTERS,
+        by: str = "prompt_version",
+        *,
+        a: str | None = None,
+        b: str | None = None,
+        min_samples: int = 30,
+    ) -> Comparison:
+        """The calls whose ``by`` is B against those where it is A (see `query.compare`).
+
+        ``min_samples`` is `compare_stats.MIN_SAMPLES`, written out: that module imports scipy,
+        over a second's work that only a comparison should pay.
+        """
+        from aivitals.query.compare import compare  # noqa: PLC0415  # scipy, see above
+
+        with self._connection() as connection:
+            found = compare(connection, window, filters, by, a=a, b=b, min_samples=min_samples)
+        self._skips.note("compare", window, found.skipped_rows)
+        return found
 
     def raw_calls(self, window: Window, filters: Filters = NO_FILTERS) -> RawCalls:
         """The window's readable calls as pages of stored columns, oldest first (for export)."""
