@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from aivitals.model import Call, Score
+from aivitals.model import Call, Outcome, Score
 from aivitals.recorder import Recorder
 from aivitals.sinks import store as store_sink
 from aivitals.sinks.base import BatchSink, Ticking
@@ -44,7 +44,9 @@ class FlakyStore:
         self.deletes: list[tuple[datetime, int | None]] = []
         self.closed = False
 
-    def write(self, calls: Sequence[Call], scores: Sequence[Score]) -> Sequence[Call]:
+    def write(
+        self, calls: Sequence[Call], scores: Sequence[Score], outcomes: Sequence[Outcome] = ()
+    ) -> Sequence[Call]:
         self.attempts += 1
         if self.failures > 0:
             self.failures -= 1

@@ -7,12 +7,13 @@
 
 from aivitals.config import ConfigError
 from aivitals.errors import ErrorInfo, classify_error, classify_response
-from aivitals.model import Call, InvalidRecord, Score
+from aivitals.model import Call, InvalidRecord, Outcome, Score
 from aivitals.pricing import Cost, Pricer
 from aivitals.recorder import Recorder
 from aivitals.sdk.context import context, last_call_id
 from aivitals.sdk.instrument import instrument
 from aivitals.sdk.observe import observe
+from aivitals.sdk.outcome import outcome
 from aivitals.sdk.record import record, score
 from aivitals.sdk.runtime import Runtime, configure, flush, get_runtime, shutdown
 from aivitals.sdk.track import TrackedCall, current_call, track
@@ -23,6 +24,7 @@ __all__ = [
     "Cost",
     "ErrorInfo",
     "InvalidRecord",
+    "Outcome",
     "Pricer",
     "Recorder",
     "Runtime",
@@ -38,6 +40,7 @@ __all__ = [
     "instrument",
     "last_call_id",
     "observe",
+    "outcome",
     "record",
     "score",
     "shutdown",

@@ -90,3 +90,17 @@ SCORE_TEXT_CHARS: Mapping[str, int] = MappingProxyType(
     }
 )
 """The longest text of each text field of a `Score`, in characters."""
+
+OUTCOME_TEXT_CHARS: Mapping[str, int] = MappingProxyType(
+    {
+        "id": 36,
+        "call_id": 36,
+        "name": 200,
+        "predicted": 200,
+        "actual": 200,
+        "source": 64,
+        "model": 200,
+        "feature": 200,
+    }
+)
+"""The longest text of each text field of an `Outcome`, in characters: its store column's size."""

@@ -321,7 +321,7 @@ HTTP_IN_FLIGHT = MetricSpec(
     "aivitals_http_server_requests_in_flight", "gauge", "HTTP requests being handled now."
 )
 
-INGEST_KINDS = ("calls", "scores", "spans")
+INGEST_KINDS = ("calls", "scores", "outcomes", "spans")
 INGEST_REFUSALS = ("invalid", "unavailable", "busy")
 INGEST_REFUSED = MetricSpec(
     "aivitals_ingest_refused_items_total",

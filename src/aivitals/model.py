@@ -39,6 +39,7 @@ from aivitals.bounds import (
     MAX_TOKENS,
     MAX_TOOL_USES,
     MAX_USD,
+    OUTCOME_TEXT_CHARS,
     SCORE_TEXT_CHARS,
 )
 from aivitals.usage import TOOL_USE_KINDS
@@ -588,6 +589,150 @@ class Score(msgspec.Struct, frozen=True, kw_only=True):
 
 _SCORE_TEXT = tuple(SCORE_TEXT_CHARS)
 _REQUIRED_SCORE_TEXT = frozenset({"id", "call_id", "name", "source"})
+
+OutcomeKind = Literal["class", "number"]
+Label = str | bool | int | float
+"""What a prediction or a truth can be: a class label (text or bool), or a number."""
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What a call predicted and what turned out to be true: a labelled outcome, by ``call_id``.
+
+    For calls used as classifiers or scorers, whose truth arrives later (from users, reviewers).
+    Build one with `Outcome.of`, which reads the kind from the values:
+
+    >>> Outcome.of("0192...", predicted="spam", actual="ham").kind
+    'class'
+    >>> Outcome.of("0192...", predicted=0.83, actual=True).probability  # a probability of True
+    0.83
+    >>> Outcome.of("0192...", predicted=4.5, actual=4.0).kind
+    'number'
+
+    ``kind`` ``class``: ``predicted`` and ``actual`` are labels, ``probability`` (optional) the
+    model's confidence in its predicted label. ``number``: ``predicted_value`` and
+    ``actual_value``. ``name`` is the task (the label set), so one call can have outcomes for
+    several. ``model`` and ``feature`` are hints, as on a `Score`.
+    """
+
+    call_id: str
+    kind: OutcomeKind
+    predicted: str | None = None
+    actual: str | None = None
+    probability: float | None = None
+    predicted_value: float | None = None
+    actual_value: float | None = None
+    name: str = "default"
+    id: str = msgspec.field(default_factory=new_id)
+    source: str = "api"
+    created_at: datetime = msgspec.field(default_factory=utc_now)
+    model: str | None = None
+    feature: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        call_id: str,
+        *,
+        predicted: Label,
+        actual: Label,
+        probability: float | None = None,
+        **fields: object,
+    ) -> Outcome:
+        """An outcome from what was predicted and what was true; raises `InvalidRecord`.
+
+        Two labels (text or bool; a bool is the label ``true`` or ``false``) make a ``class``
+        outcome; two numbers a ``number`` one. A number predicted for a bool truth is the
+        probability of ``True``: the predicted label is the likelier one, and ``probability``
+        its probability. ``fields`` are the other fields (``name``, ``source``, ``model``, ...).
+        """
+        if _is_label(predicted) and _is_label(actual):
+            return cls(
+                call_id=call_id,
+                kind="class",
+                predicted=_label(predicted),
+                actual=_label(actual),
+                probability=probability,
+                **fields,  # type: ignore[arg-type]  # checked by __post_init__
+            )
+        if _is_number(predicted) and isinstance(actual, bool):
+            if probability is not None:
+                raise InvalidRecord(
+                    "probability", "give it with a predicted label, not a predicted probability"
+                )
+            chance = float(predicted)
+            if not 0.0 <= chance <= 1.0:
+                raise InvalidRecord(
+                    "predicted",
+                    f"a number predicted for a true/false actual is the probability of true: "
+                    f"from 0 to 1, got {chance}",
+                )
+            yes = chance >= 0.5
+            return cls(
+                call_id=call_id,
+                kind="class",
+                predicted=_label(yes),
+                actual=_label(actual),
+                probability=chance if yes else 1.0 - chance,
+                **fields,  # type: ignore[arg-type]  # checked by __post_init__
+            )
+        if _is_number(predicted) and _is_number(actual):
+            if probability is not None:
+                raise InvalidRecord("probability", "is for predicted labels, not numbers")
+            return cls(
+                call_id=call_id,
+                kind="number",
+                predicted_value=float(predicted),
+                actual_value=float(actual),
+                **fields,  # type: ignore[arg-type]  # checked by __post_init__
+            )
+        raise InvalidRecord(
+            "actual",
+            f"must be of the kind of predicted: two labels (text or true/false) or two finite "
+            f"numbers, got predicted {_kind(predicted)} and actual {_kind(actual)}",
+        )
+
+    def __post_init__(self) -> None:
+        for name, limit in OUTCOME_TEXT_CHARS.items():
+            _check_text(name, getattr(self, name), limit, required=name in _REQUIRED_OUTCOME_TEXT)
+        if self.kind == "class":
+            _check_text("predicted", self.predicted, OUTCOME_TEXT_CHARS["predicted"], required=True)
+            _check_text("actual", self.actual, OUTCOME_TEXT_CHARS["actual"], required=True)
+            if self.probability is not None and not (
+                _is_number(self.probability) and 0.0 <= self.probability <= 1.0
+            ):
+                raise InvalidRecord(
+                    "probability", f"must be a number from 0 to 1, got {_kind(self.probability)}"
+                )
+            extra: tuple[str, ...] = ("predicted_value", "actual_value")
+        elif self.kind == "number":
+            for name in ("predicted_value", "actual_value"):
+                number = getattr(self, name)
+                if not _is_number(number) or abs(number) > MAX_SCORE_MAGNITUDE:
+                    raise InvalidRecord(
+                        name,
+                        f"must be a finite number from {-MAX_SCORE_MAGNITUDE:,.0f} to "
+                        f"{MAX_SCORE_MAGNITUDE:,.0f}, got {_kind(number)}",
+                    )
+            extra = ("predicted", "actual", "probability")
+        else:
+            raise InvalidRecord("kind", f"must be class or number, got {_kind(self.kind)}")
+        for name in extra:
+            if getattr(self, name) is not None:
+                raise InvalidRecord(name, f"must be absent from a {self.kind} outcome")
+        _check_time("created_at", self.created_at)
+
+
+_REQUIRED_OUTCOME_TEXT = frozenset({"id", "call_id", "name", "source"})
+
+
+def _is_label(value: object) -> bool:
+    return isinstance(value, str | bool)
+
+
+def _label(value: str | bool | int | float) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _is_number(value: object) -> bool:

@@ -17,10 +17,13 @@ scores to calls by id, which gives the team as well.
 from __future__ import annotations
 
 import threading
+from typing import TypeVar
 
 import msgspec.structs
 
-from aivitals.model import Call, Score
+from aivitals.model import Call, Outcome, Score
+
+S = TypeVar("S", Score, Outcome)
 
 DEFAULT_CAPACITY = 4096
 """Calls remembered: scores come from evaluators and users, most within minutes of their call."""
@@ -44,7 +47,7 @@ class RecentCalls:
             if len(self._calls) > self._capacity:
                 del self._calls[next(iter(self._calls))]
 
-    def fill(self, score: Score) -> Score:
+    def fill(self, score: S) -> S:
         """``score`` with the model and feature of its call where it has none; else as given."""
         if score.model is not None and score.feature is not None:
             return score
@@ -53,7 +56,7 @@ class RecentCalls:
         return score if known is None else inherit(score, *known)
 
 
-def inherit(score: Score, model: str, feature: str | None) -> Score:
+def inherit(score: S, model: str, feature: str | None) -> S:
     """``score`` with its call's ``model`` and ``feature`` where it has none of its own."""
     if score.model is not None and score.feature is not None:
         return score

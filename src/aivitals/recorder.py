@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from aivitals.draft import CallDraft
-from aivitals.model import Call, Score
+from aivitals.model import Call, Outcome, Score
 from aivitals.pricing import Pricer
 from aivitals.quality.stage import ContentSource, QualityStage, QualityStats
 from aivitals.recent_calls import RecentCalls
@@ -55,6 +55,7 @@ from aivitals.sinks.base import (
     DurableSink,
     InFlightObserver,
     InlineSink,
+    OutcomeSink,
     Ticking,
 )
 from aivitals.usage import TokenUsage
@@ -63,7 +64,7 @@ log = logging.getLogger("aivitals.recorder")
 
 _ERROR_LOG_INTERVAL_S = 60.0
 
-T = TypeVar("T", Call, Score)
+T = TypeVar("T", Call, Score, Outcome)
 
 # A response-cache hit was not sent to the provider: it costs nothing (its saving is saved_usd).
 _CACHE_HIT: dict[str, Any] = {"cost_usd": Decimal(0), "price_source": "cache"}
@@ -74,7 +75,7 @@ class _Committed:
 
     __slots__ = ("item",)
 
-    def __init__(self, item: Call | Score) -> None:
+    def __init__(self, item: Call | Score | Outcome) -> None:
         self.item = item
 
 
@@ -86,6 +87,8 @@ class RecorderStats:
         self.accepted_scores = 0
         self.dropped_calls = 0
         self.dropped_scores = 0
+        self.accepted_outcomes = 0
+        self.dropped_outcomes = 0
         self.internal_errors = 0
         self.lost_at_shutdown = 0
         self.refused = 0  # calls and scores a source could not make valid (the SDK logs each)
@@ -138,7 +141,7 @@ class Recorder:
         self._durable = next(
             (sink for sink in self.batch_sinks if isinstance(sink, DurableSink)), None
         )
-        self._queue: deque[Call | Score | _Committed] = deque()
+        self._queue: deque[Call | Score | Outcome | _Committed] = deque()
         self._queue_size = queue_size
         self._batch_size = batch_size
         self._interval = flush_interval_s
@@ -188,7 +191,9 @@ class Recorder:
         """Items accepted and then lost for good, by (sink, reason); all zero is the goal."""
         stats = self.stats
         lost = {
-            ("recorder", "queue_full"): stats.dropped_calls + stats.dropped_scores,
+            ("recorder", "queue_full"): stats.dropped_calls
+            + stats.dropped_scores
+            + stats.dropped_outcomes,
             ("recorder", "shutdown"): stats.lost_at_shutdown,
             ("sdk", "invalid"): stats.refused,
         }
@@ -232,6 +237,29 @@ class Recorder:
         self._durable.commit((), scores)
         self._fan_out_committed(scores)
         return scores
+
+    def record_outcome(self, outcome: Outcome) -> Outcome:
+        """Hand a labelled outcome to the sinks that keep outcomes (the store, the exporter).
+
+        Never raises. Like a score, an outcome without a model or feature whose call this
+        recorder recorded lately gets them from the call.
+        """
+        try:
+            outcome = self._recent.fill(outcome)
+            self._accept(outcome)
+        except Exception:
+            self._internal_error("recording an outcome")
+        return outcome
+
+    def record_outcomes_durably(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
+        """`record_durably` for outcomes: committed to the store before this returns, or raises."""
+        outcomes = [self._recent.fill(outcome) for outcome in outcomes]
+        if self._durable is None:
+            return [self.record_outcome(outcome) for outcome in outcomes]
+        self._durable.commit((), (), outcomes)
+        for outcome in outcomes:
+            self._accept(_Committed(outcome))
+        return outcomes
 
     def _fan_out_committed(self, items: Sequence[Call | Score]) -> None:
         """Inline sinks now, the other batch sinks later: the durable one has them already."""
@@ -441,8 +469,12 @@ class Recorder:
         )
         return msgspec.structs.replace(call, **fields) if fields else call
 
-    def _accept(self, item: Call | Score | _Committed) -> None:
-        is_call = isinstance(item.item if isinstance(item, _Committed) else item, Call)
+    def _accept(self, item: Call | Score | Outcome | _Committed) -> None:
+        inner = item.item if isinstance(item, _Committed) else item
+        if isinstance(inner, Outcome):
+            self._accept_outcome(item)  # type: ignore[arg-type]  # an Outcome, or one committed
+            return
+        is_call = isinstance(inner, Call)
         with self._lock:
             if is_call:
                 self.stats.accepted_calls += 1
@@ -461,6 +493,17 @@ class Recorder:
             wake = len(self._queue) >= self._batch_size
         if wake:
             self._wake.set()
+
+    def _accept_outcome(self, item: Outcome | _Committed) -> None:
+        with self._lock:
+            self.stats.accepted_outcomes += 1
+            if not self.batch_sinks:
+                return
+            if self._closed or len(self._queue) >= self._queue_size:
+                self.stats.dropped_outcomes += 1
+                return
+            self._queue.append(item)
+            self._enqueued += 1
 
     def _start_worker(self) -> None:
         if not self.batch_sinks and not self._ticking:
@@ -500,6 +543,8 @@ class Recorder:
             scores: list[Score] = []
             fresh_calls: list[Call] = []  # what the durable sink does not have yet
             fresh_scores: list[Score] = []
+            outcomes: list[Outcome] = []
+            fresh_outcomes: list[Outcome] = []
             for _ in range(min(self._batch_size, len(self._queue))):
                 queued = self._queue.popleft()
                 item = queued.item if isinstance(queued, _Committed) else queued
@@ -508,6 +553,10 @@ class Recorder:
                     calls.append(item)
                     if fresh:
                         fresh_calls.append(item)
+                elif isinstance(item, Outcome):
+                    outcomes.append(item)
+                    if fresh:
+                        fresh_outcomes.append(item)
                 else:
                     scores.append(item)
                     if fresh:
@@ -520,8 +569,11 @@ class Recorder:
                     self._deliver(sink.name, sink.write_calls, sink_calls)
                 if sink_scores:
                     self._deliver(sink.name, sink.write_scores, sink_scores)
+                sink_outcomes = fresh_outcomes if durable else outcomes
+                if sink_outcomes and isinstance(sink, OutcomeSink):
+                    self._deliver(sink.name, sink.write_outcomes, sink_outcomes)
             with self._done:
-                self._delivered += len(calls) + len(scores)
+                self._delivered += len(calls) + len(scores) + len(outcomes)
                 self._done.notify_all()
 
     def _deliver(self, name: str, write: Callable[[list[T]], None], items: list[T]) -> None:

@@ -1,4 +1,4 @@
-"""``POST /api/v1/calls`` and ``POST /api/v1/scores``: records from other processes and languages.
+"""``POST /api/v1/calls``, ``/scores`` and ``/outcomes``: records from other processes and languages.
 
 A batch is accepted or refused whole. Every item is checked first (pydantic for types and
 ranges, then `Call` / `Score` for values that cannot go together, such as more cached than input
@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter
 
-from aivitals.model import Call, InvalidRecord, Score
+from aivitals.model import Call, InvalidRecord, Outcome, Score
 from aivitals.recent_calls import inherit
 from aivitals.server.context import Context, ServerContext
 from aivitals.server.errors import ApiError, bad_field
@@ -33,6 +33,9 @@ from aivitals.server.models import (
     CallBatch,
     CallIn,
     CallsBody,
+    OutcomeBatch,
+    OutcomeIn,
+    OutcomesBody,
     ScoreBatch,
     ScoreIn,
     ScoresBody,
@@ -41,8 +44,8 @@ from aivitals.store.errors import StoreError
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 
-In = TypeVar("In", CallIn, ScoreIn)
-Out = TypeVar("Out", Call, Score)
+In = TypeVar("In", CallIn, ScoreIn, OutcomeIn)
+Out = TypeVar("Out", Call, Score, Outcome)
 
 _REFUSED: dict[int | str, dict[str, Any]] = {
     422: {"description": "A bad field; nothing of the request was recorded."}
@@ -77,6 +80,25 @@ def post_scores(body: ScoresBody, context: Context) -> Accepted:
     return Accepted(accepted=len(scores), ids=[score.id for score in scores])
 
 
+@router.post("/outcomes", status_code=202, response_model=Accepted, responses=_REFUSED)
+def post_outcomes(body: OutcomesBody, context: Context) -> Accepted:
+    """Record one labelled outcome, or a batch ``{"outcomes": [...]}`` (accepted or refused whole).
+
+    ``predicted`` and ``actual`` are two labels (text or true/false), two numbers, or a
+    probability of true for a true/false ``actual``; ``probability`` is the confidence in a
+    predicted label (docs/quality.md, "Outcomes").
+    """
+    items, prefix = (body.outcomes, "outcomes.") if isinstance(body, OutcomeBatch) else ([body], "")
+    with _counted(context, "outcomes", len(items)):
+        outcomes = _with_call_labels(context, _build(items, OutcomeIn.to_outcome, prefix))
+        _check_room(context, len(outcomes))
+        try:
+            context.runtime.recorder.record_outcomes_durably(outcomes)
+        except StoreError as exc:
+            raise _unavailable(exc) from None
+    return Accepted(accepted=len(outcomes), ids=[outcome.id for outcome in outcomes])
+
+
 class _Refusal(ApiError):
     """An ingest refusal, with why (``invalid``, ``unavailable``, ``busy``) for the metric."""
 
@@ -95,7 +117,10 @@ def _counted(context: ServerContext, kind: str, items: int) -> Iterator[None]:
         raise
 
 
-def _with_call_labels(context: ServerContext, scores: list[Score]) -> list[Score]:
+Labelled = TypeVar("Labelled", Score, Outcome)
+
+
+def _with_call_labels(context: ServerContext, scores: list[Labelled]) -> list[Labelled]:
     """Scores without a model or feature take their stored call's (it may be from before a
     restart, or recorded by another server); the recorder fills those it recorded itself."""
     unlabelled = [score.call_id for score in scores if score.model is None or score.feature is None]

@@ -40,6 +40,7 @@ from aivitals.bounds import (
     MAX_TOKENS,
     MAX_TOOL_USES,
     MAX_USD,
+    OUTCOME_TEXT_CHARS,
     SCORE_TEXT_CHARS,
 )
 from aivitals.model import (
@@ -48,6 +49,7 @@ from aivitals.model import (
     Call,
     ErrorType,
     Operation,
+    Outcome,
     Score,
     Status,
     new_id,
@@ -213,6 +215,47 @@ class ScoreBatch(_Body):
     scores: Annotated[list[ScoreIn], Field(max_length=MAX_BATCH)]
 
 
+_O = OUTCOME_TEXT_CHARS
+LabelIn = (
+    Annotated[str, StringConstraints(strict=True, min_length=1, max_length=_O["predicted"])]
+    | Annotated[bool, Field(strict=True)]
+    | Annotated[float, Field(strict=True, allow_inf_nan=False)]
+)
+"""A class label (text, or true/false) or a number."""
+
+
+class OutcomeIn(_Body):
+    """One labelled outcome as JSON; ``call_id``, ``predicted`` and ``actual`` are required.
+
+    Two labels (text or true/false) are a classification, two numbers a regression, and a
+    number predicted for a true/false ``actual`` the probability of true (docs/quality.md).
+    """
+
+    call_id: Annotated[str, _fits(_O, "call_id")]
+    predicted: LabelIn
+    actual: LabelIn
+    probability: Annotated[float, Field(strict=True, ge=0.0, le=1.0)] | None = None
+    name: Annotated[str, _fits(_O, "name")] = "default"
+    id: Annotated[str, _fits(_O, "id")] | None = None
+    source: Annotated[str, _fits(_O, "source")] = "api"
+    created_at: datetime | None = None
+    model: Annotated[str, _fits(_O, "model")] | None = None
+    feature: Annotated[str, _fits(_O, "feature")] | None = None
+
+    def to_outcome(self) -> Outcome:
+        """The `Outcome`; raises `aivitals.model.InvalidRecord` (a label for a number, say)."""
+        fields = self.model_dump(exclude_none=True, exclude={"predicted", "actual", "call_id"})
+        fields.setdefault("id", new_id())
+        fields.setdefault("created_at", utc_now())
+        return Outcome.of(self.call_id, predicted=self.predicted, actual=self.actual, **fields)
+
+
+class OutcomeBatch(_Body):
+    """Several outcomes, accepted or refused together."""
+
+    outcomes: Annotated[list[OutcomeIn], Field(max_length=MAX_BATCH)]
+
+
 def _one_or_batch(key: str) -> Any:
     def which(value: Any) -> str:
         return "batch" if isinstance(value, dict) and key in value else "one"
@@ -229,6 +272,12 @@ ScoresBody = Annotated[
     Annotated[ScoreIn, Tag("one")] | Annotated[ScoreBatch, Tag("batch")], _one_or_batch("scores")
 ]
 """What ``POST /api/v1/scores`` takes: one score, or ``{"scores": [...]}``."""
+
+OutcomesBody = Annotated[
+    Annotated[OutcomeIn, Tag("one")] | Annotated[OutcomeBatch, Tag("batch")],
+    _one_or_batch("outcomes"),
+]
+"""What ``POST /api/v1/outcomes`` takes: one outcome, or ``{"outcomes": [...]}``."""
 
 
 class Accepted(BaseModel):

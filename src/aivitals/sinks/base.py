@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-from aivitals.model import Call, Score
+from aivitals.model import Call, Outcome, Score
 
 
 @runtime_checkable
@@ -54,6 +54,13 @@ class BatchSink(Protocol):
 
 
 @runtime_checkable
+class OutcomeSink(Protocol):
+    """A batch sink that also keeps labelled outcomes (the store, the HTTP exporter)."""
+
+    def write_outcomes(self, outcomes: Sequence[Outcome]) -> None: ...
+
+
+@runtime_checkable
 class DurableSink(Protocol):
     """A batch sink that can also store a batch *now*, on the caller's thread (the store).
 
@@ -65,7 +72,12 @@ class DurableSink(Protocol):
 
     name: str
 
-    def commit(self, calls: Sequence[Call], scores: Sequence[Score] = ()) -> Sequence[Call]: ...
+    def commit(
+        self,
+        calls: Sequence[Call],
+        scores: Sequence[Score] = (),
+        outcomes: Sequence[Outcome] = (),
+    ) -> Sequence[Call]: ...
 
     def health(self) -> str | None:
         """None while writes succeed; else why they fail (for ``/readyz``)."""

@@ -44,12 +44,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import msgspec
 
-from aivitals.model import Call, Score
+from aivitals.model import Call, Outcome, Score
 from aivitals.retry import Backoff, RetryPolicy, parse_retry_after
 from aivitals.sinks.spool import Kind, Spool, default_spool_dir
 
@@ -137,6 +138,7 @@ class HttpExporter:
         self._urls: dict[Kind, str] = {
             "calls": f"{endpoint}/api/v1/calls",
             "scores": f"{endpoint}/api/v1/scores",
+            "outcomes": f"{endpoint}/api/v1/outcomes",
         }
         self._headers = {"Content-Type": "application/json", "User-Agent": "aivitals"}
         if api_key:
@@ -182,6 +184,10 @@ class HttpExporter:
         """Send ``scores`` (after the spool); raise `ExportError` if they did not arrive now."""
         self._export("scores", scores)
 
+    def write_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        """Send ``outcomes`` (after the spool); raise `ExportError` if they did not arrive now."""
+        self._export("outcomes", [wire_outcome(outcome) for outcome in outcomes])
+
     def tick(self) -> None:
         """Replay the spool once the back-off has elapsed; release claims of dead processes."""
         with self._lock:
@@ -216,7 +222,7 @@ class HttpExporter:
                 )
             self._client.close()
 
-    def _export(self, kind: Kind, items: Sequence[Call | Score]) -> None:
+    def _export(self, kind: Kind, items: Sequence[Call | Score | _OutcomeBody]) -> None:
         bodies = self._encode(kind, items)
         with self._lock:
             wait_s = self._backoff.wait_s
@@ -253,7 +259,7 @@ class HttpExporter:
                     retryable=False,
                 )
 
-    def _encode(self, kind: Kind, items: Sequence[Call | Score]) -> list[_Body]:
+    def _encode(self, kind: Kind, items: Sequence[Call | Score | _OutcomeBody]) -> list[_Body]:
         """Request bodies of at most `MAX_ITEMS_PER_REQUEST` items and `MAX_BYTES_PER_REQUEST`."""
         head = b'{"' + kind.encode() + b'":['
         bodies: list[_Body] = []
@@ -392,3 +398,41 @@ def _check_endpoint(endpoint: str) -> str:
 def _detail(response: httpx.Response) -> str:
     text = response.text.strip().replace("\n", " ")
     return f"HTTP {response.status_code}: {text[:300]}" if text else f"HTTP {response.status_code}"
+
+
+class _OutcomeBody(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An outcome as ``POST /api/v1/outcomes`` takes it: the pair as labels or as numbers."""
+
+    id: str
+    call_id: str
+    name: str
+    predicted: str | float
+    actual: str | float
+    probability: float | None = None
+    source: str
+    created_at: datetime
+    model: str | None = None
+    feature: str | None = None
+
+
+def wire_outcome(outcome: Outcome) -> _OutcomeBody:
+    """``outcome`` in the ingest API's shape, which reads its kind back from the values."""
+    pair: tuple[str | float | None, str | float | None] = (
+        (outcome.predicted, outcome.actual)
+        if outcome.kind == "class"
+        else (outcome.predicted_value, outcome.actual_value)
+    )
+    predicted, actual = pair
+    assert predicted is not None and actual is not None  # an Outcome's invariant, by its kind
+    return _OutcomeBody(
+        id=outcome.id,
+        call_id=outcome.call_id,
+        name=outcome.name,
+        predicted=predicted,
+        actual=actual,
+        probability=outcome.probability,
+        source=outcome.source,
+        created_at=outcome.created_at,
+        model=outcome.model,
+        feature=outcome.feature,
+    )

@@ -40,11 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-Kind = Literal["calls", "scores"]
+Kind = Literal["calls", "scores", "outcomes"]
 
-_NAME = re.compile(r"^(\d{20})-(\d+)-(\d+)-(\d+)\.(calls|scores)\.json$")
+_NAME = re.compile(r"^(\d{20})-(\d+)-(\d+)-(\d+)\.(calls|scores|outcomes)\.json$")
 _CLAIMED = re.compile(r"^(.+\.json)\.claimed-(\d+)$")
 _TEMP = re.compile(r"^\.tmp-(\d+)-")
+_KINDS: Mapping[str, Kind] = {"calls": "calls", "scores": "scores", "outcomes": "outcomes"}
 # A claim lasts one request; one this old was left by a process that hung or died.
 _STALE_CLAIM_S = 120.0
 
@@ -125,7 +126,7 @@ class Spool:
                     continue
                 with contextlib.suppress(FileNotFoundError):  # claimed meanwhile
                     size = item.stat().st_size
-                    kind: Kind = "calls" if match[5] == "calls" else "scores"
+                    kind: Kind = _KINDS[match[5]]
                     found.append(SpoolEntry(Path(item.path), kind, int(match[4]), size))
         found.sort(key=lambda entry: entry.path.name)
         return found

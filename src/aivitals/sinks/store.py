@@ -50,7 +50,7 @@ from pathlib import Path
 
 import msgspec
 
-from aivitals.model import Call, Score, utc_now
+from aivitals.model import Call, Outcome, Score, utc_now
 from aivitals.retry import Backoff, RetryPolicy
 from aivitals.sinks.group_commit import GroupCommit
 from aivitals.sinks.spool import Kind, Spool
@@ -76,6 +76,10 @@ class _Calls(msgspec.Struct):
 
 class _Scores(msgspec.Struct):
     scores: list[Score]
+
+
+class _Outcomes(msgspec.Struct):
+    outcomes: list[Outcome]
 
 
 class StoreSink:
@@ -114,7 +118,7 @@ class StoreSink:
         self.lost_at_close = 0
         self.spilled = 0
         self.replayed = 0
-        self._buffer: deque[Call | Score] = deque()
+        self._buffer: deque[Call | Score | Outcome] = deque()
         self._max_buffered = max_buffered
         # No jitter: one sink per process retries one database; spreading is the exporter's need.
         self._backoff = Backoff(
@@ -131,7 +135,7 @@ class StoreSink:
         self._closed = False
         self._failing_since: float | None = None
         self._last_error = ""
-        self._group: GroupCommit[Call | Score] = GroupCommit(
+        self._group: GroupCommit[Call | Score | Outcome] = GroupCommit(
             self._commit_now, isolate=lambda exc: not _retryable(exc)
         )
         self._encoder = msgspec.json.Encoder()
@@ -171,8 +175,13 @@ class StoreSink:
             f"{len(self._buffer)} calls and scores held for retry"
         )
 
-    def commit(self, calls: Sequence[Call], scores: Sequence[Score] = ()) -> list[Call]:
-        """Store ``calls`` and ``scores`` now, merged with concurrent commits; raise if not stored.
+    def commit(
+        self,
+        calls: Sequence[Call],
+        scores: Sequence[Score] = (),
+        outcomes: Sequence[Outcome] = (),
+    ) -> list[Call]:
+        """Store ``calls``, ``scores`` and ``outcomes`` now, merged with concurrent commits; raise if not stored.
 
         Returns the calls newly stored: those of ``calls`` the store did not have already (a
         retried batch), so the other sinks are handed each call once. Raises `StoreError`
@@ -186,7 +195,7 @@ class StoreSink:
                 retryable=True,
                 retry_after_s=wait_s,
             )
-        committed = self._group.commit([*calls, *scores])
+        committed = self._group.commit([*calls, *scores, *outcomes])
         return [item for item in committed if isinstance(item, Call)]
 
     def write_calls(self, calls: Sequence[Call]) -> None:
@@ -194,6 +203,9 @@ class StoreSink:
 
     def write_scores(self, scores: Sequence[Score]) -> None:
         self._write(scores)
+
+    def write_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        self._write(outcomes)
 
     def tick(self) -> None:
         """Retry the buffer once its back-off has elapsed, and apply retention when due."""
@@ -271,6 +283,7 @@ class StoreSink:
                 self.store.write(
                     [item for item in items if isinstance(item, Call)],
                     [item for item in items if isinstance(item, Score)],
+                    [item for item in items if isinstance(item, Outcome)],
                 )
             except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
                 log.error("aivitals: unreadable pending file %s dropped: %s", claimed, exc)
@@ -287,7 +300,7 @@ class StoreSink:
             self._pending.remove(claimed)
         self._pending_items = sum(entry.count for entry in self._pending.entries())
 
-    def _write(self, items: Sequence[Call | Score]) -> None:
+    def _write(self, items: Sequence[Call | Score | Outcome]) -> None:
         with self._lock:
             self._hold(items)
             if self._closed:
@@ -302,7 +315,7 @@ class StoreSink:
                 )
             self._drain()
 
-    def _hold(self, items: Sequence[Call | Score]) -> None:
+    def _hold(self, items: Sequence[Call | Score | Outcome]) -> None:
         overflow = len(self._buffer) + len(items) - self._max_buffered
         if overflow > 0:
             # Drop the oldest: under a long outage recent calls matter more to the dashboards.
@@ -353,13 +366,18 @@ class StoreSink:
             self._buffer.popleft()
         return refused or StoreError("a batch failed, then every item stored on its own")
 
-    def _store_items(self, items: list[Call | Score]) -> Sequence[Call]:
+    def _store_items(self, items: list[Call | Score | Outcome]) -> Sequence[Call]:
         calls = [item for item in items if isinstance(item, Call)]
         scores = [item for item in items if isinstance(item, Score)]
-        return self.store.write(calls, scores)
+        outcomes = [item for item in items if isinstance(item, Outcome)]
+        return (
+            self.store.write(calls, scores, outcomes)
+            if outcomes
+            else self.store.write(calls, scores)
+        )
 
-    def _commit_now(self, items: list[Call | Score]) -> list[Call | Score]:
-        """Store ``items``; the calls newly stored and every score (scores are not checked)."""
+    def _commit_now(self, items: list[Call | Score | Outcome]) -> list[Call | Score | Outcome]:
+        """Store ``items``; the calls newly stored and every score and outcome (not checked)."""
         try:
             new = self._store_items(items)
         except Exception as exc:
@@ -368,7 +386,7 @@ class StoreSink:
             raise
         with self._health:
             self._failing_since = None
-        return [*new, *(item for item in items if isinstance(item, Score))]
+        return [*new, *(item for item in items if not isinstance(item, Call))]
 
     def _note_failure(self, exc: Exception) -> None:
         self._last_error = str(exc)
@@ -404,16 +422,25 @@ class StoreSink:
         self._next_retention = self._clock() + (0.0 if more else self._retention_interval_s)
 
 
-def _by_kind(items: list[Call | Score]) -> list[tuple[Kind, list[Call | Score]]]:
-    calls: list[Call | Score] = [item for item in items if isinstance(item, Call)]
-    scores: list[Call | Score] = [item for item in items if isinstance(item, Score)]
-    parts: list[tuple[Kind, list[Call | Score]]] = [("calls", calls), ("scores", scores)]
+def _by_kind(
+    items: list[Call | Score | Outcome],
+) -> list[tuple[Kind, list[Call | Score | Outcome]]]:
+    calls: list[Call | Score | Outcome] = [item for item in items if isinstance(item, Call)]
+    scores: list[Call | Score | Outcome] = [item for item in items if isinstance(item, Score)]
+    outcomes: list[Call | Score | Outcome] = [item for item in items if isinstance(item, Outcome)]
+    parts: list[tuple[Kind, list[Call | Score | Outcome]]] = [
+        ("calls", calls),
+        ("scores", scores),
+        ("outcomes", outcomes),
+    ]
     return [(kind, part) for kind, part in parts if part]
 
 
-def _decode(kind: Kind, body: bytes) -> Sequence[Call | Score]:
+def _decode(kind: Kind, body: bytes) -> Sequence[Call | Score | Outcome]:
     if kind == "calls":
         return msgspec.json.decode(body, type=_Calls).calls
+    if kind == "outcomes":
+        return msgspec.json.decode(body, type=_Outcomes).outcomes
     return msgspec.json.decode(body, type=_Scores).scores
 
 

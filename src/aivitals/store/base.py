@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import sqlalchemy
 
-from aivitals.model import Call, Score
+from aivitals.model import Call, Outcome, Score
 
 
 @runtime_checkable
@@ -23,8 +23,10 @@ class Store(Protocol):
     engine: sqlalchemy.Engine
     """Queries run SQLAlchemy Core against this engine, over `aivitals.store.schema`'s tables."""
 
-    def write(self, calls: Sequence[Call], scores: Sequence[Score]) -> Sequence[Call]:
-        """Store a batch atomically: every call and score, and the rollups updated, or nothing.
+    def write(
+        self, calls: Sequence[Call], scores: Sequence[Score], outcomes: Sequence[Outcome] = ()
+    ) -> Sequence[Call]:
+        """Store a batch atomically: every call, score and outcome, the rollups updated, or nothing.
 
         A call whose id is already stored is skipped (a retried batch is not counted twice).
         Returns the calls newly stored, the very objects given (a call given twice: the first),

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import sqlalchemy
 from sqlalchemy.dialects import postgresql, sqlite
 
-from aivitals.model import Call, Score
+from aivitals.model import Call, Outcome, Score
 from aivitals.store import migrations, schema
 from aivitals.store.bulk import BulkInsert
 from aivitals.store.engine import (
@@ -36,6 +36,7 @@ from aivitals.store.engine import (
     store_error,
 )
 from aivitals.store.errors import StoreError
+from aivitals.store.outcomes import outcome_row
 from aivitals.store.rollup import SKETCH_FIELDS, SUM_FIELDS, merge_rows, rollup_key, rollup_rows
 from aivitals.store.rows import call_row, epoch_ms, score_row
 
@@ -66,6 +67,7 @@ class SqlStore:
             insert(schema.calls).on_conflict_do_nothing(), engine.dialect
         )
         self._insert_scores = insert(schema.scores).on_conflict_do_nothing()
+        self._insert_outcomes = insert(schema.outcomes).on_conflict_do_nothing()
         upsert = insert(schema.rollups)
         self._upsert_rollups = upsert.on_conflict_do_update(
             index_elements=list(_ROLLUP_PK),
@@ -94,14 +96,16 @@ class SqlStore:
             raise store_error(exc, doing="opening", where=name) from exc
         return cls(engine, name=name)
 
-    def write(self, calls: Sequence[Call], scores: Sequence[Score]) -> list[Call]:
-        """Store a batch in one transaction: calls, scores, and the rollups of the new calls.
+    def write(
+        self, calls: Sequence[Call], scores: Sequence[Score], outcomes: Sequence[Outcome] = ()
+    ) -> list[Call]:
+        """Store a batch in one transaction: calls, scores, outcomes, the new calls' rollups.
 
         Calls already stored (same id: a retried batch) are skipped and not counted again.
         Returns the calls newly stored (see `Store.write`).
         """
         inserted: list[Call] = []
-        if not calls and not scores:
+        if not calls and not scores and not outcomes:
             return inserted
         try:
             with self._writer.begin() as connection:
@@ -112,12 +116,14 @@ class SqlStore:
                         self._fold_rollups(connection, inserted)
                 if scores:
                     connection.execute(self._insert_scores, [score_row(s) for s in scores])
+                if outcomes:
+                    connection.execute(self._insert_outcomes, [outcome_row(o) for o in outcomes])
         except Exception as exc:
             raise store_error(exc, doing="writing to", where=self.name) from exc
         return inserted
 
     def delete_calls_before(self, cutoff: datetime, *, max_rows: int | None = None) -> int:
-        """Delete raw calls started before ``cutoff`` and their scores; rollups stay.
+        """Delete raw calls started before ``cutoff``, their scores and outcomes; rollups stay.
 
         Scores created before ``cutoff`` whose call was never stored go too. Each chunk of
         `_DELETE_CHUNK` calls is its own short transaction, so writers wait milliseconds, not
@@ -140,6 +146,11 @@ class SqlStore:
                     if ids:
                         connection.execute(
                             sqlalchemy.delete(schema.scores).where(schema.scores.c.call_id.in_(ids))
+                        )
+                        connection.execute(
+                            sqlalchemy.delete(schema.outcomes).where(
+                                schema.outcomes.c.call_id.in_(ids)
+                            )
                         )
                         connection.execute(
                             sqlalchemy.delete(schema.calls).where(schema.calls.c.id.in_(ids))
