@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from starlette.responses import JSONResponse, Response
 
+from aivitals.content import CallContent
 from aivitals.gateway.upstreams import Api
 from aivitals.usage import TokenUsage
 
@@ -154,6 +155,18 @@ class Dialect:
 
     def relay(self) -> NativeRelay:
         """A fresh relay for one streamed answer."""
+        raise NotImplementedError
+
+    def content(
+        self, request: Mapping[str, Any], parsed: Mapping[str, Any], finish_reason: str | None
+    ) -> CallContent:
+        """What a whole answer and its request said (on the quality worker)."""
+        raise NotImplementedError
+
+    def stream_content(
+        self, request: Mapping[str, Any], events: list[dict[str, Any]], finish_reason: str | None
+    ) -> CallContent:
+        """What a streamed answer said, from its decoded events (on the quality worker)."""
         raise NotImplementedError
 
     def reshape(self, response: JSONResponse) -> Response:

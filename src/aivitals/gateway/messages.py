@@ -29,6 +29,8 @@ from typing import Any
 import msgspec
 from starlette.responses import JSONResponse, Response
 
+from aivitals.content import CallContent
+from aivitals.extract.messages import messages_content, messages_stream_content
 from aivitals.finish import finish_reason_from_anthropic
 from aivitals.gateway.dialect import Answer, Dialect, NativeRelay, text_of
 from aivitals.usage import usage_from_anthropic
@@ -115,6 +117,16 @@ class MessagesDialect(Dialect):
 
     def relay(self) -> NativeRelay:
         return _MessagesRelay()
+
+    def content(
+        self, request: Mapping[str, Any], parsed: Mapping[str, Any], finish_reason: str | None
+    ) -> CallContent:
+        return messages_content(request, parsed, finish_reason=finish_reason)
+
+    def stream_content(
+        self, request: Mapping[str, Any], events: list[dict[str, Any]], finish_reason: str | None
+    ) -> CallContent:
+        return messages_stream_content(request, events, finish_reason=finish_reason)
 
     def reshape(self, response: JSONResponse) -> Response:
         """``{"type": "error", "error": {"type", "message"}}``, as the anthropic client parses

@@ -40,6 +40,7 @@ from aivitals.bounds import CALL_TEXT_CHARS
 from aivitals.errors import INVALID_RESPONSE, ErrorInfo, classify_response
 from aivitals.gateway.budgets import BudgetLedger
 from aivitals.gateway.cache import CachedAnswer, ResponseCache, cache_key
+from aivitals.gateway.content import Thunk, replayed_content, stream_content, whole_content
 from aivitals.gateway.decoding import BodyError, decode_body
 from aivitals.gateway.dialect import Dialect, NativeRelay
 from aivitals.gateway.disconnect import ClientGone, unless_gone
@@ -408,6 +409,10 @@ class Gateway:
 
     def _replay(self, exchange: Exchange, hit: CachedAnswer) -> Response:
         span = exchange.trace.start("response")
+
+        def content(done: Call) -> Thunk | None:
+            return replayed_content(exchange.dialect, exchange.body, hit.chunks, hit.stream, done)
+
         if not hit.stream:
             self._record(
                 exchange,
@@ -418,6 +423,7 @@ class Gateway:
                     saved_usd=hit.cost_usd,
                 ),
                 span,
+                content,
             )
             return Response(hit.chunks[0], 200, media_type=hit.media_type)
 
@@ -439,7 +445,7 @@ class Gateway:
                     http_status=200,
                     saved_usd=hit.cost_usd,
                 )
-                self._record(exchange, call, span)
+                self._record(exchange, call, span, content)
 
         return StreamingResponse(events(), 200, media_type=hit.media_type)
 
@@ -574,7 +580,12 @@ class Gateway:
                 http_status=answer.status,
                 service_tier=tier if isinstance(tier, str) and tier else None,
             )
-        recorded = self._record(exchange, call, span)
+        recorded = self._record(
+            exchange,
+            call,
+            span,
+            lambda done: whole_content(exchange.dialect, exchange.body, parsed, done),
+        )
         if exchange.cache == "miss" and exchange.cache_key is not None and self.cache is not None:
             self.cache.put(
                 exchange.cache_key,
@@ -598,19 +609,23 @@ class Gateway:
     ) -> AsyncIterator[bytes]:
         outcome: BaseException | None = None
         kept: list[bytes] | None = [] if exchange.cache == "miss" else None
+        # The bytes passed on, for the call's content (parsed later, on the quality worker).
+        said: list[bytes] | None = kept if kept is not None else None
+        if said is None and self.recorder.wants_content:
+            said = []
         try:
             async for data in answer.chunks():
                 if exchange.ttft_ms is None:
                     exchange.ttft_ms = (time.perf_counter() - exchange.t0) * 1000.0
                 out = relay.feed(data)
                 if out:
-                    if kept is not None:
-                        kept.append(out)
+                    if said is not None:
+                        said.append(out)
                     yield out
             rest = relay.flush()
             if rest:
-                if kept is not None:
-                    kept.append(rest)
+                if said is not None:
+                    said.append(rest)
                 yield rest
         except BaseException as exc:  # a client gone (cancelled) or an upstream cut
             outcome = exc
@@ -621,7 +636,12 @@ class Gateway:
             answer.close()
             exchange.trace.response_id = relay.response_id
             call = self._record(
-                exchange, self._stream_call(exchange, relay, outcome, answer.status), span
+                exchange,
+                self._stream_call(exchange, relay, outcome, answer.status),
+                span,
+                None
+                if said is None
+                else lambda done: stream_content(exchange.dialect, exchange.body, said, done),
             )
             if kept is not None and call.status == "ok" and exchange.cache_key is not None:
                 assert self.cache is not None
@@ -699,9 +719,18 @@ class Gateway:
             meter.end(started)
             exchange.gpu = None
 
-    def _record(self, exchange: Exchange, call: Call, span: Span | None = None) -> Call:
+    def _record(
+        self,
+        exchange: Exchange,
+        call: Call,
+        span: Span | None = None,
+        content: Callable[[Call], Thunk | None] | None = None,
+    ) -> Call:
         self._landed(exchange)
-        recorded = self.recorder.record(call)
+        # ``content`` makes the content thunk from the call (its finish reason), only when
+        # something reads content: the hot path pays one attribute read otherwise.
+        thunk = content(call) if content is not None and self.recorder.wants_content else None
+        recorded = self.recorder.record(call, thunk)
         if exchange.hold is not None:
             # The real cost is in the ledger now (an inline sink of the recorder): settled.
             exchange.hold.release()

@@ -20,6 +20,8 @@ from typing import Any
 
 import msgspec
 
+from aivitals.content import CallContent
+from aivitals.extract.responses import responses_content, responses_stream_content
 from aivitals.finish import finish_reason_from_responses
 from aivitals.gateway.dialect import Answer, Dialect, NativeRelay, text_of
 from aivitals.usage import TokenUsage, tool_uses_from_openai_response, usage_from_openai
@@ -100,6 +102,16 @@ class ResponsesDialect(Dialect):
 
     def relay(self) -> NativeRelay:
         return _ResponsesRelay()
+
+    def content(
+        self, request: Mapping[str, Any], parsed: Mapping[str, Any], finish_reason: str | None
+    ) -> CallContent:
+        return responses_content(request, parsed, finish_reason=finish_reason)
+
+    def stream_content(
+        self, request: Mapping[str, Any], events: list[dict[str, Any]], finish_reason: str | None
+    ) -> CallContent:
+        return responses_stream_content(request, events, finish_reason=finish_reason)
 
 
 RESPONSES = ResponsesDialect()

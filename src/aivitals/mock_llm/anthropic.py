@@ -15,6 +15,7 @@ lifetime in ``cache_creation``. A plan's ``prompt_tokens`` is the total, so the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,13 +80,18 @@ def usage(
 def message(plan: Plan, *, model: str) -> dict[str, Any]:
     """A whole ``message``; refused answers carry no text, as Anthropic's do."""
     refused = plan.finish_reason in ("refusal", "content_filter")
-    text = "" if refused else shapes.filler_text(plan.visible_tokens)
+    text = "" if refused else shapes.answer_text(plan)
+    content: list[dict[str, Any]] = (
+        [{"type": "text", "text": text, "citations": None}] if text else []
+    )
+    if plan.tool_call is not None:
+        content = [_tool_use(plan.tool_call, _input(text))]
     return {
         "id": shapes.new_id("msg_"),
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": text, "citations": None}] if text else [],
+        "content": content,
         "stop_reason": stop_reason(plan.finish_reason),
         "stop_sequence": None,
         "usage": usage(plan, tier=reported_tier(plan)),
@@ -104,7 +110,7 @@ def message_events(plan: Plan, *, model: str, cut: bool = False) -> Iterator[tup
     after about half of it."""
     tier = reported_tier(plan)
     refused = plan.finish_reason in ("refusal", "content_filter")
-    pieces = [] if refused else shapes.filler_pieces(plan.visible_tokens)
+    pieces = [] if refused else shapes.answer_pieces(plan)
     steps = max(len(pieces), 1)
     times = send_times(plan, steps)
     limit = (steps + 1) // 2 if cut else steps + 1
@@ -120,17 +126,17 @@ def message_events(plan: Plan, *, model: str, cut: bool = False) -> Iterator[tup
         "usage": usage(plan, tier=tier, output_tokens=min(plan.completion_tokens, 1), searches=0),
     }
     first = _event("message_start", {"message": started})
-    first += _event(
-        "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
-    )
+    tool = plan.tool_call
+    block = {"type": "text", "text": ""} if tool is None else _tool_use(tool, {})
+    first += _event("content_block_start", {"index": 0, "content_block": block})
     first += _event("ping", {})
     if pieces:
-        first += _delta(pieces[0])
+        first += _delta(pieces[0], tool=tool is not None)
     yield next(times), first
     for index in range(1, limit):
         at_s = next(times)
         if index < len(pieces):
-            yield at_s, _delta(pieces[index])
+            yield at_s, _delta(pieces[index], tool=tool is not None)
             continue
         final = usage(plan, tier=tier)
         del final["cache_creation"], final["service_tier"]  # message_delta's usage has neither
@@ -145,10 +151,32 @@ def message_events(plan: Plan, *, model: str, cut: bool = False) -> Iterator[tup
         yield at_s, tail + _event("message_stop", {})
 
 
-def _delta(text: str) -> bytes:
-    return _event(
-        "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}}
+def _delta(text: str, *, tool: bool = False) -> bytes:
+    delta = (
+        {"type": "input_json_delta", "partial_json": text}
+        if tool
+        else {"type": "text_delta", "text": text}
     )
+    return _event("content_block_delta", {"index": 0, "delta": delta})
+
+
+def _tool_use(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "tool_use",
+        "id": "toolu_" + shapes.new_id("")[:24],
+        "name": name,
+        "input": given,
+    }
+
+
+def _input(text: str) -> dict[str, Any]:
+    """A whole message's ``tool_use.input`` is an object, never text: an answer that is not a
+    JSON object is sent as ``{}`` (only a stream's ``partial_json`` can carry broken JSON)."""
+    try:
+        given = json.loads(text)
+    except ValueError:
+        return {}
+    return given if isinstance(given, dict) else {}
 
 
 def error_response(

@@ -1,7 +1,7 @@
 """Per-request ``X-Mock-*`` headers: they override `MockConfig` for the one request carrying them.
 
 >>> read_controls([(b"x-mock-completion-tokens", b"50"), (b"x-mock-error", b"rate_limit")])
-Controls(latency_ms=None, ttft_ms=None, prompt_tokens=None, completion_tokens=50, cached_tokens=None, reasoning_tokens=None, finish_reason=None, error='rate_limit', cache_write_tokens=None, cache_write_1h_tokens=None, web_search_requests=None, service_tier=None)
+Controls(latency_ms=None, ttft_ms=None, prompt_tokens=None, completion_tokens=50, cached_tokens=None, reasoning_tokens=None, finish_reason=None, error='rate_limit', cache_write_tokens=None, cache_write_1h_tokens=None, web_search_requests=None, service_tier=None, answer=None, tool_call=None)
 >>> read_controls([(b"x-mock-prompt-tokens", b"many")])
 Traceback (most recent call last):
 ...
@@ -14,7 +14,9 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
+from urllib.parse import unquote
 
+from aivitals.mock_llm.answers import ANSWER_KINDS, ANSWERS
 from aivitals.mock_llm.config import ERROR_KINDS, ErrorKind
 
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "function_call", "refusal"]
@@ -50,6 +52,10 @@ class Controls:
     web_search_requests: int | None = None
     service_tier: str | None = None
     """The tier to report, instead of the one the request's ``service_tier`` implies."""
+    answer: str | None = None
+    """The answer's text instead of the filler (``X-Mock-Answer`` by kind, ``X-Mock-Text``)."""
+    tool_call: str | None = None
+    """Answer with a call to this tool, its arguments being the answer's text."""
 
 
 NO_CONTROLS = Controls()
@@ -88,6 +94,29 @@ def _tier(header: str, raw: str) -> str:
     return raw
 
 
+def _answer(header: str, raw: str) -> str:
+    for kind in ANSWER_KINDS:
+        if raw == kind:
+            return ANSWERS[kind]
+    raise ControlError(f"{header} must be one of {', '.join(ANSWER_KINDS)}; got {raw!r}")
+
+
+def _text(header: str, raw: str) -> str:
+    # Headers are Latin-1 on the wire: any language's text comes percent-encoded UTF-8.
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise ControlError(f"{header} must be percent-encoded UTF-8, got {raw!r}") from None
+
+
+def _tool(header: str, raw: str) -> str:
+    if not (raw.isascii() and raw.replace("_", "").replace("-", "").isalnum()) or len(raw) > 64:
+        raise ControlError(
+            f"{header} must be a tool name of up to 64 letters, digits, '_' or '-', got {raw!r}"
+        )
+    return raw
+
+
 def _error(header: str, raw: str) -> ErrorKind:
     for kind in ERROR_KINDS:
         if raw == kind:
@@ -113,6 +142,9 @@ _HEADERS: dict[bytes, tuple[str, str, Callable[[str, str], Any]]] = {
     ),
     b"x-mock-web-search-requests": ("X-Mock-Web-Search-Requests", "web_search_requests", _tokens),
     b"x-mock-service-tier": ("X-Mock-Service-Tier", "service_tier", _tier),
+    b"x-mock-answer": ("X-Mock-Answer", "answer", _answer),
+    b"x-mock-text": ("X-Mock-Text", "answer", _text),
+    b"x-mock-tool-call": ("X-Mock-Tool-Call", "tool_call", _tool),
 }
 HEADER_NAMES: tuple[str, ...] = tuple(display for display, _, _ in _HEADERS.values())
 

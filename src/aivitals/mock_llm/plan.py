@@ -52,6 +52,10 @@ class Plan:
     web_search_requests: int = 0
     service_tier: str | None = None
     """``X-Mock-Service-Tier``; None reports the tier the request's ``service_tier`` implies."""
+    answer: str | None = None
+    """The answer's text (``X-Mock-Answer``, ``X-Mock-Text``); None answers filler."""
+    tool_call: str | None = None
+    """``X-Mock-Tool-Call``: the answer is a call to this tool, with the text as arguments."""
 
     @property
     def uncached_tokens(self) -> int:
@@ -147,9 +151,12 @@ class Planner:
             cached_tokens=cached,
             completion_tokens=completion,
             reasoning_tokens=reasoning,
-            finish_reason=controls.finish_reason or finish,
+            finish_reason=controls.finish_reason
+            or ("tool_calls" if controls.tool_call and finish == "stop" else finish),
             cache_write_tokens=written,
             cache_write_1h_tokens=written_1h,
             web_search_requests=controls.web_search_requests or 0,
             service_tier=controls.service_tier,
+            answer=controls.answer,
+            tool_call=controls.tool_call,
         )

@@ -16,7 +16,7 @@ items and in ``tool_usage.web_search.num_requests``. A cut answer is ``incomplet
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -129,9 +129,23 @@ def _output(plan: Plan, message_id: str) -> list[dict[str, Any]]:
     items = [_search(index, "completed") for index in range(plan.web_search_requests)]
     if plan.reasoning_tokens:
         items.append({"id": "rs_mock", "type": "reasoning", "summary": []})
-    text = shapes.filler_text(plan.visible_tokens)
+    text = shapes.answer_text(plan)
+    if plan.tool_call is not None:
+        items.append(_function_call(message_id, plan.tool_call, text or "{}", status="completed"))
+        return items
     items.append(_message(message_id, plan, status=status, text=text))
     return items
+
+
+def _function_call(item_id: str, name: str, arguments: str, *, status: str) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "type": "function_call",
+        "call_id": shapes.tool_call_id(),
+        "name": name,
+        "arguments": arguments,
+        "status": status,
+    }
 
 
 def response(plan: Plan, *, model: str, requested_tier: str | None) -> dict[str, Any]:
@@ -175,7 +189,10 @@ def response_events(
         return b"event: " + kind.encode() + b"\ndata: " + _encode(payload) + b"\n\n"
 
     at = {"item_id": message_id, "output_index": index, "content_index": 0}
-    pieces = shapes.filler_pieces(plan.visible_tokens)
+    pieces = shapes.answer_pieces(plan)
+    if plan.tool_call is not None:
+        yield from _function_call_events(plan, body, output, event, pieces or ["{}"])
+        return
     steps = max(len(pieces), 1)
     times = send_times(plan, steps)
     limit = (steps + 1) // 2 if cut else steps + 1
@@ -206,7 +223,7 @@ def response_events(
         if step < len(pieces):
             yield at_s, event(delta_kind, delta=pieces[step], logprobs=[], **at)
             continue
-        text = shapes.filler_text(plan.visible_tokens)
+        text = shapes.answer_text(plan)
         done_part: dict[str, Any]
         if refusal:
             tail = event("response.refusal.done", refusal=text, **at)
@@ -219,3 +236,31 @@ def response_events(
         finished = _finished(body, plan, output)
         kind = "response.completed" if finished["status"] == "completed" else "response.incomplete"
         yield at_s, tail + event(kind, response=finished)
+
+
+def _function_call_events(
+    plan: Plan,
+    body: dict[str, Any],
+    output: list[dict[str, Any]],
+    event: Callable[..., bytes],
+    pieces: list[str],
+) -> Iterator[tuple[float, bytes]]:
+    """A function call's stream: its item added, ``response.function_call_arguments.delta``
+    events with the arguments, their ``done``, the item done, then the response completed."""
+    item = output[-1]
+    index = len(output) - 1
+    at = {"item_id": item["id"], "output_index": index}
+    times = send_times(plan, len(pieces))
+    first = event("response.created", response=body)
+    first += event("response.in_progress", response=body)
+    first += event(
+        "response.output_item.added",
+        output_index=index,
+        item={**item, "arguments": "", "status": "in_progress"},
+    )
+    for number, piece in enumerate(pieces):
+        chunk = event("response.function_call_arguments.delta", delta=piece, **at)
+        yield next(times), (first + chunk) if number == 0 else chunk
+    tail = event("response.function_call_arguments.done", arguments=item["arguments"], **at)
+    tail += event("response.output_item.done", output_index=index, item=item)
+    yield next(times), tail + event("response.completed", response=_finished(body, plan, output))

@@ -19,6 +19,7 @@ import os
 import struct
 from typing import Any
 
+from aivitals.mock_llm.answers import REFUSAL_SENTENCE, pieces
 from aivitals.mock_llm.plan import Plan
 from aivitals.mock_llm.validation import EmbeddingRequest
 
@@ -51,6 +52,27 @@ def filler_pieces(words: int, *, max_pieces: int = MAX_STREAM_PIECES) -> list[st
     count = min(words, max_pieces)
     bounds = [_WORD_ENDS[words * i // count] for i in range(count + 1)] if count else [0]
     return [_TEXT[bounds[i] : bounds[i + 1]] for i in range(count)]
+
+
+def answer_text(plan: Plan) -> str:
+    """The answer's text: the one asked for (``X-Mock-Answer``, ``X-Mock-Text``), a refusal
+    sentence for a refusal, else the filler for the visible tokens."""
+    if plan.answer is not None:
+        return plan.answer
+    if plan.finish_reason == "refusal":
+        return REFUSAL_SENTENCE
+    return filler_text(plan.visible_tokens)
+
+
+def answer_pieces(plan: Plan, *, max_pieces: int = MAX_STREAM_PIECES) -> list[str]:
+    """`answer_text` as a stream sends it, in at most ``max_pieces`` runs of whole words."""
+    if plan.answer is None and plan.finish_reason != "refusal":
+        return filler_pieces(plan.visible_tokens, max_pieces=max_pieces)
+    return pieces(answer_text(plan), max_pieces=max_pieces)
+
+
+def tool_call_id() -> str:
+    return "call_" + os.urandom(12).hex()
 
 
 def new_id(prefix: str) -> str:
@@ -95,8 +117,23 @@ def chat_completion(
     plan: Plan, *, model: str, id: str, created: int, requested_tier: str | None = None
 ) -> dict[str, Any]:
     """A whole ``chat.completion``."""
-    text = filler_text(plan.visible_tokens)
+    text = answer_text(plan)
     refused = plan.finish_reason == "refusal"
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": None if refused else text,
+        "refusal": text if refused else None,
+        "annotations": [],
+    }
+    if plan.tool_call is not None:
+        message["content"] = None
+        message["tool_calls"] = [
+            {
+                "id": tool_call_id(),
+                "type": "function",
+                "function": {"name": plan.tool_call, "arguments": text or "{}"},
+            }
+        ]
     return {
         "id": id,
         "object": "chat.completion",
@@ -105,12 +142,7 @@ def chat_completion(
         "choices": [
             {
                 "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": None if refused else text,
-                    "refusal": text if refused else None,
-                    "annotations": [],
-                },
+                "message": message,
                 "logprobs": None,
                 "finish_reason": chat_finish(plan),
             }
@@ -155,7 +187,7 @@ def text_completion(plan: Plan, *, model: str, id: str, created: int) -> dict[st
         "model": model,
         "choices": [
             {
-                "text": filler_text(plan.visible_tokens),
+                "text": answer_text(plan),
                 "index": 0,
                 "logprobs": None,
                 "finish_reason": chat_finish(plan),

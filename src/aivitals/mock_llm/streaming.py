@@ -139,7 +139,7 @@ def chat_events(
     ident, created = shapes.new_id("chatcmpl-"), int(time.time())
     tier = shapes.chat_tier(plan, requested_tier)
     key = "refusal" if plan.finish_reason == "refusal" else "content"
-    pieces = shapes.filler_pieces(plan.visible_tokens)
+    pieces = shapes.answer_pieces(plan)
     steps = max(len(pieces), 1)
     times = send_times(plan, steps)
     limit = (steps + 1) // 2 if cut else steps + 1
@@ -158,13 +158,19 @@ def chat_events(
         )
 
     first = chunk({"role": "assistant", "content": "", "refusal": None})
-    if pieces:
+    if plan.tool_call is not None:
+        pieces = pieces or ["{}"]
+        first += chunk(_tool_delta(pieces[0], name=plan.tool_call))
+    elif pieces:
         first += chunk({key: pieces[0]})
     yield next(times), first
     for index in range(1, limit):
         at_s = next(times)
         if index < len(pieces):
-            yield at_s, chunk({key: pieces[index]})
+            delta = (
+                _tool_delta(pieces[index]) if plan.tool_call is not None else {key: pieces[index]}
+            )
+            yield at_s, chunk(delta)
             continue
         tail = chunk({}, shapes.chat_finish(plan))
         if include_usage:
@@ -181,12 +187,21 @@ def chat_events(
         yield at_s, tail + DONE
 
 
+def _tool_delta(arguments: str, *, name: str | None = None) -> dict[str, Any]:
+    """A delta with a piece of the one tool call's arguments; the first piece names the tool."""
+    call: dict[str, Any] = {"index": 0, "function": {"arguments": arguments}}
+    if name is not None:
+        call.update(id=shapes.tool_call_id(), type="function")
+        call["function"]["name"] = name
+    return {"tool_calls": [call]}
+
+
 def text_events(
     plan: Plan, *, model: str, include_usage: bool, cut: bool = False
 ) -> Iterator[tuple[float, bytes]]:
     """The legacy ``text_completion`` schedule; ``cut`` stops after about half of it."""
     ident, created = shapes.new_id("cmpl-"), int(time.time())
-    pieces = shapes.filler_pieces(plan.visible_tokens) or [""]
+    pieces = shapes.answer_pieces(plan) or [""]
     steps = len(pieces)
     times = send_times(plan, steps)
     limit = (steps + 1) // 2 if cut else steps + 1

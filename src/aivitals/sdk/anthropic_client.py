@@ -20,7 +20,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from aivitals.attribution import Attribution
+from aivitals.content import CallContent
 from aivitals.estimate import estimate_prompt_tokens
+from aivitals.extract.messages import messages_content, messages_stream_content
 from aivitals.finish import finish_reason_from_anthropic
 from aivitals.provider_urls import provider_for_url
 from aivitals.sdk.streams import StreamWatch
@@ -112,6 +114,11 @@ class MessagesApi(Api):
     def read(self, tracker: TrackedCall, response: Any) -> None:
         read_message(tracker, response)
 
+    def content(
+        self, request: Mapping[str, Any], response: Any, finish_reason: str | None
+    ) -> CallContent | None:
+        return messages_content(request, response, finish_reason=finish_reason)
+
     def watch(self, tracker: TrackedCall, kwargs: Mapping[str, Any], note: Any) -> StreamWatch:
         return MessagesWatch(tracker, kwargs)
 
@@ -151,6 +158,11 @@ class MessagesWatch(StreamWatch):
         elif kind == "message_stop":
             self.end()
         return True
+
+    def content(self, events: list[Any]) -> CallContent | None:
+        return messages_stream_content(
+            self.request, events, finish_reason=self.tracker.finish_reason
+        )
 
     def _count(self) -> None:
         self.tracker.set_tokens(usage_from_anthropic(self.usage))

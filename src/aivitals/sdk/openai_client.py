@@ -19,7 +19,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from aivitals.attribution import Attribution
+from aivitals.content import CallContent
 from aivitals.estimate import estimate_prompt_tokens
+from aivitals.extract.chat import chat_content, chat_stream_content
 from aivitals.model import Operation
 from aivitals.provider_urls import provider_for_url
 from aivitals.sdk.openai_responses import ResponsesApi
@@ -98,6 +100,13 @@ class ChatApi(Api):
             tracker.finish_reason = getattr(choices[0], "finish_reason", None)
         read_service_tier(tracker, response)
 
+    def content(
+        self, request: Mapping[str, Any], response: Any, finish_reason: str | None
+    ) -> CallContent | None:
+        if self.operation == "embeddings":
+            return None
+        return chat_content(request, response, finish_reason=finish_reason)
+
     def watch(self, tracker: TrackedCall, kwargs: Mapping[str, Any], note: Any) -> StreamWatch:
         return ChatWatch(tracker, injected=note is True, kwargs=kwargs)
 
@@ -132,6 +141,9 @@ class ChatWatch(StreamWatch):
             tracker.set_response_id(getattr(chunk, "id", None))
         read_service_tier(tracker, chunk)
         return not (self.injected and usage is not None and not choices)
+
+    def content(self, events: list[Any]) -> CallContent | None:
+        return chat_stream_content(self.request, events, finish_reason=self.tracker.finish_reason)
 
     def complete(self) -> None:
         if not self.saw_usage:

@@ -19,7 +19,9 @@ from typing import Any
 
 import msgspec
 
+from aivitals.content import CallContent
 from aivitals.estimate import estimate_prompt_tokens, estimate_text_tokens
+from aivitals.extract.responses import responses_content, responses_stream_content
 from aivitals.finish import finish_reason_from_responses
 from aivitals.sdk.streams import StreamWatch
 from aivitals.sdk.track import TrackedCall
@@ -82,6 +84,11 @@ class ResponsesApi(Api):
     def read(self, tracker: TrackedCall, response: Any) -> None:
         read_response(tracker, response)
 
+    def content(
+        self, request: Mapping[str, Any], response: Any, finish_reason: str | None
+    ) -> CallContent | None:
+        return responses_content(request, response, finish_reason=finish_reason)
+
     def watch(self, tracker: TrackedCall, kwargs: Mapping[str, Any], note: Any) -> StreamWatch:
         return ResponsesWatch(tracker, kwargs)
 
@@ -118,6 +125,11 @@ class ResponsesWatch(StreamWatch):
             tracker.fail(ResponseFailedError(_get(event, "code"), _get(event, "message")))
             self.end()
         return True
+
+    def content(self, events: list[Any]) -> CallContent | None:
+        return responses_stream_content(
+            self.request, events, finish_reason=self.tracker.finish_reason
+        )
 
     def complete(self) -> None:
         if self.saw_usage:

@@ -17,9 +17,10 @@ events) is the caller's.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
+from aivitals.content import CallContent
 from aivitals.sdk.track import TrackedCall
 
 log = logging.getLogger("aivitals.sdk")
@@ -33,9 +34,16 @@ class StreamWatch:
         self.ended = False
         # True while the caller holds control: before the first event and between two events.
         self.caller_has_control = True
+        # The events seen, kept (by reference, one append each) only when something reads the
+        # call's content; `content` assembles them later, on the quality worker.
+        self.kept: list[Any] | None = [] if tracker.wants_content() else None
+        self.request: Mapping[str, Any] = {}
+        """The request as sent (`wrapping.request_snapshot`), when events are kept."""
 
     def see(self, event: Any) -> bool:
         """Account for one event; False when the event must not reach the caller. Never raises."""
+        if self.kept is not None:
+            self.kept.append(event)
         try:
             return self.observe(event)
         except Exception:
@@ -49,6 +57,11 @@ class StreamWatch:
     def complete(self) -> None:
         """Before the record: fill in what the stream never said (subclasses estimate usage)."""
 
+    def content(self, events: list[Any]) -> CallContent | None:
+        """The call's content assembled from the events kept (subclasses; on the quality
+        worker)."""
+        return None
+
     def end(self, error: BaseException | None = None) -> None:
         """Record the call, once."""
         if self.ended:
@@ -58,6 +71,9 @@ class StreamWatch:
             self.complete()
         except Exception:
             log.exception("aivitals: could not complete the stream of call %s", self.tracker.id)
+        kept = self.kept
+        if kept is not None:
+            self.tracker.content_source = lambda: self.content(kept)
         self.tracker.finish(error)
 
 

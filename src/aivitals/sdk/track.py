@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from types import TracebackType
@@ -23,7 +23,9 @@ from typing import Any
 import msgspec
 
 from aivitals.attribution import Attribution
+from aivitals.content import CallContent
 from aivitals.draft import CallDraft
+from aivitals.extract.any_response import content_of_response
 from aivitals.finish import finish_reason_from_anthropic
 from aivitals.model import (
     CacheLevel,
@@ -64,6 +66,7 @@ class TrackedCall(CallDraft):
         "_t0",
         "_tokens",
         "_who",
+        "content_source",
         "error",
         "recorded",
     )
@@ -94,6 +97,17 @@ class TrackedCall(CallDraft):
         self._span: CallSpan | None = None
         # A scope's span name (`observe`'s function) until it turns out to be the call.
         self._label: str | None = None
+        # What the call said and answered, built later on the quality worker (`wants_content`).
+        self.content_source: Callable[[], CallContent | None] | None = None
+
+    def wants_content(self) -> bool:
+        """Whether anything reads calls' content (evaluators, judge, capture): only then do
+        sources keep references to build it from, and never build it on the caller's thread."""
+        try:
+            runtime = self._runtime or get_runtime()
+            return runtime.enabled and runtime.recorder.wants_content
+        except Exception:
+            return False
 
     def set_usage(
         self,
@@ -151,6 +165,8 @@ class TrackedCall(CallDraft):
             tier = getattr(response, "service_tier", None) or getattr(usage, "service_tier", None)
             if isinstance(tier, str) and tier:
                 self.service_tier = tier
+            if self.wants_content():
+                self.content_source = lambda: content_of_response(response, self.finish_reason)
         except Exception:
             log.exception("aivitals: could not read the response of call %s", self.id)
 
@@ -243,7 +259,7 @@ class TrackedCall(CallDraft):
             call = self._build(runtime, latency_ms)
             if call is None:
                 return None
-            self.recorded = runtime.recorder.record(call)
+            self.recorded = runtime.recorder.record(call, self.content_source)
             set_last_call_id(call.id)
             if parent is not None and parent is not self:
                 parent._children += 1

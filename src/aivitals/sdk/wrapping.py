@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from aivitals.attribution import EMPTY, Attribution, AttributionError, attribution_from_headers
+from aivitals.content import CallContent
 from aivitals.model import Operation
 from aivitals.sdk.spans import trace_headers
 from aivitals.sdk.streams import StreamWatch, watch_async_stream, watch_stream
@@ -43,6 +44,13 @@ class Api:
     def read(self, tracker: TrackedCall, response: Any) -> None:
         """Read a complete (non-streamed) response into the call."""
         tracker.set_response(response)
+
+    def content(
+        self, request: Mapping[str, Any], response: Any, finish_reason: str | None
+    ) -> CallContent | None:
+        """What the call said and answered (run on the quality worker, never the caller's
+        thread); None when this endpoint has no text to evaluate."""
+        return None
 
     def watch(self, tracker: TrackedCall, kwargs: Mapping[str, Any], note: Any) -> StreamWatch:
         """The watch for a streamed answer."""
@@ -108,13 +116,30 @@ def add_trace_headers(kwargs: dict[str, Any]) -> None:
         log.exception("aivitals: could not add trace headers to a request")
 
 
-def settle(tracker: TrackedCall | None, api: Api, response: Any) -> None:
+def request_snapshot(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The request as it was sent, for building its content later: the caller may append to its
+    own ``messages`` (or ``input``) list right after the call, so the list is copied (pointers
+    only)."""
+    snapshot = dict(kwargs)
+    for name in ("messages", "input"):
+        given = snapshot.get(name)
+        if isinstance(given, list):
+            snapshot[name] = list(given)
+    return snapshot
+
+
+def settle(
+    tracker: TrackedCall | None, api: Api, response: Any, kwargs: Mapping[str, Any] | None = None
+) -> None:
     """Record a complete response. Never raises."""
     if tracker is None:
         return
     try:
         tracker.set_response_id(getattr(response, "id", None))
         api.read(tracker, response)
+        if kwargs is not None and tracker.wants_content():
+            request = request_snapshot(kwargs)
+            tracker.content_source = lambda: api.content(request, response, tracker.finish_reason)
     except Exception:
         log.exception("aivitals: could not read the response of call %s", tracker.id)
     tracker.finish()
@@ -136,7 +161,7 @@ def wrap_sync(original: Callable[..., Any], api: Api, target: Target) -> Callabl
         if tracker is not None and api.is_stream(kwargs):
             watch_stream(result, _new_watch(api, tracker, kwargs, note))
         else:
-            settle(tracker, api, result)
+            settle(tracker, api, result, kwargs)
         return result
 
     return create
@@ -158,7 +183,7 @@ def wrap_async(original: Callable[..., Any], api: Api, target: Target) -> Callab
         if tracker is not None and api.is_stream(kwargs):
             watch_async_stream(result, _new_watch(api, tracker, kwargs, note))
         else:
-            settle(tracker, api, result)
+            settle(tracker, api, result, kwargs)
         return result
 
     return create
@@ -238,7 +263,10 @@ def _hook_manager(manager: Any, attr: str, watch: StreamWatch, is_async: bool) -
 
 def _new_watch(api: Api, tracker: TrackedCall, kwargs: Mapping[str, Any], note: Any) -> StreamWatch:
     try:
-        return api.watch(tracker, kwargs, note)
+        watch = api.watch(tracker, kwargs, note)
+        if watch.kept is not None:
+            watch.request = request_snapshot(kwargs)
+        return watch
     except Exception:
         log.exception("aivitals: could not watch the stream of call %s", tracker.id)
         return StreamWatch(tracker)
