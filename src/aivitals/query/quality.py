@@ -1,4 +1,5 @@
-"""Quality: the mean of each score, over the scores of the calls a query selects.
+"""Quality: the mean of each score, over the scores of the calls a query selects, and the
+evaluators' rates (refusal, empty, truncated, invalid JSON, PII leak) those means are.
 
 A score may arrive hours after its call; it counts with its call, so a window's quality is the
 scores of the calls that started in the window, whenever the scores were created.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -112,6 +114,63 @@ def merged(sums: ScoreSums) -> dict[str, tuple[float, int]]:
             before = together.get(name, (0.0, 0))
             together[name] = (before[0] + total, before[1] + count)
     return together
+
+
+EVALUATOR_RATES: dict[str, tuple[str, bool]] = {
+    "refusal": ("refusal", False),
+    "empty": ("empty", False),
+    "truncated": ("truncated", False),
+    "invalid_json": ("json_valid", True),
+    "pii_leak": ("pii_leak", False),
+}
+"""Rate name to (the evaluator score it is the mean of, whether the score counts the opposite).
+
+The built-in evaluators score 1.0 when they find what they look for (docs/quality.md), so a rate
+is a mean; ``json_valid`` scores 1.0 for valid JSON, so the invalid-JSON rate is one minus it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """How often an evaluator found what it looks for, over ``count`` evaluated calls."""
+
+    rate: float
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class QualityGroup:
+    """One group's evaluator rates and the mean of every other score (judge, yours)."""
+
+    key: tuple[str | None, ...]
+    rates: dict[str, Rate]
+    scores: dict[str, Rate]
+    """Score name to its mean (``rate``) over ``count`` scores."""
+    skipped_rows: int = 0
+
+
+def quality_by(
+    connection: sa.Connection, window: Window, filters: Filters, by: Sequence[str] = ()
+) -> list[QualityGroup]:
+    """Evaluator rates and mean scores per group of ``by``, over the scores of the window's calls."""
+    skipped: dict[tuple[str | None, ...], int] = {}
+    sums = score_sums(connection, window, filters, by, skipped=skipped)
+    evaluator_names = {score for score, _ in EVALUATOR_RATES.values()}
+    found: list[QualityGroup] = []
+    for key in sorted(set(sums) | set(skipped), key=lambda k: tuple(v or "" for v in k)):
+        named = sums.get(key, {})
+        rates: dict[str, Rate] = {}
+        for rate, (score, opposite) in EVALUATOR_RATES.items():
+            if score in named:
+                total, count = named[score]
+                mean = total / count
+                rates[rate] = Rate(1.0 - mean if opposite else mean, count)
+        scores = {
+            name: Rate(total / count, count)
+            for name, (total, count) in sorted(named.items())
+            if name not in evaluator_names
+        }
+        found.append(QualityGroup(key, rates, scores, skipped.get(key, 0)))
+    return found
 
 
 def _in_parallel(connection: sa.Connection, query: sa.Select[Any], stored: int) -> list[Any]:

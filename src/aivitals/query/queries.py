@@ -29,6 +29,8 @@ from aivitals.query.detail import CallDetail, call_detail
 from aivitals.query.filters import Filters, check_by
 from aivitals.query.histogram import LATENCY_EDGES_MS, HistogramSeries, latency_histogram
 from aivitals.query.labels import CallLabels, call_labels
+from aivitals.query.outcomes import OutcomeGroup, outcome_metrics
+from aivitals.query.quality import QualityGroup, quality_by
 from aivitals.query.raw import RawCalls
 from aivitals.query.scores import ScorePoint, score_series
 from aivitals.query.series import Point, SpendBucket, TopItem, spend, timeseries, top
@@ -263,6 +265,27 @@ class Queries:
         with self._connection() as connection:
             found = compare(connection, window, filters, by, a=a, b=b, min_samples=min_samples)
         self._skips.note("compare", window, found.skipped_rows)
+        return found
+
+    def outcomes(
+        self, window: Window, filters: Filters = NO_FILTERS, by: Sequence[str] = ()
+    ) -> list[OutcomeGroup]:
+        """Labelled-outcome metrics per task and group of ``by`` (see `query.outcomes`).
+
+        Raises `MissingExtra` (a `QueryError`) when scikit-learn is not installed.
+        """
+        names = check_by(by)
+        with self._connection() as connection:
+            return outcome_metrics(connection, window, filters, names)
+
+    def quality(
+        self, window: Window, filters: Filters = NO_FILTERS, by: Sequence[str] = ()
+    ) -> list[QualityGroup]:
+        """Evaluator rates and mean scores per group of ``by`` (see `query.quality`)."""
+        names = check_by(by)
+        with self._connection() as connection:
+            found = quality_by(connection, window, filters, names)
+        self._skips.note("quality", window, sum(group.skipped_rows for group in found))
         return found
 
     def raw_calls(self, window: Window, filters: Filters = NO_FILTERS) -> RawCalls:
