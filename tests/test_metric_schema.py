@@ -23,6 +23,9 @@ from aivitals.dashboards import build_dashboard
 from aivitals.gateway.metrics import GatewayMetrics
 from aivitals.metric_schema import BY_NAME, METRICS, MetricSpec
 from aivitals.model import Call, Score
+from aivitals.quality.judge import JudgeStats
+from aivitals.quality.judge_budget import DailySpend
+from aivitals.quality.judge_metrics import JudgeCollector
 from aivitals.recorder import Recorder
 from aivitals.server.metrics import ServerMetrics
 from aivitals.sinks.prometheus import PrometheusSink
@@ -111,6 +114,10 @@ def scrape() -> list[Metric]:
     server.expose(gateway.registry)
     server.observe(method="GET", route="/healthz", status=200, seconds=0.01)
     server.in_flight.inc()
+    judge_stats = JudgeStats()
+    judge_stats.count("judged")
+    budget = DailySpend(Decimal("1"))
+    sink.registry.register(JudgeCollector(judge_stats, budget, lambda: 0))
     assert recorder.flush(timeout_s=10)
     try:
         return list(server.registry.collect())

@@ -279,6 +279,65 @@ HEALTH_METRICS = (
 )
 """The recorder's own health, read from it at scrape time."""
 
+JUDGE_OUTCOMES = (
+    "judged",
+    "malformed",
+    "failed",
+    "over_budget",
+    "dropped",
+    "not_sampled",
+    "skipped",
+)
+"""What became of a call offered to the LLM judge (`aivitals.quality.judge.OUTCOMES`)."""
+JUDGE_REQUESTS = MetricSpec(
+    "aivitals_judge_requests_total",
+    "counter",
+    "Calls offered to the LLM judge, by what became of them: judged, malformed (the verdict "
+    "could not be read), failed (the endpoint, after retries), over_budget, dropped (queue "
+    "full, shutdown), not_sampled, skipped (nothing to judge).",
+    ("outcome",),
+    values={"outcome": JUDGE_OUTCOMES},
+)
+JUDGE_RETRIES = MetricSpec(
+    "aivitals_judge_retries_total",
+    "counter",
+    "Requests to the judge endpoint sent again after a failure (429, 5xx, timeout, connection).",
+)
+JUDGE_MISSING_CRITERIA = MetricSpec(
+    "aivitals_judge_missing_criteria_total",
+    "counter",
+    "Criteria a readable verdict left ungraded (absent, not a number, outside 0..1).",
+)
+JUDGE_QUEUE_DEPTH = MetricSpec(
+    "aivitals_judge_queue_depth", "gauge", "Calls sampled and waiting for a judge worker."
+)
+JUDGE_SPENT = MetricSpec(
+    "aivitals_judge_spent_usd",
+    "gauge",
+    "What the judge's own calls cost today (in the judge's time zone), priced by the recorder.",
+)
+JUDGE_BUDGET = MetricSpec(
+    "aivitals_judge_budget_usd",
+    "gauge",
+    "The judge's daily budget (max_daily_usd); absent when it has none.",
+)
+JUDGE_BUDGET_EXHAUSTED = MetricSpec(
+    "aivitals_judge_budget_exhausted",
+    "gauge",
+    "1 while today's judge spend has reached its budget (no call is judged until the next day).",
+)
+
+JUDGE_METRICS = (
+    JUDGE_REQUESTS,
+    JUDGE_RETRIES,
+    JUDGE_MISSING_CRITERIA,
+    JUDGE_QUEUE_DEPTH,
+    JUDGE_SPENT,
+    JUDGE_BUDGET,
+    JUDGE_BUDGET_EXHAUSTED,
+)
+"""The LLM judge's own state, when one is configured (`aivitals.quality.judge_metrics`)."""
+
 LABEL_OVERFLOW = MetricSpec(
     "aivitals_label_overflow_total",
     "counter",
@@ -391,6 +450,7 @@ PROCESS_METRICS = (
 METRICS = (
     *CALL_METRICS,
     *HEALTH_METRICS,
+    *JUDGE_METRICS,
     LABEL_OVERFLOW,
     *GATEWAY_METRICS,
     *SERVER_METRICS,

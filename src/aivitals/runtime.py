@@ -27,6 +27,7 @@ from aivitals.sinks.prometheus import PrometheusSink
 from aivitals.windows import LiveWindows
 
 if TYPE_CHECKING:
+    from aivitals.quality.judge_config import JudgeConfig
     from aivitals.store.sql import SqlStore
 
 
@@ -73,6 +74,7 @@ class RuntimeOptions(TypedDict, total=False):
     batch_size: int
     flush_interval_s: float
     enabled: bool | None
+    judge: JudgeConfig | None
 
 
 def build_runtime(**options: Unpack[RuntimeOptions]) -> Runtime:
@@ -141,6 +143,9 @@ def build_runtime(**options: Unpack[RuntimeOptions]) -> Runtime:
     )
     if prometheus_sink is not None:
         prometheus_sink.watch(stats=recorder.stats, buffered=recorder.buffered, lost=recorder.lost)
+    judge = options.get("judge")
+    if judge is not None:
+        _attach_judge(judge, recorder, prometheus_sink, zone.key)
     defaults = Attribution().merged(
         environment=options.get("environment") or env.environment,
         feature=options.get("feature"),
@@ -155,6 +160,25 @@ def build_runtime(**options: Unpack[RuntimeOptions]) -> Runtime:
         defaults=defaults,
         enabled=(not env.disabled) if enabled is None else enabled,
     )
+
+
+def _attach_judge(
+    config: JudgeConfig, recorder: Recorder, prometheus: PrometheusSink | None, zone: str
+) -> None:
+    # Imported here: httpx and the rubric are only paid for by processes that judge.
+    from aivitals.quality.judge import LlmJudge  # noqa: PLC0415
+    from aivitals.quality.judge_metrics import JudgeCollector  # noqa: PLC0415
+
+    try:
+        judge = LlmJudge(config, recorder=recorder, timezone=zone)
+    except ConfigError:
+        recorder.close()
+        raise
+    recorder.quality.register(judge, name="judge")
+    if prometheus is not None:
+        prometheus.registry.register(
+            JudgeCollector(judge.stats, judge.budget, lambda: judge.queue_depth)
+        )
 
 
 def _store_sink(target: str | Path | SqlStore, retention_days: float | None) -> BatchSink:

@@ -75,6 +75,8 @@ from aivitals.gateway.keys import GatewayKey, KeyRing
 from aivitals.gateway.limits import LimitPolicy
 from aivitals.gateway.upstreams import Upstream, Upstreams
 from aivitals.model import utc_now
+from aivitals.quality.judge_settings import JudgeSettings
+from aivitals.quality.settings import QualitySettings
 
 _ROUTES: dict[str, str] = {
     "chat": "chat",
@@ -175,6 +177,10 @@ class GatewayConfig(_Strict):
     limits: LimitsSettings = LimitsSettings()
     budgets: list[BudgetSettings] = []
     cache: CacheSettings | None = None
+    judge: JudgeSettings | None = None
+    """The LLM judge (`aivitals.quality.judge_settings`); none: no judging."""
+    quality: QualitySettings = QualitySettings()
+    """Which evaluators run (`aivitals.quality.settings`); all by default."""
 
     def build_upstreams(self, extra: list[Upstream] | None = None) -> Upstreams:
         found = [
@@ -243,6 +249,8 @@ def parse_gateway_config(raw: Any, *, origin: str = "gateway config") -> Gateway
         check_timezone(config.timezone, setting="timezone")
         if config.upstreams:
             config.build_upstreams()  # checks each base_url
+        if config.judge is not None:
+            config.judge.build()  # checks what pydantic cannot (names, the time zone)
         names = [k.name for k in config.keys]
         if len(set(names)) != len(names):
             raise ConfigError("keys: each name must be unique")

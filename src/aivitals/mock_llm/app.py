@@ -35,6 +35,7 @@ from aivitals.mock_llm.anthropic import MESSAGES_PATH
 from aivitals.mock_llm.config import ErrorKind, MockConfig
 from aivitals.mock_llm.controls import ControlError, read_controls
 from aivitals.mock_llm.faults import error_response, injected_error
+from aivitals.mock_llm.judge import JudgeRequest, judge_reply, read_judge_request
 from aivitals.mock_llm.plan import Plan, Planner
 from aivitals.mock_llm.responses import RESPONSES_PATH
 from aivitals.mock_llm.streaming import EventStream, chat_events, cut_json, pause, text_events
@@ -332,12 +333,18 @@ class _Upstream:
             refused = injected_error("auth", model="", prompt_tokens=0, chat=False)
             assert refused is not None
             return refused
+        judged: JudgeRequest | None = None
         try:
-            parsed = _READERS[operation](decode_body(await request.body()))
+            body = decode_body(await request.body())
+            parsed = _READERS[operation](body)
             controls = read_controls(request.scope["headers"])
+            if operation == "chat":  # aivitals' judge rubric gets a JSON verdict (mock_llm/judge)
+                judged = read_judge_request(body)
         except (RequestError, ControlError) as exc:
             self.stats.count(path, model=None, error=None)
             return _bad_request(exc)
+        if judged is not None:
+            controls = judged.steer(controls)
         model = parsed.model
         if self.config.strict_models and model not in self._known_models:
             self.stats.count(path, model=model, error=None)
@@ -381,7 +388,7 @@ class _Upstream:
                 else text_events(plan, model=model, include_usage=generate.include_usage, cut=cut)
             )
             return EventStream(schedule, cut=cut, on_gone=self.stats.hung_up)
-        reply = msgspec.json.encode(_whole_reply(operation, parsed, plan))
+        reply = msgspec.json.encode(judge_reply(_whole_reply(operation, parsed, plan), judged))
         if cut:
             return EventStream(
                 cut_json(reply, plan),
