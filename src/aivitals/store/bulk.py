@@ -30,17 +30,31 @@ _PLAIN_TYPES = (sqlalchemy.String, sqlalchemy.Integer, sqlalchemy.Float, sqlalch
 
 
 class BulkInsert:
-    """``statement`` (an INSERT of whole rows of one table), ready to run on many row dicts."""
+    """``statement`` (an INSERT of whole rows of one table), ready to run on many row dicts.
 
-    def __init__(self, statement: Insert, dialect: Dialect) -> None:
+    ``columns`` (the table's columns by default) is the order of the values `execute_values`
+    takes, one tuple a row.
+    """
+
+    def __init__(
+        self, statement: Insert, dialect: Dialect, *, columns: Sequence[str] | None = None
+    ) -> None:
         table = statement.table
         self.statement = statement
         self.direct = isinstance(table, sqlalchemy.Table) and all(
             isinstance(column.type, _PLAIN_TYPES) for column in table.columns
         )
-        compiled = statement.compile(dialect=dialect, column_keys=[c.key for c in table.columns])
+        self.columns = (
+            tuple(columns) if columns is not None else tuple(c.key for c in table.columns)
+        )
+        compiled = statement.compile(dialect=dialect, column_keys=list(self.columns))
         self.sql = str(compiled)
         names = compiled.positiontup
+        # Tuples in ``columns`` order go to the driver as they are when the compiled statement
+        # takes its parameters in that very order (sqlite3's qmark); else they are reshaped.
+        self._values_as_given = (
+            self.direct and compiled.positional and tuple(names or ()) == self.columns
+        )
         # Positional paramstyles (sqlite3's qmark) take tuples in the compiled order; named ones
         # (psycopg's pyformat) take the row dicts themselves.
         self._shape: Callable[[dict[str, Any]], Any] | None = (
@@ -57,6 +71,18 @@ class BulkInsert:
         shape = self._shape
         parameters = [shape(row) for row in rows] if shape is not None else list(rows)
         connection.exec_driver_sql(self.sql, parameters)
+
+    def execute_values(
+        self, connection: sqlalchemy.Connection, rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """`execute` for rows given as tuples of values in ``columns`` order."""
+        if not rows:
+            return
+        if self._values_as_given:
+            connection.exec_driver_sql(self.sql, list(rows))
+            return
+        columns = self.columns
+        self.execute(connection, [dict(zip(columns, row, strict=True)) for row in rows])
 
 
 def _getter(names: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:

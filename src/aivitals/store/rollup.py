@@ -24,7 +24,7 @@ from typing import Any
 
 from aivitals.model import Call
 from aivitals.store import bounds
-from aivitals.store.rows import epoch_ms, to_nusd
+from aivitals.store.rows import to_nusd
 from aivitals.store.schema import GRANULARITIES, ROLLUP_KEYS
 from aivitals.store.sketch import Sketch
 
@@ -77,28 +77,71 @@ def rollup_key(row: dict[str, Any]) -> RollupKey:
 
 
 def rollup_rows(
-    calls: Iterable[Call], granularities: Sequence[int] = GRANULARITIES
+    calls: Iterable[Call],
+    granularities: Sequence[int] = GRANULARITIES,
+    *,
+    costs_nusd: Sequence[int | None] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (granularity, bucket, key) with the batch's sums and sketches.
 
     Calls with a value out of range are left out (and logged): see the module's docstring.
+    ``costs_nusd``, when given, is ``to_nusd(call.cost_usd)`` of each of ``calls`` in order
+    (the writer has them already).
     """
-    groups: dict[RollupKey, list[Call]] = {}
+    # One pass over the calls, each call's figures read once and added into the group of each
+    # granularity: the writer folds every call it stores, and a pass per sum and granularity
+    # was a third of a store write. Float sums are summed at the end over the members' values
+    # in call order, as ``sum`` over the members always did, so they come out to the bit.
+    groups: dict[RollupKey, _Group] = {}
     refused = 0
-    for call in calls:
+    most_speed = bounds.MAX_TOKENS_PER_SECOND
+    for index, call in enumerate(calls):
         if not foldable(call):
             refused += 1
             continue
-        seconds = epoch_ms(call.started_at) // 1000
+        cost = call.cost_usd
+        if costs_nusd is not None:
+            nusd = costs_nusd[index] or 0
+        else:
+            nusd = to_nusd(cost) or 0 if cost is not None else 0
+        status, cache, ttft = call.status, call.cache, call.ttft_ms
+        speed = call.output_tokens_per_second
+        # Speeds past the bound come from a generation time too short to measure (1e-300 ms
+        # would be infinitely fast): left out, as the raw query leaves them out.
+        if speed is not None and not speed <= most_speed:
+            speed = None
+        counts = (
+            status == "error",
+            status == "cancelled",
+            cost is None,
+            nusd,
+            call.input_tokens,
+            call.output_tokens,
+            call.cached_input_tokens,
+            call.cache_write_tokens,
+            call.reasoning_tokens,
+            cache == "hit",
+            cache in {"hit", "miss"},
+        )
+        latency = call.latency_ms
+        seconds = int(call.started_at.timestamp() * 1000) // 1000
         values = key_values(call)
         for granularity in granularities:
-            bucket = seconds - seconds % granularity
-            groups.setdefault((granularity, bucket, *values), []).append(call)
+            key = (granularity, seconds - seconds % granularity, *values)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Group()
+            group.counts.append(counts)
+            group.latencies.append(latency)
+            if ttft is not None:
+                group.ttfts.append(ttft)
+            if speed is not None:
+                group.speeds.append(speed)
     if refused:
         logger.warning(
             "rollups: %d calls with a value out of range were left out of the rollups", refused
         )
-    rows = [_row(key, members) for key, members in groups.items()]
+    rows = [group.row(key) for key, group in groups.items()]
     fitting = [row for row in rows if _fits(row)]
     if len(fitting) < len(rows):
         logger.error(
@@ -106,6 +149,51 @@ def rollup_rows(
             len(rows) - len(fitting),
         )
     return fitting
+
+
+_COUNTED = (
+    "errors",
+    "cancelled",
+    "unpriced",
+    "cost_nusd",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cache_hits",
+    "cache_lookups",
+)
+
+
+class _Group:
+    """The members of one rollup row being folded: each one's counts and floats, in call order."""
+
+    __slots__ = ("counts", "latencies", "speeds", "ttfts")
+
+    def __init__(self) -> None:
+        self.counts: list[tuple[int, ...]] = []
+        self.latencies: list[float] = []
+        self.ttfts: list[float] = []
+        self.speeds: list[float] = []
+
+    def row(self, key: RollupKey) -> dict[str, Any]:
+        row: dict[str, Any] = {"granularity": key[0], "bucket_start": key[1]}
+        row.update(zip(ROLLUP_KEYS, key[2:], strict=True))
+        latencies, ttfts, speeds = self.latencies, self.ttfts, self.speeds
+        row["calls"] = len(latencies)
+        # Whole numbers: their sums do not depend on the order they are added in.
+        row.update(zip(_COUNTED, map(sum, zip(*self.counts, strict=True)), strict=True))
+        row.update(
+            latency_sum_ms=sum(latencies),
+            ttft_count=len(ttfts),
+            ttft_sum_ms=sum(ttfts),
+            speed_count=len(speeds),
+            speed_sum=sum(speeds),
+            latency_sketch=Sketch.of(latencies).to_bytes(),
+            ttft_sketch=Sketch.of(ttfts).to_bytes(),
+        )
+        return row
 
 
 def foldable(call: Call) -> bool:
@@ -127,42 +215,6 @@ def foldable(call: Call) -> bool:
 
 def _fits(row: dict[str, Any]) -> bool:
     return all(row[name] <= bounds.INT64_MAX for name in SUM_FIELDS if name not in _FLOAT_FIELDS)
-
-
-def _speeds(members: list[Call]) -> list[float]:
-    # Speeds past the bound come from a generation time too short to measure (1e-300 ms would
-    # be infinitely fast): left out, as the raw query leaves them out.
-    found = (c.output_tokens_per_second for c in members)
-    return [s for s in found if s is not None and s <= bounds.MAX_TOKENS_PER_SECOND]
-
-
-def _row(key: RollupKey, members: list[Call]) -> dict[str, Any]:
-    row: dict[str, Any] = {"granularity": key[0], "bucket_start": key[1]}
-    row.update(zip(ROLLUP_KEYS, key[2:], strict=True))
-    ttfts = [c.ttft_ms for c in members if c.ttft_ms is not None]
-    speeds = _speeds(members)
-    row.update(
-        calls=len(members),
-        errors=sum(c.status == "error" for c in members),
-        cancelled=sum(c.status == "cancelled" for c in members),
-        unpriced=sum(c.cost_usd is None for c in members),
-        cost_nusd=sum(to_nusd(c.cost_usd) or 0 for c in members),
-        input_tokens=sum(c.input_tokens for c in members),
-        output_tokens=sum(c.output_tokens for c in members),
-        cached_input_tokens=sum(c.cached_input_tokens for c in members),
-        cache_write_tokens=sum(c.cache_write_tokens for c in members),
-        reasoning_tokens=sum(c.reasoning_tokens for c in members),
-        cache_hits=sum(c.cache == "hit" for c in members),
-        cache_lookups=sum(c.cache in ("hit", "miss") for c in members),
-        latency_sum_ms=sum(c.latency_ms for c in members),
-        ttft_count=len(ttfts),
-        ttft_sum_ms=sum(ttfts),
-        speed_count=len(speeds),
-        speed_sum=sum(speeds),
-        latency_sketch=Sketch.of([c.latency_ms for c in members]).to_bytes(),
-        ttft_sketch=Sketch.of(ttfts).to_bytes(),
-    )
-    return row
 
 
 def merge_rows(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

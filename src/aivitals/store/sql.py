@@ -4,7 +4,8 @@
 >>> from aivitals.model import Call
 >>> folder = tempfile.TemporaryDirectory()
 >>> store = SqlStore.open(pathlib.Path(folder.name) / "aivitals.db")
->>> store.write([Call(provider="openai", model="gpt-4o-mini", latency_ms=250.0)], [])
+>>> [call.model for call in store.write([Call(provider="openai", model="gpt-4o-mini", latency_ms=250.0)], [])]
+['gpt-4o-mini']
 >>> with store.engine.connect() as connection:
 ...     connection.scalar(sqlalchemy.select(sqlalchemy.func.count()).select_from(schema.calls))
 1
@@ -38,7 +39,7 @@ from aivitals.store.engine import (
 from aivitals.store.errors import StoreError
 from aivitals.store.outcomes import outcome_row
 from aivitals.store.rollup import SKETCH_FIELDS, SUM_FIELDS, merge_rows, rollup_key, rollup_rows
-from aivitals.store.rows import call_row, epoch_ms, score_row
+from aivitals.store.rows import CALL_COLUMNS, call_values, epoch_ms, score_row, to_nusd
 
 # Bound every IN (...) list: SQLite refuses statements with more than 32,766 parameters.
 _IN_CHUNK = 500
@@ -64,7 +65,7 @@ class SqlStore:
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
         insert = _insert_for(engine.dialect.name)
         self._insert_calls = BulkInsert(
-            insert(schema.calls).on_conflict_do_nothing(), engine.dialect
+            insert(schema.calls).on_conflict_do_nothing(), engine.dialect, columns=CALL_COLUMNS
         )
         self._insert_scores = insert(schema.scores).on_conflict_do_nothing()
         self._insert_outcomes = insert(schema.outcomes).on_conflict_do_nothing()
@@ -111,9 +112,9 @@ class SqlStore:
             with self._writer.begin() as connection:
                 lock_for_write(connection)
                 if calls:
-                    inserted = self._insert_new_calls(connection, calls)
+                    inserted = self._new_calls(connection, calls)
                     if inserted:
-                        self._fold_rollups(connection, inserted)
+                        self._insert_and_fold(connection, inserted)
                 if scores:
                     connection.execute(self._insert_scores, [score_row(s) for s in scores])
                 if outcomes:
@@ -192,7 +193,7 @@ class SqlStore:
     def __repr__(self) -> str:
         return f"SqlStore({self.name!r})"
 
-    def _insert_new_calls(
+    def _new_calls(
         self, connection: sqlalchemy.Connection, calls: Sequence[Call]
     ) -> list[Call]:
         # The writer lock is held (BEGIN IMMEDIATE, or the advisory lock on PostgreSQL), so the
@@ -205,12 +206,20 @@ class SqlStore:
         for chunk in _chunks(list(by_id), _IN_CHUNK):
             stored.update(connection.scalars(sqlalchemy.select(ids).where(ids.in_(chunk))))
         new = [call for call_id, call in by_id.items() if call_id not in stored]
-        if new:
-            self._insert_calls.execute(connection, [call_row(call) for call in new])
         return new
 
-    def _fold_rollups(self, connection: sqlalchemy.Connection, calls: list[Call]) -> None:
-        batch = {rollup_key(row): row for row in rollup_rows(calls)}
+    def _insert_and_fold(self, connection: sqlalchemy.Connection, calls: list[Call]) -> None:
+        # Each cost in nano-dollars once, for the row and the rollups both.
+        costs = [None if call.cost_usd is None else to_nusd(call.cost_usd) for call in calls]
+        self._insert_calls.execute_values(
+            connection, [call_values(call, cost) for call, cost in zip(calls, costs, strict=True)]
+        )
+        self._fold_rollups(connection, calls, costs)
+
+    def _fold_rollups(
+        self, connection: sqlalchemy.Connection, calls: list[Call], costs: list[int | None]
+    ) -> None:
+        batch = {rollup_key(row): row for row in rollup_rows(calls, costs_nusd=costs)}
         # Read exactly the rows this batch touches, by primary key: a day bucket holds a row per
         # key seen that day, and reading them all made a one-call write cost milliseconds.
         table = schema.rollups
