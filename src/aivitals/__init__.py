@@ -9,6 +9,7 @@ from aivitals.config import ConfigError
 from aivitals.errors import ErrorInfo, classify_error, classify_response
 from aivitals.model import Call, InvalidRecord, Outcome, Score
 from aivitals.pricing import Cost, Pricer
+from aivitals.quality.evaluators import evaluator, register_evaluator
 from aivitals.recorder import Recorder
 from aivitals.sdk.context import context, last_call_id
 from aivitals.sdk.instrument import instrument
@@ -35,6 +36,7 @@ __all__ = [
     "configure",
     "context",
     "current_call",
+    "evaluator",
     "flush",
     "get_runtime",
     "instrument",
@@ -42,6 +44,7 @@ __all__ = [
     "observe",
     "outcome",
     "record",
+    "register_evaluator",
     "score",
     "shutdown",
     "track",

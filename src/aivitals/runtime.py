@@ -19,6 +19,8 @@ from aivitals.attribution import Attribution
 from aivitals.cardinality import LabelLimits
 from aivitals.config import ConfigError, check_timezone, read_env
 from aivitals.pricing import Pricer
+from aivitals.quality.evaluators.consumer import NAME as EVALUATORS
+from aivitals.quality.evaluators.consumer import EvaluatorConsumer, check_names
 from aivitals.recorder import Recorder
 from aivitals.sinks.base import BatchSink, InlineSink
 from aivitals.sinks.log import JsonLogSink
@@ -74,6 +76,7 @@ class RuntimeOptions(TypedDict, total=False):
     batch_size: int
     flush_interval_s: float
     enabled: bool | None
+    evaluators: bool | Sequence[str]
     judge: JudgeConfig | None
 
 
@@ -92,6 +95,7 @@ def build_runtime(**options: Unpack[RuntimeOptions]) -> Runtime:
     """
     env = read_env()
     zone = check_timezone(options.get("timezone") or env.timezone)
+    evaluators = check_names(options.get("evaluators", True))
     pricer = Pricer.from_file(options.get("price_overrides") or env.price_overrides)
     limits = options.get("label_limits")
     inline: list[InlineSink] = []
@@ -143,6 +147,15 @@ def build_runtime(**options: Unpack[RuntimeOptions]) -> Runtime:
     )
     if prometheus_sink is not None:
         prometheus_sink.watch(stats=recorder.stats, buffered=recorder.buffered, lost=recorder.lost)
+    if evaluators:
+        recorder.quality.register(
+            EvaluatorConsumer(
+                recorder.record_score,
+                evaluators=options.get("evaluators", True),
+                count_error=recorder.quality.count_error,
+            ),
+            name=EVALUATORS,
+        )
     judge = options.get("judge")
     if judge is not None:
         _attach_judge(judge, recorder, prometheus_sink, zone.key)

@@ -58,6 +58,11 @@ def configure(*, metrics_port: int | None = None, **options: Unpack[RuntimeOptio
     ``127.0.0.1:PORT/metrics``. ``judge`` (an `aivitals.quality.judge_config.JudgeConfig`)
     sends a sample of the calls to an LLM judge in the background (docs/quality.md, "Judge").
 
+    ``evaluators`` (on by default) scores every call whose answer the SDK saw, off the
+    application's thread: ``empty``, ``truncated``, ``refusal``, ``json_valid`` and
+    ``pii_leak``, plus those registered with `aivitals.evaluator`; a list of names runs only
+    those, False none (docs/quality.md, "Evaluators").
+
     A bad setting raises `ConfigError` here, at start-up, in one line that names it (a port in
     use, a log file that cannot be written), never later inside a recorded call. This is
     `build_runtime` plus installing the result as the process default (closing the previous

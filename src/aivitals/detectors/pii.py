@@ -1,0 +1,155 @@
+"""Personal data and secrets in a text: email addresses, phone numbers, payment cards, IBANs.
+
+`find_pii` is what the ``pii_leak`` evaluator and content capture's redaction both run, so what
+one reports the other masks.
+
+>>> [f.kind for f in find_pii("Write to jane.doe@acme.io or call +44 20 7946 0958.")]
+['email', 'phone']
+>>> find_pii("Released 2024-03-15, version 1.2.3.4, order 4815162342.")
+[]
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from stdnum import iban as stdnum_iban
+from stdnum import luhn
+
+from aivitals.detectors.finding import Finding, Kind
+from aivitals.detectors.secrets import find_secrets
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+# Hand-written: the maintained email libraries validate one given address, none finds them in
+# running text. The top-level domain has letters only, so "user@host" and "a@b.c1" are not.
+_EMAIL = re.compile(
+    r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+    r"[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-]|\.[A-Za-z0-9]|:\w)"
+)
+# RFC 2606 and 6761 names are placeholders, never anyone's address.
+_RESERVED_DOMAIN = re.compile(
+    r"(?:^|\.)(?:example\.(?:com|net|org)|[^.]+\.(?:example|test|invalid|localhost))$", re.I
+)
+# 13 to 19 digits, optionally grouped by one kind of separator (spaces or dashes).
+_CARD = re.compile(r"(?<![\d.,/-])\d(?:[ -]?\d){12,18}(?![\d.,/]\d|[\d-])")
+# The issuers' ranges (ISO/IEC 7812 IINs): a Luhn-valid number outside them is some other id.
+_CARD_PREFIX = re.compile(
+    r"^(?:4|5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)|3[47]|3(?:0[0-5]|[68])|6(?:011|4[4-9]|5|2)|35"
+    r"|50|5[6-9]|6[0-9])"
+)
+# Two letters, two check digits, then up to 30 letters and digits, perhaps grouped by spaces.
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])", re.I)
+# Anything that may hold a phone number: at least 7 digits among separators. A cheap pre-filter,
+# since the phone matcher is the slowest detector.
+_MAYBE_PHONE = re.compile(r"\+?\(?\d[\d ().\-/]{5,}\d")
+# An unformatted run of digits is a phone number only when the text says so just before it.
+_PHONE_CUE = re.compile(
+    r"\b(?:phone|tel|call|mobile|cell|fax|whatsapp|sms|text me|reach me|t[ée]l[ée]phone|portable"
+    r"|appel|joindre|num[ée]ro|telefon|handy|ruf|anrufen|tel[ée]fono|m[óo]vil|llam|celular)"
+    r"\W{0,5}(?:\w+\W{1,3}){0,3}$",
+    re.I,
+)
+PHONE_REGIONS = ("US", "GB", "FR", "DE", "ES")
+"""The countries whose national formats (without +country code) are recognised; international
+forms (+33 ..., 0049 ...) are recognised for every country."""
+
+
+def find_pii(text: str) -> list[Finding]:
+    """Every email, phone number, payment card, IBAN and secret in ``text``, in order.
+
+    Where two overlap the more specific wins (a secret, an IBAN, a card, an email, a phone).
+    """
+    found: list[Finding] = []
+    for finder in (find_secrets, find_ibans, find_cards, find_emails, find_phones):
+        for finding in finder(text):
+            if not any(finding.start < f.end and f.start < finding.end for f in found):
+                found.append(finding)
+    found.sort(key=lambda f: f.start)
+    return found
+
+
+def find_emails(text: str) -> list[Finding]:
+    """Email addresses, except at the reserved example domains."""
+    if "@" not in text:
+        return []
+    return [
+        Finding("email", m.start(), m.end())
+        for m in _EMAIL.finditer(text)
+        if not _RESERVED_DOMAIN.search(m.group().rpartition("@")[2])
+    ]
+
+
+def find_cards(text: str) -> list[Finding]:
+    """Payment card numbers: 13 to 19 digits, one kind of grouping, an issuer's prefix, Luhn."""
+    found = []
+    for m in _CARD.finditer(text):
+        raw = m.group()
+        if " " in raw and "-" in raw:
+            continue
+        digits = re.sub(r"\D", "", raw)
+        if 13 <= len(digits) <= 19 and _CARD_PREFIX.match(digits) and luhn.is_valid(digits):
+            found.append(Finding("card", m.start(), m.end()))
+    return found
+
+
+def find_ibans(text: str) -> list[Finding]:
+    """IBANs whose length fits their country and whose mod-97 check holds (python-stdnum)."""
+    found = []
+    for m in _IBAN.finditer(text):
+        raw = m.group()
+        # The pattern may run on into the next word ("... 3000 AND"): try the longest valid one.
+        for end in range(len(raw), 14, -1):
+            candidate = raw[:end]
+            if candidate.endswith(" "):
+                continue
+            if stdnum_iban.is_valid(candidate):
+                found.append(Finding("iban", m.start(), m.start() + end))
+                break
+    return found
+
+
+def find_phones(text: str, regions: Iterable[str] = PHONE_REGIONS) -> list[Finding]:
+    """Phone numbers, international and in the national formats of ``regions``.
+
+    Google's libphonenumber (its Python port, `phonenumbers`) decides what is a valid number of
+    which country, and groups the digits strictly as that country writes them, so dates,
+    versions, order numbers and prices are not numbers. An unformatted run of digits counts only
+    after a word such as "phone", "tel.", "appelez", "Handy" or "móvil".
+    """
+    if not _MAYBE_PHONE.search(text):
+        return []
+    phonenumbers = _phonenumbers()
+    found: list[Finding] = []
+    for region in ("ZZ", *regions):
+        for match in phonenumbers.PhoneNumberMatcher(
+            text, region, leniency=phonenumbers.Leniency.STRICT_GROUPING
+        ):
+            start, end = match.start, match.end
+            if any(start < f.end and f.start < end for f in found):
+                continue
+            raw = match.raw_string
+            bare = not re.search(r"[\s().\-/+]", raw)
+            if bare and not _PHONE_CUE.search(text[max(0, start - 40) : start]):
+                continue
+            found.append(Finding("phone", start, end))
+    found.sort(key=lambda f: f.start)
+    return found
+
+
+@functools.cache
+def _phonenumbers() -> ModuleType:
+    # Imported on first use, on the quality worker: 25 ms that the application's import of
+    # aivitals should not pay.
+    import phonenumbers  # noqa: PLC0415
+
+    return phonenumbers
+
+
+def kinds(findings: Iterable[Finding]) -> set[Kind]:
+    """The kinds among ``findings``."""
+    return {f.kind for f in findings}

@@ -1,0 +1,279 @@
+"""The detectors: personal data, secrets, refusals and redaction (`aivitals.detectors`).
+
+Each kind with its lookalikes: dates, versions and order numbers are no phone numbers, a number
+failing Luhn is no card, an IBAN with a wrong check digit is no IBAN, a placeholder is no key,
+and an answer that only opens like a refusal is none.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+
+from aivitals.detectors import find_pii, is_refusal, redact
+from aivitals.detectors.pii import find_cards, find_emails, find_ibans, find_phones
+from aivitals.detectors.refusal import normalise, refusal_language
+from aivitals.detectors.secrets import find_secrets
+
+
+def found(text: str) -> list[tuple[str, str]]:
+    return [(f.kind, text[f.start : f.end]) for f in find_pii(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("Write to jane.doe@acme.io today.", "jane.doe@acme.io"),
+        ("Contact: <MARIE-CLAIRE+billing@univ-lyon1.fr>", "MARIE-CLAIRE+billing@univ-lyon1.fr"),
+        ("mail: p.muller@firma.co.uk.", "p.muller@firma.co.uk"),
+    ],
+)
+def test_emails_are_found(text: str, address: str) -> None:
+    assert found(text) == [("email", address)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Use user@example.com as a placeholder.",  # RFC 2606: nobody's address
+        "Reach admin@localhost on the box.",  # no top-level domain
+        "Clone git@github.com:acme/repo.git first.",  # an SSH remote, not a mailbox
+        "Follow @acme on social media.",
+        "Decorate with @app.route('/x').",
+    ],
+)
+def test_email_lookalikes_are_not_found(text: str) -> None:
+    assert find_emails(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("Call me at +1 415-555-0132 tomorrow.", "+1 415-555-0132"),
+        ("Phone: (415) 555-0132", "(415) 555-0132"),
+        ("Our London office: +44 20 7946 0958.", "+44 20 7946 0958"),
+        ("UK: 020 7946 0958", "020 7946 0958"),
+        ("Appelez le 01 42 68 53 00 avant midi.", "01 42 68 53 00"),
+        ("Mon portable : 06 12 34 56 78", "06 12 34 56 78"),
+        ("Ruf mich an: 030 12345678", "030 12345678"),
+        ("Mein Handy: 0151 23456789", "0151 23456789"),
+        ("Llámame al 612 34 56 78.", "612 34 56 78"),
+        ("móvil: +34 612 345 678", "+34 612 345 678"),
+        ("From abroad dial 0049 30 12345678.", "0049 30 12345678"),
+        ("tel: 0612345678", "0612345678"),  # unformatted, but said to be a phone
+    ],
+)
+def test_phone_numbers_are_found_in_international_and_national_forms(
+    text: str, number: str
+) -> None:
+    assert found(text) == [("phone", number)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Released on 2024-03-15 at 10:30.",
+        "Due 15/03/2024, paid 03.15.2024.",
+        "Upgrade to version 1.2.3.4 or 10.0.19045.",
+        "Your order 4815162342 has shipped.",
+        "Order number 0612345678 is on its way.",  # digits of a phone, but an order number
+        "Invoice 2024-0042-17 is attached.",
+        "ISBN 978-3-16-148410-0",
+        "IP 192.168.1.1, port 8080.",
+        "Total: $1,234,567.89 for 10,000 users in 2023.",
+        "timestamp 1700000000000",
+        "pi is 3.14159265358979",
+        "Between 2019-2023 sales grew 415 555 units.",
+    ],
+)
+def test_dates_versions_and_order_numbers_are_not_phone_numbers(text: str) -> None:
+    assert find_phones(text) == []
+    assert find_pii(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("Visa 4111 1111 1111 1111 exp 12/29", "4111 1111 1111 1111"),
+        ("card=5555555555554444;", "5555555555554444"),
+        ("Amex 3782 822463 10005.", "3782 822463 10005"),
+        ("Card: 4012-8888-8888-1881", "4012-8888-8888-1881"),
+        ("Visa 13 digits: 4222222222222", "4222222222222"),
+    ],
+)
+def test_card_numbers_that_pass_luhn_are_found(text: str, number: str) -> None:
+    assert found(text) == [("card", number)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Card 4111 1111 1111 1112 was declined.",  # fails Luhn
+        "Tracking 9400 1000 0000 0000 0000 00",  # 22 digits: too long for a card
+        "Mixed 4111 1111-1111 1111 grouping",  # one separator kind or none
+        "Number 1234 5678 9012 3452",  # passes Luhn, but no issuer starts with 1
+        "Account 0000 0000 0000 0000",
+    ],
+)
+def test_numbers_that_are_not_cards_are_not_found(text: str) -> None:
+    assert find_cards(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "iban"),
+    [
+        ("IBAN DE89 3704 0044 0532 0130 00 AND more", "DE89 3704 0044 0532 0130 00"),
+        ("iban: FR14 2004 1010 0505 0001 3M02 606.", "FR14 2004 1010 0505 0001 3M02 606"),
+        ("Pay to GB82WEST12345698765432 please", "GB82WEST12345698765432"),
+        ("ES91 2100 0418 4502 0005 1332", "ES91 2100 0418 4502 0005 1332"),
+    ],
+)
+def test_ibans_with_their_country_length_and_mod_97_are_found(text: str, iban: str) -> None:
+    assert found(text) == [("iban", iban)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "DE89 3704 0044 0532 0130 01",  # wrong check: mod 97 fails
+        "DE89 3704 0044 0532 0130",  # too short for Germany
+        "XX12 3456 7890 1234 5678 90",  # no such country
+    ],
+)
+def test_iban_lookalikes_are_not_found(text: str) -> None:
+    assert find_ibans(text) == []
+
+
+@pytest.mark.parametrize(
+    ("token", "issuer"),
+    [
+        ("sk-proj-4fG7hK2mN9pQ1rS8tV3wX6yZ0aB5cD", "openai"),
+        ("sk-4fG7hK2mN9pQ1rS8tV3wX6yZ0aB5cDeF7gH", "openai"),
+        ("sk-ant-api03-abcDEF123456ghiJKL789012mnoPQR345678", "anthropic"),
+        ("AKIAIOSFODNN7EXAMPLE", "aws"),
+        ("ghp_1234567890abcdefghijABCDEFGHIJ123456", "github"),
+        ("github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123", "github"),
+        ("AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY", "google"),
+        ("xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "slack"),
+        ("sk_live_4eC39HqLyjWDarjtT1zdp7dc", "stripe"),
+        (
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+            "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            "jwt",
+        ),
+    ],
+)
+def test_provider_keys_are_secrets_with_their_issuer(token: str, issuer: str) -> None:
+    text = f"Here it is: {token} (keep it safe)"
+    findings = find_secrets(text)
+    assert [(f.kind, f.detail, text[f.start : f.end]) for f in findings] == [
+        ("secret", issuer, token)
+    ]
+
+
+def test_a_private_key_block_is_one_secret_even_when_the_answer_was_cut_inside_it() -> None:
+    whole = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7\n-----END RSA PRIVATE KEY-----"
+    assert found(f"key:\n{whole}\nthat is all") == [("secret", whole)]
+    cut = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA"
+    assert found(f"key:\n{cut}") == [("secret", cut)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "export OPENAI_API_KEY=sk-your-key-here",
+        "export OPENAI_API_KEY=sk-xxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        "aws_access_key_id = AKIAXXXXXXXXXXXXXXXX",
+        "The skeleton sk-learn-style pipeline",
+        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----",
+        "Task ask-questions-first-and-then-answer-them-all",
+    ],
+)
+def test_placeholders_and_public_keys_are_not_secrets(text: str) -> None:
+    assert find_secrets(text) == []
+
+
+def test_findings_are_in_order_and_never_overlap() -> None:
+    text = "Mail a.b@acme.io, IBAN DE89370400440532013000, call +33 6 12 34 56 78, 4111111111111111"
+    kinds = [kind for kind, _ in found(text)]
+    assert kinds == ["email", "iban", "phone", "card"]
+    spans = [(f.start, f.end) for f in find_pii(text)]
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(spans))
+
+
+def test_redact_masks_each_finding_by_kind_and_the_users_patterns() -> None:
+    text = (
+        "Jane (jane@acme.io, +44 20 7946 0958) paid with 4111 1111 1111 1111 from "
+        "DE89 3704 0044 0532 0130 00 using key sk-proj-4fG7hK2mN9pQ1rS8tV3wX6yZ0aB5cD; EMP-00417."
+    )
+    masked = redact(text, find_pii(text), extra_patterns=[re.compile(r"EMP-\d+"), "Jane"])
+    assert masked == (
+        "[redacted] ([email], [phone]) paid with [card] from [iban] using key [secret]; [redacted]."
+    )
+
+
+def test_redact_merges_overlapping_spans_and_leaves_clean_text_alone() -> None:
+    text = "call +44 20 7946 0958 now"
+    assert redact(text, find_pii(text), extra_patterns=[r"7946 0958 now"]) == "call [phone]"
+    assert redact("nothing here", []) == "nothing here"
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("I'm sorry, but I can't help with that request.", "en"),
+        ("I can\u2019t help with that.", "en"),  # a curly apostrophe
+        ("I CANNOT ASSIST WITH CREATING MALWARE.", "en"),
+        ("I won't be able to help you with that.", "en"),
+        ("I must respectfully decline.", "en"),
+        ("As an AI, I cannot provide medical diagnoses.", "en"),
+        ("I'm not able to provide that information.", "en"),
+        ("**Sorry, I can't do that.**", "en"),
+        ("Je suis désolé, mais je ne peux pas vous aider avec cela.", "fr"),
+        ("Je ne peux pas repondre a cette demande.", "fr"),  # written without accents
+        ("Il m\u2019est impossible de fournir ces informations.", "fr"),
+        ("Es tut mir leid, aber ich kann Ihnen dabei nicht helfen.", "de"),
+        ("Ich kann diese Anfrage nicht erfüllen.", "de"),
+        ("Leider kann ich dir hierbei nicht helfen.", "de"),
+        ("Lo siento, pero no puedo ayudarte con eso.", "es"),
+        ("No puedo proporcionar esa informacion.", "es"),
+        ("Me temo que no puedo hacer eso.", "es"),
+    ],
+)
+def test_refusals_in_four_languages(text: str, language: str) -> None:
+    assert refusal_language(text) == language
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I can't believe how easy this is: just call sorted().",
+        "I can't wait to help you build this!",
+        "I can't help but notice the bug on line 3.",
+        "I can't stress enough how important backups are.",
+        "Sorry for the confusion! Here is the corrected query.",
+        "I cannot recommend this library enough.",
+        "I'm not sure, but I think the answer is 42.",
+        "Sure! I'd be happy to help with that.",
+        "Je ne peux pas croire que c'est si simple : voici le code.",
+        "Ich kann es kaum erwarten, loszulegen!",
+        "Ich kann nicht genug betonen, wie wichtig Tests sind.",
+        "No puedo creer lo fácil que es.",
+        "No puedo dejar de recomendar este libro.",
+        "",
+    ],
+)
+def test_answers_that_only_open_like_a_refusal_are_not_refusals(text: str) -> None:
+    assert not is_refusal(text)
+
+
+def test_a_refusal_phrase_far_into_the_answer_is_not_a_refusal() -> None:
+    opening = "Here is the support macro you asked for, ready to paste into the help desk. " * 4
+    assert not is_refusal(opening + "It ends: 'I'm sorry, but I can't help with that.'")
+    assert is_refusal("I'm sorry, but I can't help with that. " + opening)
+
+
+def test_normalise_lowercases_strips_accents_and_straightens_apostrophes() -> None:
+    assert normalise("  > Désolé,\u00a0JE NE PEUX\u2019 PAS") == "desole, je ne peux' pas"
