@@ -176,7 +176,6 @@ def serve(
             queue_size=QUEUE_LIMIT,
             timezone=settings.timezone if settings is not None else None,
             sinks=[ledger] if ledger is not None else [],
-            evaluators=settings.quality.evaluators if settings is not None else True,
             judge=settings.judge.build() if settings is not None and settings.judge else None,
             evaluators=settings.quality.evaluators if settings is not None else True,
         )

@@ -75,7 +75,6 @@ from aivitals.gateway.keys import GatewayKey, KeyRing
 from aivitals.gateway.limits import LimitPolicy
 from aivitals.gateway.upstreams import Upstream, Upstreams
 from aivitals.model import utc_now
-from aivitals.quality.settings import QualitySettings
 from aivitals.quality.judge_settings import JudgeSettings
 from aivitals.quality.settings import QualitySettings
 
@@ -178,8 +177,6 @@ class GatewayConfig(_Strict):
     limits: LimitsSettings = LimitsSettings()
     budgets: list[BudgetSettings] = []
     cache: CacheSettings | None = None
-    quality: QualitySettings = QualitySettings()
-    """Which evaluators run (`aivitals.quality.settings`); all by default."""
     judge: JudgeSettings | None = None
     """The LLM judge (`aivitals.quality.judge_settings`); none: no judging."""
     quality: QualitySettings = QualitySettings()
