@@ -88,7 +88,7 @@ def chat(client: openai.OpenAI, stream: bool, headers: dict[str, str], **options
         model="gpt-4o-mini", messages=messages, stream=stream, extra_headers=headers, **options
     )
     if stream:
-        for _ in reply:  # type: ignore[union-attr]
+        for _ in reply:
             pass
 
 
@@ -192,7 +192,7 @@ def test_responses_text_refusal_and_format(
             **options,
         )
         if stream:
-            for _ in reply:  # type: ignore[union-attr]
+            for _ in reply:
                 pass
         return content_of_last(recorded, seen)
 
@@ -230,7 +230,7 @@ def ask_claude(
         **options,
     )
     if stream:
-        for _ in reply:  # type: ignore[union-attr]
+        for _ in reply:
             pass
 
 

@@ -44,7 +44,7 @@ ANSWERS: dict[AnswerKind, str] = {
     "invalid_json": '{"city": "Paris", "population": ',
     # Parses, but a schema asking for a string city and an integer population refuses it.
     "json_off_schema": '{"city": 75, "population": "many"}',
-    "email": "You can reach our support team at jane.doe@example.com any time.",
+    "email": "You can reach our support team at jane.doe@northwind-mail.com any time.",
     "phone": "Call our office on +44 20 7946 0958 during business hours.",
     "card": "The card on file is 4111 1111 1111 1111, expiring 12/29.",
     "not_luhn": "Your order number is 4111 1111 1111 1112.",
