@@ -38,6 +38,7 @@ def _version(
     version: str,
     n: int,
     *,
+    now: datetime,
     first_day: int,
     latency_median_ms: float,
     error_rate: float,
@@ -48,7 +49,7 @@ def _version(
     calls: list[Call] = []
     scores: list[Score] = []
     for i in range(n):
-        started = NOW - timedelta(days=7 - first_day) + timedelta(minutes=7 * i)
+        started = now - timedelta(days=7 - first_day) + timedelta(minutes=7 * i)
         error = rng.random() < error_rate
         call = make_call(
             started_at=started,
@@ -88,13 +89,12 @@ def _copy(
     return copies, copied
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlStore]:
+def write_versions(store: SqlStore, *, now: datetime) -> None:
+    """The module's calls of v1 to v5, in the week before ``now``."""
     # With seed 20261103, v3's p95 came out 3 standard deviations from v1's (11 against 29 of
     # 800 calls above the pooled p95, p = 0.0035) and was flagged, as a test at 5% now and then
     # is: this seed's draws are not such a rare pair. An exact copy is checked as well.
     rng = np.random.default_rng(20261104)
-    opened = SqlStore.open(tmp_path_factory.mktemp("compare") / "aivitals.db")
     common: dict[str, Any] = {"output_tokens": (50, 150), "relevance": (8.0, 2.0)}
     for version, n, first_day, latency_ms, errors, refusals, overrides in (
         ("v1", 400, 0, 400.0, 0.02, 0.03, {}),
@@ -107,17 +107,24 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlStore]:
             rng,
             version,
             n,
+            now=now,
             first_day=first_day,
             latency_median_ms=latency_ms,
             error_rate=errors,
             refusal_rate=refusals,
             **options,
         )
-        opened.write(calls, scores)
+        store.write(calls, scores)
         if version == "v1":
             copies, copied = _copy(calls, scores, "v5", timedelta(days=4))
-            opened.write(copies, copied)
+            store.write(copies, copied)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlStore]:
+    opened = SqlStore.open(tmp_path_factory.mktemp("compare") / "aivitals.db")
     try:
+        write_versions(opened, now=NOW)
         yield opened
     finally:
         opened.close()

@@ -2,7 +2,8 @@
 
 For the dashboard, also ``/histogram`` (calls per latency bin), ``/quality`` (score means over
 time), ``/values`` (what each filter can take) and ``/calls/{id}`` (one call, its scores and
-trace). Every answer is read through `aivitals.query.Queries`: nothing here touches SQL.
+trace); ``/compare`` puts two values of a field side by side (`aivitals.query.compare`). Every
+answer is read through `aivitals.query.Queries`: nothing here touches SQL.
 
 Parameters read as the CLI's options do (`parse_since`, `parse_where`, `check_by`): ``since=24h``,
 ``where=team=search`` (repeatable), ``by=model,feature``. A parameter the queries refuse is a 422
@@ -185,6 +186,38 @@ def get_quality(
     def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
         points = queries.score_means(window, filters, step)
         return {"step": step, "points": points, "skipped_rows": sum(p.skipped_rows for p in points)}
+
+    return _answer(context, since, where, answer)
+
+
+@router.get("/compare", responses=_ANSWERS)
+def get_compare(
+    context: Context,
+    *,
+    since: Since = "7d",
+    where: Where = None,
+    by: Annotated[
+        str, Query(description="The one field whose two values are compared.")
+    ] = "prompt_version",
+    a: Annotated[
+        str | None, Query(description="The value compared against (A); with b, or neither.")
+    ] = None,
+    b: Annotated[
+        str | None,
+        Query(description="The value compared (B). Neither: the two most frequent values."),
+    ] = None,
+    min_samples: Annotated[
+        int, Query(ge=2, le=1_000_000, description="Fewer calls a side: not enough data.")
+    ] = 30,
+) -> Response:
+    """B against A: latency p50/p95, error and refusal rates, cost and tokens per call and every
+    score, each with B - A, its 95% interval, its test's p-value and a verdict
+    (``regression``, ``improvement``, ``no significant difference``, ``not enough data``); see
+    docs/quality.md, "Comparing prompt versions"."""
+
+    def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
+        found = queries.compare(window, filters, by, a=a, b=b, min_samples=min_samples)
+        return {"comparison": found, "skipped_rows": found.skipped_rows}
 
     return _answer(context, since, where, answer)
 
