@@ -41,6 +41,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from aivitals.draft import CallDraft
 from aivitals.model import Call
 from aivitals.otlp.decode import OtlpError
 from aivitals.otlp.mapping import calls_from_traces
@@ -61,8 +62,16 @@ class SpanCalls(Protocol):
     def reasons(self) -> list[str]: ...
 
 
-TraceMapping = Callable[[ExportTraceServiceRequest], SpanCalls]
-"""Spans to calls: `calls_from_traces` with the server's `AttributeMap`."""
+class TraceMapping(Protocol):
+    """Spans to calls: `calls_from_traces` with the server's `AttributeMap`.
+
+    ``price`` is the recorder's ``price_draft``: each call is priced before it is built, so it
+    is built and validated once rather than built, priced and built again.
+    """
+
+    def __call__(
+        self, request: ExportTraceServiceRequest, *, price: Callable[[CallDraft], None] | None
+    ) -> SpanCalls: ...
 
 
 @dataclass(slots=True)
@@ -119,7 +128,7 @@ class OtlpReceiver:
         many waiting items, rather than let it drop part of an acknowledged batch.
         """
         spans = sum(len(scope.spans) for rs in request.resource_spans for scope in rs.scope_spans)
-        batch = self._mapping(request)
+        batch = self._mapping(request, price=recorder.price_draft)
         calls = batch.calls
         if queue_limit is not None and recorder.queue_depth + len(calls) > queue_limit:
             raise Refused(

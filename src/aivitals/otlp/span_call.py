@@ -20,7 +20,7 @@ from aivitals.attribution import EMPTY, Attribution
 from aivitals.bounds import CALL_TEXT_CHARS
 from aivitals.draft import CallDraft
 from aivitals.errors import ErrorInfo
-from aivitals.model import CACHE_RESULTS, Call, Operation
+from aivitals.model import CACHE_RESULTS, Call, InvalidRecord, Operation
 from aivitals.otlp import facts as fact
 from aivitals.otlp.conventions import (
     FIRST_TOKEN_EVENTS,
@@ -172,6 +172,14 @@ def call_from_span(
         draft.cancel()
     if price is not None:
         price(draft)
+        if draft.priced:
+            try:
+                return draft.freeze(latency_ms=latency_ms)
+            except InvalidRecord:
+                # A price the record refuses (a cost past its bound): the call goes on unpriced,
+                # as it does when the recorder prices it after the fact, and the recorder's own
+                # pricing then says what failed.
+                draft.priced = None
     return draft.freeze(latency_ms=latency_ms)
 
 
