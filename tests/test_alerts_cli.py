@@ -149,7 +149,7 @@ def test_export_writes_a_rule_file_and_lists_what_it_leaves_out(tmp_path: Path) 
     )
     assert result.exit_code == 0, result.output
     exported = yaml.safe_load(out.read_text())["groups"][0]["rules"]
-    assert len(exported) == 10
+    assert len(exported) == 12
     assert "Ttft" not in {rule["alert"] for rule in exported}
     assert "not exported: Ttft: signal: query reads the store" in result.stderr
 

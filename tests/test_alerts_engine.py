@@ -85,6 +85,28 @@ def scores(value: float) -> Feed:
     return feed
 
 
+def verdicts(name: str, found: int, of: int) -> Feed:
+    """An evaluator's verdicts: ``found`` answers of ``of`` scored 1 (the rest 0)."""
+
+    def feed(windows: LiveWindows, clock: Clock) -> None:
+        created = datetime.fromtimestamp(clock() - 1, UTC)
+        for i in range(of):
+            windows.on_call(call(clock, feature="search"))  # the groups come from the calls
+            windows.on_score(
+                Score(
+                    call_id=f"c{i}",
+                    name=name,
+                    value=1.0 if i < found else 0.0,
+                    source="evaluator",
+                    created_at=created,
+                    model="m",
+                    feature="search",
+                )
+            )
+
+    return feed
+
+
 def tokens(windows: LiveWindows, clock: Clock) -> None:
     windows.on_call(call(clock, input_tokens=700_000, output_tokens=400_000))
 
@@ -122,6 +144,10 @@ CASES = {
     "LatencyP99High": Case("critical", 300, 300, {"model": "m"}, slow(12000)),
     "QualityDegraded": Case("warning", 900, 3600, {"score": "helpfulness"}, scores(0.6)),
     "QualityCriticalDrop": Case("critical", 900, 3600, {"score": "helpfulness"}, scores(0.3)),
+    "RefusalRateHigh": Case("warning", 900, 3600, {"model": "m"}, verdicts("refusal", 1, 10)),
+    "PiiLeak": Case(
+        "critical", 60, 3600, {"model": "m", "feature": "search"}, verdicts("pii_leak", 1, 50)
+    ),
     "HighTokenUsage": Case("warning", 60, 86400, {}, tokens),
     "ErrorRateHigh": Case("warning", 300, 300, {"error_type": "rate_limit"}, errors),
     "CacheHitRatioLow": Case("warning", 1800, 3600, {}, cache_misses),

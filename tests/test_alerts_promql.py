@@ -72,6 +72,15 @@ def quality(mean: str) -> list[dict[str, str]]:
     ]
 
 
+def evaluator(name: str, found: str, evaluated: str = "0+10x60") -> list[dict[str, str]]:
+    """An evaluator's 0/1 scores: ``found`` is the sum's series (the 1s), ``evaluated`` the count."""
+    labels = {"name": name, "model": "m", "feature": "search"}
+    return [
+        series("aivitals_quality_score_sum", labels, found),
+        series("aivitals_quality_score_count", labels, evaluated),
+    ]
+
+
 def tokens(input_: str, output: str) -> list[dict[str, str]]:
     labels = {"provider": "openai", "model": "m"}
     return [
@@ -151,14 +160,40 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, Any]], list[dict[str
         latency("5.12"),
     ),
     "QualityDegraded": (
-        quality("0.6"),
+        # A refusal rate of 2% is a mean of 0.02, and no degraded quality: it stays out.
+        [*quality("0.6"), *evaluator("refusal", "0+0.2x60")],
         [
             {
                 "exp_labels": {"severity": "warning", "score": "helpfulness"},
                 "exp_annotations": {"summary": "Mean helpfulness score is 0.60 (under 0.7)"},
             }
         ],
-        quality("0.9"),
+        [*quality("0.9"), *evaluator("refusal", "0+0.2x60"), *evaluator("pii_leak", "0x60")],
+    ),
+    "RefusalRateHigh": (
+        evaluator("refusal", "0+1x60"),  # 1 refusal in 10 answers a minute
+        [
+            {
+                "exp_labels": {"severity": "warning", "model": "m"},
+                "exp_annotations": {
+                    "summary": "m refused 10% of answers in the last hour (over 5%)"
+                },
+            }
+        ],
+        evaluator("refusal", "0+0.4x60"),  # 4%
+    ),
+    "PiiLeak": (
+        evaluator("pii_leak", "0x58 1+0x1"),  # one leak, two minutes ago, in 600 answers
+        [
+            {
+                "exp_labels": {"severity": "critical", "model": "m", "feature": "search"},
+                "exp_annotations": {
+                    "summary": "m answers for search leaked personal data or a secret "
+                    f"({1 / 600 * 100:.4g}% of them in the last hour)"
+                },
+            }
+        ],
+        evaluator("pii_leak", "0x60"),
     ),
     "QualityCriticalDrop": (
         quality("0.25"),
@@ -223,7 +258,7 @@ def test_promtool_accepts_the_exported_rules(exported: Path) -> None:
     promtool = need("promtool", package="prometheus")
     result = run(promtool, "check", "rules", str(exported))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 10 rules found" in result.stdout
+    assert "SUCCESS: 12 rules found" in result.stdout
 
 
 def test_every_exported_default_rule_fires_on_breaching_series_only(

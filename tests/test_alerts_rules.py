@@ -51,6 +51,8 @@ def test_the_defaults_hold_the_design_thresholds() -> None:
         "LatencyP99High": ("latency_p99", ">", 10000, "critical"),
         "QualityDegraded": ("quality", "<", 0.7, "warning"),
         "QualityCriticalDrop": ("quality", "<", 0.5, "critical"),
+        "RefusalRateHigh": ("quality", ">", 0.05, "warning"),
+        "PiiLeak": ("quality", ">", 0, "critical"),
         "HighTokenUsage": ("tokens", ">", 1_000_000, "warning"),
         "ErrorRateHigh": ("error_rate", ">", 0.05, "warning"),
         "CacheHitRatioLow": ("cache_hit_ratio", "<", 0.2, "warning"),
@@ -58,6 +60,8 @@ def test_the_defaults_hold_the_design_thresholds() -> None:
     assert {n: (r.signal, r.op, r.threshold, r.severity) for n, r in rules.items()} == table
     assert rules["DailyBudgetWarning"].window == "today"
     assert rules["HighTokenUsage"].window == "today"
+    assert (rules["RefusalRateHigh"].score, rules["RefusalRateHigh"].window_s) == ("refusal", 3600)
+    assert (rules["PiiLeak"].score, rules["PiiLeak"].window_s) == ("pii_leak", 3600)
 
 
 @pytest.mark.parametrize(

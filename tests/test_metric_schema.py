@@ -106,6 +106,10 @@ def scrape() -> list[Metric]:
     )
     recorder.record(make_call(model="unpriced-model-x"))
     recorder.record_score(Score(call_id="c", name="helpfulness", value=0.5, model="gpt-4o-mini"))
+    for verdict in (0.0, 1.0):
+        recorder.record_score(
+            Score(call_id="c", name="refusal", value=verdict, source="evaluator", model="m")
+        )
     recorder.call_started("openai", "gpt-4o-mini")
     gateway = GatewayMetrics(CollectorRegistry(auto_describe=True))
     gateway.refused("auth")

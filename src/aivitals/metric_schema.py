@@ -184,6 +184,16 @@ QUALITY = MetricSpec(
     ("name", "model", "feature"),
     SCORE_BUCKETS,
 )
+EVALUATOR_NAMES = ("empty", "truncated", "refusal", "json_valid", "pii_leak")
+"""The built-in evaluators (docs/quality.md); users may register more."""
+EVALUATIONS = MetricSpec(
+    "aivitals_evaluations_total",
+    "counter",
+    "Evaluator verdicts (scores with source evaluator, 0 or 1), by evaluator and result: true "
+    "when it found what it looks for (a refusal, an empty or cut answer, valid JSON, PII).",
+    ("name", "result", "model", "feature"),
+    values={"result": ("true", "false")},
+)
 
 CALL_METRICS = (
     REQUESTS,
@@ -201,6 +211,7 @@ CALL_METRICS = (
     CALLS_BY_QUANTIZATION,
     IN_FLIGHT,
     QUALITY,
+    EVALUATIONS,
 )
 """What the Prometheus sink keeps for every call and score."""
 

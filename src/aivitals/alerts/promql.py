@@ -29,6 +29,7 @@ from aivitals.metric_schema import (
     CACHE_REQUESTS,
     COST,
     DURATION,
+    EVALUATOR_NAMES,
     QUALITY,
     REQUESTS,
     TOKENS,
@@ -196,10 +197,12 @@ def _value_expr(rule: Rule, by: list[str], matchers: list[str], rng: str) -> str
             total = _sum(by, _increase(f"{_QUALITY}_sum", named, rng))
             count = _sum(by, _increase(f"{_QUALITY}_count", named, rng))
             return f"{total} / {count}"
-        # One alert per score name, labelled `score` as the engine labels it.
+        # One alert per score name, labelled `score` as the engine labels it; the evaluators'
+        # rates are left out, as the engine leaves them out (`signals._quality`).
+        rates = [*matchers, f"name!~{_quote('|'.join(EVALUATOR_NAMES))}"]
         parts = []
         for suffix in ("sum", "count"):
-            inner = _increase(f"{_QUALITY}_{suffix}", matchers, rng)
+            inner = _increase(f"{_QUALITY}_{suffix}", rates, rng)
             relabelled = f'label_replace({inner}, "score", "$1", "name", "(.*)")'
             parts.append(_sum([*by, "score"], relabelled))
         return f"{parts[0]} / {parts[1]}"

@@ -21,6 +21,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from aivitals.alerts.rules import Rule
+from aivitals.metric_schema import EVALUATOR_NAMES
 from aivitals.query import Filters, Measures, Queries, Window
 from aivitals.windows import LiveWindows, WindowView
 
@@ -118,7 +119,13 @@ def _from_view(rule: Rule, view: WindowView) -> list[tuple[Labels, float | None]
 def _quality(rule: Rule, means: dict[str, float]) -> list[tuple[Labels, float | None]]:
     if rule.score is not None:
         return [((), means.get(rule.score))]
-    return [((("score", name),), mean) for name, mean in sorted(means.items())]
+    # The built-in evaluators' means are rates of a fault (a refusal rate of 0.02 is good):
+    # a rule over every score is about scores where higher is better, so it leaves them out.
+    return [
+        ((("score", name),), mean)
+        for name, mean in sorted(means.items())
+        if name not in EVALUATOR_NAMES
+    ]
 
 
 def store_window(rule: Rule, now: datetime, tz: ZoneInfo) -> Window:

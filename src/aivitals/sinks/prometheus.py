@@ -22,7 +22,7 @@ from decimal import Decimal
 from itertools import accumulate
 from typing import TYPE_CHECKING, Protocol
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar
@@ -151,6 +151,10 @@ class PrometheusSink(Collector):
             buckets=quality.buckets,
             registry=self.registry,
         )
+        evaluations = schema.EVALUATIONS
+        self.evaluations = Counter(
+            evaluations.family, evaluations.help, evaluations.labels, registry=self.registry
+        )
         self.registry.register(self)
         self.registry.register(self.overflow)
 
@@ -221,6 +225,11 @@ class PrometheusSink(Collector):
     def on_score(self, score: Score) -> None:
         labels = self._quality_cap.admit((score.name, score.model or "", score.feature or ""))
         self.quality.labels(*labels).observe(score.normalised)
+        if score.source == "evaluator" and score.normalised in (0.0, 1.0):
+            # A verdict: counted, so that a rate over any range is a ratio of two counters.
+            name, model, feature = labels
+            result = "true" if score.normalised == 1.0 else "false"
+            self.evaluations.labels(name, result, model, feature).inc()
 
     def call_started(self, provider: str, model: str) -> None:
         key = (provider, model)
