@@ -134,7 +134,9 @@ class Judged:
         return [call for call in self.memory.calls if call.feature == "aivitals-judge"]
 
     def scores(self, name: str | None = None) -> list[Score]:
-        return [s for s in self.memory.scores if name is None or s.name == name]
+        """The judge's scores (the built-in evaluators score the same calls too)."""
+        judged = [s for s in self.memory.scores if s.source == "judge"]
+        return [s for s in judged if name is None or s.name == name]
 
     def outcomes(self) -> dict[str, int]:
         return {k: v for k, v in self.judge.stats.outcomes.items() if v}
@@ -293,7 +295,8 @@ def test_judging_runs_on_the_judge_threads_never_the_callers_or_the_quality_work
         judge_thread = threads["aivitals-judge"]  # recorded right after its HTTP reply
         assert judge_thread.startswith("aivitals-judge-")
         assert judge_thread not in (caller, "aivitals-quality")
-        assert {name for _, name in run.threads.scores} == {judge_thread}
+        judge_score_threads = {n for score, n in run.threads.scores if score.source == "judge"}
+        assert judge_score_threads == {judge_thread}
 
 
 def test_the_judges_calls_are_stored_priced_and_never_judged(mock: MockLlm, tmp_path: Path) -> None:
@@ -322,7 +325,7 @@ def test_the_judges_calls_are_stored_priced_and_never_judged(mock: MockLlm, tmp_
     )
     assert judge_call.cost_usd == catalog_usd(1200, 80)
     assert not isinstance(detail, str) and detail is not None
-    assert {(s.name, s.comment) for s in detail.scores} == {
+    assert {(s.name, s.comment) for s in detail.scores if s.source == "judge"} == {
         ("judge.relevance", "mock-llm: relevance is 0.9"),
         ("judge.hallucination", "mock-llm: hallucination is 0.9"),
     }

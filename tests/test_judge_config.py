@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,8 +19,8 @@ from aivitals.cli import app
 from aivitals.config import ConfigError
 from aivitals.content import CallContent, ContentMessage, ToolCallContent
 from aivitals.gateway.config import parse_gateway_config
-from aivitals.model import new_id
-from aivitals.quality.judge import sampled
+from aivitals.model import Call, new_id
+from aivitals.quality.judge import LlmJudge, sampled
 from aivitals.quality.judge_budget import DailySpend
 from aivitals.quality.judge_config import JudgeConfig, JudgeCriterion, SampleRule
 from aivitals.quality.judge_prompt import (
@@ -30,6 +31,7 @@ from aivitals.quality.judge_prompt import (
     judge_messages,
     read_verdict,
 )
+from aivitals.recorder import Recorder
 
 URL = "http://127.0.0.1:8900/v1"
 
@@ -247,3 +249,38 @@ def test_serve_refuses_a_judge_whose_key_variable_is_unset(tmp_path: Path) -> No
     result = CliRunner().invoke(app, ["serve", "--no-db", "--port", "0", "--config", str(path)])
     assert result.exit_code == 2
     assert "AIVITALS_TEST_UNSET_JUDGE_KEY is not set" in result.output
+
+
+def sent_to_the_judge(*, redact: bool, answer: str) -> dict[str, Any]:
+    """The case the judge sends, captured by an in-process transport (no endpoint needed)."""
+    sent: list[dict[str, Any]] = []
+
+    def endpoint(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(json.loads(request.content)["messages"][1]["content"]))
+        verdict = json.dumps({"relevance": {"score": 1, "reason": "ok"}})
+        return httpx.Response(200, json={"choices": [{"message": {"content": verdict}}]})
+
+    recorder = Recorder(flush_interval_s=0.05)
+    judge = LlmJudge(
+        config(sample_rate=1.0, redact=redact),
+        recorder=recorder,
+        transport=httpx.MockTransport(endpoint),
+    )
+    recorder.quality.register(judge, name="judge")
+    try:
+        call = Call(provider="openai", model="gpt-4o", latency_ms=1.0)
+        recorder.record(call, content(("user", "Reach jane.doe@acme.io?"), answer=answer))
+        assert recorder.flush(timeout_s=30)
+    finally:
+        recorder.close()
+    assert len(sent) == 1
+    return sent[0]
+
+
+def test_personal_data_and_secrets_are_masked_before_the_judge_sees_them() -> None:
+    answer = "Sure: card 4111 1111 1111 1111, key sk-proj-abcdefghijklmnopqrstuvwxyz0123456789AB."
+    case = sent_to_the_judge(redact=True, answer=answer)
+    assert case["question"] == "Reach [email]?"
+    assert case["answer"] == "Sure: card [card], key [secret]."
+    kept = sent_to_the_judge(redact=False, answer=answer)
+    assert (kept["question"], kept["answer"]) == ("Reach jane.doe@acme.io?", answer)

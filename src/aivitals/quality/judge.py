@@ -49,6 +49,7 @@ from aivitals.quality.judge_prompt import (
     case_from,
     judge_messages,
     read_verdict,
+    redacted,
 )
 from aivitals.recorder import Recorder
 from aivitals.retry import parse_retry_after
@@ -233,6 +234,8 @@ class LlmJudge:
     def _judge(self, call: Call, case: JudgeCase) -> str:
         if not self.budget.allows():  # spent while this call waited in the queue
             return "over_budget"
+        if self.config.redact:  # here, not on the quality worker: the detectors take time
+            case = redacted(case)
         body = {
             "model": self.config.model,
             "messages": judge_messages(case, self._descriptions),

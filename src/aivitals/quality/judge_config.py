@@ -119,6 +119,8 @@ class JudgeConfig:
     drops and counts). Each request times out after ``timeout_s``; failures are retried by
     ``retry`` (429, 5xx, connection errors, timeouts), then counted ``failed``. ``headers`` go
     with every request (an OpenRouter ``HTTP-Referer``, say). ``max_tokens`` caps the verdict.
+    ``redact`` masks personal data and secrets in what is sent (the detectors of ``pii_leak``);
+    False sends the text as the call had it.
     """
 
     base_url: str
@@ -140,6 +142,7 @@ class JudgeConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     max_tokens: int = 1024
     temperature: float = 0.0
+    redact: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.base_url, str) or not self.base_url.startswith(
@@ -192,6 +195,8 @@ class JudgeConfig:
                 )
         if self.timeout_s == 0:
             raise ConfigError("judge.timeout_s: must be above 0")
+        if not isinstance(self.redact, bool):
+            raise ConfigError(f"judge.redact: must be true or false, got {self.redact!r}")
         if not isinstance(self.retry, RetryPolicy):
             raise ConfigError("judge.retry: must be an aivitals.retry.RetryPolicy")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()):

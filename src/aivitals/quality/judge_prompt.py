@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aivitals.content import CallContent
+from aivitals.detectors import find_pii, redact
 
 RUBRIC_MARKER = "You are the aivitals judge."
 """The rubric's first sentence; ``aivitals mock-llm`` answers a JSON verdict to prompts that
@@ -120,6 +121,27 @@ def case_from(content: CallContent, criteria: Sequence[str]) -> JudgeCase | None
         question=content.messages[question_at].text[:MAX_QUESTION_CHARS],
         answer=answer[:MAX_ANSWER_CHARS],
     )
+
+
+def redacted(case: JudgeCase) -> JudgeCase:
+    """The case with personal data and secrets masked (``[email]``, ``[card]``, ``[secret]``...),
+    by the detectors ``pii_leak`` and content capture use: what the judge endpoint never needs.
+
+    >>> case = JudgeCase(criteria=("relevance",), context=(), question="Mail jane@acme.io?",
+    ...                  answer="Done: jane@acme.io.")
+    >>> redacted(case).question, redacted(case).answer
+    ('Mail [email]?', 'Done: [email].')
+    """
+    return JudgeCase(
+        criteria=case.criteria,
+        context=tuple(_masked(part) for part in case.context),
+        question=_masked(case.question),
+        answer=_masked(case.answer),
+    )
+
+
+def _masked(text: str) -> str:
+    return redact(text, find_pii(text))
 
 
 def judge_messages(case: JudgeCase, descriptions: Mapping[str, str]) -> list[dict[str, str]]:

@@ -70,6 +70,7 @@ class JudgeSettings(_Strict):
     """Tries per call, the first included; back-off from 1 s, doubling to 30 s."""
     headers: dict[str, str] = {}
     max_tokens: int = Field(default=1024, ge=1)
+    redact: bool = True
 
     def build(self) -> JudgeConfig:
         """The `JudgeConfig` (raises `ConfigError` naming ``judge.<field>``)."""
@@ -101,4 +102,5 @@ class JudgeSettings(_Strict):
             retry=RetryPolicy(first_s=1.0, max_s=30.0, max_attempts=self.max_attempts, jitter=0.2),
             headers=dict(self.headers),
             max_tokens=self.max_tokens,
+            redact=self.redact,
         )
