@@ -17,6 +17,7 @@ scores to calls by id, which gives the team as well.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from typing import TypeVar
 
 import msgspec.structs
@@ -36,8 +37,11 @@ class RecentCalls:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self._capacity = capacity
-        # A call is recorded once, so insertion order is age: a plain dict is the queue.
-        self._calls: dict[str, tuple[str, str | None]] = {}
+        # A call is recorded once, so insertion order is age: the ordered dict is the queue.
+        # OrderedDict, not dict: evicting a dict's oldest key with next(iter(...)) walks past
+        # every slot deleted since the table was last rebuilt (thousands, at capacity), while
+        # popitem(last=False) is O(1).
+        self._calls: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
         self._lock = threading.Lock()
 
     def add(self, call: Call) -> None:
@@ -45,7 +49,7 @@ class RecentCalls:
         with self._lock:
             self._calls[call.id] = (call.model, call.feature)
             if len(self._calls) > self._capacity:
-                del self._calls[next(iter(self._calls))]
+                self._calls.popitem(last=False)
 
     def fill(self, score: S) -> S:
         """``score`` with the model and feature of its call where it has none; else as given."""
