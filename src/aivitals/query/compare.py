@@ -63,7 +63,6 @@ REFUSAL = "refusal"
 LOWER_IS_BETTER = frozenset({"empty", "truncated", "refusal", "pii_leak"})
 """Scores where 1 is the bad outcome (the built-in evaluators); any other score is better higher
 (``json_valid``, the judge's criteria, scores applications send)."""
-_PAGE = 10_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,18 +129,14 @@ def compare(
         raise QueryError("b" if b is None else "a", "give both A and B, or neither")
     if a == b:
         raise QueryError("b", f"A and B are both {a!r}; compare two different values")
-    sides = [
-        _side(
-            connection,
-            window=window,
-            filters=filters,
-            field_name=field_name,
-            name=name,
-            value=value,
-            max_latency_samples=max_latency_samples,
-        )
-        for name, value in (("a", a), ("b", b))
-    ]
+    sides = _sides(
+        connection,
+        window=window,
+        filters=filters,
+        field_name=field_name,
+        values=(a, b),
+        max_latency_samples=max_latency_samples,
+    )
     (group_a, read_a), (group_b, read_b) = sides
     measures = judged(_measures(read_a, read_b, min_samples, sides), alpha=alpha)
     return Comparison(
@@ -223,37 +218,47 @@ class _Read:
     skipped: int = 0
 
 
-def _side(
+def _sides(
     connection: sa.Connection,
     *,
     window: Window,
     filters: Filters,
     field_name: str,
-    name: str,
-    value: str,
+    values: tuple[str, str],
     max_latency_samples: int,
-) -> tuple[Group, _Read]:
-    group = _group_filters(filters, field_name, name, value)
-    where = [
-        calls.c.started_ms >= window.start_ms,
-        calls.c.started_ms < window.end_ms,
-        *call_conditions(group),
+) -> list[tuple[Group, _Read]]:
+    """Both groups' sums from one pass over the window's calls, then each one's latencies."""
+    groups = [
+        _group_filters(filters, field_name, side, value)
+        for side, value in zip(("a", "b"), values, strict=True)
     ]
-    read = _sums(connection, where)
-    every = max(1, math.ceil(read.calls / max_latency_samples))
-    read.latencies = _latencies(connection, where, every, max_latency_samples)
-    read.scores, skipped = _score_sums(connection, where)
-    read.skipped += skipped
-    return (
-        Group(
-            value=value,
-            calls=read.calls,
-            latency_samples=len(read.latencies),
-            sampled=every > 1,
-            every=every,
-        ),
-        read,
-    )
+    in_window = [calls.c.started_ms >= window.start_ms, calls.c.started_ms < window.end_ms]
+    # Absent is NULL or '' (as in `Filters`): both are the value ''.
+    key = sa.func.coalesce(calls.c[field_name], "")
+    both = [*in_window, *call_conditions(filters), key.in_(values)]
+    reads = _sums(connection, both, key)
+    scored, skipped = _score_sums(connection, both, key)
+    sides = []
+    for value, group in zip(values, groups, strict=True):
+        read = reads.get(value) or _Read()
+        read.scores = scored.get(value, {})
+        read.skipped += skipped.get(value, 0)
+        every = max(1, math.ceil(read.calls / max_latency_samples))
+        where = [*in_window, *call_conditions(group)]
+        read.latencies = _latencies(connection, where, every, max_latency_samples)
+        sides.append(
+            (
+                Group(
+                    value=value,
+                    calls=read.calls,
+                    latency_samples=len(read.latencies),
+                    sampled=every > 1,
+                    every=every,
+                ),
+                read,
+            )
+        )
+    return sides
 
 
 def _usable() -> sa.ColumnElement[bool]:
@@ -271,10 +276,13 @@ def _float(column: sa.ColumnElement[Any]) -> sa.ColumnElement[float]:
     return sa.cast(column, sa.Float)
 
 
-def _sums(connection: sa.Connection, where: list[sa.ColumnElement[bool]]) -> _Read:
+def _sums(
+    connection: sa.Connection, where: list[sa.ColumnElement[bool]], key: sa.ColumnElement[str]
+) -> dict[str, _Read]:
     usable = _usable()
     priced = sa.and_(usable, calls.c.cost_nusd.is_not(None))
     columns: list[sa.ColumnElement[Any]] = [
+        key,
         sa.func.count(),
         sa.func.count(sa.case((usable, 1))),
         sa.func.count(sa.case((sa.and_(usable, calls.c.status == "error"), 1))),
@@ -290,24 +298,26 @@ def _sums(connection: sa.Connection, where: list[sa.ColumnElement[bool]]) -> _Re
             sa.func.sum(sa.case((guard, value))),
             sa.func.sum(sa.case((guard, value * value))),
         ]
-    row = connection.execute(sa.select(*columns).where(*where)).one()
-    stored, kept, errors, priced_calls = (int(x or 0) for x in row[:4])
-    sums = [float(x or 0.0) for x in row[4:]]
-    cost = Moments.of_sums(priced_calls, sums[0], sums[1])
-    # Nano-dollars to dollars after the arithmetic, so the squares stay well inside a float.
-    cost = Moments(
-        n=cost.n,
-        mean=None if cost.mean is None else cost.mean / 1e9,
-        variance=None if cost.variance is None else cost.variance / 1e18,
-    )
-    return _Read(
-        calls=kept,
-        errors=errors,
-        cost=cost,
-        input_tokens=Moments.of_sums(kept, sums[2], sums[3]),
-        output_tokens=Moments.of_sums(kept, sums[4], sums[5]),
-        skipped=stored - kept,
-    )
+    found: dict[str, _Read] = {}
+    for row in connection.execute(sa.select(*columns).where(*where).group_by(key)):
+        stored, kept, errors, priced_calls = (int(x or 0) for x in row[1:5])
+        sums = [float(x or 0.0) for x in row[5:]]
+        cost = Moments.of_sums(priced_calls, sums[0], sums[1])
+        # Nano-dollars to dollars after the arithmetic, so the squares stay well inside a float.
+        cost = Moments(
+            n=cost.n,
+            mean=None if cost.mean is None else cost.mean / 1e9,
+            variance=None if cost.variance is None else cost.variance / 1e18,
+        )
+        found[str(row[0])] = _Read(
+            calls=kept,
+            errors=errors,
+            cost=cost,
+            input_tokens=Moments.of_sums(kept, sums[2], sums[3]),
+            output_tokens=Moments.of_sums(kept, sums[4], sums[5]),
+            skipped=stored - kept,
+        )
+    return found
 
 
 def _latencies(
@@ -315,33 +325,30 @@ def _latencies(
 ) -> Samples:
     """Every ``every``-th usable call's latency in (start, id) order, at most ``most``.
 
-    Streamed a page at a time, so memory holds the sample, never the group.
+    Ranked by the database (a window function: SQLite 3.25 and later, PostgreSQL), which
+    returns only the sample: twice as fast as streaming every row to skip most of them here.
     """
+    rank = sa.func.row_number().over(order_by=(calls.c.started_ms, calls.c.id)).label("rank")
+    ranked = sa.select(calls.c.latency_ms, rank).where(*where, _usable()).subquery()
     query = (
-        sa.select(calls.c.latency_ms)
-        .where(*where, _usable())
-        .order_by(calls.c.started_ms, calls.c.id)
+        sa.select(ranked.c.latency_ms)
+        .where((ranked.c.rank - 1) % every == 0)
+        .order_by(ranked.c.rank)
+        .limit(most)
     )
-    kept: list[float] = []
-    seen = 0
-    result = connection.execution_options(yield_per=_PAGE).execute(query)
-    for page in result.partitions():
-        start = (-seen) % every
-        kept.extend(float(row[0]) for row in page[start::every])
-        seen += len(page)
-        if len(kept) >= most:
-            break
-    result.close()
-    return np.asarray(kept[:most], dtype=np.float64)
+    return np.array([float(x) for x in connection.execute(query).scalars()], dtype=np.float64)
 
 
 def _score_sums(
-    connection: sa.Connection, where: list[sa.ColumnElement[bool]]
-) -> tuple[dict[str, tuple[Moments, bool]], int]:
+    connection: sa.Connection, where: list[sa.ColumnElement[bool]], key: sa.ColumnElement[str]
+) -> tuple[dict[str, dict[str, tuple[Moments, bool]]], dict[str, int]]:
+    """Per group: score name to its moments and whether every value is 0 or 1 (the
+    `MAX_SCORE_NAMES` most frequent); and the scores left out as out of range."""
     usable = sa.func.abs(scores.c.value) <= MAX_SCORE_MAGNITUDE
     value = sa.case((usable, scores.c.value))
     query = (
         sa.select(
+            key,
             scores.c.name,
             sa.func.count(value),
             sa.func.sum(value),
@@ -351,17 +358,17 @@ def _score_sums(
         )
         .select_from(scores.join(calls, calls.c.id == scores.c.call_id))
         .where(*where)
-        .group_by(scores.c.name)
-        .order_by(sa.func.count().desc(), scores.c.name)
-        .limit(MAX_SCORE_NAMES)
+        .group_by(key, scores.c.name)
     )
-    found: dict[str, tuple[Moments, bool]] = {}
-    skipped = 0
-    for name, n, total, squares, fractional, left_out in connection.execute(query):
-        skipped += int(left_out)
-        if n:
+    found: dict[str, dict[str, tuple[Moments, bool]]] = {}
+    skipped: dict[str, int] = {}
+    rows = sorted(connection.execute(query), key=lambda row: (-int(row[2]), str(row[1])))
+    for group, name, n, total, squares, fractional, left_out in rows:
+        skipped[str(group)] = skipped.get(str(group), 0) + int(left_out)
+        named = found.setdefault(str(group), {})
+        if n and len(named) < MAX_SCORE_NAMES:
             moments = Moments.of_sums(int(n), float(total), float(squares))
-            found[str(name)] = (moments, int(fractional) == 0)
+            named[str(name)] = (moments, int(fractional) == 0)
     return found, skipped
 
 
