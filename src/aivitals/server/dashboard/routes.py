@@ -21,7 +21,11 @@ from aivitals.server.dashboard.auth import COOKIE, COOKIE_MAX_AGE_S, DashboardAu
 from aivitals.server.errors import ApiError
 
 STATIC = resources.files("aivitals.server.dashboard") / "static"
-_OURS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+_OURS = {
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+    "compare.js": "text/javascript",
+}
 _REVALIDATE = {"Cache-Control": "no-cache"}
 _FOREVER = {"Cache-Control": "public, max-age=31536000, immutable"}
 
