@@ -30,9 +30,9 @@ _VERDICTS = {
 @app.command()
 def compare(
     a: Annotated[
-        str | None, typer.Argument(help="The value of --by to compare against (A).")
+        str | None, typer.Argument(help="The value of --by to compare against.", metavar="A")
     ] = None,
-    b: Annotated[str | None, typer.Argument(help="The value compared (B).")] = None,
+    b: Annotated[str | None, typer.Argument(help="The value compared.", metavar="B")] = None,
     by: Annotated[
         str, typer.Option(help="The field whose two values are compared: prompt_version, model...")
     ] = "prompt_version",
@@ -48,6 +48,7 @@ def compare(
     difference, its 95% interval and whether it is significant; regressions called out.
 
     Without A and B, the two most frequent values in the window, the one seen first as A.
+
     Examples: `aivitals compare v1 v2`, `aivitals compare --by model --where feature=search`.
     """
     from aivitals.query import Queries, QueryError, parse_since, parse_where  # noqa: PLC0415
