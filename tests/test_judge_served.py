@@ -4,6 +4,7 @@ application's upstream and the judge."""
 
 from __future__ import annotations
 
+import functools
 import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -118,3 +119,33 @@ def test_serve_judges_what_its_gateway_proxies_and_stores_it_all(
 def _metrics(url: str, needle: str) -> str | None:
     text = httpx.get(url + "/metrics", timeout=10).text
     return text if needle in text else None
+
+
+def test_a_restarted_serve_reads_the_days_judge_spend_back_from_its_store(
+    mock: MockLlm, tmp_path: Path
+) -> None:
+    mock.reset()
+    config = tmp_path / "gateway.toml"
+    # One judge call costs more than this: the first one spends the day's budget.
+    config.write_text(
+        f'[[upstreams]]\nname = "mock"\nbase_url = "{mock.url}/v1"\n'
+        f'[judge]\nbase_url = "{mock.url}/v1"\nmodel = "{JUDGE_MODEL}"\nsample_rate = 1.0\n'
+        "max_daily_usd = 0.000001\n"
+    )
+    db = tmp_path / "aivitals.db"
+    for run in range(2):
+        process, url = start("--db", str(db), "--config", str(config))
+        try:
+            if run == 1:  # the new process knows the day is spent before judging anything
+                scraped = httpx.get(url + "/metrics", timeout=10).text
+                assert "aivitals_judge_budget_exhausted 1.0" in scraped
+            client = openai.OpenAI(base_url=url + "/v1", api_key="sk-test", max_retries=0)
+            client.chat.completions.create(model=APP_MODEL, messages=QUESTION)
+            outcome = "judged" if run == 0 else "over_budget"
+            poll(outcome, functools.partial(_metrics, url, f'{{outcome="{outcome}"}} 1.0'))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(60) == 0
+            if process.stderr is not None:
+                process.stderr.close()
+    assert mock.judge_requests() == 1

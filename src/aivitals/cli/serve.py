@@ -121,6 +121,7 @@ def serve(
     from prometheus_client import disable_created_metrics  # noqa: PLC0415
 
     from aivitals.otlp.mapping import AttributeMap  # noqa: PLC0415
+    from aivitals.quality.judge import LlmJudge  # noqa: PLC0415
     from aivitals.runtime import build_runtime  # noqa: PLC0415  # keeps `aivitals --help` fast
     from aivitals.server.app import create_app  # noqa: PLC0415
     from aivitals.server.serve import serve as run  # noqa: PLC0415
@@ -179,6 +180,9 @@ def serve(
             judge=settings.judge.build() if settings is not None and settings.judge else None,
             evaluators=settings.quality.evaluators if settings is not None else True,
         )
+        judge = runtime.recorder.quality.consumers.get("judge")
+        if queries is not None and isinstance(judge, LlmJudge):
+            judge.reload_spend(queries)  # a restart does not reset the judge's budget day
         gateway = None
         if settings is not None:
             gateway = _gateway(settings, runtime.recorder, upstream, ledger)

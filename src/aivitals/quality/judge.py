@@ -28,9 +28,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -54,6 +54,9 @@ from aivitals.quality.judge_prompt import (
 from aivitals.recorder import Recorder
 from aivitals.retry import parse_retry_after
 from aivitals.usage import TokenUsage, usage_from_openai
+
+if TYPE_CHECKING:
+    from aivitals.query import Queries
 
 log = logging.getLogger("aivitals.quality.judge")
 
@@ -178,6 +181,20 @@ class LlmJudge:
                 self.stats.count("dropped")
                 return
             self._pending += 1
+
+    def reload_spend(self, queries: Queries) -> Decimal:
+        """Read today's judge spend back from the store, so a restart does not reset the
+        budget's day; returns it. Called once at start (`aivitals serve` does)."""
+        # Imported here: the query layer (SQLAlchemy) is only paid for by processes with a store.
+        from aivitals.query.filters import Filters  # noqa: PLC0415
+        from aivitals.query.window import Window  # noqa: PLC0415
+
+        start = self.budget.day_start()
+        window = Window(start, utc_now() + timedelta(seconds=1))
+        found = queries.summary(window, Filters(feature=JUDGE_FEATURE), quality=False)
+        spent = Decimal(found.total_cost_usd or 0)
+        self.budget.set_spent(spent)
+        return spent
 
     def flush(self, timeout_s: float | None = 10.0) -> bool:
         """Wait until every queued call is judged (its scores recorded); False on timeout."""

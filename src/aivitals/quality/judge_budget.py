@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -56,6 +56,18 @@ class DailySpend:
             self._roll()
             self._spent += cost_usd
             return self._spent
+
+    def day_start(self) -> datetime:
+        """When today began, in the budget's time zone."""
+        with self._lock:
+            self._roll()
+            return datetime.combine(self._day, time(0), tzinfo=self._zone)
+
+    def set_spent(self, spent_usd: Decimal) -> None:
+        """Today's spend as read back from a store (a restart must not reset the day)."""
+        with self._lock:
+            self._roll()
+            self._spent = spent_usd
 
     @property
     def spent_usd(self) -> Decimal:
