@@ -23,6 +23,7 @@ from aivitals.quality.evaluators.consumer import NAME as EVALUATORS
 from aivitals.quality.evaluators.consumer import EvaluatorConsumer, check_names
 from aivitals.recorder import Recorder
 from aivitals.sinks.base import BatchSink, InlineSink
+from aivitals.sinks.capture_config import CaptureConfig
 from aivitals.sinks.log import JsonLogSink
 from aivitals.sinks.otel_metrics import OtelMetricsSink, application_meter_provider
 from aivitals.sinks.prometheus import PrometheusSink
@@ -30,6 +31,7 @@ from aivitals.windows import LiveWindows
 
 if TYPE_CHECKING:
     from aivitals.quality.judge_config import JudgeConfig
+    from aivitals.sinks.capture import ContentCapture
     from aivitals.store.sql import SqlStore
 
 
@@ -78,6 +80,7 @@ class RuntimeOptions(TypedDict, total=False):
     enabled: bool | None
     evaluators: bool | Sequence[str]
     judge: JudgeConfig | None
+    capture_content: bool | CaptureConfig
 
 
 def build_runtime(**options: Unpack[RuntimeOptions]) -> Runtime:
@@ -115,8 +118,20 @@ def build_runtime(**options: Unpack[RuntimeOptions]) -> Runtime:
         batch.append(_log_sink(log_target))
     store = options.get("store")
     store_target = None if store is False else (store or env.store)
+    asked = _capture(options.get("capture_content", False))
+    capture = None
     if store_target is not None:
-        batch.append(_store_sink(store_target, options.get("retention_days")))
+        store_sink = _store_sink(store_target, options.get("retention_days"))
+        batch.append(store_sink)
+        if asked is not None:
+            capture = _content_capture(store_sink, asked)
+            # A batch sink only for its retention tick; it reads content on the quality stage.
+            batch.append(capture)
+    elif asked is not None:
+        raise ConfigError(
+            "capture_content needs a store (store=PATH or AIVITALS_STORE): captured content is "
+            "kept in the store's contents table, and sent nowhere else"
+        )
     endpoint = options.get("endpoint")
     endpoint_target = None if endpoint is False else (endpoint or env.endpoint)
     if endpoint_target is not None:
@@ -156,6 +171,8 @@ def build_runtime(**options: Unpack[RuntimeOptions]) -> Runtime:
             ),
             name=EVALUATORS,
         )
+    if capture is not None:
+        recorder.quality.register(capture, name=capture.name)
     judge = options.get("judge")
     if judge is not None:
         _attach_judge(judge, recorder, prometheus_sink, zone.key)
@@ -192,6 +209,24 @@ def _attach_judge(
         prometheus.registry.register(
             JudgeCollector(judge.stats, judge.budget, lambda: judge.queue_depth)
         )
+
+
+def _capture(given: bool | CaptureConfig) -> CaptureConfig | None:
+    """The capture settings asked for; None when capture is off (the default)."""
+    if isinstance(given, CaptureConfig):
+        return given if given.enabled else None
+    return CaptureConfig(enabled=True) if given else None
+
+
+def _content_capture(store_sink: BatchSink, config: CaptureConfig) -> ContentCapture:
+    from aivitals.sinks.capture import ContentCapture  # noqa: PLC0415  # the store's imports
+    from aivitals.sinks.store import StoreSink  # noqa: PLC0415
+    from aivitals.store.sql import SqlStore  # noqa: PLC0415
+
+    store = store_sink.store if isinstance(store_sink, StoreSink) else None
+    if not isinstance(store, SqlStore):  # what _store_sink opens; never otherwise
+        raise ConfigError("capture_content needs an SQL store")
+    return ContentCapture(store, config)
 
 
 def _store_sink(target: str | Path | SqlStore, retention_days: float | None) -> BatchSink:

@@ -179,6 +179,7 @@ def serve(
             sinks=[ledger] if ledger is not None else [],
             judge=settings.judge.build() if settings is not None and settings.judge else None,
             evaluators=settings.quality.evaluators if settings is not None else True,
+            capture_content=settings.capture.build() if settings is not None else False,
         )
         judge = runtime.recorder.quality.consumers.get("judge")
         if queries is not None and isinstance(judge, LlmJudge):

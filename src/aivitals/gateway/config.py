@@ -77,6 +77,7 @@ from aivitals.gateway.upstreams import Upstream, Upstreams
 from aivitals.model import utc_now
 from aivitals.quality.judge_settings import JudgeSettings
 from aivitals.quality.settings import QualitySettings
+from aivitals.sinks.capture_config import CaptureSettings
 
 _ROUTES: dict[str, str] = {
     "chat": "chat",
@@ -181,6 +182,8 @@ class GatewayConfig(_Strict):
     """The LLM judge (`aivitals.quality.judge_settings`); none: no judging."""
     quality: QualitySettings = QualitySettings()
     """Which evaluators run (`aivitals.quality.settings`); all by default."""
+    capture: CaptureSettings = CaptureSettings()
+    """Content capture (`aivitals.sinks.capture_config`); off by default."""
 
     def build_upstreams(self, extra: list[Upstream] | None = None) -> Upstreams:
         found = [

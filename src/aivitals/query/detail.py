@@ -1,4 +1,4 @@
-"""One call in full: its scores and every stored call of its trace."""
+"""One call in full: its scores, every stored call of its trace, and its captured content."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from aivitals.model import Call, Score
 from aivitals.query.calls import CallWithScores
+from aivitals.query.content import StoredContent, content_of
 from aivitals.store.rows import readable_call, readable_score
 from aivitals.store.schema import calls, scores
 
@@ -23,6 +24,8 @@ class CallDetail(CallWithScores):
     trace: list[Call]
     skipped_rows: int = 0
     """Scores and calls of the trace left out as unreadable (out of range, or not valid text)."""
+    content: StoredContent | None = None
+    """The prompt and answer, redacted, when content capture kept them (`query.content`)."""
 
 
 UNREADABLE = "unreadable"
@@ -68,4 +71,10 @@ def call_detail(connection: sa.Connection, call_id: str) -> CallDetail | str | N
         readable = [other for other in map(readable_call, rows) if other is not None]
         skipped += len(rows) - len(readable)
         trace = readable or [call]
-    return CallDetail(call=call, scores=tuple(found), trace=trace, skipped_rows=skipped)
+    return CallDetail(
+        call=call,
+        scores=tuple(found),
+        trace=trace,
+        skipped_rows=skipped,
+        content=content_of(connection, call_id),
+    )

@@ -63,6 +63,11 @@ def configure(*, metrics_port: int | None = None, **options: Unpack[RuntimeOptio
     ``pii_leak``, plus those registered with `aivitals.evaluator`; a list of names runs only
     those, False none (docs/quality.md, "Evaluators").
 
+    ``capture_content=True`` (off by default; or an `aivitals.sinks.capture_config.
+    CaptureConfig` for the retention and your own patterns to mask) keeps each call's prompt and
+    answer, redacted, in the store's ``contents`` table for 7 days: it needs ``store``, and the
+    text goes nowhere else (docs/quality.md, "Content capture").
+
     A bad setting raises `ConfigError` here, at start-up, in one line that names it (a port in
     use, a log file that cannot be written), never later inside a recorded call. This is
     `build_runtime` plus installing the result as the process default (closing the previous

@@ -258,7 +258,8 @@ def get_values(
     },
 )
 def get_call(context: Context, call_id: str) -> Response:
-    """One call with its scores and every stored call of its trace (itself included)."""
+    """One call with its scores, every stored call of its trace (itself included) and, when
+    content capture kept it, its ``content`` (prompt and answer, redacted; else null)."""
     queries = _queries(context)
     if len(call_id) > CALL_TEXT_CHARS["id"] or "\x00" in call_id:
         # No stored id is longer, nor holds NUL (which PostgreSQL refuses in a query outright).

@@ -314,7 +314,37 @@ async function openCall(id) {
     cells(scoreBody.insertRow(), [score.name, figure("value", score.value), `${score.min_value}–${score.max_value}`, score.source, score.comment], [1]);
   }
   if (!scores.length) scoreBody.innerHTML = `<tr><td class="empty" colspan="5">no scores</td></tr>`;
+  showContent(detail.content);
   document.body.dataset.call = call.id;
+}
+
+// The captured prompt and answer (already redacted by the server), as text: never as HTML.
+function showContent(content) {
+  const box = $("call-content");
+  box.replaceChildren();
+  if (!content) {
+    box.innerHTML = `<p class="empty">not captured (content capture is off, or past its retention)</p>`;
+    return;
+  }
+  const turn = (role, text) => {
+    const part = document.createElement("div");
+    part.className = `turn ${role}`;
+    const who = document.createElement("strong");
+    who.textContent = role;
+    const said = document.createElement("pre");
+    said.textContent = text;
+    part.append(who, said);
+    box.append(part);
+  };
+  for (const message of content.messages) turn(message.role, message.text);
+  if (content.output_text != null) turn("answer", content.output_text);
+  for (const tool of content.tool_calls) turn(`tool call: ${tool.name}`, tool.arguments);
+  if (content.redactions) {
+    const note = document.createElement("p");
+    note.className = "empty";
+    note.textContent = `${content.redactions} redacted`;
+    box.append(note);
+  }
 }
 
 async function loadFilters() {
