@@ -8,6 +8,7 @@ aivitals' pricer.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -521,3 +522,20 @@ def test_a_judge_with_an_httpx_transport_error_never_raises_into_the_stage() -> 
         assert recorder.stats.quality_errors.get("judge", 0) == 0
     finally:
         recorder.close()
+
+
+def test_a_forked_child_judges_on_workers_of_its_own(mock: MockLlm) -> None:
+    # gunicorn-style workers fork after configure(): the threads do not come along.
+    with judged(judge_config(mock.url)) as run:
+        pid = os.fork()
+        if pid == 0:  # the child: report by exit status only
+            code = 1
+            try:
+                run.recorder.record(app_call("child"), content())
+                flushed = run.recorder.flush(timeout_s=30)
+                code = 0 if flushed and run.judge.stats.outcomes["judged"] == 1 else 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert mock.judge_requests() == 1

@@ -20,11 +20,14 @@ What happens to every call offered to the judge is counted in `JudgeStats.outcom
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import os
 import queue
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -128,25 +131,40 @@ class LlmJudge:
         key = config.resolve_api_key()
         if key is not None:
             headers["Authorization"] = f"Bearer {key}"
-        self._client = httpx.Client(
-            base_url=config.base_url.rstrip("/"),
-            timeout=config.timeout_s,
-            headers=headers,
-            transport=transport,
-        )
+        self._client_options: dict[str, Any] = {
+            "base_url": config.base_url.rstrip("/"),
+            "timeout": config.timeout_s,
+            "headers": headers,
+            "transport": transport,
+        }
         self._descriptions = {c.name: c.description for c in config.criteria}
-        self._queue: queue.Queue[tuple[Call, JudgeCase] | None] = queue.Queue(config.queue_size)
+        self._closed = False
+        self._last_error_log = -_ERROR_LOG_INTERVAL_S
+        self._start()
+        # A weak reference: the fork hook must not keep every judge ever built alive.
+        os.register_at_fork(after_in_child=functools.partial(_after_fork, weakref.ref(self)))
+
+    def _start(self) -> None:
+        self._client = httpx.Client(**self._client_options)
+        self._queue: queue.Queue[tuple[Call, JudgeCase] | None] = queue.Queue(
+            self.config.queue_size
+        )
         self._stop = threading.Event()
         self._idle = threading.Condition()
         self._pending = 0
-        self._closed = False
-        self._last_error_log = -_ERROR_LOG_INTERVAL_S
         self._workers = [
             threading.Thread(target=self._run, name=f"aivitals-judge-{index}", daemon=True)
-            for index in range(config.max_concurrency)
+            for index in range(self.config.max_concurrency)
         ]
         for worker in self._workers:
             worker.start()
+
+    def _after_fork(self) -> None:
+        # A forked child (gunicorn-style workers) inherits no thread, perhaps a held lock, and
+        # the parent's connections: it starts afresh, what the parent had queued is the
+        # parent's to judge.
+        if not self._closed:
+            self._start()
 
     @property
     def queue_depth(self) -> int:
@@ -350,6 +368,12 @@ class LlmJudge:
         if now - self._last_error_log >= _ERROR_LOG_INTERVAL_S:
             self._last_error_log = now
             log.exception("aivitals judge failed while %s; the application is unaffected", doing)
+
+
+def _after_fork(ref: weakref.ref[LlmJudge]) -> None:
+    judge = ref()
+    if judge is not None:
+        judge._after_fork()
 
 
 def sampled(call_id: str, rate: float) -> bool:
