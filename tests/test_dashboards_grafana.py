@@ -275,6 +275,18 @@ PHASE = [
     {"provider": "openai", "model": "in-house-finetune-x", "latency_ms": 700, "output_tokens": 40},
 ]
 SCORES = [("helpfulness", 0.9), ("helpfulness", 0.6), ("faithfulness", 0.8)]
+VERDICTS = ("refusal", "pii_leak", "json_valid")
+"""The evaluators' scores each scored call also gets (source evaluator, 0 or 1, `verdict`)."""
+
+
+def verdict(name: str, index: int) -> float:
+    """Every third call refused (of each model), the first one leaking, all JSON valid."""
+    if name == "refusal":
+        return float(index % 3 == 0)
+    if name == "pii_leak":
+        return float(index == 0)
+    return 1.0
+
 
 ALWAYS_FIRING = {
     "groups": [
@@ -314,6 +326,17 @@ def post_phase(client: httpx.Client, origin: str) -> None:
         }
         for call_id, body in scored
         for name, value in SCORES
+    ] + [
+        {
+            "call_id": call_id,
+            "name": name,
+            "value": verdict(name, index),
+            "source": "evaluator",
+            "model": body["model"],
+            "feature": body["feature"],
+        }
+        for index, (call_id, body) in enumerate(scored)
+        for name in VERDICTS
     ]
     reply = client.post(f"{origin}/api/v1/scores", json={"scores": scores})
     assert reply.status_code == 202, reply.text
@@ -334,7 +357,7 @@ def scrape_holding(prometheus: Prometheus, calls: int) -> float:
 
 
 def score_count() -> int:
-    return sum(1 for body in PHASE if body.get("feature")) * len(SCORES)
+    return sum(1 for body in PHASE if body.get("feature")) * (len(SCORES) + len(VERDICTS))
 
 
 @pytest.fixture(scope="module")

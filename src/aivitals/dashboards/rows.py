@@ -34,6 +34,8 @@ from aivitals.metric_schema import (
     DROPPED_CALLS,
     DROPPED_SCORES,
     DURATION,
+    EVALUATIONS,
+    EVALUATOR_NAMES,
     IN_FLIGHT,
     INPUT_TOKENS,
     OUTPUT_SPEED,
@@ -53,6 +55,11 @@ _HIT = 'result="hit"'
 _LOOKUP = 'result!="bypass"'
 _LOW_SCORE = 'le="0.7"'
 _ERROR = 'status="error"'
+# The evaluators' 0/1 scores are rates of a fault, shown as rates; the means are the other scores.
+_NOT_EVALUATOR = f'name!~"{"|".join(EVALUATOR_NAMES)}"'
+_FOUND = 'result="true"'
+_FAULTS = 'name=~"refusal|empty|truncated|pii_leak"'
+_LEAK = 'name="pii_leak"'
 
 _MODEL_ONLY = ("provider", "model")
 """The filters both sides of a ratio of cost (by feature and team) over requests (neither) share."""
@@ -365,12 +372,22 @@ def tokens_row(dashboard: Dashboard) -> Dashboard:
 
 
 def quality_row(dashboard: Dashboard) -> Dashboard:
-    """Quality: mean scores over time, by feature and model, share of low scores."""
+    """Quality: mean scores over time, by feature and model, share of low scores; the
+    evaluators' rates (refusal, empty, truncated, invalid JSON, PII leak) and the leaks."""
 
     def mean(by: str, *, over_range: bool) -> str:
         # A histogram's mean is its sum over its count, both over the same window.
         window = increase if over_range else rate
-        return f"sum by ({by}) ({window(QUALITY, '_sum')}) / sum by ({by}) ({window(QUALITY, '_count')})"
+        total = window(QUALITY, "_sum", _NOT_EVALUATOR)
+        count = window(QUALITY, "_count", _NOT_EVALUATOR)
+        return f"sum by ({by}) ({total}) / sum by ({by}) ({count})"
+
+    def share(by: str, found: str, of: str, *, over_range: bool = False) -> str:
+        # A verdict's series appears with its first such verdict: until then the share is 0,
+        # not "No data" (no invalid JSON yet is good news).
+        window = increase if over_range else rate
+        evaluated = f"sum by ({by}) ({window(EVALUATIONS, '', of)})"
+        return f"(sum by ({by}) ({window(EVALUATIONS, '', found, of)}) or {evaluated} * 0) / {evaluated}"
 
     return (
         dashboard.with_row(Row("Quality"))
@@ -389,8 +406,8 @@ def quality_row(dashboard: Dashboard) -> Dashboard:
                 "Share of scores below 0.7",
                 "Scores at or under 0.7 (a bucket bound) over all scores.",
                 query(
-                    f"sum by (name) ({rate(QUALITY, '_bucket', _LOW_SCORE)})"
-                    f" / sum by (name) ({rate(QUALITY, '_count')})",
+                    f"sum by (name) ({rate(QUALITY, '_bucket', _LOW_SCORE, _NOT_EVALUATOR)})"
+                    f" / sum by (name) ({rate(QUALITY, '_count', _NOT_EVALUATOR)})",
                     legend="{{name}}",
                 ),
                 unit="percentunit",
@@ -423,6 +440,36 @@ def quality_row(dashboard: Dashboard) -> Dashboard:
                 span=8,
                 decimals=0,
             )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Evaluator rates over time",
+                "Share of evaluated answers refused, empty, cut by a length limit, leaking "
+                "personal data or a secret, and (B) not valid JSON of those that asked for JSON. "
+                "The default alerts warn above a 5% refusal rate and page on any leak.",
+                query(share("name", _FOUND, _FAULTS), legend="{{name}}"),
+                query(share("name", 'result="false"', 'name="json_valid"'), legend="invalid JSON"),
+                unit="percentunit",
+            )
+        )
+        .with_panel(
+            bars_panel(
+                "Refusal rate by model",
+                "In the time range: refused answers over evaluated ones.",
+                share("model", _FOUND, 'name="refusal"', over_range=True),
+                legend="{{model}}",
+                unit="percentunit",
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "PII leaks",
+                "Answers with an email, phone or card number, an IBAN or a secret, in the time "
+                "range.",
+                f"sum({increase(EVALUATIONS, '', _FOUND, _LEAK)}) or vector(0)",
+                unit="short",
+                decimals=0,
+            ).thresholds(thresholds((None, "green"), (1, "red")))
         )
     )
 
