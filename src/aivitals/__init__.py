@@ -10,6 +10,7 @@ from aivitals.errors import ErrorInfo, classify_error, classify_response
 from aivitals.model import Call, InvalidRecord, Outcome, Score
 from aivitals.pricing import Cost, Pricer
 from aivitals.quality.evaluators import evaluator, register_evaluator
+from aivitals.quality.judge_config import JudgeConfig, JudgeCriterion, SampleRule
 from aivitals.recorder import Recorder
 from aivitals.sdk.context import context, last_call_id
 from aivitals.sdk.instrument import instrument
@@ -25,10 +26,13 @@ __all__ = [
     "Cost",
     "ErrorInfo",
     "InvalidRecord",
+    "JudgeConfig",
+    "JudgeCriterion",
     "Outcome",
     "Pricer",
     "Recorder",
     "Runtime",
+    "SampleRule",
     "Score",
     "TrackedCall",
     "classify_error",

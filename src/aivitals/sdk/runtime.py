@@ -55,7 +55,7 @@ def configure(*, metrics_port: int | None = None, **options: Unpack[RuntimeOptio
     ``store=False`` or ``endpoint=False`` means none, whatever the environment says.
     ``label_limits`` caps the distinct label values the metrics and live windows keep (see
     docs/metrics.md, "Label cardinality"). ``metrics_port`` serves the metrics on
-    ``127.0.0.1:PORT/metrics``. ``judge`` (an `aivitals.quality.judge_config.JudgeConfig`)
+    ``127.0.0.1:PORT/metrics``. ``judge`` (an `aivitals.JudgeConfig`)
     sends a sample of the calls to an LLM judge in the background (docs/quality.md, "Judge").
 
     ``evaluators`` (on by default) scores every call whose answer the SDK saw, off the
