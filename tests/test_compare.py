@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -379,6 +380,7 @@ def test_any_field_compares(store: SqlStore) -> None:
         ({"by": "status", "a": "ok", "b": "lost"}, "b"),
         ({"by": "environment"}, "by"),
         ({"a": "v1", "b": "v2", "min_samples": 1}, "min_samples"),
+        ({"a": "v1", "b": "v2", "min_samples": 5001}, "min_samples"),
     ],
 )
 def test_questions_it_cannot_answer_name_the_parameter(
@@ -419,3 +421,23 @@ def test_importing_the_queries_does_not_import_scipy() -> None:
     code = "import sys, aivitals.query, aivitals.server.read; print('scipy' in sys.modules)"
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "False"
+
+
+def test_an_empty_value_compares_the_calls_without_one(tmp_path: Path) -> None:
+    store = SqlStore.open(tmp_path / "aivitals.db")
+    try:
+        started = NOW - timedelta(hours=1)
+        store.write(
+            [make_call(started_at=started, latency_ms=100.0 + i) for i in range(40)]
+            + [make_call(started_at=started, prompt_version="", latency_ms=5.0) for _ in range(3)]
+            + [
+                make_call(started_at=started, prompt_version="v1", latency_ms=300.0 + i)
+                for i in range(40)
+            ],
+            [],
+        )
+        found = Queries(store.engine).compare(WEEK, a="", b="v1")
+        assert (found.a.value, found.a.calls, found.b.calls) == ("", 43, 40)
+        assert _by_name(found)["latency_p50_ms"].a == 118.0
+    finally:
+        store.close()

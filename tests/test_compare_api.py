@@ -80,6 +80,7 @@ def test_filters_apply_to_both_sides(served: Served) -> None:
         ({"since": "yesterday"}, "query.since"),
         ({"min_samples": 1}, "query.min_samples"),
         ({"min_samples": "many"}, "query.min_samples"),
+        ({"min_samples": 5001}, "query.min_samples"),
     ],
 )
 def test_bad_parameters_are_422_naming_them(

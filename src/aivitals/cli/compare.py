@@ -39,7 +39,8 @@ def compare(
     since: SinceOption = "7d",
     where: WhereOption = None,
     min_samples: Annotated[
-        int, typer.Option(help="Fewer calls (or scores) a side: not enough data.", min=2)
+        int,
+        typer.Option(help="Fewer calls (or scores) a side: not enough data.", min=2, max=5000),
     ] = 30,
     db: DbOption = None,
     json_: JsonOption = False,

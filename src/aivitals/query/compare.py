@@ -121,7 +121,10 @@ def compare(
     if min_samples < 2:
         raise QueryError("min_samples", f"must be 2 or more, not {min_samples}")
     if max_latency_samples < min_samples:
-        raise QueryError("max_latency_samples", f"must be at least min_samples ({min_samples})")
+        # Latency could then never have enough: its sample stops at max_latency_samples.
+        raise QueryError(
+            "min_samples", f"must be at most {max_latency_samples:,}, the latencies read a side"
+        )
     chosen = a is None and b is None
     if a is None and b is None:
         a, b = _two_most_frequent(connection, window, filters, field_name)

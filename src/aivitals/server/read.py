@@ -207,7 +207,7 @@ def get_compare(
         Query(description="The value compared (B). Neither: the two most frequent values."),
     ] = None,
     min_samples: Annotated[
-        int, Query(ge=2, le=1_000_000, description="Fewer calls a side: not enough data.")
+        int, Query(ge=2, le=5000, description="Fewer calls a side: not enough data.")
     ] = 30,
 ) -> Response:
     """B against A: latency p50/p95, error and refusal rates, cost and tokens per call and every
