@@ -29,14 +29,17 @@ records each call once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from aivitals.content import CallContent
 from aivitals.draft import CallDraft
 from aivitals.model import Call, InvalidRecord
 from aivitals.otlp.attribute_map import DEFAULT, AttributeMap
+from aivitals.otlp.content import content_of_span
 from aivitals.otlp.facts import table_for
 from aivitals.otlp.ids import call_id_for_span
 from aivitals.otlp.span_call import Attributor, SpanRejected, call_from_span, operation_of
@@ -59,6 +62,8 @@ class SpanBatch:
     """Model-call spans that could not become a valid `Call`."""
     reasons: list[str] = field(default_factory=list)
     """A few distinct reasons for the rejected, each naming the attribute or field at fault."""
+    contents: dict[str, Callable[[], CallContent | None]] = field(default_factory=dict)
+    """By call id, a thunk reading the span's messages (`otlp.content`); only when asked."""
 
 
 def calls_from_traces(
@@ -66,6 +71,7 @@ def calls_from_traces(
     *,
     attributes: AttributeMap | None = None,
     price: Callable[[CallDraft], None] | None = None,
+    content: bool = False,
 ) -> SpanBatch:
     """The calls an OTLP trace export describes, and the count of everything else. Never raises
     for a span's content: a span that cannot be a call is counted in ``rejected``, with a reason.
@@ -74,6 +80,8 @@ def calls_from_traces(
     environment, kept tags); `AttributeMap` documents the defaults. ``price`` (a recorder's
     ``price_draft``) prices each call before it is frozen, so it is built and validated once;
     without it the calls come out unpriced and the recorder prices them as it records them.
+    ``content`` (the recorder's ``wants_content``) keeps, per call, a thunk that reads the span's
+    messages later, on the quality worker (`SpanBatch.contents`).
     """
     table = table_for(attributes or DEFAULT)
     batch = SpanBatch()
@@ -87,16 +95,19 @@ def calls_from_traces(
                     batch.not_model += 1
                     continue
                 try:
-                    batch.calls.append(
-                        call_from_span(
-                            span,
-                            values,
-                            names,
-                            operation=operation,
-                            attributor=attributor,
-                            price=price,
-                        )
+                    call = call_from_span(
+                        span,
+                        values,
+                        names,
+                        operation=operation,
+                        attributor=attributor,
+                        price=price,
                     )
+                    batch.calls.append(call)
+                    if content:
+                        batch.contents[call.id] = functools.partial(
+                            content_of_span, span, call.finish_reason
+                        )
                 except (SpanRejected, InvalidRecord) as exc:
                     batch.rejected += 1
                     reason = str(exc)

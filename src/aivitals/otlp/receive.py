@@ -22,7 +22,7 @@ No web framework here; `aivitals.server.otlp` serves this over HTTP.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,6 +45,7 @@ from aivitals.draft import CallDraft
 from aivitals.model import Call
 from aivitals.otlp.decode import OtlpError
 from aivitals.otlp.mapping import calls_from_traces
+from aivitals.quality.stage import ContentSource
 from aivitals.recorder import Recorder
 from aivitals.store.errors import StoreError
 
@@ -60,6 +61,8 @@ class SpanCalls(Protocol):
     def rejected(self) -> int: ...
     @property
     def reasons(self) -> list[str]: ...
+    @property
+    def contents(self) -> Mapping[str, ContentSource]: ...
 
 
 class TraceMapping(Protocol):
@@ -70,7 +73,11 @@ class TraceMapping(Protocol):
     """
 
     def __call__(
-        self, request: ExportTraceServiceRequest, *, price: Callable[[CallDraft], None] | None
+        self,
+        request: ExportTraceServiceRequest,
+        *,
+        price: Callable[[CallDraft], None] | None,
+        content: bool = False,
     ) -> SpanCalls: ...
 
 
@@ -128,7 +135,7 @@ class OtlpReceiver:
         many waiting items, rather than let it drop part of an acknowledged batch.
         """
         spans = sum(len(scope.spans) for rs in request.resource_spans for scope in rs.scope_spans)
-        batch = self._mapping(request, price=recorder.price_draft)
+        batch = self._mapping(request, price=recorder.price_draft, content=recorder.wants_content)
         calls = batch.calls
         if queue_limit is not None and recorder.queue_depth + len(calls) > queue_limit:
             raise Refused(
@@ -141,7 +148,7 @@ class OtlpReceiver:
             )
         if calls:
             try:
-                recorder.record_durably(calls)
+                recorder.record_durably(calls, batch.contents)
             except StoreError as exc:
                 raise _refused(exc, spans) from None
         response = ExportTraceServiceResponse()
