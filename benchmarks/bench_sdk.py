@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 sys.path.insert(0, str(Path(__file__).parent))
 
 import aivitals
+from aivitals.content import CallContent
 from aivitals.metric_schema import DURATION_BUCKETS
 from aivitals.model import Call
 from aivitals.recorder import Recorder
@@ -166,6 +167,102 @@ def bench_caller_thread(n: int) -> list[tuple[str, float, float]]:
     return rows
 
 
+def chat_completion(i: int) -> object:
+    """A real `openai` ChatCompletion, as `track().set_response` gets it from the client."""
+    from openai.types.chat import ChatCompletion  # noqa: PLC0415  # the test extra
+
+    return ChatCompletion.model_validate(
+        {
+            "id": f"chatcmpl-{i}",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": MODELS[i & 1],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": ANSWER},
+                }
+            ],
+            "usage": {"prompt_tokens": 1200, "completion_tokens": 150, "total_tokens": 1350},
+        }
+    )
+
+
+ANSWER = (
+    "To rotate the logs, add a logrotate rule for /var/log/app/*.log with daily rotation, seven "
+    "files kept and compression on; then reload the service so it reopens its file. Version "
+    "2.4.1 fixed the bug where the old file stayed open, released on 2024-03-15."
+)
+
+
+PACED_CALLS = 3_000
+PACE_S = 0.001
+
+
+def bench_evaluators(n: int) -> tuple[list[tuple[str, float, float]], list[str]]:
+    """The whole SDK path with a real response handed over, evaluators off against on: back to
+    back (the worker cannot keep up and drops), then one call a millisecond (it keeps up)."""
+    devnull = open(os.devnull, "w")  # noqa: SIM115  # kept open for the run
+    responses = [chat_completion(i) for i in range(64)]
+
+    def track(i: int) -> None:
+        with aivitals.track(model=MODELS[i & 1], provider="openai", feature="search") as call:
+            call.set_response(responses[i & 63])
+
+    clock = time.perf_counter_ns
+
+    def paced(count: int) -> list[int]:
+        samples = [0] * count
+        for i in range(count):
+            time.sleep(PACE_S)  # the model call, as far as the caller's CPU is concerned
+            start = clock()
+            track(i)
+            samples[i] = clock() - start
+        return samples
+
+    rows: list[tuple[str, float, float]] = []
+    notes: list[str] = []
+
+    def back_to_back(count: int) -> list[int]:
+        return time_each(count, track)
+
+    for pace, count, timed in (
+        ("back to back", n, back_to_back),
+        ("one a ms", PACED_CALLS, paced),
+    ):
+        for label, evaluators in (("off", False), ("on", True)):
+            runtime = aivitals.configure(sinks=[JsonLogSink(stream=devnull)], evaluators=evaluators)
+            gc.collect()
+            samples = timed(count)
+            aivitals.flush(timeout_s=120)
+            stats = runtime.recorder.stats.quality
+            name = f"track() + set_response(ChatCompletion), {pace}, evaluators {label}"
+            rows.append((name, *summary(samples)))
+            if evaluators:
+                notes.append(
+                    f"{pace.capitalize()}, evaluators on: {stats.processed:,} of the {count:,} "
+                    f"answers evaluated, {stats.dropped['queue_full']:,} dropped (queue full)."
+                )
+            aivitals.shutdown()
+
+    # What one answer costs the worker (never the caller): the five evaluators on the content.
+    from aivitals.extract.any_response import content_of_response  # noqa: PLC0415
+    from aivitals.quality.evaluators import EvaluatorConsumer  # noqa: PLC0415
+
+    consumer = EvaluatorConsumer(lambda score: score)
+    calls = make_calls(64)
+    contents = [content_of_response(r, "stop") or CallContent() for r in responses]
+
+    def evaluate(i: int) -> None:
+        consumer.evaluate(calls[i & 63], contents[i & 63])
+
+    worker = time_each(min(n, 20_000), evaluate)
+    rows.append(("evaluating one answer (on the quality worker, not the caller)", *summary(worker)))
+    devnull.close()
+    return rows, notes
+
+
 class _Dropped(SpanExporter):
     """An exporter that drops what it gets: the spans' cost without the network's."""
 
@@ -225,8 +322,12 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"caller-thread cost, {args.calls:,} calls each ...", file=sys.stderr)
+    # Before bench_caller_thread, which leaves a TracerProvider installed for the process.
+    print(f"evaluators off and on, {args.calls:,} calls each ...", file=sys.stderr)
+    evaluator_rows, evaluator_notes = bench_evaluators(args.calls)
     rows = bench_caller_thread(args.calls)
     reference = rows[1][1]
+    rows += evaluator_rows
     lines = [
         f"Machine: {machine_line()}. Python {platform.python_version()}.",
         f"Command: `python benchmarks/bench_sdk.py --calls {args.calls} --window-calls {args.window_calls}`"
@@ -239,6 +340,7 @@ def main() -> None:
     ]
     for name, median, p99 in rows:
         lines.append(f"| {name} | {median:.2f} | {p99:.2f} | {median / reference:.2f}x |")
+    lines += ["", *evaluator_notes]
     print(f"live windows memory over {args.window_calls:,} calls ...", file=sys.stderr)
     readings = bench_window_memory(args.window_calls)
     lines += [

@@ -30,6 +30,8 @@ WINDOW_CHARS = 200
 
 LANGUAGES = ("en", "fr", "de", "es")
 
+_LONGEST_PHRASE = 160  # a phrase starting inside the window may end past it
+
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'", "\u00b4": "'"})
 _SPACE = re.compile(r"\s+")
 # Markdown, quotes and bullets a model may open with before its first word.
@@ -46,8 +48,13 @@ def refusal_language(text: str | None) -> str | None:
     if not text:
         return None
     head = normalise(text[: WINDOW_CHARS * 2])
-    for language, pattern in _patterns():
-        match = pattern.search(head)
+    window = head[: WINDOW_CHARS + _LONGEST_PHRASE]
+    for language, cues, pattern in _patterns():
+        # Every phrase of a language holds one of its cue words: most answers hold none, and a
+        # substring test is far cheaper than the phrases' alternation.
+        if not any(cue in window for cue in cues):
+            continue
+        match = pattern.search(window)
         if match is not None and match.start() < WINDOW_CHARS:
             return language
     return None
@@ -55,13 +62,15 @@ def refusal_language(text: str | None) -> str | None:
 
 def normalise(text: str) -> str:
     """Lowercased, accents removed, apostrophes straightened, whitespace collapsed."""
-    decomposed = unicodedata.normalize("NFKD", text.translate(_APOSTROPHES).lower())
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return _LEADING.sub("", _SPACE.sub(" ", stripped))
+    text = text.translate(_APOSTROPHES).lower()
+    if not text.isascii():  # most answers are: they have no accents to take off
+        decomposed = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _LEADING.sub("", _SPACE.sub(" ", text))
 
 
 @functools.cache
-def _patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
+def _patterns() -> tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...]:
     source = resources.files("aivitals.detectors").joinpath("refusal_phrases.yaml")
     data = yaml.safe_load(source.read_text("utf-8"))
     compiled = []
@@ -80,5 +89,7 @@ def _patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
             )
             for pattern in entry["patterns"]
         ]
-        compiled.append((language, re.compile("|".join(f"(?:{a})" for a in alternatives))))
+        pattern = re.compile("|".join(f"(?:{a})" for a in alternatives))
+        cues = tuple(entry["cues"])
+        compiled.append((language, cues, pattern))
     return tuple(compiled)

@@ -13,6 +13,8 @@ valid), 0.0, or None when it does not apply (a failed call has no answer to judg
 
 from __future__ import annotations
 
+import unicodedata
+
 from aivitals.content import CallContent
 from aivitals.model import Call
 
@@ -26,10 +28,18 @@ def answered(call: Call) -> bool:
 
 
 def empty(call: Call, content: CallContent) -> float | None:
-    """1.0 when the answer has no text (whitespace only counts as none) and no tool call."""
+    """1.0 when the answer has no text and no tool call. Text of whitespace and invisible
+    characters only (zero-width spaces, byte-order marks) counts as none."""
     if not answered(call):
         return None
-    return 0.0 if content.has_answer else 1.0
+    if content.tool_calls:
+        return 0.0
+    return 0.0 if _visible(content.output_text or "") else 1.0
+
+
+def _visible(text: str) -> bool:
+    # Format characters (Unicode category Cf: U+200B, U+2060, U+FEFF...) print nothing.
+    return any(not c.isspace() and unicodedata.category(c) != "Cf" for c in text)
 
 
 def truncated(call: Call, content: CallContent) -> float | None:
