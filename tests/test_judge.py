@@ -403,7 +403,7 @@ def test_a_down_endpoint_changes_nothing_for_the_application(mock: MockLlm) -> N
 def test_a_slow_endpoint_changes_nothing_for_the_application(mock: MockLlm) -> None:
     # The first judged answer hangs the mock (30 s); the judge gives up after its timeout.
     config = judge_config(
-        mock.url, timeout_s=3.0, max_concurrency=1, queue_size=2, retry=RetryPolicy(max_attempts=1)
+        mock.url, timeout_s=8.0, max_concurrency=1, queue_size=2, retry=RetryPolicy(max_attempts=1)
     )
     with judged(config) as run:
         stuck = run.recorder.record(app_call(), content("Paris. [mock-judge error=timeout]"))
@@ -490,7 +490,7 @@ def test_the_key_comes_from_its_variable(mock: MockLlm, monkeypatch: pytest.Monk
 
 def test_close_drops_what_is_queued_and_counts_it(mock: MockLlm) -> None:
     config = judge_config(
-        mock.url, timeout_s=3.0, max_concurrency=1, retry=RetryPolicy(max_attempts=1)
+        mock.url, timeout_s=8.0, max_concurrency=1, retry=RetryPolicy(max_attempts=1)
     )
     with judged(config) as run:
         run.recorder.record(app_call(), content("Paris. [mock-judge error=timeout]"))
