@@ -116,20 +116,19 @@ def add_trace_headers(kwargs: dict[str, Any]) -> None:
         log.exception("aivitals: could not add trace headers to a request")
 
 
-def request_snapshot(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The request as it was sent, for building its content later: the caller may append to its
-    own ``messages`` (or ``input``) list right after the call, so the list is copied (pointers
-    only)."""
-    snapshot = dict(kwargs)
+def request_snapshot(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The request as it was sent, for building its content later. ``kwargs`` is the wrapper's
+    own dict (Python builds one per call), but the caller may append to its ``messages`` (or
+    ``input``) list right after the call: those lists are copied (pointers only), in place."""
     for name in ("messages", "input"):
-        given = snapshot.get(name)
+        given = kwargs.get(name)
         if isinstance(given, list):
-            snapshot[name] = list(given)
-    return snapshot
+            kwargs[name] = list(given)
+    return kwargs
 
 
 def settle(
-    tracker: TrackedCall | None, api: Api, response: Any, kwargs: Mapping[str, Any] | None = None
+    tracker: TrackedCall | None, api: Api, response: Any, kwargs: dict[str, Any] | None = None
 ) -> None:
     """Record a complete response. Never raises."""
     if tracker is None:
@@ -261,7 +260,7 @@ def _hook_manager(manager: Any, attr: str, watch: StreamWatch, is_async: bool) -
         setattr(manager, attr, srequest)
 
 
-def _new_watch(api: Api, tracker: TrackedCall, kwargs: Mapping[str, Any], note: Any) -> StreamWatch:
+def _new_watch(api: Api, tracker: TrackedCall, kwargs: dict[str, Any], note: Any) -> StreamWatch:
     try:
         watch = api.watch(tracker, kwargs, note)
         if watch.kept is not None:
