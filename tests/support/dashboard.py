@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,24 @@ def demo_calls(n: int, *, seed: int = 7) -> tuple[list[dict[str, Any]], list[flo
     return bodies, scores
 
 
+def demo_verdicts(ids: list[str]) -> list[dict[str, Any]]:
+    """The built-in evaluators' verdicts on the demo's calls: every 17th refused, every 29th
+    cut, every 101st leaking; created after the relevance scores, so those stay first."""
+    later = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    found = {"refusal": 17, "truncated": 29, "pii_leak": 101}
+    return [
+        {
+            "call_id": call_id,
+            "name": name,
+            "value": float(index % every == 0),
+            "source": "evaluator",
+            "created_at": later,
+        }
+        for index, call_id in enumerate(ids)
+        for name, every in found.items()
+    ]
+
+
 @contextmanager
 def demo_app(path: Path, *, calls: int = 600, **options: Any) -> Iterator[FastAPI]:
     """An app over a SQLite store at ``path`` holding ``calls`` demo calls and their scores,
@@ -103,6 +121,10 @@ def demo_app(path: Path, *, calls: int = 600, **options: Any) -> Iterator[FastAP
         ]
         reply = client.post("/api/v1/scores", json={"scores": scores})
         assert reply.status_code == 202, reply.text
+        verdicts = demo_verdicts(ids)
+        for first in range(0, len(verdicts), 1000):
+            reply = client.post("/api/v1/scores", json={"scores": verdicts[first : first + 1000]})
+            assert reply.status_code == 202, reply.text
         assert runtime.recorder.flush(timeout_s=30)
         yield app
     finally:

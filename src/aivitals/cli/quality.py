@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -44,76 +45,41 @@ def quality(
     Examples: `aivitals quality --by model`, `aivitals quality --by prompt_version --since 7d`.
     """
     from aivitals.query import Queries, parse_since, parse_where  # noqa: PLC0415
-    from aivitals.query.outcomes import MissingExtra  # noqa: PLC0415
+    from aivitals.query.quality_report import quality_report  # noqa: PLC0415
 
     names = [name.strip() for name in by.split(",") if name.strip()]
     with _reading(db) as store:
         window = parse_since(since, now=datetime.now(UTC))
         filters = parse_where(where or [])
-        queries = Queries(store.engine)
-        rated = queries.quality(window, filters, names)
-        missing: str | None = None
-        try:
-            labelled = queries.outcomes(window, filters, names)
-        except MissingExtra as exc:
-            labelled, missing = [], str(exc)
-        groups = _merged(names, rated, labelled)
+        report = quality_report(Queries(store.engine), window, filters, names)
         if json_:
             document = {
                 "window": window,
                 "filters": dict(filters.items()),
-                "by": names,
-                "groups": groups,
-                "outcomes_unavailable": missing,
+                "by": report.by,
+                "groups": report.groups,
+                "outcomes_unavailable": report.outcomes_unavailable,
             }
             emit("json", document, [])
             return
-        if not groups:
+        if not report.groups:
             console.print(f"no evaluated, scored or labelled calls in the last {since}")
         else:
-            console.print(_rates_table(names, rated, since))
-            if any(group.scores for group in rated):
-                console.print(_scores_table(names, rated))
-            if labelled:
-                console.print(_outcomes_table(names, labelled))
-        if missing:
+            console.print(_rates_table(report.by, report.rated, since))
+            if any(group.scores for group in report.rated):
+                console.print(_scores_table(report.by, report.rated))
+            if report.labelled:
+                console.print(_outcomes_table(report.by, report.labelled))
+        if report.outcomes_unavailable:
             # escape: "[quality]" is the extra's name, not rich markup.
             errors.print(
-                escape(f"labelled outcomes not shown: {missing}"), highlight=False, soft_wrap=True
+                escape(f"labelled outcomes not shown: {report.outcomes_unavailable}"),
+                highlight=False,
+                soft_wrap=True,
             )
 
 
-def _merged(
-    names: list[str], rated: list[QualityGroup], labelled: list[OutcomeGroup]
-) -> list[dict[str, Any]]:
-    """One entry per group: its fields, rates, scores and outcome tasks."""
-    by_key: dict[tuple[str | None, ...], dict[str, Any]] = {}
-
-    def entry(key: tuple[str | None, ...]) -> dict[str, Any]:
-        return by_key.setdefault(
-            key,
-            {
-                "group": dict(zip(names, key, strict=True)),
-                "rates": {},
-                "scores": {},
-                "outcomes": {},
-            },
-        )
-
-    for group in rated:
-        found = entry(group.key)
-        found["rates"] = {
-            name: {"rate": r.rate, "count": r.count} for name, r in group.rates.items()
-        }
-        found["scores"] = {
-            name: {"mean": s.rate, "count": s.count} for name, s in group.scores.items()
-        }
-    for outcome in labelled:
-        entry(outcome.key)["outcomes"] = outcome.tasks
-    return [by_key[key] for key in sorted(by_key, key=lambda k: tuple(v or "" for v in k))]
-
-
-def _group_columns(table: Table, names: list[str]) -> None:
+def _group_columns(table: Table, names: Sequence[str]) -> None:
     for name in names:
         table.add_column(name, no_wrap=True)
 
@@ -122,7 +88,7 @@ def _shown(key: tuple[str | None, ...]) -> list[str]:
     return [value or "(none)" for value in key]
 
 
-def _rates_table(names: list[str], rated: list[QualityGroup], since: str) -> Table:
+def _rates_table(names: Sequence[str], rated: list[QualityGroup], since: str) -> Table:
     table = Table(title=f"Evaluator rates, last {since}", title_justify="left", box=box.SIMPLE_HEAD)
     _group_columns(table, names)
     table.add_column("evaluated", justify="right")
@@ -138,7 +104,7 @@ def _rates_table(names: list[str], rated: list[QualityGroup], since: str) -> Tab
     return table
 
 
-def _scores_table(names: list[str], rated: list[QualityGroup]) -> Table:
+def _scores_table(names: Sequence[str], rated: list[QualityGroup]) -> Table:
     table = Table(title="Mean scores", title_justify="left", box=box.SIMPLE_HEAD)
     _group_columns(table, names)
     table.add_column("score")
@@ -150,7 +116,7 @@ def _scores_table(names: list[str], rated: list[QualityGroup]) -> Table:
     return table
 
 
-def _outcomes_table(names: list[str], labelled: list[OutcomeGroup]) -> Table:
+def _outcomes_table(names: Sequence[str], labelled: list[OutcomeGroup]) -> Table:
     table = Table(
         title="Labelled outcomes",
         title_justify="left",

@@ -1,9 +1,10 @@
 """The store's queries over HTTP: ``/api/v1/summary``, ``/breakdown``, ``/timeseries``, ``/calls``.
 
 For the dashboard, also ``/histogram`` (calls per latency bin), ``/quality`` (score means over
-time), ``/values`` (what each filter can take) and ``/calls/{id}`` (one call, its scores and
-trace); ``/compare`` puts two values of a field side by side (`aivitals.query.compare`). Every
-answer is read through `aivitals.query.Queries`: nothing here touches SQL.
+time), ``/quality/groups`` (evaluator rates, mean scores and outcome metrics per group),
+``/values`` (what each filter can take) and ``/calls/{id}`` (one call, its scores and trace);
+``/compare`` puts two values of a field side by side (`aivitals.query.compare`). Every answer is
+read through `aivitals.query.Queries`: nothing here touches SQL.
 
 Parameters read as the CLI's options do (`parse_since`, `parse_where`, `check_by`): ``since=24h``,
 ``where=team=search`` (repeatable), ``by=model,feature``. A parameter the queries refuse is a 422
@@ -40,6 +41,7 @@ from aivitals.query import (
     parse_since,
     parse_where,
 )
+from aivitals.query.quality_report import quality_report
 from aivitals.server.context import Context, ServerContext
 from aivitals.server.encoding import JsonResponse
 from aivitals.server.errors import ApiError, bad_field
@@ -186,6 +188,27 @@ def get_quality(
     def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
         points = queries.score_means(window, filters, step)
         return {"step": step, "points": points, "skipped_rows": sum(p.skipped_rows for p in points)}
+
+    return _answer(context, since, where, answer)
+
+
+@router.get("/quality/groups", responses=_ANSWERS)
+def get_quality_groups(
+    context: Context, since: Since = "24h", where: Where = None, by: By = "model"
+) -> Response:
+    """Per group: the evaluators' rates (refusal, empty, truncated, invalid_json, pii_leak), the
+    mean of every other score, and the labelled-outcome metrics (``outcomes_unavailable`` says
+    what to install when scikit-learn is missing)."""
+    names = _by(by)
+
+    def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
+        report = quality_report(queries, window, filters, names)
+        return {
+            "by": report.by,
+            "groups": report.groups,
+            "outcomes_unavailable": report.outcomes_unavailable,
+            "skipped_rows": report.skipped_rows,
+        }
 
     return _answer(context, since, where, answer)
 

@@ -25,6 +25,7 @@ _OURS = {
     "dashboard.js": "text/javascript",
     "dashboard.css": "text/css",
     "compare.js": "text/javascript",
+    "quality.js": "text/javascript",
 }
 _REVALIDATE = {"Cache-Control": "no-cache"}
 _FOREVER = {"Cache-Control": "public, max-age=31536000, immutable"}

@@ -1,6 +1,8 @@
 // The aivitals dashboard: reads the HTTP query API (docs/server.md) and draws it with Plotly.
 // State lives in the address's hash (#since=24h&model=gpt-4o), so a view can be bookmarked.
 
+import { loadQualityRates } from "./quality.js";
+
 const FILTERS = ["model", "provider", "feature", "team", "user", "environment"];
 const PAGE = 25;
 // Error share at or above which a provider is shown degraded, and down; the first is the
@@ -158,10 +160,14 @@ function renderTokens(summary, byModel) {
   draw("chart-io-ratio", [bars(ratios, "model", (r) => r.input_tokens / r.output_tokens)]);
 }
 
+// The built-in evaluators' 0/1 scores are rates of a fault, drawn by quality.js as rates; the
+// means here are the other scores (the judge's, the application's).
+const EVALUATORS = new Set(["empty", "truncated", "refusal", "json_valid", "pii_leak"]);
+
 function renderQuality(summary, quality, byFeature) {
   const box = $("kpi-quality");
   box.replaceChildren();
-  const names = Object.keys(summary.quality).sort();
+  const names = Object.keys(summary.quality).filter((name) => !EVALUATORS.has(name)).sort();
   for (const name of names) {
     const kpi = document.createElement("div");
     kpi.className = "kpi";
@@ -171,7 +177,7 @@ function renderQuality(summary, quality, byFeature) {
     box.append(kpi);
   }
   if (!names.length) box.innerHTML = `<p class="empty">no scores in this range</p>`;
-  const byName = Map.groupBy(quality.points, (p) => p.name);
+  const byName = Map.groupBy(quality.points.filter((p) => !EVALUATORS.has(p.name)), (p) => p.name);
   draw("chart-quality", [...byName].map(([name, points]) => ({
     type: "scatter", mode: "lines+markers", name, x: points.map((p) => utc(p.start)), y: points.map((p) => p.mean),
   })), { xaxis: time.axis });
@@ -405,7 +411,7 @@ async function refresh() {
     renderTokens(summary, byModel);
     renderQuality(summary, quality, byFeature);
     renderHealth(summary, timeseries, byProvider, errorTypes);
-    await Promise.all([refreshCalls(), renderAlerts()]);
+    await Promise.all([refreshCalls(), renderAlerts(), loadQualityRates()]);
     const minute = (iso) => utc(iso).slice(0, 16);
     showStatus(`${count(summary.calls)} calls · ${minute(window.start)} to ${minute(window.end)} UTC`);
   } catch (error) {
