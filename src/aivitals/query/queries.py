@@ -41,7 +41,9 @@ from aivitals.store import schema
 from aivitals.store.engine import store_error
 
 if TYPE_CHECKING:
+    from aivitals.query.baseline import Reference
     from aivitals.query.compare import Comparison
+    from aivitals.query.drift import Drift
 
 NO_FILTERS = Filters()
 LOG_EVERY_S = 60.0
@@ -266,6 +268,35 @@ class Queries:
             found = compare(connection, window, filters, by, a=a, b=b, min_samples=min_samples)
         self._skips.note("compare", window, found.skipped_rows)
         return found
+
+    def drift(
+        self,
+        window: Window,
+        filters: Filters = NO_FILTERS,
+        by: Sequence[str] = (),
+        *,
+        baseline: Reference | str = "7d",
+        signals: Sequence[str] | None = None,
+        min_samples: int = 200,
+    ) -> Drift:
+        """Each signal per group of ``by``, ``window`` against ``baseline`` (``7d``: the same
+        hours of the 7 days before; ``pinned:NAME``; see `query.drift`). ``min_samples`` is
+        `drift.MIN_SAMPLES` written out: that module imports scipy."""
+        from aivitals.query.baseline import resolve  # noqa: PLC0415  # scipy, see above
+        from aivitals.query.drift import compare_drift  # noqa: PLC0415
+
+        names = check_by(by)
+        with self._connection() as connection:
+            reference = resolve(connection, window, baseline)
+            return compare_drift(
+                connection,
+                window,
+                reference,
+                filters,
+                names,
+                signals=signals,
+                min_samples=min_samples,
+            )
 
     def outcomes(
         self, window: Window, filters: Filters = NO_FILTERS, by: Sequence[str] = ()

@@ -55,10 +55,26 @@ def _add_outcomes_and_contents(connection: sqlalchemy.Connection) -> None:
         table.create(connection)  # with its indexes
 
 
+def _add_baselines(connection: sqlalchemy.Connection) -> None:
+    """5: pinned drift baselines (issue 14), a table of named periods.
+
+    Spelled out rather than built from `schema`, so a later change to the table cannot change
+    what this step does. ``IF NOT EXISTS``: a store rebuilt by hand from a newer one (as the
+    upgrade tests do) may hold it already; SQLite and PostgreSQL both read it.
+    """
+    connection.execute(
+        sqlalchemy.text(
+            "CREATE TABLE IF NOT EXISTS baselines (name VARCHAR(200) NOT NULL PRIMARY KEY, "
+            "since_ms BIGINT NOT NULL, until_ms BIGINT NOT NULL, created_ms BIGINT NOT NULL)"
+        )
+    )
+
+
 STEPS: Sequence[tuple[int, Step]] = (
     (2, _add_saved_usd),
     (3, _add_billing_detail),
     (4, _add_outcomes_and_contents),
+    (5, _add_baselines),
 )
 """(version, step) pairs in increasing version order; each step upgrades version - 1 to version."""
 

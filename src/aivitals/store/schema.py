@@ -16,6 +16,8 @@
   counts, sums and quantile sketches (`aivitals.store.sketch`). Queries answer from these when
   they can, so their cost follows the number of keys and buckets, not the number of calls.
   Users are never a rollup key (unbounded cardinality): per-user questions read ``calls``.
+- ``baselines``: pinned reference periods for drift (schema 5), by name: ``aivitals baseline
+  pin --name before-upgrade --since ... --until ...`` (`aivitals.store.baselines`).
 - ``meta``: the schema version, and a marker that says the file is an aivitals store.
 
 Money: each call keeps its exact decimal cost as text (``cost_usd``); sums use ``cost_nusd``,
@@ -42,7 +44,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 STORE_MARKER = "aivitals-store"
 
 GRANULARITIES = (60, 3600, 86400)
@@ -193,6 +195,15 @@ rollups = Table(
     Column("latency_sketch", LargeBinary, nullable=False),
     Column("ttft_sketch", LargeBinary, nullable=False),
     PrimaryKeyConstraint("granularity", "bucket_start", *ROLLUP_KEYS, name="pk_rollups"),
+)
+
+baselines = Table(
+    "baselines",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("since_ms", BigInteger, nullable=False),
+    Column("until_ms", BigInteger, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
 )
 
 meta = Table(
