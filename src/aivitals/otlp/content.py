@@ -8,7 +8,8 @@ three ways, all read here:
   "tool_call", name, arguments}, ...]}``, with ``gen_ai.system_instructions`` (a list of parts);
 - the older indexed form (OpenLLMetry): ``gen_ai.prompt.N.role`` / ``.content`` and
   ``gen_ai.completion.N.role`` / ``.content`` (and ``.tool_calls.M.name`` / ``.arguments``);
-- OpenInference: ``llm.input_messages.N.message.role`` / ``.content`` and
+- OpenInference: ``llm.input_messages.N.message.role`` / ``.content`` (or its parts,
+  ``.contents.M.message_content.text``, as its Anthropic instrumentation sends them) and
   ``llm.output_messages.N.message.content`` (and ``.tool_calls.M.tool_call.function.name`` /
   ``.arguments``).
 
@@ -44,6 +45,7 @@ _INDEXED = re.compile(
     r"|llm\.(?P<oside>input|output)_messages\.(?P<oi>\d+)\.message)"
     r"\.(?P<rest>.+)$"
 )
+_PART = re.compile(r"^contents\.(?P<p>\d+)\.message_content\.text$")
 _TOOL = re.compile(r"^tool_calls\.(?P<t>\d+)\.(?:tool_call\.function\.)?(?P<what>name|arguments)$")
 _WANTED = ("gen_ai.", "llm.")
 
@@ -134,6 +136,8 @@ def _indexed(
     calls: list[ToolCallContent] = []
     for (output, _), fields in sorted(found.items()):
         text = fields.get("content")
+        if not isinstance(text, str):
+            text = _parts(fields) or None
         if not output:
             role = fields.get("role")
             messages.append(
@@ -152,6 +156,16 @@ def _indexed(
         tool_calls=tuple(calls),
         finish_reason=finish_reason,
     )
+
+
+def _parts(fields: dict[str, Any]) -> str:
+    """OpenInference's multi-part message: ``contents.M.message_content.text``, in order."""
+    parts: list[tuple[int, str]] = []
+    for rest, value in fields.items():
+        part = _PART.match(rest)
+        if part is not None and isinstance(value, str):
+            parts.append((int(part["p"]), value))
+    return "\n".join(text for _, text in sorted(parts))
 
 
 def _tool_calls(fields: Iterable[tuple[str, Any]]) -> list[ToolCallContent]:
