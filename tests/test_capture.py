@@ -209,3 +209,22 @@ def test_settings_errors_name_the_field(tmp_path: Path) -> None:
     runtime = build_runtime(store=tmp_path / "c.db", endpoint=False, registry=CollectorRegistry())
     assert "capture" not in runtime.recorder.quality.consumers
     runtime.recorder.close()
+
+
+def test_a_failed_write_is_counted_and_logs_no_text(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SqlStore.open(tmp_path / "calls.db")
+    runtime = build_runtime(
+        store=store, endpoint=False, registry=CollectorRegistry(), capture_content=True
+    )
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE contents")
+    call = Call(provider="openai", model="gpt-4o-mini", latency_ms=1.0)
+    runtime.recorder.record(call, CallContent(output_text=f"card {CARD}, {PROMPT}"))
+    assert runtime.recorder.flush(timeout_s=10)
+    assert runtime.recorder.stats.quality_errors["capture"] == 1
+    runtime.recorder.close()
+    store.close()
+    assert "contents" in caplog.text  # the reason is said ...
+    assert CARD not in caplog.text and "EMP-4821" not in caplog.text  # ... never the text

@@ -172,6 +172,7 @@ def build_runtime(**options: Unpack[RuntimeOptions]) -> Runtime:
             name=EVALUATORS,
         )
     if capture is not None:
+        capture.errors = recorder.stats.quality.errors
         recorder.quality.register(capture, name=capture.name)
     judge = options.get("judge")
     if judge is not None:

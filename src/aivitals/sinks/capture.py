@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -83,8 +84,10 @@ class ContentCapture:
 
     Register it on the recorder's quality stage (``recorder.quality.register``) and pass it to
     the recorder as a batch sink (its `tick` runs the retention); `build_runtime` does both when
-    ``capture_content`` is on. A write that fails is logged once a minute and counted
-    (``failed``); the call is recorded all the same.
+    ``capture_content`` is on. A write that fails is logged once a minute, with the error's
+    first line only (never the text, nor the statement's parameters), and counted (``failed``,
+    and in ``errors``, the quality stage's `aivitals_quality_errors_total{part="capture"}`, when
+    given); the call is recorded all the same.
     """
 
     name = NAME
@@ -109,12 +112,17 @@ class ContentCapture:
         self._clock = clock
         self._next_expiry = float("-inf")
         self._last_error_log = float("-inf")
+        self.errors: Counter[str] | None = None
 
     def on_content(self, call: Call, content: CallContent) -> None:
         try:
             write_contents(self.store, [redacted_row(call, content, self.config)])
         except Exception as exc:
+            # Counted here rather than raised: the stage would log the chained database error,
+            # whose text holds the statement's parameters, the content itself.
             self.failed += 1
+            if self.errors is not None:
+                self.errors[NAME] += 1
             now = self._clock()
             if now - self._last_error_log >= 60.0:
                 self._last_error_log = now
