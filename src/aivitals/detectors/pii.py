@@ -16,9 +16,6 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from stdnum import iban as stdnum_iban
-from stdnum import luhn
-
 from aivitals.detectors.finding import Finding, Kind
 from aivitals.detectors.secrets import find_secrets
 
@@ -96,7 +93,11 @@ def find_cards(text: str) -> list[Finding]:
         if " " in raw and "-" in raw:
             continue
         digits = re.sub(r"\D", "", raw)
-        if 13 <= len(digits) <= 19 and _CARD_PREFIX.match(digits) and luhn.is_valid(digits):
+        if (
+            13 <= len(digits) <= 19
+            and _CARD_PREFIX.match(digits)
+            and _stdnum().luhn.is_valid(digits)
+        ):
             found.append(Finding("card", m.start(), m.end()))
     return found
 
@@ -111,7 +112,7 @@ def find_ibans(text: str) -> list[Finding]:
             candidate = raw[:end]
             if candidate.endswith(" "):
                 continue
-            if stdnum_iban.is_valid(candidate):
+            if _stdnum().iban.is_valid(candidate):
                 found.append(Finding("iban", m.start(), m.start() + end))
                 break
     return found
@@ -168,6 +169,21 @@ def _valid_in(phonenumbers: ModuleType, raw: str, region: str) -> bool:
     except phonenumbers.NumberParseException:
         return False
     return bool(phonenumbers.is_valid_number(number))
+
+
+class _Stdnum:
+    def __init__(self) -> None:
+        # Imported on first use, on the quality worker: 10 ms that `import aivitals` should not
+        # pay.
+        from stdnum import iban, luhn  # noqa: PLC0415
+
+        self.iban = iban
+        self.luhn = luhn
+
+
+@functools.cache
+def _stdnum() -> _Stdnum:
+    return _Stdnum()
 
 
 @functools.cache

@@ -23,8 +23,6 @@ import re
 import unicodedata
 from importlib import resources
 
-import yaml
-
 WINDOW_CHARS = 200
 """How far into the (normalised) answer a refusal phrase may start."""
 
@@ -71,6 +69,8 @@ def normalise(text: str) -> str:
 
 @functools.cache
 def _patterns() -> tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...]:
+    import yaml  # noqa: PLC0415  # on the worker, at the first answer: not at `import aivitals`
+
     source = resources.files("aivitals.detectors").joinpath("refusal_phrases.yaml")
     data = yaml.safe_load(source.read_text("utf-8"))
     compiled = []

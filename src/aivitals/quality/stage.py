@@ -51,6 +51,11 @@ ContentSource = CallContent | Callable[[], CallContent | None]
 DROP_REASONS = ("queue_full", "shutdown")
 """Why content was dropped before its consumers saw it (the call is recorded either way)."""
 
+WAKE_INTERVAL_S = 0.05
+"""How long content may wait for the worker when few calls arrive (scores come that much later)."""
+
+_WAKE_AT = 64  # contents queued that wake the worker before its interval is up
+
 CONTENT_PART = "content"
 """The error part counted when a source's thunk raised."""
 
@@ -149,7 +154,12 @@ class QualityStage:
                 return False
             self._queue.append((call, content))
             self._enqueued += 1
-        self._wake.set()
+            wake = len(self._queue) == _WAKE_AT
+        # Waking the worker for each call would cost the caller a futex wake-up (and the worker
+        # would then contend for the GIL while the caller still runs): it wakes by itself every
+        # WAKE_INTERVAL_S, or now when a backlog builds; flush() wakes it at once.
+        if wake:
+            self._wake.set()
         return True
 
     def count_error(self, part: str) -> None:
@@ -234,7 +244,7 @@ class QualityStage:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(1.0)
+            self._wake.wait(WAKE_INTERVAL_S)
             self._wake.clear()
             while self._queue:
                 call, source = self._queue.popleft()
