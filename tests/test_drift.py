@@ -145,7 +145,7 @@ def test_bad_signals_and_baselines_are_refused_naming_the_parameter(stationary: 
     queries = Queries(stationary.engine)
     with pytest.raises(QueryError) as caught:
         queries.drift(HOUR, Filters(), (), signals=["colour"])
-    assert caught.value.parameter == "signals"
+    assert caught.value.parameter == "signal"
     with pytest.raises(QueryError) as caught:
         queries.drift(HOUR, Filters(), (), baseline="last tuesday")
     assert caught.value.parameter == "baseline"

@@ -62,17 +62,13 @@ def drift(
 
     Examples: `aivitals drift --by model`, `aivitals drift --pinned before-upgrade --window 24h`.
     """
-    from aivitals.query import QueryError, parse_since, parse_where  # noqa: PLC0415
+    from aivitals.query import Queries, parse_where  # noqa: PLC0415
+    from aivitals.query.drift import current_window  # noqa: PLC0415
 
     with _reading(db) as store:
-        now = datetime.now(UTC)
-        try:
-            current = parse_since(window, now=now)
-        except QueryError as exc:
-            raise fail(f"--window: {exc.problem}") from None
+        current = current_window(window, now=datetime.now(UTC))
         filters = parse_where(where or [])
         reference = f"pinned:{pinned}" if pinned is not None else baseline
-        from aivitals.query import Queries  # noqa: PLC0415
 
         found = Queries(store.engine).drift(
             current,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -46,7 +47,7 @@ from aivitals.query.baseline import (
 )
 from aivitals.query.errors import QueryError
 from aivitals.query.filters import Filters
-from aivitals.query.window import Window
+from aivitals.query.window import Window, parse_since
 from aivitals.store.sketch import Sketch
 
 if TYPE_CHECKING:
@@ -148,13 +149,22 @@ class Drift:
         return [result for result in self.results if result.drifted]
 
 
+def current_window(text: str, *, now: datetime) -> Window:
+    """The current window from ``30m``, ``1h``, ``24h`` (ending ``now``), its errors naming
+    ``window``."""
+    try:
+        return parse_since(text, now=now)
+    except QueryError as exc:
+        raise QueryError("window", exc.problem) from None
+
+
 def check_signals(names: Sequence[str] | None) -> tuple[str, ...]:
     """The signals asked for, checked (``error_rate.<type>`` names one error type)."""
     if names is None:
         return SIGNALS
     for name in names:
         if name not in SIGNALS and not name.startswith("error_rate."):
-            raise QueryError("signals", f"unknown signal {name!r}; use one of {', '.join(SIGNALS)}")
+            raise QueryError("signal", f"unknown signal {name!r}; use one of {', '.join(SIGNALS)}")
     return tuple(dict.fromkeys(names))
 
 
@@ -472,6 +482,7 @@ __all__ = [
     "check_signals",
     "coarse_bins",
     "compare_drift",
+    "current_window",
     "drift_signals",
     "psi",
     "two_proportion_z",

@@ -3,7 +3,8 @@
 For the dashboard, also ``/histogram`` (calls per latency bin), ``/quality`` (score means over
 time), ``/quality/groups`` (evaluator rates, mean scores and outcome metrics per group),
 ``/values`` (what each filter can take) and ``/calls/{id}`` (one call, its scores and trace);
-``/compare`` puts two values of a field side by side (`aivitals.query.compare`). Every answer is
+``/compare`` puts two values of a field side by side (`aivitals.query.compare`); ``/drift`` a
+window against its baseline (`aivitals.query.drift`). Every answer is
 read through `aivitals.query.Queries`: nothing here touches SQL.
 
 Parameters read as the CLI's options do (`parse_since`, `parse_where`, `check_by`): ``since=24h``,
@@ -243,6 +244,53 @@ def get_compare(
         return {"comparison": found, "skipped_rows": found.skipped_rows}
 
     return _answer(context, since, where, answer)
+
+
+@router.get("/drift", responses=_ANSWERS)
+def get_drift(
+    context: Context,
+    *,
+    window: Annotated[
+        str, Query(description="The current window, ending now: 30m, 1h, 24h.")
+    ] = "1h",
+    baseline: Annotated[
+        str, Query(description="Trailing days, same hours (7d), or pinned:NAME.")
+    ] = "7d",
+    pinned: Annotated[
+        str | None, Query(description="A pinned baseline's name (instead of baseline).")
+    ] = None,
+    by: Annotated[str, Query(description="Fields to group by, comma-separated; none: all.")] = "",
+    where: Where = None,
+    signal: Annotated[
+        list[str] | None, Query(description="Only these signals (repeatable); default all.")
+    ] = None,
+    min_samples: Annotated[
+        int, Query(ge=2, le=1_000_000, description="Fewer a side: not enough data.")
+    ] = 200,
+) -> Response:
+    """Every signal per group, the current window against its baseline: baseline and current
+    value, PSI or Cohen's h, the test's adjusted p-value and a verdict (``stable``,
+    ``moderate``, ``significant``, ``not enough data``); see docs/drift.md."""
+    from aivitals.query.drift import current_window  # noqa: PLC0415  # scipy, on first use
+
+    queries = _queries(context)
+    current = _checked(lambda: current_window(window, now=context.now()))
+    filters = _checked(lambda: parse_where(where or []))
+    names = _by(by) if by.strip() else ()
+    reference = f"pinned:{pinned}" if pinned is not None else baseline
+    found = _reading(
+        lambda: _checked(
+            lambda: queries.drift(
+                current,
+                filters,
+                names,
+                baseline=reference,
+                signals=signal,
+                min_samples=min_samples,
+            )
+        )
+    )
+    return JsonResponse({"window": current, "filters": dict(filters.items()), "drift": found})
 
 
 @router.get("/values", responses=_ANSWERS)
