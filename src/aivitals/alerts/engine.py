@@ -20,12 +20,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from aivitals.alerts.kinds import Details, read_kind
 from aivitals.alerts.notifiers.base import DeliveryError, Notification, Notifier, Status
 from aivitals.alerts.notifiers.build import build_notifiers
 from aivitals.alerts.rules import Rule, RuleSet, parse_duration, render
@@ -43,6 +45,9 @@ from aivitals.alerts.state import (
 from aivitals.query import Queries
 from aivitals.retry import RetryPolicy
 from aivitals.windows import LiveWindows
+
+if TYPE_CHECKING:
+    from aivitals.gateway.budgets import Budget
 
 logger = logging.getLogger("aivitals.alerts")
 
@@ -87,7 +92,8 @@ class AlertEngine:
     """Evaluates ``rules`` from live ``windows`` and/or the store's ``queries``; notifies.
 
     ``notifiers`` defaults to the rule file's; ``state_path`` None keeps the state in memory.
-    Thread-safe: `run_once`, `silence` and `replace_rules` may come from different threads.
+    ``budgets`` are the gateway's, for ``forecast`` and ``burn_rate`` rules with
+    ``budget: gateway``. Thread-safe: `run_once`, `silence` and `replace_rules` may come from different threads.
     """
 
     def __init__(
@@ -102,8 +108,11 @@ class AlertEngine:
         live_minutes: int = 60,
         retry: RetryPolicy | None = None,
         environ: Mapping[str, str] | None = None,
+        budgets: Sequence[Budget] = (),
     ) -> None:
         self._clock = clock
+        self._budgets = tuple(budgets)
+        self._details: dict[str, Details] = {}
         self._windows = windows
         self._queries = queries
         self._live_minutes = live_minutes
@@ -154,6 +163,15 @@ class AlertEngine:
         be known to hold a whole rule window (after a restart the day's spend would count
         from $0). Without a store they are all there is.
         """
+        if rule.kind != "threshold":
+            if self._queries is None:
+                raise ValueError(f"kind: {rule.kind} reads the store's history, and there is none")
+            now = datetime.fromtimestamp(self._clock(), UTC)
+            readings, details = read_kind(
+                rule, self._queries, now, ZoneInfo(self.rules.timezone), self._budgets
+            )
+            self._details[rule.name] = details
+            return readings, "store"
         if rule.source == "live" or (rule.source == "auto" and self._queries is None):
             if self._windows is not None and live_fits(rule, self._live_minutes):
                 return read_live(rule, self._windows), "live"
@@ -222,7 +240,7 @@ class AlertEngine:
             if alert is None:
                 alert = AlertState(rule=rule.name, labels=labels, fingerprint=key)
             old = alert.phase
-            self._advance(rule, alert, value, now)
+            self._advance(rule, alert, value, now, self._details.get(rule.name, {}).get(group))
             self.state.alerts[key] = alert
             self._forget(alert, now)
             if alert.phase != old:
@@ -244,11 +262,18 @@ class AlertEngine:
         ):
             self.state.alerts.pop(alert.fingerprint, None)
 
-    def _advance(self, rule: Rule, alert: AlertState, value: float | None, now: float) -> None:
+    def _advance(
+        self,
+        rule: Rule,
+        alert: AlertState,
+        value: float | None,
+        now: float,
+        figures: Mapping[str, object] | None = None,
+    ) -> None:
         breach = rule.breached(value)
         if breach:
             alert.value = value
-            alert.summary = self._summary(rule, alert.labels, value)
+            alert.summary = self._summary(rule, alert.labels, value, figures)
         if alert.phase in ("inactive", "resolved"):
             if breach:
                 alert.phase = "pending"
@@ -295,8 +320,17 @@ class AlertEngine:
     def _silenced(self, labels: dict[str, str], now: float) -> bool:
         return any(s.active(now) and s.matches(labels) for s in self.state.silences)
 
-    def _summary(self, rule: Rule, labels: dict[str, str], value: float | None) -> str:
+    def _summary(
+        self,
+        rule: Rule,
+        labels: dict[str, str],
+        value: float | None,
+        figures: Mapping[str, object] | None = None,
+    ) -> str:
+        # A kind's figures (baseline, projected, ...); None reads as NaN so a format spec holds.
+        extra = {k: float("nan") if v is None else v for k, v in (figures or {}).items()}
         values = {
+            **extra,
             **labels,
             "value": value if value is not None else float("nan"),
             "threshold": rule.threshold,

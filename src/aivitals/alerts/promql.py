@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from aivitals.alerts.rules import Rule, RuleSet
+from aivitals.alerts.rules import Rule, RuleSet, parse_duration
 from aivitals.metric_schema import (
     CACHE_REQUESTS,
     COST,
@@ -82,15 +82,19 @@ class Unexpressible(Exception):
 
 @dataclass(slots=True)
 class Export:
-    """The exported rules, the rules left out (with why) and notes on approximations."""
+    """The exported rules, the rules left out (with why) and notes on approximations.
+
+    ``records`` are the recording rules that ``anomaly`` rules read (one series per rule).
+    """
 
     rules: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     def text(self) -> str:
         """The rule file, as YAML."""
-        document = {"groups": [{"name": GROUP_NAME, "rules": self.rules}]}
+        document = {"groups": [{"name": GROUP_NAME, "rules": [*self.records, *self.rules]}]}
         return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=10_000)
 
 
@@ -101,11 +105,11 @@ def export_prometheus(rules: RuleSet) -> Export:
         if not rule.enabled:
             continue
         try:
-            expr = promql_of(rule)
+            expr = promql_of(rule) if rule.kind == "threshold" else _kind_promql(rule, result)
         except Unexpressible as exc:
             result.skipped.append((rule.name, str(exc)))
             continue
-        if rule.window == "today":
+        if rule.window == "today" and rule.kind == "threshold":
             result.notes.append(
                 (rule.name, "window today is exported as the last 24 hours (rolling)")
             )
@@ -130,8 +134,84 @@ def _sum(by: Sequence[str], inner: str) -> str:
     return f"sum by ({', '.join(by)}) ({inner})" if by else f"sum({inner})"
 
 
+def _kind_promql(rule: Rule, export: Export) -> str:
+    """A ``burn_rate`` or ``anomaly`` rule's expression (recording rules go into ``export``)."""
+    if rule.kind == "drift":
+        raise Unexpressible(
+            "kind drift compares distributions (PSI, tests) against a baseline; PromQL cannot"
+        )
+    if rule.kind == "forecast":
+        raise Unexpressible(
+            "kind forecast projects spend from its hour-of-week rhythm; PromQL has no such model"
+        )
+    if rule.budget == "gateway":
+        raise Unexpressible("budget: gateway reads the gateway's config, which Prometheus lacks")
+    if rule.kind == "burn_rate":
+        return _burn_promql(rule, export)
+    return _anomaly_promql(rule, export)
+
+
+def _check_labels(rule: Rule, signal: str) -> None:
+    allowed = _LABELS[signal]
+    for name in (*rule.filters, *rule.group_by):
+        if name not in allowed:
+            raise Unexpressible(
+                f"{name}: the {signal} metrics have no {name} label (they have {', '.join(allowed)})"
+            )
+
+
+def _burn_promql(rule: Rule, export: Export) -> str:
+    _check_labels(rule, "spend")
+    matchers = [f"{name}={_quote(value)}" for name, value in rule.filters.items()]
+    if rule.window == "month":
+        period = "(scalar(days_in_month()) * 86400)"
+        export.notes.append(
+            (rule.name, "the month is the current UTC calendar month (Prometheus has no zone)")
+        )
+    else:
+        period = "86400"
+    parts = []
+    for text in sorted(rule.windows, key=parse_duration, reverse=True):
+        seconds = parse_duration(text)
+        spent = _sum(rule.group_by, _increase(_COST, matchers, text))
+        parts.append(
+            f"{spent} / ({rule.budget_usd!r} * {seconds:g} / {period}) {rule.op} {rule.threshold!r}"
+        )
+    # `and` keeps the long window's value: both must breach, and {value} is the long burn.
+    return " and ".join(f"({part})" for part in parts)
+
+
+def _anomaly_promql(rule: Rule, export: Export) -> str:
+    series = rule.series or "requests"
+    signal = "error_rate" if series == "requests" else series
+    _check_labels(rule, signal)
+    matchers = [f"{name}={_quote(value)}" for name, value in rule.filters.items()]
+    rng = rule.window
+    if series == "requests":
+        value = _sum(rule.group_by, _increase(_REQUESTS, matchers, rng))
+    else:
+        like = rule.model_copy(update={"kind": "threshold", "signal": signal})
+        value = _value_expr(like, list(rule.group_by), matchers, rng)
+    record = f"aivitals:{rule.name}:{series}"
+    export.records.append({"record": record, "expr": value})
+    days = rule.days
+    shifted = [f"{record} offset {k}d" for k in range(1, days + 1)]
+    mean = f"(({' + '.join(shifted)}) / {days})"
+    square = f"(({' + '.join(f'({s}) ^ 2' for s in shifted)}) / {days})"
+    export.notes.append(
+        (
+            rule.name,
+            f"a z-score of mean and standard deviation over the same hour of the past {days} "
+            "days (the engine's daily basis; the engine uses the median and MAD)",
+        )
+    )
+    return f"({record} - {mean}) / sqrt({square} - {mean} ^ 2) {rule.op} {rule.threshold!r}"
+
+
 def promql_of(rule: Rule) -> str:
     """The rule's alerting expression; raises `Unexpressible` with the reason."""
+    if rule.signal is None:
+        raise Unexpressible(f"kind {rule.kind}: see export_prometheus")
     if rule.signal == "query":
         raise Unexpressible("signal: query reads the store, which Prometheus does not have")
     if rule.window == "month":
@@ -161,7 +241,7 @@ def _increase(metric: str, matchers: Sequence[str], rng: str) -> str:
 
 
 def _value_expr(rule: Rule, by: list[str], matchers: list[str], rng: str) -> str:
-    signal = rule.signal
+    signal = rule.signal or ""
     if signal == "spend":
         return _sum(by, _increase(_COST, matchers, rng))
     if signal == "cost_per_request":

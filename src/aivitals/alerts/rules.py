@@ -40,6 +40,16 @@ Signal = Literal[
     "query",
 ]
 Op = Literal[">", ">=", "<", "<="]
+Kind = Literal["threshold", "drift", "anomaly", "forecast", "burn_rate"]
+Series = Literal["requests", "error_rate", "spend", "latency_p95"]
+# What a rule of each kind compares, and its default bound: a robust z of 4, a burn 2x the
+# budget's pace in both windows, a forecast at 100% of the budget, any drift at the verdict.
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "anomaly": {"op": ">", "threshold": 4.0, "window": "1h"},
+    "drift": {"op": ">", "threshold": 0.0, "window": "1h"},
+    "forecast": {"op": ">", "threshold": 1.0, "window": "month"},
+    "burn_rate": {"op": ">", "threshold": 2.0, "window": "month"},
+}
 Severity = Literal["info", "warning", "critical"]
 NotifierType = Literal["webhook", "slack", "pagerduty", "alertmanager"]
 
@@ -83,15 +93,35 @@ def render(template: str, values: dict[str, Any]) -> str:
 
 
 class Rule(BaseModel):
-    """One alert rule: a signal over a window compared with a threshold, per group."""
+    """One alert rule: a signal over a window compared with a threshold, per group.
+
+    ``kind`` other than ``threshold`` compares behaviour with its own past or with a budget
+    (docs/alerts.md, "Rules that compare with the past"): ``anomaly`` reads a robust z of a
+    ``series`` against the same hour of past weeks, ``drift`` the drift statistic of ``signals``
+    against a ``baseline``, ``forecast`` the period's projected spend as a share of ``budget_usd``
+    and ``burn_rate`` the slower of two windows' burn rates of it.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: str
-    signal: Signal
+    kind: Kind = "threshold"
+    signal: Signal | None = None
     op: Op
     threshold: float
     window: str = "5m"
+    series: Series | None = None
+    signals: tuple[str, ...] = ()
+    baseline: str = "7d"
+    verdict: Literal["moderate", "significant"] = "significant"
+    min_samples: int | None = Field(default=None, ge=2)
+    weeks: int = Field(default=4, ge=1, le=52)
+    days: int = Field(default=7, ge=1, le=60)
+    min_history: int = Field(default=5, ge=2)
+    budget_usd: float | None = Field(default=None, gt=0)
+    budget: Literal["rule", "gateway"] = "rule"
+    windows: tuple[str, ...] = ("1h", "6h")
+    bound: Literal["projected", "high"] = "projected"
     severity: Severity = "warning"
     for_: str = Field(default="0s", alias="for")
     filters: dict[str, str] = Field(default_factory=dict)
@@ -105,6 +135,31 @@ class Rule(BaseModel):
     notify: tuple[str, ...] | None = None
     repeat_interval: str | None = None
     enabled: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") in KIND_DEFAULTS:
+            return {**KIND_DEFAULTS[data["kind"]], **data}
+        return data
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(value) != 2:
+            raise ValueError("give two windows, a long and a short one (like [1h, 6h])")
+        for text in value:
+            parse_duration(text)
+        return value
+
+    @field_validator("baseline")
+    @classmethod
+    def _baseline(cls, value: str) -> str:
+        if value.startswith("pinned:") and len(value) > len("pinned:"):
+            return value
+        if not re.fullmatch(r"\d+d", value):
+            raise ValueError("use a trailing number of days (7d) or pinned:NAME")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -167,6 +222,10 @@ class Rule(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Rule:
+        if self.kind != "threshold":
+            return self._kind_consistent()
+        if self.signal is None:
+            raise ValueError("a threshold rule needs signal: (or a kind: drift, anomaly, ...)")
         if self.error_type is not None and self.signal != "error_rate":
             raise ValueError("error_type goes with signal: error_rate")
         if self.score is not None and self.signal != "quality":
@@ -178,6 +237,47 @@ class Rule(BaseModel):
             raise ValueError("measure goes with signal: query")
         if self.signal == "quality" and self.score is None and "score" in self.labels:
             raise ValueError("labels: score is set per score name; remove it")
+        return self
+
+    def _kind_consistent(self) -> Rule:
+        kind = self.kind
+        if self.signal is not None:
+            raise ValueError(f"signal goes with threshold rules; kind: {kind} does not take it")
+        for name in ("error_type", "score", "measure"):
+            if getattr(self, name) is not None:
+                raise ValueError(f"{name} goes with threshold rules, not kind: {kind}")
+        if self.source == "live":
+            raise ValueError(f"kind: {kind} reads the store's history; source: live cannot")
+        if kind == "anomaly":
+            if self.series is None:
+                raise ValueError(
+                    "kind: anomaly needs series: one of requests, error_rate, spend, latency_p95"
+                )
+            if self.window_s is None:
+                raise ValueError("kind: anomaly needs a window of a duration (like 1h)")
+        elif self.series is not None:
+            raise ValueError("series goes with kind: anomaly")
+        if kind == "drift":
+            from aivitals.query.drift import SIGNALS  # noqa: PLC0415  # scipy, only when used
+
+            for name in self.signals:
+                if name not in SIGNALS and not name.startswith("error_rate."):
+                    raise ValueError(f"signals: no signal {name!r}; use {', '.join(SIGNALS)}")
+            if self.window_s is None:
+                raise ValueError("kind: drift needs a window of a duration (like 1h)")
+        elif self.signals:
+            raise ValueError("signals goes with kind: drift")
+        if kind in ("forecast", "burn_rate"):
+            if self.window not in ("today", "month"):
+                raise ValueError(f"kind: {kind} takes window: today or month (the budget's period)")
+            if self.budget == "rule" and self.budget_usd is None:
+                raise ValueError(
+                    f"kind: {kind} needs budget_usd: (or budget: gateway for the gateway's budgets)"
+                )
+            if self.budget == "gateway" and self.budget_usd is not None:
+                raise ValueError("budget: gateway reads the gateway's budgets; drop budget_usd")
+        elif self.budget_usd is not None or self.budget != "rule":
+            raise ValueError("budget_usd and budget go with kind: forecast or burn_rate")
         return self
 
     @property
