@@ -25,6 +25,7 @@ _OURS = {
     "dashboard.js": "text/javascript",
     "dashboard.css": "text/css",
     "compare.js": "text/javascript",
+    "drift.js": "text/javascript",
     "quality.js": "text/javascript",
 }
 _REVALIDATE = {"Cache-Control": "no-cache"}
