@@ -13,6 +13,7 @@ from typing import Any
 
 import anthropic
 import openai
+import pydantic
 import pytest
 
 import aivitals
@@ -121,3 +122,40 @@ def test_evaluators_off_make_no_scores(upstream: MockServer) -> None:
         assert len(memory.calls) == 1 and memory.scores == []
     finally:
         reset()
+
+
+class City(pydantic.BaseModel):
+    city: str
+    population: int
+
+
+def test_parse_with_a_model_checks_its_schema(upstream: MockServer, recorded: Recorded) -> None:
+    """``responses.parse(text_format=Model)`` and ``messages.parse(output_format=Model)``: the
+    model's JSON Schema is the one the answer is held to. (An answer breaking it makes the
+    client's parse raise, and the call is then recorded as failed: only ``create`` with the
+    schema shows the evaluator's 0, in the table's cases.)"""
+    gpt = aivitals.instrument(
+        openai.OpenAI(base_url=upstream.base_url, api_key="sk-test", max_retries=0)
+    )
+    claude = aivitals.instrument(
+        anthropic.Anthropic(base_url=upstream.url, api_key="sk-ant-test", max_retries=0)
+    )
+    headers = {"X-Mock-Answer": "json"}
+    try:
+        parsed = gpt.responses.parse(
+            model="gpt-4o-mini", input="Paris?", text_format=City, extra_headers=headers
+        )
+        assert parsed.output_parsed == City(city="Paris", population=2102650)
+        assert scores_of_last(recorded)["json_valid"] == 1.0
+        message = claude.messages.parse(
+            model="claude-haiku-4-5",
+            max_tokens=1000,
+            messages=[{"role": "user", "content": "Paris?"}],
+            output_format=City,
+            extra_headers=headers,
+        )
+        assert message.parsed_output == City(city="Paris", population=2102650)
+        assert scores_of_last(recorded)["json_valid"] == 1.0
+    finally:
+        gpt.close()
+        claude.close()

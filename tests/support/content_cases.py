@@ -62,14 +62,12 @@ CASES = [
         {"X-Mock-Answer": "json"},
         {"json_valid": 1.0},
         ask="json_schema",
-        apis=frozenset({"chat", "responses"}),
     ),
     Case(
         "json_off_schema",
         {"X-Mock-Answer": "json_off_schema"},
         {"json_valid": 0.0},
         ask="json_schema",
-        apis=frozenset({"chat", "responses"}),
     ),
     Case(
         "invalid_json",
@@ -112,6 +110,8 @@ def messages_options(case: Case) -> dict[str, Any]:
     options: dict[str, Any] = {"extra_headers": dict(case.headers), "max_tokens": 1000}
     if case.ask == "cut":
         options["max_tokens"] = 3
+    elif case.ask == "json_schema":  # structured outputs
+        options["output_config"] = {"format": {"type": "json_schema", "schema": SCHEMA}}
     elif case.ask == "tool":
         options["tools"] = [{"name": TOOL, "description": "a city", "input_schema": SCHEMA}]
         options["extra_headers"]["X-Mock-Tool-Call"] = TOOL

@@ -79,5 +79,16 @@ def schema_dict(value: object) -> dict[str, Any] | None:
     return dict(value) if isinstance(value, Mapping) else None
 
 
+def model_schema(model: type) -> dict[str, Any] | None:
+    """The JSON Schema of a pydantic model class (a client's ``parse()``); None for any other."""
+    build = getattr(model, "model_json_schema", None)
+    if not callable(build):
+        return None
+    try:
+        return schema_dict(build())
+    except Exception:  # a model pydantic cannot describe: no schema to check against
+        return None
+
+
 def clip(text: str | None) -> str | None:
     return None if text is None else text[:MAX_TEXT_CHARS]

@@ -17,7 +17,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aivitals.content import CallContent, ToolCallContent
-from aivitals.extract.fields import arguments_text, clip, field, prompt_messages, schema_dict
+from aivitals.extract.fields import (
+    arguments_text,
+    clip,
+    field,
+    model_schema,
+    prompt_messages,
+    schema_dict,
+)
 
 
 def messages_request(request: Mapping[str, Any]) -> dict[str, Any]:
@@ -32,10 +39,15 @@ def messages_request(request: Mapping[str, Any]) -> dict[str, Any]:
         "messages": prompt_messages(request.get("messages"), system=request.get("system")),
         "tools_schema": tools,
     }
-    output_format = request.get("output_format")  # structured outputs (beta)
-    if field(output_format, "type") == "json_schema":
+    # Structured outputs: output_config.format (the API's), output_format (the beta's, or the
+    # client's parse() given a pydantic model).
+    form = field(request.get("output_config"), "format") or request.get("output_format")
+    if field(form, "type") == "json_schema":
         found["response_format"] = "json_schema"
-        found["json_schema"] = schema_dict(field(output_format, "schema"))
+        found["json_schema"] = schema_dict(field(form, "schema"))
+    elif isinstance(form, type):
+        found["response_format"] = "json_schema"
+        found["json_schema"] = model_schema(form)
     return found
 
 

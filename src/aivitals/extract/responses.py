@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aivitals.content import CallContent, ResponseFormat, ToolCallContent
-from aivitals.extract.fields import clip, field, prompt_messages, schema_dict
+from aivitals.extract.fields import clip, field, model_schema, prompt_messages, schema_dict
 
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
@@ -34,6 +34,9 @@ def responses_request(request: Mapping[str, Any]) -> dict[str, Any]:
             found["json_schema"] = schema_dict(
                 field(field(request.get("text"), "format"), "schema")
             )
+    elif isinstance(request.get("text_format"), type):  # responses.parse(text_format=Model)
+        found["response_format"] = "json_schema"
+        found["json_schema"] = model_schema(request["text_format"])
     tools: dict[str, dict[str, Any]] = {}
     for tool in request.get("tools") or ():
         name = field(tool, "name")
