@@ -30,6 +30,7 @@ class Spike:
     end: datetime
     error_rate: float | None = None
     volume: float = 1.0
+    latency: float = 1.0
 
 
 def history(
@@ -50,15 +51,15 @@ def history(
     n = 0
     while hour < end:
         for model in models:
-            rate, volume = error_rate, 1.0
+            rate, volume, slower = error_rate, 1.0, 1.0
             for spike in spikes:
                 if spike.model == model and spike.start <= hour < spike.end:
                     rate = spike.error_rate if spike.error_rate is not None else rate
-                    volume = spike.volume
+                    volume, slower = spike.volume, spike.latency
             count = int(rng.poisson(RHYTHM[hour.hour] * scale * volume))
             offsets = np.sort(rng.uniform(0, 3600, count))
             failed = rng.random(count) < rate
-            latency = rng.lognormal(math.log(800), 0.3, count)
+            latency = rng.lognormal(math.log(800 * slower), 0.3, count)
             for offset, error, ms in zip(offsets, failed, latency, strict=True):
                 n += 1
                 calls.append(

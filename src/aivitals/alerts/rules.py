@@ -53,6 +53,20 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
 Severity = Literal["info", "warning", "critical"]
 NotifierType = Literal["webhook", "slack", "pagerduty", "alertmanager"]
 
+_KIND_FIELDS = {
+    "series": "anomaly",
+    "weeks": "anomaly",
+    "days": "anomaly",
+    "min_history": "anomaly",
+    "signals": "drift",
+    "baseline": "drift",
+    "verdict": "drift",
+    "min_samples": "drift",
+    "budget_usd": "forecast or burn_rate",
+    "budget": "forecast or burn_rate",
+    "bound": "forecast",
+    "windows": "burn_rate",
+}
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -226,6 +240,9 @@ class Rule(BaseModel):
             return self._kind_consistent()
         if self.signal is None:
             raise ValueError("a threshold rule needs signal: (or a kind: drift, anomaly, ...)")
+        for name, kinds in _KIND_FIELDS.items():
+            if name in self.model_fields_set:
+                raise ValueError(f"{name} goes with kind: {kinds}, not a threshold rule")
         if self.error_type is not None and self.signal != "error_rate":
             raise ValueError("error_type goes with signal: error_rate")
         if self.score is not None and self.signal != "quality":
