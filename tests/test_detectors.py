@@ -11,6 +11,8 @@ import itertools
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aivitals.detectors import find_pii, is_refusal, redact
 from aivitals.detectors.pii import find_cards, find_emails, find_ibans, find_phones
@@ -277,3 +279,57 @@ def test_a_refusal_phrase_far_into_the_answer_is_not_a_refusal() -> None:
 
 def test_normalise_lowercases_strips_accents_and_straightens_apostrophes() -> None:
     assert normalise("  > Désolé,\u00a0JE NE PEUX\u2019 PAS") == "desole, je ne peux' pas"
+
+
+def luhn_completed(body: str) -> str:
+    """``body`` with the check digit that makes it pass Luhn (written out: not stdnum's)."""
+    total = 0
+    for i, digit in enumerate(reversed(body)):
+        value = int(digit) * (2 if i % 2 == 0 else 1)
+        total += value - 9 if value > 9 else value
+    return body + str((10 - total % 10) % 10)
+
+
+@given(body=st.text(alphabet="0123456789", min_size=14, max_size=14), grouped=st.booleans())
+def test_any_visa_number_that_passes_luhn_is_a_card_and_one_digit_off_is_not(
+    body: str, grouped: bool
+) -> None:
+    number = luhn_completed("4" + body)
+    wrong = number[:-1] + str((int(number[-1]) + 1) % 10)
+    for digits, is_card in ((number, True), (wrong, False)):
+        shown = " ".join(digits[i : i + 4] for i in range(0, 16, 4)) if grouped else digits
+        text = f"Paid with {shown} yesterday."
+        assert bool(find_cards(text)) is is_card, shown
+
+
+FRAGMENTS = st.sampled_from(
+    [
+        "jane.doe@acme.io",
+        "4111 1111 1111 1111",
+        "+44 20 7946 0958",
+        "01 42 68 53 00",
+        "DE89 3704 0044 0532 0130 00",
+        "sk-proj-4fG7hK2mN9pQ1rS8tV3wX6yZ0aB5cD",
+        "AKIAIOSFODNN7EXAMPLE",
+        "2024-03-15",
+        "tel: ",
+        " ",
+        "-",
+        "+",
+        "@",
+        ".",
+        "0",
+        "7",
+    ]
+)
+
+
+@given(text=st.lists(FRAGMENTS | st.text(max_size=12), max_size=12).map(" ".join))
+@settings(max_examples=300, deadline=None)
+def test_findings_on_any_text_are_ordered_apart_and_redaction_leaves_none(text: str) -> None:
+    findings = find_pii(text)
+    assert all(0 <= f.start < f.end <= len(text) for f in findings)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(findings))
+    masked = redact(text, findings)
+    assert find_pii(masked) == []
+    assert isinstance(is_refusal(text), bool)

@@ -45,6 +45,7 @@ _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-
 # these (with a few characters of context) go to the phone matcher, the slowest detector.
 _PHONE_STRETCH = re.compile(r"(?:\+|\(\+?)?\d[\d ().\-/\u00a0]*\d\)?")
 _STRETCH_CONTEXT = 3
+_BLANK = "\u2588"  # what a finding is blanked with before the next finder: no digit, no letter
 _MAX_DIGITS = 17  # E.164's 15, and an international prefix such as 00
 # Dates and dotted versions, whole: never a phone number, and common; the matcher need not look.
 _DATE_OR_VERSION = re.compile(r"\d{4}-\d\d-\d\d|\d\d?[./-]\d\d?[./-]\d{2,4}|\d+(?:\.\d+){2,}")
@@ -67,11 +68,22 @@ def find_pii(text: str) -> list[Finding]:
     """
     found: list[Finding] = []
     for finder in (find_secrets, find_ibans, find_cards, find_emails, find_phones):
-        for finding in finder(text):
-            if not any(finding.start < f.end and f.start < finding.end for f in found):
-                found.append(finding)
+        fresh = finder(text)
+        found.extend(fresh)
+        if fresh:
+            # What is found is blanked (same length, so offsets hold) before the next finder
+            # reads the text: a phone number right after an IBAN is read on its own, as it will
+            # be once the IBAN is masked.
+            text = _blanked(text, fresh)
     found.sort(key=lambda f: f.start)
     return found
+
+
+def _blanked(text: str, findings: Iterable[Finding]) -> str:
+    chars = list(text)
+    for f in findings:
+        chars[f.start : f.end] = _BLANK * (f.end - f.start)
+    return "".join(chars)
 
 
 def find_emails(text: str) -> list[Finding]:
@@ -93,11 +105,7 @@ def find_cards(text: str) -> list[Finding]:
         if " " in raw and "-" in raw:
             continue
         digits = re.sub(r"\D", "", raw)
-        if (
-            13 <= len(digits) <= 19
-            and _CARD_PREFIX.match(digits)
-            and _stdnum().luhn.is_valid(digits)
-        ):
+        if _CARD_PREFIX.match(digits) and _stdnum().luhn.is_valid(digits):
             found.append(Finding("card", m.start(), m.end()))
     return found
 
@@ -105,15 +113,17 @@ def find_cards(text: str) -> list[Finding]:
 def find_ibans(text: str) -> list[Finding]:
     """IBANs whose length fits their country and whose mod-97 check holds (python-stdnum)."""
     found = []
-    for m in _IBAN.finditer(text):
+    position = 0
+    while (m := _IBAN.search(text, position)) is not None:
         raw = m.group()
-        # The pattern may run on into the next word ("... 3000 AND"): try the longest valid one.
+        # The pattern may run on into the next word ("... 3000 AND") or the next IBAN: take the
+        # longest valid one, and look for the next after it.
+        position = m.start() + 1
         for end in range(len(raw), 14, -1):
             candidate = raw[:end]
-            if candidate.endswith(" "):
-                continue
-            if _stdnum().iban.is_valid(candidate):
+            if not candidate.endswith(" ") and _stdnum().iban.is_valid(candidate):
                 found.append(Finding("iban", m.start(), m.start() + end))
+                position = m.start() + end
                 break
     return found
 
