@@ -106,6 +106,7 @@ def false_alarms(runs: int) -> dict[str, Any]:
             finally:
                 store.close()
         judged = [r for r in found.results if r.verdict != "not enough data"]
+        before = len(gaps)
         tested += len(judged)
         flagged += sum(r.drifted for r in judged)
         flagged_runs += any(r.drifted for r in judged)
@@ -129,7 +130,11 @@ def false_alarms(runs: int) -> dict[str, Any]:
 
             raw = _raw_psi(latencies(reference.windows), latencies((hour,)))
             gaps.append(abs(result.value - raw))
-        print(f"seed {seed}: {sum(r.drifted for r in judged)} of {len(judged)} flagged", flush=True)
+        print(
+            f"seed {seed}: {sum(r.drifted for r in judged)} of {len(judged)} flagged; "
+            f"latency PSI gaps {[round(g, 4) for g in gaps[before:]]}",
+            flush=True,
+        )
     return {
         "runs": runs,
         "flagged runs": flagged_runs,

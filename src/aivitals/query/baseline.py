@@ -271,17 +271,42 @@ def _merge_by_key(
     keys: list[tuple[Any, ...]], blobs: Sequence[bytes | None], usable: npt.NDArray[np.bool_]
 ) -> dict[GroupKey, Sketch]:
     """The stored sketches merged per group key (rows whose sketch is out of range left out)."""
-    merged: dict[GroupKey, Sketch] = {}
+    grouped: dict[GroupKey, list[bytes]] = {}
     for key, blob, ok in zip(keys, blobs, usable.tolist(), strict=True):
-        if not blob or not ok:
-            continue
-        group = tuple(value or None for value in key)
-        target = merged.get(group)
-        if target is None:
-            merged[group] = Sketch.from_bytes(blob)
-        else:
-            target.merge(Sketch.from_bytes(blob))
-    return merged
+        if blob and ok:
+            grouped.setdefault(tuple(value or None for value in key), []).append(blob)
+    return {key: merge_blobs(group) for key, group in grouped.items()}
+
+
+def merge_blobs(blobs: Sequence[bytes]) -> Sketch:
+    """Many stored sketches (`Sketch.to_bytes`) merged at once.
+
+    Vectorised rather than `Sketch.merge` one by one: a trailing week of hours reads thousands of
+    minute rollups per group, and merging them one at a time was most of a drift answer.
+
+    >>> merge_blobs([Sketch.of([1.0, 5.0]).to_bytes(), Sketch.of([5.0, 0.0]).to_bytes()]).count
+    4
+    """
+    if not blobs:
+        return Sketch()
+    sizes = np.fromiter(map(len, blobs), np.int64, len(blobs)) // 4
+    words = np.frombuffer(b"".join(blobs), "<u4")
+    starts = np.cumsum(sizes) - sizes
+    offsets = words[starts].view(np.int32).astype(np.int64)
+    zeros = int(words[starts + 1].sum())
+    bins = sizes - 2
+    has = bins > 0
+    if not has.any():
+        return Sketch(zeros=zeros)
+    low = int(offsets[has].min())
+    high = int((offsets[has] + bins[has] - 1).max())
+    # Word j of blob b counts key offsets[b] + (j - starts[b] - 2); its two header words do not.
+    cells = np.arange(words.size) + np.repeat(offsets - low - starts - 2, sizes)
+    counted = np.ones(words.size, np.bool_)
+    counted[starts] = False
+    counted[starts + 1] = False
+    counts = np.bincount(cells[counted], weights=words[counted], minlength=high - low + 1)
+    return Sketch(low, counts.astype(np.int64), zeros)
 
 
 def _raw(
