@@ -73,6 +73,14 @@ _LABELS: dict[str, tuple[str, ...]] = {
     "cache_hit_ratio": _shared(CACHE_REQUESTS, fixed=("result", "level")),
     "quality": _shared(QUALITY, fixed=("name",)),
 }
+KIND_FIGURES = frozenset(
+    {
+        *("current", "baseline", "spread", "basis", "references", "series"),
+        *("drift", "change", "direction", "statistic"),
+        *("projected", "low", "high", "spent", "budget", "coverage", "long", "short"),
+    }
+)
+"""The figures `aivitals.alerts.kinds` gives a kind's summary; exported, each reads ``?``."""
 _PRINTF = re.compile(r"\.?\d*[fge]")
 
 
@@ -318,6 +326,8 @@ def go_template(rule: Rule) -> str:
         elif name in fixed:
             text = format(fixed[name], spec or "")
             out.append(text if conversion is None else repr(text))
+        elif rule.kind != "threshold" and name in KIND_FIGURES:
+            out.append("?")  # the engine's own figures (baseline, ...): Prometheus has none
         else:
             out.append(f"{{{{ $labels.{name} }}}}")
     return "".join(out)
