@@ -8,6 +8,7 @@ expected outcome is worked out here from the series.
 
 from __future__ import annotations
 
+import math
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -178,7 +179,7 @@ def z_of_spike(quiet: list[float], spiked: list[float], days: int) -> float:
     now = rate(spiked, end)
     past = [rate(quiet, end - k * per_day) for k in range(1, 8)]
     mean = sum(past) / 7
-    sd = (sum(p * p for p in past) / 7 - mean * mean) ** 0.5
+    sd = math.sqrt(sum(p * p for p in past) / 7 - mean * mean)
     return (now - mean) / sd
 
 
