@@ -131,3 +131,22 @@ def calls_table(page: Sequence[Any]) -> Table:
             ", ".join(f"{s.name}={s.value:g}" for s in item.scores),
         )
     return table
+
+
+def forecast_line(forecast: Any) -> str:
+    """The month-end spend forecast in one line (`aivitals.query.forecast.Forecast`)."""
+    if forecast.projected_usd is None:
+        return (
+            f"month-end spend forecast: not enough data ({count(forecast.history_days, 'day')} "
+            f"of history); {money(Decimal(str(round(forecast.spent_usd, 6))))} spent this month"
+        )
+
+    def usd(value: float) -> str:
+        return money(Decimal(str(round(value, 6))))
+
+    return (
+        f"month-end spend forecast [bold]{usd(forecast.projected_usd)}[/] "
+        f"({forecast.coverage:.0%} interval {usd(forecast.low_usd)} to "
+        f"{usd(forecast.high_usd)}); {usd(forecast.spent_usd)} spent this month "
+        f"({forecast.method} rhythm over {count(forecast.history_days, 'day')})"
+    )

@@ -14,7 +14,7 @@ import typer
 from aivitals.cli.app import app, console, errors, fail
 from aivitals.cli.output import Output, emit
 from aivitals.config import ConfigError, read_env
-from aivitals.report_tables import breakdown_table, calls_table, summary_panel
+from aivitals.report_tables import breakdown_table, calls_table, forecast_line, summary_panel
 
 if TYPE_CHECKING:
     from aivitals.store.sql import SqlStore
@@ -120,6 +120,10 @@ def report(
             return
         console.print(summary_panel(summary, window))
         console.print(breakdown_table(rows, fields))
+        from aivitals.query.forecast import forecast_spend  # noqa: PLC0415  # scipy
+
+        month = forecast_spend(Queries(store.engine), datetime.now(UTC), "month", filters=filters)
+        console.print(forecast_line(month), highlight=False)
 
 
 @app.command()
