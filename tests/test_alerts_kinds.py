@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from aivitals.alerts import AlertEngine, RuleFileError, parse_rules
+from aivitals.gateway.budgets import Budget
 from aivitals.model import Call
 from aivitals.query import Queries
 from aivitals.store.sql import SqlStore
@@ -185,3 +186,45 @@ def test_rules_of_the_new_kinds_are_refused_with_the_reason(rule: str, reason: s
         parse_rules(f"rules:\n  - {rule}\n")
     assert reason in str(raised.value)
     assert str(raised.value).startswith("<rules>:2: rule ")
+
+
+def test_burn_rate_reads_the_gateways_budgets_one_named_value_over_every_value(
+    tmp_path: Path,
+) -> None:
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)  # November: $720 a month is $1 an hour
+    spend = {"search": "0.30", "chat": "0.05", "ads": "0.30"}  # each a call every 6 minutes
+    calls = [
+        Call(
+            id=f"{feature}-{i}",
+            provider="openai",
+            model="gpt-a",
+            feature=feature,
+            started_at=now - timedelta(minutes=6 * i + 3),
+            latency_ms=100.0,
+            cost_usd=Decimal(usd),
+        )
+        for feature, usd in spend.items()
+        for i in range(60)
+    ]
+    store = SqlStore.open(tmp_path / "calls.db")
+    store.write(calls, [])
+    budgets = [
+        Budget(scope="feature", period="month", usd=Decimal("720")),
+        Budget(scope="feature", period="month", usd=Decimal("7200"), value="ads"),
+    ]
+    rules = parse_rules(
+        "rules:\n  - {name: Burn, kind: burn_rate, budget: gateway, window: month}\n"
+    )
+    try:
+        engine = AlertEngine(
+            rules, queries=Queries(store.engine), notifiers={}, budgets=budgets, clock=now.timestamp
+        )
+        found = {f.labels["feature"]: f for f in engine.check()}
+    finally:
+        store.close()
+    assert engine.rule_errors == {}
+    # $3 an hour against $1 (every feature's budget); ads has its own, ten times larger.
+    assert found["search"].value == pytest.approx(3.0)
+    assert found["chat"].value == pytest.approx(0.5)
+    assert found["ads"].value == pytest.approx(0.3)
+    assert sorted(k for k, f in found.items() if f.breached) == ["search"]

@@ -158,7 +158,8 @@ def _budgets(rule: Rule, budgets: Sequence[Budget]) -> list[tuple[Labels, float,
             )
         else:
             found.append((((budget.scope, "*"),), float(budget.usd), {}))
-    return found
+    # A budget for every value first, so that one naming a value overrides it for that value.
+    return sorted(found, key=lambda entry: entry[0][0][1] != "*")
 
 
 def _forecast(

@@ -18,8 +18,9 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aivitals.alerts.engine import AlertEngine
 from aivitals.alerts.notifiers.base import Notifier
@@ -28,6 +29,9 @@ from aivitals.alerts.rules import RuleFileError, RuleSet, load_rules
 from aivitals.query import Queries
 from aivitals.retry import RetryPolicy
 from aivitals.windows import LiveWindows
+
+if TYPE_CHECKING:
+    from aivitals.gateway.budgets import Budget
 
 logger = logging.getLogger("aivitals.alerts")
 
@@ -47,6 +51,7 @@ class AlertService:
         live_minutes: int = 60,
         retry: RetryPolicy | None = None,
         environ: Mapping[str, str] | None = None,
+        budgets: Sequence[Budget] = (),
     ) -> None:
         self.rules_path = Path(rules_path)
         self._make: Callable[[RuleSet], AlertEngine] = functools.partial(
@@ -59,6 +64,7 @@ class AlertService:
             live_minutes=live_minutes,
             retry=retry,
             environ=environ,
+            budgets=budgets,
         )
         self.engine: AlertEngine | None = None
         self.last_error: str | None = None

@@ -195,6 +195,7 @@ def serve(
                 windows=runtime.windows,
                 queries=queries,
                 state_path=default_state_path(target),
+                budgets=ledger.budgets if ledger is not None else (),
             )
             service.start()
     except (StoreError, ConfigError, RuleFileError, StateFileError) as exc:
