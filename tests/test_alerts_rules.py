@@ -56,8 +56,19 @@ def test_the_defaults_hold_the_design_thresholds() -> None:
         "HighTokenUsage": ("tokens", ">", 1_000_000, "warning"),
         "ErrorRateHigh": ("error_rate", ">", 0.05, "warning"),
         "CacheHitRatioLow": ("cache_hit_ratio", "<", 0.2, "warning"),
+        # Issue 14's kinds: any significant drift, a forecast over 100% of the budget, z > 4.
+        "DriftFromBaseline": (None, ">", 0.0, "warning"),
+        "SpendForecastOverBudget": (None, ">", 1.0, "warning"),
+        "ErrorRateAnomaly": (None, ">", 4.0, "warning"),
     }
     assert {n: (r.signal, r.op, r.threshold, r.severity) for n, r in rules.items()} == table
+    kinds = {n: r.kind for n, r in rules.items() if r.kind != "threshold"}
+    assert kinds == {
+        "DriftFromBaseline": "drift",
+        "SpendForecastOverBudget": "forecast",
+        "ErrorRateAnomaly": "anomaly",
+    }
+    assert rules["DriftFromBaseline"].signals == ("latency_ms", "output_tokens", "refusal_rate")
     assert rules["DailyBudgetWarning"].window == "today"
     assert rules["HighTokenUsage"].window == "today"
     assert (rules["RefusalRateHigh"].score, rules["RefusalRateHigh"].window_s) == ("refusal", 3600)
