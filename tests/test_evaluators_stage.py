@@ -240,14 +240,19 @@ def test_registering_a_name_again_replaces_and_unregister_removes() -> None:
     stage.close()
 
 
-def test_a_consumer_close_is_called_when_the_stage_closes() -> None:
-    closed: list[bool] = []
+def test_a_consumer_is_flushed_then_closed_once_and_never_flushed_after_close() -> None:
+    said: list[str] = []
 
     class Closing(Seen):
+        def flush(self, timeout_s: float | None) -> bool:
+            said.append("flush")
+            return True
+
         def close(self) -> None:
-            closed.append(True)
+            said.append("close")
 
     recorder = Recorder(batch_sinks=[MemorySink()])
     recorder.quality.register(Closing(), name="closing")
     recorder.close()
-    assert closed == [True]
+    recorder.flush()
+    assert said == ["flush", "close"]

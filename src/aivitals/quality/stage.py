@@ -190,6 +190,8 @@ class QualityStage:
                 if self._worker is None or not self._worker.is_alive():
                     return False
                 self._done.wait(remaining)
+        if self._closed:  # the consumers were flushed and closed by close()
+            return True
         flushed = True
         for name, consumer in self._consumers:
             flush = getattr(consumer, "flush", None)
