@@ -38,7 +38,7 @@ from aivitals.otlp.mapping import calls_from_traces
 from aivitals.runtime import build_runtime
 from aivitals.store import schema
 from aivitals.store.sql import SqlStore
-from report import machine_line, write_section
+from report import cpu_seconds, machine_line, write_section
 
 AIVITALS = str(Path(sys.executable).with_name("aivitals"))
 BATCH = 512
@@ -142,8 +142,11 @@ def stored(db: Path) -> int:
     return int(count or 0)
 
 
-def measure(path: str, content_type: str, bodies: list[bytes], items: int, senders: int) -> float:
-    """Items per second through a fresh ``aivitals serve`` posting ``bodies`` to ``path``."""
+def measure(
+    path: str, content_type: str, bodies: list[bytes], items: int, senders: int
+) -> tuple[float, float]:
+    """Items per second through a fresh ``aivitals serve`` posting ``bodies`` to ``path``, and
+    the server's CPU time per item in microseconds (all its threads)."""
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "aivitals.db"
         server = subprocess.Popen(
@@ -175,12 +178,14 @@ def measure(path: str, content_type: str, bodies: list[bytes], items: int, sende
                             time.sleep(0.05)
 
             started = time.perf_counter()
+            cpu_before = cpu_seconds(server.pid)
             threads = [threading.Thread(target=sender) for _ in range(senders)]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
             elapsed = time.perf_counter() - started
+            cpu_us = (cpu_seconds(server.pid) - cpu_before) / items * 1e6
         finally:
             server.terminate()
             server.wait(60)
@@ -189,15 +194,17 @@ def measure(path: str, content_type: str, bodies: list[bytes], items: int, sende
         count = stored(db)
         if count != items:
             raise SystemExit(f"{path}: the store holds {count:,} calls, not {items:,}")
-    return items / elapsed
+    return items / elapsed, cpu_us
 
 
 def breakdown(bodies: list[bytes], *, repeats: int = 3) -> list[tuple[str, float]]:
     """Microseconds per span of each stage, in this process on one thread (best of ``repeats``).
 
-    The stages the server runs for every export, apart from HTTP: decode the protobuf, map the
-    spans to calls, price them, update the in-memory sinks (Prometheus, live windows), write
-    them to a new SQLite store (ids checked, rollups folded) in one transaction per export.
+    The stages the server runs for every export, apart from HTTP and the quality stage's
+    worker: decode the protobuf, map the spans to calls (each priced from its draft, as the
+    receiver does), the recorder's own pass over them (already priced: a check), update the
+    in-memory sinks (recent calls, Prometheus, live windows), write them to a new SQLite store
+    (ids checked, rollups folded) in one transaction per export.
     """
     best: dict[str, float] = {}
     spans = 0
@@ -207,18 +214,19 @@ def breakdown(bodies: list[bytes], *, repeats: int = 3) -> list[tuple[str, float
             runtime = build_runtime(store=store, endpoint=False, log_to=None)
             recorder = runtime.recorder
             timings: dict[str, float] = dict.fromkeys(
-                ("decode", "map", "price", "in-memory sinks", "store write"), 0.0
+                ("decode", "map and price", "recorder", "in-memory sinks", "store write"), 0.0
             )
             spans = 0
             for body in bodies:
                 started = time.perf_counter()
                 request = ExportTraceServiceRequest.FromString(body)
                 decoded = time.perf_counter()
-                calls = calls_from_traces(request).calls
+                calls = calls_from_traces(request, price=recorder.price_draft).calls
                 mapped = time.perf_counter()
                 priced = [recorder._safely_priced(call) for call in calls]
                 done = time.perf_counter()
                 for call in priced:
+                    recorder._recent.add(call)
                     for sink in recorder.inline_sinks:
                         sink.on_call(call)
                 sunk = time.perf_counter()
@@ -252,8 +260,12 @@ def main() -> None:
     otlp, calls_json = span_batches(args.spans)
     stages = breakdown(otlp[:20])
     total_us = sum(us for _, us in stages)
-    spans_per_s = measure("/v1/traces", "application/x-protobuf", otlp, args.spans, args.senders)
-    calls_per_s = measure("/api/v1/calls", "application/json", calls_json, args.spans, args.senders)
+    spans_per_s, span_cpu_us = measure(
+        "/v1/traces", "application/x-protobuf", otlp, args.spans, args.senders
+    )
+    calls_per_s, call_cpu_us = measure(
+        "/api/v1/calls", "application/json", calls_json, args.spans, args.senders
+    )
     text = "\n".join(
         [
             f"Machine: {machine_line()}. Python {platform.python_version()}.",
@@ -264,14 +276,16 @@ def main() -> None:
             f"{BATCH} (GenAI semantic-convention attributes, protobuf) to one `aivitals serve` "
             "over loopback, store on: each 200 waits for the calls' commit. Reference: the same "
             "calls as JSON batches of the same size to `POST /api/v1/calls` on a fresh server. "
-            "Client and server share the cores; the store holds every call afterwards:",
+            "Client and server share the cores; the store holds every call afterwards. Server "
+            "CPU is the serve process's user and system time over the run, all threads, per "
+            "item (one GIL: about a core of it can be Python at once):",
             "",
-            "| path | items | items/s | vs JSON ingest |",
-            "| --- | ---: | ---: | ---: |",
+            "| path | items | items/s | vs JSON ingest | server CPU µs per item |",
+            "| --- | ---: | ---: | ---: | ---: |",
             f"| OTLP/HTTP protobuf, `/v1/traces` | {args.spans:,} spans | {spans_per_s:,.0f} "
-            f"| {spans_per_s / calls_per_s:.2f}x |",
+            f"| {spans_per_s / calls_per_s:.2f}x | {span_cpu_us:.0f} |",
             f"| reference: JSON, `/api/v1/calls` | {args.spans:,} calls | {calls_per_s:,.0f} "
-            "| 1.00x |",
+            f"| 1.00x | {call_cpu_us:.0f} |",
             "",
             f"Where a span's time goes, in process on one thread, {min(20, len(otlp)) * BATCH:,} "
             "spans in exports of the same size (best of 3; HTTP and the thread pool not "

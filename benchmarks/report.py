@@ -38,3 +38,9 @@ def write_section(path: Path, name: str, text: str) -> None:
         else f"{current}\n{block}\n"
     )
     path.write_text(updated)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system, all threads) process ``pid`` has used so far, from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
