@@ -193,9 +193,7 @@ class SqlStore:
     def __repr__(self) -> str:
         return f"SqlStore({self.name!r})"
 
-    def _new_calls(
-        self, connection: sqlalchemy.Connection, calls: Sequence[Call]
-    ) -> list[Call]:
+    def _new_calls(self, connection: sqlalchemy.Connection, calls: Sequence[Call]) -> list[Call]:
         # The writer lock is held (BEGIN IMMEDIATE, or the advisory lock on PostgreSQL), so the
         # ids found here cannot change before the insert: the new calls are exactly the rest.
         by_id: dict[str, Call] = {}
