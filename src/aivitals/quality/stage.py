@@ -55,6 +55,7 @@ WAKE_INTERVAL_S = 0.05
 """How long content may wait for the worker when few calls arrive (scores come that much later)."""
 
 _WAKE_AT = 64  # contents queued that wake the worker before its interval is up
+_SLICE_S = 0.001  # the worker's work between two hand-overs of the GIL
 
 CONTENT_PART = "content"
 """The error part counted when a source's thunk raised."""
@@ -248,21 +249,34 @@ class QualityStage:
         while True:
             self._wake.wait(WAKE_INTERVAL_S)
             self._wake.clear()
+            handled = 0
+            slice_began = time.perf_counter()
             while self._queue:
                 call, source = self._queue.popleft()
                 try:
                     self._handle(call, source)
                 except Exception:  # the worker must outlive anything a consumer does
                     self.count_error("stage")
-                with self._done:
-                    self._handled += 1
-                    self.stats.processed += 1
-                    self._done.notify_all()
-                # Hand the GIL over between items: an application thread waiting for it runs
-                # now, not at the end of the interpreter's 5 ms switch interval.
-                time.sleep(0)
+                handled += 1
+                if time.perf_counter() - slice_began >= _SLICE_S:
+                    self._publish(handled)
+                    handled = 0
+                    # Hand the GIL over once a slice of work is done: an application thread
+                    # waiting for it runs now, not at the end of the interpreter's 5 ms switch
+                    # interval. After every item instead, the hand-overs cost a busy server
+                    # (the OTLP receiver) about 70 µs of CPU per call.
+                    time.sleep(0)
+                    slice_began = time.perf_counter()
+            if handled:
+                self._publish(handled)
             if self._closed:
                 return
+
+    def _publish(self, handled: int) -> None:
+        with self._done:
+            self._handled += handled
+            self.stats.processed += handled
+            self._done.notify_all()
 
     def _handle(self, call: Call, source: ContentSource) -> None:
         if isinstance(source, CallContent):
