@@ -25,7 +25,17 @@ def option_names(*path: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "path", [("mock-llm",), ("demo",), ("alerts", "check"), ("alerts", "export")]
+    "path",
+    [
+        ("mock-llm",),
+        ("demo",),
+        ("alerts", "check"),
+        ("alerts", "export"),
+        ("quality",),
+        ("compare",),
+        ("drift",),
+        ("baseline", "pin"),
+    ],
 )
 def test_help_at_80_columns_shows_every_option_whole(path: tuple[str, ...]) -> None:
     env = {**os.environ, "COLUMNS": "80", "TERMINAL_WIDTH": "80", "NO_COLOR": "1"}

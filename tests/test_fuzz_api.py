@@ -184,6 +184,9 @@ def every_read_answers(fuzzed: Fuzzed) -> None:
         "/api/v1/values": {},
         "/api/v1/alerts": {},
         "/api/v1/alerts/silences": {},
+        "/api/v1/quality/groups": {"by": "model"},
+        "/api/v1/compare": {"by": "model"},
+        "/api/v1/drift": {"by": "model"},
     }
     for path, params in reads.items():
         windows: tuple[dict[str, str], ...] = ({}, {"since": "9500d"})
