@@ -124,6 +124,9 @@ def test_a_pinned_baseline_compares_with_the_pinned_period(tmp_path: Any) -> Non
         against_pin = _drift(store, "model", baseline="pinned:before-upgrade")
         assert against_pin.baseline_windows == (Window(since, until),)
         assert not _one(against_pin, "latency_ms", model="m-a").drifted
+        # Two days of calls are more than the raw cap: tokens from a sample, latency never.
+        assert _one(against_pin, "output_tokens", model="m-a").sampled
+        assert not _one(against_pin, "latency_ms", model="m-a").sampled
         # The same hour against the trailing days (after the upgrade) has drifted up.
         trailing_days = _drift(store, "model", baseline="5d")
         assert _one(trailing_days, "latency_ms", model="m-a").direction == "up"

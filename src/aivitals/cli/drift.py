@@ -161,6 +161,12 @@ def _footer(found: Drift) -> list[Text]:
         lines.extend(Text(r.summary, style=_VERDICTS[r.verdict]) for r in drifted)
     else:
         lines.append(Text("no drift", style="green"))
+    from aivitals.query.baseline import RAW_CAP  # noqa: PLC0415  # keeps `aivitals --help` fast
+
+    sampled = sorted({r.signal for r in found.results if r.sampled})
+    if sampled:
+        shown = f"from a sample of the raw calls (over {RAW_CAP:,}): {', '.join(sampled)}"
+        lines.append(Text(shown, style="dim"))
     empty = sorted({r.signal for r in found.results if not (r.baseline_n or r.current_n)})
     if empty:
         lines.append(Text(f"no data on either side: {', '.join(empty)}", style="dim"))

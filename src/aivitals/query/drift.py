@@ -41,6 +41,7 @@ from scipy.spatial import distance
 from aivitals.query.baseline import (
     COST_SCALE,
     DISTRIBUTIONS,
+    SKETCHED,
     Profile,
     Reference,
     profiles,
@@ -124,6 +125,9 @@ class DriftResult:
     change: float | None = None
     """current / baseline - 1 (p50 for distributions, the rate for rates); None from zero."""
     verdict: Verdict
+    sampled: bool = False
+    """Tokens and cost only: a side's raw calls were more than `baseline.RAW_CAP`, so its
+    distribution is of a sample spread evenly in time (latency and TTFT never are)."""
     summary: str = ""
     """One line: "output tokens p50 182 -> 401, PSI 0.61 (significant)"."""
 
@@ -328,6 +332,7 @@ def _distribution(
         "baseline_p95": q(base, 0.95),
         "current_p95": q(cur, 0.95),
         "statistic": "psi",
+        "sampled": signal not in SKETCHED and (b.sampled or c.sampled),
     }
     if min(n1, n2) < min_samples:
         return DriftResult(
