@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_otlp.py --spans 102400 --write docs/benchmarks.md
 	mkdir -p .bench
 	$(BIN)/python benchmarks/bench_queries.py --calls 1000000,10000000 --dir .bench --write docs/benchmarks.md
+	$(BIN)/python benchmarks/bench_drift.py --calls 1000000,10000000 --dir .bench --runs 7 --write docs/benchmarks.md
 	$(MAKE) bench-gateway
 
 # The gateway against LiteLLM's proxy (installed into .bench/litellm-venv on first use, about
