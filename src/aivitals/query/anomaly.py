@@ -29,10 +29,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
-from scipy import stats
 
 from aivitals.query.filters import Filters
 from aivitals.query.queries import Queries
@@ -43,15 +43,15 @@ MEASURES: tuple[Measure, ...] = ("requests", "error_rate", "spend", "latency_p95
 Verdict = Literal["high", "low", "normal", "not enough data"]
 
 GroupKey = tuple[tuple[str, str | None], ...]
-MAD_SCALE = 1 / float(stats.norm.ppf(0.75))
+MAD_SCALE = 1 / NormalDist().inv_cdf(0.75)
 """1 / Φ⁻¹(3/4) = 1.4826...: the MAD of a normal sample times this estimates its standard
 deviation."""
 RELATIVE_FLOOR = 0.01
 """The spread of spend and latency is at least 1% of their median: sketches' p95 is within 1%,
 and a history of identical hours would otherwise make any difference infinite. Spend's is also
 at least its median over the square root of the current window's calls (count noise)."""
-P50_TO_P99 = float(stats.norm.ppf(0.99))
-P95_NOISE = math.sqrt(0.95 * 0.05) / float(stats.norm.pdf(stats.norm.ppf(0.95)))
+P50_TO_P99 = NormalDist().inv_cdf(0.99)
+P95_NOISE = math.sqrt(0.95 * 0.05) / NormalDist().pdf(NormalDist().inv_cdf(0.95))
 MIN_CALLS_P95 = 50
 """Below this many calls in the window a p95 is one of its few slowest calls (the largest of
 fewer than 20): no anomaly is read from it ("not enough data")."""
@@ -133,6 +133,8 @@ def _cap(z: float) -> float:
 
 def _tail_z(upper: float, lower: float, up: bool) -> float:
     """A signed z from the upper (``up``) or lower tail probability."""
+    from scipy import stats  # noqa: PLC0415  # a second to import; only when scoring
+
     p = upper if up else lower
     z = float(stats.norm.isf(max(p, 1e-300)))
     return _cap(z if up else -z)
@@ -148,6 +150,8 @@ def score(
     settings: Settings | None = None,
 ) -> Anomaly:
     """``current`` against ``references`` (windows inside the group's history) for ``measure``."""
+    from scipy import stats  # noqa: PLC0415  # a second to import; only when scoring
+
     settings = settings or Settings()
     value = current.value(measure)
     values = [v for v in (r.value(measure) for r in references) if v is not None]

@@ -27,8 +27,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from scipy import stats
-
 from aivitals.query.filters import Filters
 from aivitals.query.queries import Queries
 from aivitals.query.window import Window
@@ -154,6 +152,8 @@ def project(
         sum(share.values())
         + sum(f * f / len(per_class.get(c, [None])) for c, f in by_class.items())
     )
+    from scipy import stats  # noqa: PLC0415  # a second to import; only when forecasting
+
     t = float(stats.t.ppf((1 + settings.coverage) / 2, max(dof, 1)))
     half = t * math.sqrt(spread)
     return Forecast(
