@@ -35,6 +35,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).parent))
 
 from aivitals.query import NO_FILTERS, Filters, Queries, Window
+from aivitals.store import score_rollup
 from aivitals.store.schema import ROLLUP_KEYS, calls, metadata, rollups, scores
 from aivitals.store.sketch import MAPPING, MIN_VALUE
 from report import machine_line, write_section
@@ -105,6 +106,10 @@ def populate(path: str | Path, calls_count: int, seed: int = 1) -> None:
         raw.commit()
     finally:
         raw.close()
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        score_rollup.backfill(connection)  # the score rollups, as the writer keeps them
+    engine.dispose()
 
 
 def _insert(table: sa.Table) -> str:

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from aivitals.model import Call, Score
 from aivitals.query import Filters, Measures
-from aivitals.store import rollup, rows, schema
+from aivitals.store import rollup, rows, schema, score_rollup
 
 from .support.helpers import make_call
 
@@ -28,7 +28,7 @@ T0 = datetime(2026, 11, 2, tzinfo=UTC)
 
 
 def write_store(path: Path, calls: Sequence[Call], scores: Sequence[Score] = ()) -> sa.Engine:
-    """A SQLite store in directory ``path`` with ``calls`` and ``scores``, rolled up as the writer does.
+    """A SQLite store in directory ``path`` with ``calls`` and ``scores``, both rolled up as the writer does.
 
     Rollups are computed once over all calls, so every rollup key appears once.
     """
@@ -41,6 +41,7 @@ def write_store(path: Path, calls: Sequence[Call], scores: Sequence[Score] = ())
             connection.execute(schema.rollups.insert(), rollup.rollup_rows(calls))
         if scores:
             connection.execute(schema.scores.insert(), [rows.score_row(s) for s in scores])
+            score_rollup.backfill(connection)  # the score rollups, as the writer keeps them
     return engine
 
 

@@ -333,3 +333,39 @@ def test_a_writer_held_up_too_long_gets_a_retryable_error(
     )
     store.write([make_call()], [])  # and once the lock is free, the write goes through
     store.close()
+
+
+def test_a_version_5_store_gains_score_rollups_backfilled_from_its_scores(db: Path) -> None:
+    store = SqlStore.open(db)
+    first, second = make_call(model="gpt-4o"), make_call(model="gpt-4o-mini", feature="chat")
+    store.write(
+        [first, second],
+        [
+            Score(call_id=first.id, name="refusal", value=1.0, source="evaluator"),
+            Score(call_id=first.id, name="refusal", value=0.0, source="evaluator"),
+            Score(call_id=second.id, name="helpful", value=0.5),
+            Score(call_id="never-stored", name="helpful", value=0.25),  # no call: no bucket
+        ],
+    )
+    store.close()
+    # What aivitals wrote before score rollups: schema 5, no such table.
+    with sqlite3.connect(db) as connection:
+        connection.execute("DROP TABLE score_rollups")
+        connection.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+
+    SqlStore.open(db).close()
+
+    assert meta_of(db)["schema_version"] == LATEST
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute(
+            "SELECT granularity, model, feature, name, source, value_sum, value_squares, "
+            "value_count, skipped FROM score_rollups ORDER BY granularity, model, name"
+        ).fetchall()
+    assert rows == [
+        (granularity, model, feature, name, source, total, squares, count, 0)
+        for granularity in (60, 3600, 86400)
+        for model, feature, name, source, total, squares, count in (
+            ("gpt-4o", "", "refusal", "evaluator", 1.0, 1.0, 2),
+            ("gpt-4o-mini", "chat", "helpful", "api", 0.5, 0.25, 1),
+        )
+    ]

@@ -4,6 +4,11 @@ evaluators' rates (refusal, empty, truncated, invalid JSON, PII leak) those mean
 A score may arrive hours after its call; it counts with its call, so a window's quality is the
 scores of the calls that started in the window, whenever the scores were created.
 
+Whole minutes, hours and days are read from ``score_rollups`` (`aivitals.store.score_rollup`:
+the scores folded by their call's start and rollup key) when every filter and group is a rollup
+dimension, as `aivitals.query.plan` does for calls; the ragged ends of the window, and every
+question about users, tiers or quantisation, join the raw scores to their calls as follows.
+
 Scores are joined to calls, so the cost follows whichever side is smaller. When the window holds
 few calls, the join walks them by ``calls.started_ms`` and finds their scores by
 ``scores.call_id``; when it holds many more calls than there are scores (a month of history with
@@ -26,10 +31,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from aivitals.query.filters import Filters, call_conditions
+from aivitals.query.filters import Filters, call_conditions, needs_calls
+from aivitals.query.plan import cover
 from aivitals.query.window import Window
 from aivitals.store.bounds import MAX_SCORE_MAGNITUDE
-from aivitals.store.schema import calls, scores
+from aivitals.store.schema import calls, score_rollups, scores
 
 CALLS_PER_SCORE = 6
 """Walk the scores when the window holds more than this many calls per stored score."""
@@ -53,10 +59,85 @@ def score_sums(
 ) -> ScoreSums:
     """The sum and count of each score's values, per group, over the scores of the window's calls.
 
-    ``calls_in_window``, when known, lets the join start from the scores if that is cheaper.
-    Scores whose value is out of range (`aivitals.store.bounds`) are left out, and counted per
-    group into ``skipped`` when it is given.
+    Whole minutes, hours and days of the window are read from ``score_rollups`` when the filters
+    and groups are rollup dimensions (`plan.cover`), the rest from the scores joined to their
+    calls. ``calls_in_window``, when known, lets a join over the whole window start from the
+    scores if that is cheaper. Scores whose value is out of range (`aivitals.store.bounds`) are
+    left out, and counted per group into ``skipped`` when it is given.
     """
+    rows: list[tuple[Any, ...]] = []
+    if needs_calls(filters, by):
+        rows.extend(
+            _raw_rows(
+                connection,
+                window.start_ms,
+                window.end_ms,
+                filters,
+                by,
+                calls_in_window=calls_in_window,
+            )
+        )
+    else:
+        plan = cover([window.start_ms, window.end_ms])
+        for start_ms, end_ms in plan.raw:
+            rows.extend(_raw_rows(connection, start_ms, end_ms, filters, by, calls_in_window=None))
+        if plan.rolled:
+            rows.extend(_rolled_rows(connection, plan.rolled, filters, by))
+    sums: ScoreSums = {}
+    for values in rows:
+        # '' and NULL both mean absent, so two rows can fall in one group: add them up.
+        key = tuple(value or None for value in values[: len(by)])
+        name, total, count, left_out = values[len(by) :]
+        if left_out and skipped is not None:
+            skipped[key] = skipped.get(key, 0) + int(left_out)
+        if not count:
+            continue
+        before = sums.setdefault(key, {}).get(name, (0.0, 0))
+        sums[key][name] = (before[0] + float(total), before[1] + int(count))
+    return sums
+
+
+def _rolled_rows(
+    connection: sa.Connection,
+    rolled: Sequence[tuple[int, int, int]],
+    filters: Filters,
+    by: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """(groups..., name, sum, count, skipped) from the score rollups of whole buckets."""
+    table = score_rollups
+    groups = [table.c[name] for name in by]
+    spans = [
+        sa.and_(
+            table.c.granularity == granularity,
+            table.c.bucket_start >= start,
+            table.c.bucket_start < end,
+        )
+        for granularity, start, end in rolled
+    ]
+    query = (
+        sa.select(
+            *groups,
+            table.c.name,
+            sa.func.sum(table.c.value_sum),
+            sa.func.sum(table.c.value_count),
+            sa.func.sum(table.c.skipped),
+        )
+        .where(sa.or_(*spans), *(table.c[name] == value for name, value in filters.items()))
+        .group_by(*groups, table.c.name)
+    )
+    return [tuple(row) for row in connection.execute(query)]
+
+
+def _raw_rows(
+    connection: sa.Connection,
+    start_ms: int,
+    end_ms: int,
+    filters: Filters,
+    by: Sequence[str],
+    *,
+    calls_in_window: int | None,
+) -> list[tuple[Any, ...]]:
+    """(groups..., name, sum, count, skipped) from the scores joined to the calls of a range."""
     stored = _count(connection) if calls_in_window is not None else 0
     from_scores = calls_in_window is not None and calls_in_window > CALLS_PER_SCORE * stored
     started: sa.ColumnElement[int] = calls.c.started_ms + 0 if from_scores else calls.c.started_ms
@@ -76,29 +157,15 @@ def score_sums(
         )
         .select_from(scores.join(calls, calls.c.id == scores.c.call_id))
         .where(
-            started >= window.start_ms,
-            started < window.end_ms,
+            started >= start_ms,
+            started < end_ms,
             *call_conditions(filters, use_indexes=not from_scores),
         )
         .group_by(*groups, scores.c.name)
     )
     if from_scores and stored >= PARALLEL_SCORES:
-        rows = _in_parallel(connection, query, stored)
-    else:
-        rows = list(connection.execute(query))
-    sums: ScoreSums = {}
-    for row in rows:
-        values: tuple[Any, ...] = tuple(row)
-        # '' and NULL both mean absent, so two rows can fall in one group: add them up.
-        key = tuple(value or None for value in values[: len(by)])
-        name, total, count, left_out = values[len(by) :]
-        if left_out and skipped is not None:
-            skipped[key] = skipped.get(key, 0) + int(left_out)
-        if not count:
-            continue
-        before = sums.setdefault(key, {}).get(name, (0.0, 0))
-        sums[key][name] = (before[0] + float(total), before[1] + int(count))
-    return sums
+        return [tuple(row) for row in _in_parallel(connection, query, stored)]
+    return [tuple(row) for row in connection.execute(query)]
 
 
 def means(named: dict[str, tuple[float, int]]) -> dict[str, float]:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import sqlalchemy
 
-from aivitals.store import schema
+from aivitals.store import schema, score_rollup
 from aivitals.store.errors import StoreError
 
 Step = Callable[[sqlalchemy.Connection], None]
@@ -70,11 +70,23 @@ def _add_baselines(connection: sqlalchemy.Connection) -> None:
     )
 
 
+def _add_score_rollups(connection: sqlalchemy.Connection) -> None:
+    """6: score rollups (issue 13), built and backfilled from the stored scores and their calls.
+
+    Built from `schema` as it is today (were the table ever changed, this step would have to
+    spell out its version-6 form); ``checkfirst``: a store rebuilt by hand from a newer one (as
+    the upgrade tests do) may hold it already, and the backfill rebuilds its rows whole.
+    """
+    schema.score_rollups.create(connection, checkfirst=True)
+    score_rollup.backfill(connection)
+
+
 STEPS: Sequence[tuple[int, Step]] = (
     (2, _add_saved_usd),
     (3, _add_billing_detail),
     (4, _add_outcomes_and_contents),
     (5, _add_baselines),
+    (6, _add_score_rollups),
 )
 """(version, step) pairs in increasing version order; each step upgrades version - 1 to version."""
 

@@ -16,6 +16,10 @@
   counts, sums and quantile sketches (`aivitals.store.sketch`). Queries answer from these when
   they can, so their cost follows the number of keys and buckets, not the number of calls.
   Users are never a rollup key (unbounded cardinality): per-user questions read ``calls``.
+- ``score_rollups``: per minute, hour and day, per the call's rollup key (its dimensions as
+  ``rollups`` has them, bucketed by the CALL's start, as quality counts a score with its call),
+  score name and source: the sum, sum of squares and count of the usable values, and how many
+  were left out as out of range (schema 6, `aivitals.store.score_rollup`).
 - ``baselines``: pinned reference periods for drift (schema 5), by name: ``aivitals baseline
   pin --name before-upgrade --since ... --until ...`` (`aivitals.store.baselines`).
 - ``meta``: the schema version, and a marker that says the file is an aivitals store.
@@ -44,7 +48,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 STORE_MARKER = "aivitals-store"
 
 GRANULARITIES = (60, 3600, 86400)
@@ -195,6 +199,24 @@ rollups = Table(
     Column("latency_sketch", LargeBinary, nullable=False),
     Column("ttft_sketch", LargeBinary, nullable=False),
     PrimaryKeyConstraint("granularity", "bucket_start", *ROLLUP_KEYS, name="pk_rollups"),
+)
+
+score_rollups = Table(
+    "score_rollups",
+    metadata,
+    Column("granularity", Integer, nullable=False),
+    Column("bucket_start", BigInteger, nullable=False),  # epoch seconds of the call's start
+    *(Column(name, String(200), nullable=False) for name in ROLLUP_KEYS),
+    Column("name", String(200), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("value_sum", Float, nullable=False),
+    Column("value_squares", Float, nullable=False),
+    Column("value_count", BigInteger, nullable=False),
+    # Out-of-range values (a store older than the limits): counted, never summed.
+    Column("skipped", BigInteger, nullable=False),
+    PrimaryKeyConstraint(
+        "granularity", "bucket_start", *ROLLUP_KEYS, "name", "source", name="pk_score_rollups"
+    ),
 )
 
 baselines = Table(

@@ -26,7 +26,7 @@ import sqlalchemy
 from sqlalchemy.dialects import postgresql, sqlite
 
 from aivitals.model import Call, Outcome, Score
-from aivitals.store import migrations, schema
+from aivitals.store import migrations, schema, score_rollup
 from aivitals.store.bulk import BulkInsert
 from aivitals.store.engine import (
     WRITE_OPTION,
@@ -69,6 +69,7 @@ class SqlStore:
         )
         self._insert_scores = insert(schema.scores).on_conflict_do_nothing()
         self._insert_outcomes = insert(schema.outcomes).on_conflict_do_nothing()
+        self._upsert_score_rollups = score_rollup.upsert_statement(insert)
         upsert = insert(schema.rollups)
         self._upsert_rollups = upsert.on_conflict_do_update(
             index_elements=list(_ROLLUP_PK),
@@ -100,7 +101,8 @@ class SqlStore:
     def write(
         self, calls: Sequence[Call], scores: Sequence[Score], outcomes: Sequence[Outcome] = ()
     ) -> list[Call]:
-        """Store a batch in one transaction: calls, scores, outcomes, the new calls' rollups.
+        """Store a batch in one transaction: calls, scores, outcomes, the new calls' rollups and
+        the new scores' rollups (`score_rollup`).
 
         Calls already stored (same id: a retried batch) are skipped and not counted again.
         Returns the calls newly stored (see `Store.write`).
@@ -115,8 +117,14 @@ class SqlStore:
                     inserted = self._new_calls(connection, calls)
                     if inserted:
                         self._insert_and_fold(connection, inserted)
+                        # Before this batch's scores go in, so none of them is folded twice.
+                        score_rollup.fold_waiting(
+                            connection, self._upsert_score_rollups, [c.id for c in inserted]
+                        )
                 if scores:
+                    kept = score_rollup.new_scores(connection, scores)
                     connection.execute(self._insert_scores, [score_row(s) for s in scores])
+                    score_rollup.fold_scores(connection, self._upsert_score_rollups, kept)
                 if outcomes:
                     connection.execute(self._insert_outcomes, [outcome_row(o) for o in outcomes])
         except Exception as exc:
