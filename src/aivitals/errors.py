@@ -197,7 +197,9 @@ def classify_response(
     return ErrorInfo(error_type, status if status <= 599 else None, _short(message))
 
 
-def classify_error_name(name: str, message: str = "", *, http_status: int | None = None) -> ErrorInfo:
+def classify_error_name(
+    name: str, message: str = "", *, http_status: int | None = None
+) -> ErrorInfo:
     """Classify an error known only by its exception class name, or a provider's error code, as a
     trace span's ``error.type`` carries it; the message and status refine it as for an exception.
 
