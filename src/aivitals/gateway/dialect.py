@@ -16,6 +16,7 @@ import msgspec
 from starlette.responses import JSONResponse, Response
 
 from aivitals.content import CallContent
+from aivitals.gateway.sse import complete_events
 from aivitals.gateway.upstreams import Api
 from aivitals.usage import TokenUsage
 
@@ -67,12 +68,9 @@ class NativeRelay:
         self._decode = msgspec.json.Decoder().decode
 
     def feed(self, data: bytes) -> bytes:
-        buffer = self._buffer + data
-        end = buffer.rfind(_SEPARATOR)
-        if end < 0:
-            self._buffer = buffer
+        complete, self._buffer = complete_events(self._buffer, data)
+        if not complete:
             return b""
-        complete, self._buffer = buffer[: end + 2], buffer[end + 2 :]
         for event in complete.split(_SEPARATOR)[:-1]:
             self._read(event)
         return complete

@@ -32,6 +32,20 @@ _DONE = b"[DONE]"
 _validate = msgspec.json.Decoder(msgspec.Raw).decode
 
 
+def complete_events(pending: bytes, data: bytes) -> tuple[bytes, bytes]:
+    """``pending`` and ``data`` split into the whole events they hold (each with its blank line)
+    and the start of the next one, kept for the next read: SSE events may arrive cut anywhere.
+
+    >>> complete_events(b"data: 1", b"\\n\\ndata: 2")
+    (b'data: 1\\n\\n', b'data: 2')
+    """
+    buffer = pending + data
+    end = buffer.rfind(_SEPARATOR)
+    if end < 0:
+        return b"", buffer
+    return buffer[: end + 2], buffer[end + 2 :]
+
+
 class StreamRelay:
     """Feeds bytes in, gets the bytes to forward out; remembers what the stream said."""
 
@@ -66,12 +80,9 @@ class StreamRelay:
         self._decode = msgspec.json.Decoder().decode
 
     def feed(self, data: bytes) -> bytes:
-        buffer = self._buffer + data
-        end = buffer.rfind(_SEPARATOR)
-        if end < 0:
-            self._buffer = buffer
+        complete, self._buffer = complete_events(self._buffer, data)
+        if not complete:
             return b""
-        complete, self._buffer = buffer[: end + 2], buffer[end + 2 :]
         if self.model is not None and b'"usage":{' not in complete:
             # The common case: no usage event to strip or read, nothing new to learn but counts
             # and endings, so most events are never decoded.
