@@ -8,14 +8,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from playwright.sync_api import Browser, Page, sync_playwright
-from prometheus_client import CollectorRegistry
+from playwright.sync_api import Page
 
-from aivitals.server import create_app
 from aivitals.store.sql import SqlStore
-from tests.support.realservers import need
-from tests.support.server_app import NOW, build_runtime
-from tests.support.servers import serve_in_thread
+from tests.support.dashboard import chromium_page, served_store
+from tests.support.server_app import NOW
 from tests.test_compare import write_versions
 from tests.test_dashboard_browser import CHROMIUM_FLAGS, TIMEOUT_MS, loaded
 
@@ -26,32 +23,14 @@ pytestmark = pytest.mark.slow
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, TestClient]]:
     store = SqlStore.open(tmp_path_factory.mktemp("compare-dashboard") / "aivitals.db")
     write_versions(store, now=NOW)
-    runtime = build_runtime(store)
-    app = create_app(runtime=runtime, store=store, registry=CollectorRegistry(), now=lambda: NOW)
-    try:
-        with serve_in_thread(app) as url:
-            yield url, TestClient(app)
-    finally:
-        runtime.recorder.close()
-        store.close()
+    with served_store(store) as served:
+        yield served
 
 
 @pytest.fixture
 def page(served: tuple[str, TestClient]) -> Iterator[Page]:
-    chromium = need("chromium")
-    with sync_playwright() as playwright:
-        browser: Browser = playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=CHROMIUM_FLAGS
-        )
-        opened = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-        errors: list[str] = []
-        opened.on("pageerror", lambda error: errors.append(str(error)))
-        opened.set_default_timeout(TIMEOUT_MS)
-        try:
-            yield opened
-        finally:
-            browser.close()
-        assert errors == [], errors
+    with chromium_page(CHROMIUM_FLAGS, TIMEOUT_MS) as opened:
+        yield opened
 
 
 def compared(page: Page, loads: int) -> None:

@@ -9,15 +9,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from playwright.sync_api import Browser, Page, sync_playwright
-from prometheus_client import CollectorRegistry
+from playwright.sync_api import Page
 
-from aivitals.server import create_app
 from aivitals.store.sql import SqlStore
+from tests.support.dashboard import chromium_page, served_store
 from tests.support.drift_history import Change, history
-from tests.support.realservers import need
-from tests.support.server_app import NOW, build_runtime
-from tests.support.servers import serve_in_thread
+from tests.support.server_app import NOW
 from tests.test_dashboard_browser import CHROMIUM_FLAGS, TIMEOUT_MS
 
 pytestmark = pytest.mark.slow
@@ -28,32 +25,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Test
     store = SqlStore.open(tmp_path_factory.mktemp("drift-dashboard") / "aivitals.db")
     step = Change(NOW - timedelta(hours=1), model="m-a", latency_factor=1.5)
     history(store, now=NOW, days=3, seed=41, changes=(step,))
-    runtime = build_runtime(store)
-    app = create_app(runtime=runtime, store=store, registry=CollectorRegistry(), now=lambda: NOW)
-    try:
-        with serve_in_thread(app) as url:
-            yield url, TestClient(app)
-    finally:
-        runtime.recorder.close()
-        store.close()
+    with served_store(store) as served:
+        yield served
 
 
 @pytest.fixture
 def page(served: tuple[str, TestClient]) -> Iterator[Page]:
-    chromium = need("chromium")
-    with sync_playwright() as playwright:
-        browser: Browser = playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=CHROMIUM_FLAGS
-        )
-        opened = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-        errors: list[str] = []
-        opened.on("pageerror", lambda error: errors.append(str(error)))
-        opened.set_default_timeout(TIMEOUT_MS)
-        try:
-            yield opened
-        finally:
-            browser.close()
-        assert errors == [], errors
+    with chromium_page(CHROMIUM_FLAGS, TIMEOUT_MS) as opened:
+        yield opened
 
 
 def drawn(page: Page, loads: int) -> None:

@@ -130,3 +130,40 @@ def demo_app(path: Path, *, calls: int = 600, **options: Any) -> Iterator[FastAP
     finally:
         runtime.recorder.close()
         store.close()
+
+
+@contextmanager
+def served_store(store: SqlStore) -> Iterator[tuple[str, TestClient]]:
+    """``store`` behind a real server in a thread at the tests' fixed clock: its URL and a client;
+    the runtime and the store are closed after."""
+    from tests.support.servers import serve_in_thread  # starts uvicorn
+
+    runtime = build_runtime(store)
+    app = create_app(runtime=runtime, store=store, registry=CollectorRegistry(), now=lambda: NOW)
+    try:
+        with serve_in_thread(app) as url:
+            yield url, TestClient(app)
+    finally:
+        runtime.recorder.close()
+        store.close()
+
+
+@contextmanager
+def chromium_page(flags: list[str], timeout_ms: int) -> Iterator[Any]:
+    """A headless Chromium page at 1440x900; the block fails if a script on it raised."""
+    from playwright.sync_api import sync_playwright  # only the browser tests
+
+    from tests.support.realservers import need
+
+    chromium = need("chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=flags)
+        opened = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+        errors: list[str] = []
+        opened.on("pageerror", lambda error: errors.append(str(error)))
+        opened.set_default_timeout(timeout_ms)
+        try:
+            yield opened
+        finally:
+            browser.close()
+        assert errors == [], errors
