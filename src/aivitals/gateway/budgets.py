@@ -325,6 +325,18 @@ class BudgetLedger:
                 self._held[key] = (start, _current(self._held.get(key), start) + usd)
         return Hold(self, tuple(entries.items()), usd)
 
+    async def reserve_async(
+        self,
+        usd: Decimal,
+        *,
+        user: str | None = None,
+        team: str | None = None,
+        feature: str | None = None,
+        basis: str = "",
+    ) -> Hold | Refusal:
+        """`reserve` as the gateway asks it: a shared ledger (Redis) answers over the network."""
+        return self.reserve(usd, user=user, team=team, feature=feature, basis=basis)
+
     def _refusal(
         self,
         budget: Budget,

@@ -103,6 +103,10 @@ class ResponseCache:
             self._entries.move_to_end(key)
             return answer
 
+    async def get_async(self, key: str) -> CachedAnswer | None:
+        """`get` as the gateway asks it: a shared cache (Redis) answers over the network."""
+        return self.get(key)
+
     def put(self, key: str, answer: CachedAnswer) -> bool:
         """Keep ``answer``; False when it alone is larger than the whole cache."""
         size = answer.size

@@ -66,6 +66,10 @@ class RateLimiter:
                     self._requests.setdefault((limit.scope, limit.value), deque()).append(now)
         return Decision(allowed=True)
 
+    async def admit_async(self, limits: Sequence[Limit]) -> Decision:
+        """`admit` as the gateway asks it: a shared limiter (Redis) answers over the network."""
+        return self.admit(limits)
+
     def spend_tokens(self, limits: Sequence[Limit], tokens: int) -> None:
         """Count the tokens a finished call used against the limits that have a token budget."""
         if tokens <= 0:

@@ -291,7 +291,7 @@ class Gateway:
         )
         if exchange.limits:
             with trace.stage("rate_limit"):
-                decision = self.limiter.admit(exchange.limits)
+                decision = await self.limiter.admit_async(exchange.limits)
             if not decision.allowed:
                 limited = openai_error(
                     429,
@@ -303,7 +303,7 @@ class Gateway:
                 return self._refuse(trace, "rate_limit", limited)
         if self.budgets is not None and self.budgets.budgets:
             with trace.stage("budget"):
-                held = admit(
+                held = await admit(
                     self.budgets,
                     self.recorder.pricer,
                     provider=upstream.provider,
@@ -321,7 +321,7 @@ class Gateway:
             # it back below, and one whose end is never seen when the hold is collected.
             exchange.hold = held
         if self.cache is not None:
-            hit = self._lookup(request, exchange)
+            hit = await self._lookup(request, exchange)
             if hit is not None:
                 return self._replay(exchange, hit)
         try:
@@ -389,7 +389,7 @@ class Gateway:
                 return bad_request(wrong[0], param=wrong[1])
         return body, raw
 
-    def _lookup(self, request: Request, exchange: Exchange) -> CachedAnswer | None:
+    async def _lookup(self, request: Request, exchange: Exchange) -> CachedAnswer | None:
         assert self.cache is not None
         asked = request.headers.get(CACHE_HEADER, "").strip().lower()
         # A native route is cached apart: its body could read as a chat body, not its answer.
@@ -402,7 +402,7 @@ class Gateway:
             return None
         exchange.cache_key = cache_key(route, exchange.body)
         with exchange.trace.stage("cache_lookup") as span:
-            hit = self.cache.get(exchange.cache_key)
+            hit = await self.cache.get_async(exchange.cache_key)
             span.set_attribute("aivitals.cache", "hit" if hit else "miss")
         exchange.cache = "hit" if hit is not None else "miss"
         return hit

@@ -185,7 +185,7 @@ def worst_case(
     return WorstCase(max(costs), input_tokens, output_tokens, basis)
 
 
-def admit(
+async def admit(
     ledger: BudgetLedger,
     pricer: Pricer,
     *,
@@ -215,7 +215,7 @@ def admit(
     )
     if isinstance(worst, JSONResponse):
         return worst
-    held = ledger.reserve(
+    held = await ledger.reserve_async(
         worst.usd, user=who.user, team=who.team, feature=who.feature, basis=worst.basis
     )
     if isinstance(held, Hold):
