@@ -33,7 +33,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # The real servers some tests start (tests/support/realservers.py); installed only when missing.
-TEST_SERVERS := prometheus prometheus-alertmanager chromium
+TEST_SERVERS := prometheus prometheus-alertmanager chromium redis-server postgresql-15 faketime
 
 servers:
 	scripts/install-test-servers $(TEST_SERVERS)
