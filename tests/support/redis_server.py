@@ -1,0 +1,212 @@
+"""A real redis-server for the tests of shared state, started by PID on a free 127.0.0.1 port.
+
+``scripts/install-test-servers`` installs the Debian package (``make test`` runs it). Fixtures:
+``redis_server`` (session: the `RedisServer`, which a test may stop, freeze and restart),
+``redis_url`` (session: its URL) and ``redis_db`` (function: the URL of a running, thawed and
+flushed server, so each test starts from an empty Redis even after another stopped it).
+
+A test module loads the fixtures as a plugin (importing them by name would shadow them, F811)::
+
+    pytest_plugins = ("tests.support.redis_server",)
+
+No test here; test modules import from it.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import pytest
+
+from .realservers import DEFAULT_TIMEOUT_S, free_port, need, poll
+
+
+class RedisServer:
+    """``redis-server`` in the foreground of its own process, with no persistence.
+
+    ``stop()`` ends it (SIGTERM, or SIGKILL with ``kill=True``: a crash), ``start()`` brings it
+    back on the same port (empty: nothing is saved), ``freeze()``/``thaw()`` stop and continue it
+    (SIGSTOP/SIGCONT), which is what a hung Redis looks like to a client: connects that hang, no
+    answer and no error.
+    """
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "redis.log"
+        self.frozen = False
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def command(self) -> list[str]:
+        return [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(self.workdir),
+        ]
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def start(self) -> Self:
+        """Starts the server (on a new free port the first time, on its own port after)."""
+        if self.running:
+            return self
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        keep_port = self.port != 0
+        for attempt in range(1, 4):
+            if not keep_port:
+                self.port = free_port()
+            with self.log_path.open("ab") as log:
+                # The binary itself, not a shell: its PID is the one we stop.
+                self.process = subprocess.Popen(
+                    self.command(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.workdir,
+                )
+            try:
+                poll(
+                    f"redis-server ready on 127.0.0.1:{self.port}",
+                    self._ready,
+                    describe=lambda: f"its log ends:\n{self.log_tail()}",
+                )
+                self.frozen = False
+                return self
+            except _Exited:
+                # A restart on the same port can race a client's lingering socket; a first start
+                # can lose its free port to another process: both retry.
+                if attempt == 3:
+                    raise RuntimeError(
+                        f"redis-server exited; its log ends:\n{self.log_tail()}"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _ready(self) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            raise _Exited
+        return self.ping()
+
+    def ping(self, timeout_s: float = 1.0) -> bool:
+        """Whether the server answers PING now (raw RESP, so this module needs no client)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=timeout_s) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def command_raw(self, *args: str, timeout_s: float = 5.0) -> bytes:
+        """Sends one command (inline form, simple arguments) and returns the raw reply line."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout_s) as sock:
+            sock.sendall((" ".join(args) + "\r\n").encode())
+            return sock.recv(65536)
+
+    def flush(self) -> None:
+        """Empties every database."""
+        reply = self.command_raw("FLUSHALL")
+        if not reply.startswith(b"+OK"):
+            raise RuntimeError(f"FLUSHALL answered {reply!r}")
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Ends the server (SIGKILL with ``kill``); its data is gone (no persistence)."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        if self.frozen:
+            # A stopped process does not act on SIGTERM until continued.
+            process.send_signal(signal.SIGCONT)
+            self.frozen = False
+        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            process.wait(timeout=DEFAULT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=DEFAULT_TIMEOUT_S)
+
+    def restart(self) -> Self:
+        """Stops and starts it again on the same port: an empty Redis at the same URL."""
+        self.stop()
+        return self.start()
+
+    def freeze(self) -> None:
+        """SIGSTOP: the server holds its connections and answers nothing (a hung Redis)."""
+        if self.process is not None and not self.frozen:
+            self.process.send_signal(signal.SIGSTOP)
+            self.frozen = True
+
+    def thaw(self) -> None:
+        """SIGCONT after `freeze`."""
+        if self.process is not None and self.frozen:
+            self.process.send_signal(signal.SIGCONT)
+            self.frozen = False
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class _Exited(Exception):
+    """The server process ended before it was ready."""
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the session (fails under CI when redis-server is missing)."""
+    binary = need("redis-server", package="redis-server")
+    with RedisServer(binary, tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    """The session server's URL (``redis://127.0.0.1:PORT/0``)."""
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_db(redis_server: RedisServer) -> Iterator[str]:
+    """The URL of the session server, running, thawed and empty for this test."""
+    redis_server.thaw()
+    redis_server.start()
+    redis_server.flush()
+    yield redis_server.url
+    # A test that stopped or froze it leaves it whole for the next one.
+    redis_server.thaw()
+    redis_server.start()
