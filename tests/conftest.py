@@ -9,9 +9,6 @@ import aivitals
 from aivitals.sdk.runtime import Runtime, reset
 from aivitals.sinks.memory import MemorySink
 
-# A real redis-server per session, flushed per test (shared state: tests/test_shared_*.py).
-from .support.redis_server import redis_db, redis_server, redis_url  # noqa: F401
-
 # Registered for every test module: a real PostgreSQL per session, a fresh database per test.
 from .support.postgres import (  # noqa: F401
     postgresql_db_url,
