@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from aivitals.alerts import AlertEngine, parse_rules
@@ -118,20 +115,10 @@ def bad(request: pytest.FixtureRequest) -> Bad:
     return param
 
 
-# PostgreSQL joins when a test database is given (emptied before each test), as in test_store.
-POSTGRESQL_URL = os.environ.get("AIVITALS_TEST_POSTGRESQL_URL")
-
-
-@pytest.fixture(params=["sqlite", *(["postgresql"] if POSTGRESQL_URL else [])])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where the store is: a SQLite file, or the test PostgreSQL database, emptied."""
-    if request.param == "sqlite":
-        return str(tmp_path / "aivitals.db")
-    assert POSTGRESQL_URL is not None
-    scratch = sa.create_engine(POSTGRESQL_URL)
-    schema.metadata.drop_all(scratch)
-    scratch.dispose()
-    return POSTGRESQL_URL
+@pytest.fixture
+def target(store_target: str) -> str:
+    """Where the store is: a SQLite file, or a fresh PostgreSQL database."""
+    return store_target
 
 
 @pytest.fixture

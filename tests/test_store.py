@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -28,21 +27,10 @@ from .support.helpers import make_call
 T0 = datetime(2025, 3, 9, 23, 58, 30, tzinfo=UTC)  # close to midnight: batches cross a day
 
 
-# PostgreSQL joins the contract when a test database is given (it is emptied before each test).
-POSTGRESQL_URL = os.environ.get("AIVITALS_TEST_POSTGRESQL_URL")
-
-
-@pytest.fixture(params=["sqlite", *(["postgresql"] if POSTGRESQL_URL else [])])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
-    """Each store backend the contract runs against."""
-    if request.param == "sqlite":
-        opened = SqlStore.open(tmp_path / "aivitals.db")
-    else:
-        assert POSTGRESQL_URL is not None
-        scratch = sqlalchemy.create_engine(POSTGRESQL_URL)
-        schema.metadata.drop_all(scratch)
-        scratch.dispose()
-        opened = SqlStore.open(POSTGRESQL_URL)
+@pytest.fixture
+def store(store_target: str) -> Iterator[SqlStore]:
+    """Each store engine the contract runs against: SQLite, and a fresh PostgreSQL database."""
+    opened = SqlStore.open(store_target)
     yield opened
     opened.close()
 
