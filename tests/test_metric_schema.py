@@ -28,8 +28,10 @@ from aivitals.quality.judge_budget import DailySpend
 from aivitals.quality.judge_metrics import JudgeCollector
 from aivitals.recorder import Recorder
 from aivitals.server.metrics import ServerMetrics
+from aivitals.server.system_metrics import SystemMetrics
 from aivitals.sinks.prometheus import PrometheusSink
 
+from .support.fake_gpu import L4, FakeGpus
 from .support.helpers import make_call
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,6 +118,7 @@ def scrape() -> list[Metric]:
     server = ServerMetrics(registry=CollectorRegistry())
     server.expose(sink.registry)
     server.expose(gateway.registry)
+    server.expose(SystemMetrics(gpu=FakeGpus([L4])).registry)
     server.observe(method="GET", route="/healthz", status=200, seconds=0.01)
     server.in_flight.inc()
     judge_stats = JudgeStats()

@@ -423,6 +423,36 @@ OTLP_ITEMS = MetricSpec(
 SERVER_METRICS = (HTTP_REQUESTS, HTTP_DURATION, HTTP_IN_FLIGHT, INGEST_REFUSED, OTLP_ITEMS)
 """The HTTP server's own requests (`aivitals serve`)."""
 
+EVENT_LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+"""A healthy loop wakes within a millisecond; past 100 ms every request on it waits that long."""
+EVENT_LOOP_LAG = MetricSpec(
+    "aivitals_event_loop_lag_seconds",
+    "histogram",
+    "How late a short sleep on the server's event loop woke: the time every request on the loop "
+    "waited for blocking work.",
+    buckets=EVENT_LOOP_LAG_BUCKETS,
+)
+_GPU = ("gpu", "name")
+GPU_UTILISATION = MetricSpec(
+    "aivitals_gpu_utilisation_ratio",
+    "gauge",
+    "Share of NVML's last sample period in which a kernel ran on the device, 0 to 1.",
+    _GPU,
+)
+GPU_MEMORY_USED = MetricSpec(
+    "aivitals_gpu_memory_used_bytes", "gauge", "Device memory in use, in bytes.", _GPU
+)
+GPU_MEMORY_TOTAL = MetricSpec(
+    "aivitals_gpu_memory_total_bytes", "gauge", "Device memory installed, in bytes.", _GPU
+)
+GPU_TEMPERATURE = MetricSpec(
+    "aivitals_gpu_temperature_celsius", "gauge", "The device's core temperature.", _GPU
+)
+GPU_METRICS = (GPU_UTILISATION, GPU_MEMORY_USED, GPU_MEMORY_TOTAL, GPU_TEMPERATURE)
+"""Per NVIDIA device (``gpu`` is NVML's index), only when NVML is present and starts."""
+SYSTEM_METRICS = (EVENT_LOOP_LAG, *GPU_METRICS)
+"""The server's event loop and GPUs (`aivitals.server.system_metrics`)."""
+
 PROCESS_CPU = MetricSpec(
     "process_cpu_seconds_total",
     "counter",
@@ -465,6 +495,7 @@ METRICS = (
     LABEL_OVERFLOW,
     *GATEWAY_METRICS,
     *SERVER_METRICS,
+    *SYSTEM_METRICS,
     *PROCESS_METRICS,
 )
 """Every metric that ``/metrics`` of ``aivitals serve`` may carry, in docs/metrics.md's order."""

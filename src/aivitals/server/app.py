@@ -45,6 +45,7 @@ from aivitals.server.ingest_auth import IngestKey
 from aivitals.server.limits import BODY_TIMEOUT_S, BodyLimitMiddleware
 from aivitals.server.metrics import MetricsMiddleware, ServerMetrics
 from aivitals.server.otlp import otlp_router
+from aivitals.server.system_metrics import SystemMetrics
 from aivitals.store.sql import SqlStore
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -67,6 +68,7 @@ def create_app(
     alerts: AlertService | None = None,
     ingest_key: str | None = None,
     otlp: OtlpReceiver | None = None,
+    system: SystemMetrics | None = None,
 ) -> FastAPI:
     """The aivitals server: ingest into ``runtime``, read from ``store``, metrics and health.
 
@@ -82,8 +84,12 @@ def create_app(
     receiver's ``POST /v1/traces``, ``/v1/metrics`` and ``/v1/logs``, which ``otlp`` serves (a
     default `OtlpReceiver` when None). A request body that has not
     all arrived ``body_timeout_s`` after the first read of it is answered 408, on every route.
+    ``system`` adds event-loop lag and GPU metrics (`SystemMetrics.probe` when None: GPUs when
+    NVML is present); its lag task runs while the app does.
     """
     metrics = ServerMetrics(registry=registry)
+    system_metrics = system if system is not None else SystemMetrics.probe()
+    metrics.expose(system_metrics.registry)
     if runtime.prometheus is not None:
         metrics.expose(runtime.prometheus.registry)
     readiness: dict[str, ReadinessCheck] = {}
@@ -104,6 +110,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        system_metrics.start()
         if gateway is not None:
             await gateway.start()
         try:
@@ -111,6 +118,7 @@ def create_app(
         finally:
             if gateway is not None:
                 await gateway.stop()
+            await system_metrics.stop()
         if close_on_shutdown:
             # Blocks until the store has every call: off the loop, which is idle by now anyway.
             await anyio.to_thread.run_sync(runtime.recorder.close)
