@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from aivitals.query.cache_impact import CacheImpact, cache_impact
 from aivitals.query.calls import CallsPage, CallWithScores, list_calls
 from aivitals.query.detail import CallDetail, call_detail
 from aivitals.query.filters import Filters, check_by
@@ -317,6 +318,14 @@ class Queries:
         with self._connection() as connection:
             found = quality_by(connection, window, filters, names)
         self._skips.note("quality", window, sum(group.skipped_rows for group in found))
+        return found
+
+    def cache_impact(self, window: Window, filters: Filters = NO_FILTERS) -> CacheImpact:
+        """Calls, spend, spend and upstream time avoided, and latency per cache level, and the
+        guardrails' actions (see `query.cache_impact`)."""
+        with self._connection() as connection:
+            found = cache_impact(connection, window, filters)
+        self._skips.note("cache impact", window, found.skipped_rows)
         return found
 
     def raw_calls(self, window: Window, filters: Filters = NO_FILTERS) -> RawCalls:
