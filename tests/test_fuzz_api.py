@@ -187,6 +187,7 @@ def every_read_answers(fuzzed: Fuzzed) -> None:
         "/api/v1/quality/groups": {"by": "model"},
         "/api/v1/compare": {"by": "model"},
         "/api/v1/drift": {"by": "model"},
+        "/api/v1/cache": {},
     }
     for path, params in reads.items():
         windows: tuple[dict[str, str], ...] = ({}, {"since": "9500d"})

@@ -4,7 +4,8 @@ For the dashboard, also ``/histogram`` (calls per latency bin), ``/quality`` (sc
 time), ``/quality/groups`` (evaluator rates, mean scores and outcome metrics per group),
 ``/values`` (what each filter can take) and ``/calls/{id}`` (one call, its scores and trace);
 ``/compare`` puts two values of a field side by side (`aivitals.query.compare`); ``/drift`` a
-window against its baseline (`aivitals.query.drift`). Every answer is
+window against its baseline (`aivitals.query.drift`); ``/cache`` what the response cache saved
+and what the guardrails did (`aivitals.query.cache_impact`). Every answer is
 read through `aivitals.query.Queries`: nothing here touches SQL.
 
 Parameters read as the CLI's options do (`parse_since`, `parse_where`, `check_by`): ``since=24h``,
@@ -291,6 +292,20 @@ def get_drift(
         )
     )
     return JsonResponse({"window": current, "filters": dict(filters.items()), "drift": found})
+
+
+@router.get("/cache", responses=_ANSWERS)
+def get_cache(context: Context, since: Since = "24h", where: Where = None) -> Response:
+    """Per cache level (``exact``, ``semantic``, ``miss``, ``uncached``): calls and their share,
+    spend, spend avoided, upstream time avoided (estimated from the same model's successful
+    misses: ``time_avoided_method`` says so) and latency p50/p95; and the guardrails' actions
+    (counts per guardrail and action, ``content_filter`` blocks)."""
+
+    def answer(queries: Queries, window: Window, filters: Filters) -> dict[str, Any]:
+        found = queries.cache_impact(window, filters)
+        return {"cache": found, "skipped_rows": found.skipped_rows}
+
+    return _answer(context, since, where, answer)
 
 
 @router.get("/values", responses=_ANSWERS)
