@@ -11,10 +11,12 @@ from aivitals.sinks.memory import MemorySink
 
 # Registered for every test module: a real PostgreSQL per session, a fresh database per test.
 from .support.postgres import (  # noqa: F401
+    module_store_targets,
     postgresql_db_url,
     postgresql_server,
     postgresql_url,
     store_target,
+    store_targets,
 )
 
 # A real redis-server per session, flushed per test (shared state: tests/test_shared_*.py).

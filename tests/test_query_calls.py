@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -10,12 +9,15 @@ from aivitals.model import Score
 from aivitals.query import Filters, Queries, QueryError, Window
 
 from .support.helpers import make_call
+from .support.postgres import StoreTargets
 from .test_query_store import T0, write_store
 
 DAY = Window(start=T0, end=T0 + timedelta(days=1))
 
 
-def test_calls_come_newest_first_a_page_at_a_time_with_their_scores(tmp_path: Path) -> None:
+def test_calls_come_newest_first_a_page_at_a_time_with_their_scores(
+    store_targets: StoreTargets,
+) -> None:
     calls = [
         make_call(
             started_at=T0 + timedelta(minutes=i),
@@ -37,7 +39,7 @@ def test_calls_come_newest_first_a_page_at_a_time_with_their_scores(tmp_path: Pa
         Score(call_id=calls[0].id, name="relevance", value=1.0, created_at=late),
     ]
     outside = make_call(started_at=T0 + timedelta(days=1))
-    queries = Queries(write_store(tmp_path, [*calls, *twins, outside], scores))
+    queries = Queries(write_store(store_targets(), [*calls, *twins, outside], scores))
 
     pages = [queries.calls(DAY, limit=4, offset=offset) for offset in (0, 4, 8)]
     order = [item.call.id for page in pages for item in page]
@@ -61,7 +63,7 @@ def test_calls_come_newest_first_a_page_at_a_time_with_their_scores(tmp_path: Pa
     assert queries.calls(DAY, offset=100) == []
 
 
-def test_calls_refuse_a_negative_page(tmp_path: Path) -> None:
-    queries = Queries(write_store(tmp_path, []))
+def test_calls_refuse_a_negative_page(store_targets: StoreTargets) -> None:
+    queries = Queries(write_store(store_targets(), []))
     with pytest.raises(QueryError, match="0 or more"):
         queries.calls(DAY, limit=-1)

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,12 +11,15 @@ from aivitals.query import Filters, Queries, QueryError, SpendBucket, TopItem, W
 from aivitals.store.rows import epoch_ms
 
 from .support.helpers import make_call
+from .support.postgres import StoreTargets
 from .test_query_store import T0, in_window, passes, random_dataset, reference, write_store
 
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-def test_spend_by_day_in_new_york_across_the_end_of_summer_time(tmp_path: Path) -> None:
+def test_spend_by_day_in_new_york_across_the_end_of_summer_time(
+    store_targets: StoreTargets,
+) -> None:
     # Summer time ends on 2026-11-01 at 02:00 local (06:00 UTC): that local day lasts 25 hours.
     def utc(day: int, hour: int, minute: int = 0, ms: int = 0) -> datetime:
         return datetime(2026, 10 if day > 10 else 11, day, hour, minute, tzinfo=UTC) + timedelta(
@@ -37,7 +39,7 @@ def test_spend_by_day_in_new_york_across_the_end_of_summer_time(tmp_path: Path) 
         make_call(started_at=at, cost_usd=Decimal(usd), user="ann" if usd in ("2", "8") else None)
         for at, usd in spent.items()
     ]
-    queries = Queries(write_store(tmp_path, calls))
+    queries = Queries(write_store(store_targets(), calls))
     window = Window(start=utc(1, 0), end=utc(4, 0))
     got = queries.spend(window, Filters(), "day", "America/New_York")
     assert got == [
@@ -65,7 +67,7 @@ def test_spend_by_day_in_new_york_across_the_end_of_summer_time(tmp_path: Path) 
     ]
 
 
-def test_spend_by_hour_in_a_half_hour_time_zone(tmp_path: Path) -> None:
+def test_spend_by_hour_in_a_half_hour_time_zone(store_targets: StoreTargets) -> None:
     start = T0  # 05:30 in Kolkata: local hours start at half past each UTC hour
     spent = {
         timedelta(minutes=29, seconds=59): "0.1",
@@ -74,7 +76,7 @@ def test_spend_by_hour_in_a_half_hour_time_zone(tmp_path: Path) -> None:
         timedelta(hours=3): "0.8",
     }
     calls = [make_call(started_at=start + d, cost_usd=Decimal(usd)) for d, usd in spent.items()]
-    queries = Queries(write_store(tmp_path, calls))
+    queries = Queries(write_store(store_targets(), calls))
     got = queries.spend(
         Window(start=start, end=start + timedelta(hours=3)), step="hour", tz="Asia/Kolkata"
     )
@@ -86,8 +88,8 @@ def test_spend_by_hour_in_a_half_hour_time_zone(tmp_path: Path) -> None:
     ]
 
 
-def test_spend_refuses_unknown_zones_and_steps(tmp_path: Path) -> None:
-    queries = Queries(write_store(tmp_path, []))
+def test_spend_refuses_unknown_zones_and_steps(store_targets: StoreTargets) -> None:
+    queries = Queries(write_store(store_targets(), []))
     window = Window(start=T0, end=T0 + timedelta(days=1))
     with pytest.raises(QueryError, match="unknown time zone 'Mars/Olympus'"):
         queries.spend(window, tz="Mars/Olympus")
@@ -98,10 +100,10 @@ def test_spend_refuses_unknown_zones_and_steps(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("step", "seconds"), [("minute", 60), ("hour", 3600), ("day", 86400)])
 def test_timeseries_buckets_match_a_raw_computation(
-    tmp_path: Path, step: str, seconds: int
+    store_targets: StoreTargets, step: str, seconds: int
 ) -> None:
     data = random_dataset(11, 300, days=3)
-    queries = Queries(write_store(tmp_path, data.calls))
+    queries = Queries(write_store(store_targets(), data.calls))
     moments = sorted(c.started_at for c in data.calls)
     window = Window(start=moments[20], end=moments[-20] - timedelta(milliseconds=1))
     if step == "minute":
@@ -137,7 +139,7 @@ def test_timeseries_buckets_match_a_raw_computation(
                 assert getattr(point, name) == pytest.approx(want[name], rel=0.01), name
 
 
-def test_top_spenders_by_user_and_by_model(tmp_path: Path) -> None:
+def test_top_spenders_by_user_and_by_model(store_targets: StoreTargets) -> None:
     def call(user: str | None, usd: str, model: str = "gpt-4o", minute: int = 1) -> Call:
         return make_call(
             started_at=T0 + timedelta(minutes=minute),
@@ -155,7 +157,7 @@ def test_top_spenders_by_user_and_by_model(tmp_path: Path) -> None:
         call(None, "0.05"),
         call("dee", "9", minute=60 * 25),
     ]
-    queries = Queries(write_store(tmp_path, calls))
+    queries = Queries(write_store(store_targets(), calls))
     day = Window(start=T0, end=T0 + timedelta(days=1))
     assert queries.top(day, Filters(), "user") == [
         TopItem("bob", Decimal("0.7"), 1),

@@ -1,6 +1,6 @@
 """Builders shared by the query tests: a store on disk, and answers computed from the calls alone.
 
-`write_store` fills a SQLite file the way the store writer does (raw rows plus rollups); the
+`write_store` fills a store (SQLite or PostgreSQL) the way the store writer does (raw rows plus rollups); the
 `reference` functions compute what a query should answer straight from the `Call` objects, with
 no database and none of the query code, so the two can be compared.
 """
@@ -22,18 +22,30 @@ from aivitals.query import Filters, Measures
 from aivitals.store import rollup, rows, schema, score_rollup
 
 from .support.helpers import make_call
+from .support.postgres import StoreTargets
 
 T0 = datetime(2026, 11, 2, tzinfo=UTC)
 """Midnight UTC, a Monday: the start of the test data."""
 
 
-def write_store(path: Path, calls: Sequence[Call], scores: Sequence[Score] = ()) -> sa.Engine:
-    """A SQLite store in directory ``path`` with ``calls`` and ``scores``, both rolled up as the writer does.
+def write_store(
+    where: Path | str, calls: Sequence[Call], scores: Sequence[Score] = ()
+) -> sa.Engine:
+    """A store with ``calls`` and ``scores``, both rolled up as the writer does.
 
-    Rollups are computed once over all calls, so every rollup key appears once.
+    ``where``: a directory (a SQLite file in it), a SQLite file path, or a database URL (a fresh
+    PostgreSQL database from the ``store_targets`` fixture). Rollups are computed once over all
+    calls, so every rollup key appears once.
     """
-    path.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(f"sqlite:///{path / 'store.db'}")
+    if isinstance(where, Path):
+        where.mkdir(parents=True, exist_ok=True)
+        where = str(where / "store.db")
+    if "://" in where:
+        # No pool: each query's connection closes when it ends, so none is left open when the
+        # test's database is dropped.
+        engine = sa.create_engine(where, poolclass=sa.pool.NullPool)
+    else:
+        engine = sa.create_engine(f"sqlite:///{where}")
     schema.metadata.create_all(engine)
     with engine.begin() as connection:
         if calls:
@@ -199,9 +211,11 @@ def random_dataset(seed: int, n: int, *, days: int = 3) -> Dataset:
     return Dataset(calls, scores)
 
 
-def test_write_store_keeps_every_call_and_one_row_per_rollup_key(tmp_path: Path) -> None:
+def test_write_store_keeps_every_call_and_one_row_per_rollup_key(
+    store_targets: StoreTargets,
+) -> None:
     data = random_dataset(1, 50)
-    engine = write_store(tmp_path, data.calls, data.scores)
+    engine = write_store(store_targets(), data.calls, data.scores)
     with engine.connect() as connection:
         stored = connection.execute(sa.select(sa.func.count()).select_from(schema.calls)).scalar()
         keys = connection.execute(

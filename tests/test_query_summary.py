@@ -3,7 +3,6 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ from aivitals.query import Filters, Measures, Queries, Window, quality
 from aivitals.query.quality import score_sums
 
 from .support.helpers import make_call
+from .support.postgres import StoreTargets
 from .test_query_store import (
     T0,
     assert_measures,
@@ -27,21 +27,23 @@ from .test_query_store import (
 DAY = Window(start=T0, end=T0 + timedelta(days=1))
 
 
-def test_an_empty_store_and_an_empty_window_give_zeros_and_nones(tmp_path: Path) -> None:
-    queries = Queries(write_store(tmp_path, []))
+def test_an_empty_store_and_an_empty_window_give_zeros_and_nones(
+    store_targets: StoreTargets,
+) -> None:
+    queries = Queries(write_store(store_targets(), []))
     summary = queries.summary(DAY)
     assert (summary.calls, summary.total_cost_usd, summary.unpriced_calls) == (0, Decimal(0), 0)
     assert summary.success_rate is None and summary.avg_cost_usd is None
     assert summary.latency_p50_ms is None and summary.quality == {}
     assert queries.breakdown(DAY, Filters(), ["model"]) == []
 
-    stored = Queries(write_store(tmp_path / "one", [make_call(started_at=T0)]))
+    stored = Queries(write_store(store_targets("one"), [make_call(started_at=T0)]))
     nothing = Window(start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=1))
     assert stored.summary(nothing).calls == 0
     assert stored.summary(Window(start=T0 - timedelta(days=2), end=T0)).calls == 0
 
 
-def test_a_single_call_by_hand(tmp_path: Path) -> None:
+def test_a_single_call_by_hand(store_targets: StoreTargets) -> None:
     call = make_call(
         started_at=T0 + timedelta(hours=1, minutes=30, seconds=15.5),
         latency_ms=812.5,
@@ -52,7 +54,7 @@ def test_a_single_call_by_hand(tmp_path: Path) -> None:
         cost_usd=Decimal("0.00123"),
         cache="hit",
     )
-    summary = Queries(write_store(tmp_path, [call])).summary(DAY)
+    summary = Queries(write_store(store_targets(), [call])).summary(DAY)
     assert (summary.calls, summary.ok, summary.errors, summary.cancelled) == (1, 1, 0, 0)
     assert summary.success_rate == 1.0
     assert summary.total_cost_usd == Decimal("0.00123")
@@ -73,13 +75,13 @@ def test_a_single_call_by_hand(tmp_path: Path) -> None:
     assert summary.ttft_p50_ms == pytest.approx(200.0, rel=0.01)
 
 
-def test_unpriced_calls_are_counted_and_kept_out_of_the_sums(tmp_path: Path) -> None:
+def test_unpriced_calls_are_counted_and_kept_out_of_the_sums(store_targets: StoreTargets) -> None:
     calls = [
         make_call(started_at=T0 + timedelta(minutes=5), cost_usd=Decimal("0.002")),
         make_call(started_at=T0 + timedelta(minutes=6), cost_usd=Decimal("0.004")),
         make_call(started_at=T0 + timedelta(minutes=7), model="local-llama", cost_usd=None),
     ]
-    queries = Queries(write_store(tmp_path, calls))
+    queries = Queries(write_store(store_targets(), calls))
     summary = queries.summary(DAY)
     assert summary.calls == 3 and summary.unpriced_calls == 1
     assert summary.total_cost_usd == Decimal("0.006")
@@ -91,7 +93,7 @@ def test_unpriced_calls_are_counted_and_kept_out_of_the_sums(tmp_path: Path) -> 
     assert by_model["local-llama"].cost_per_1k_tokens is None
 
 
-def test_errors_only(tmp_path: Path) -> None:
+def test_errors_only(store_targets: StoreTargets) -> None:
     calls = [
         make_call(
             started_at=T0 + timedelta(seconds=90 * i),
@@ -102,7 +104,7 @@ def test_errors_only(tmp_path: Path) -> None:
         )
         for i in range(6)
     ]
-    queries = Queries(write_store(tmp_path, calls))
+    queries = Queries(write_store(store_targets(), calls))
     summary = queries.summary(DAY)
     assert (summary.calls, summary.ok, summary.errors) == (6, 0, 6)
     assert summary.success_rate == 0.0
@@ -112,7 +114,7 @@ def test_errors_only(tmp_path: Path) -> None:
     assert queries.summary(DAY, Filters(status="ok")).calls == 0
 
 
-def test_scores_count_with_their_calls_whenever_they_arrive(tmp_path: Path) -> None:
+def test_scores_count_with_their_calls_whenever_they_arrive(store_targets: StoreTargets) -> None:
     inside = make_call(started_at=T0 + timedelta(hours=23, minutes=59, seconds=59))
     other = make_call(started_at=T0 + timedelta(hours=2), feature="chat")
     outside = make_call(started_at=T0 + timedelta(days=1, seconds=1))
@@ -124,7 +126,7 @@ def test_scores_count_with_their_calls_whenever_they_arrive(tmp_path: Path) -> N
         Score(call_id=outside.id, name="relevance", value=0.0, created_at=T0),
         Score(call_id="never-stored", name="relevance", value=0.1, created_at=T0),
     ]
-    queries = Queries(write_store(tmp_path, [inside, other, outside], scores))
+    queries = Queries(write_store(store_targets(), [inside, other, outside], scores))
     assert queries.summary(DAY).quality == {"relevance": pytest.approx(0.7), "tone": 4.0}
     rows = queries.breakdown(DAY, Filters(), ["feature"])
     assert {row.group["feature"]: row.quality for row in rows} == {
@@ -135,10 +137,10 @@ def test_scores_count_with_their_calls_whenever_they_arrive(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("seed", [3, 4])
 def test_windows_cutting_minutes_and_hours_match_a_raw_computation(
-    tmp_path: Path, seed: int
+    store_targets: StoreTargets, seed: int
 ) -> None:
     data = random_dataset(seed, 400, days=3)
-    queries = Queries(write_store(tmp_path, data.calls, data.scores))
+    queries = Queries(write_store(store_targets(), data.calls, data.scores))
     rng = np.random.default_rng(seed)
     windows = [
         Window(start=T0, end=T0 + timedelta(days=3)),
@@ -175,9 +177,11 @@ def test_windows_cutting_minutes_and_hours_match_a_raw_computation(
             assert_measures(both.summary, reference(chosen, data.scores), sketch=sketch)
 
 
-def test_a_user_filter_or_group_reads_raw_calls_with_exact_percentiles(tmp_path: Path) -> None:
+def test_a_user_filter_or_group_reads_raw_calls_with_exact_percentiles(
+    store_targets: StoreTargets,
+) -> None:
     data = random_dataset(5, 300, days=2)
-    queries = Queries(write_store(tmp_path, data.calls, data.scores))
+    queries = Queries(write_store(store_targets(), data.calls, data.scores))
     window = Window(start=T0, end=T0 + timedelta(days=2))
     chosen = [c for c in data.calls if c.user == "bob"]
     assert_measures(
@@ -190,12 +194,14 @@ def test_a_user_filter_or_group_reads_raw_calls_with_exact_percentiles(tmp_path:
         assert_measures(row, reference(members, data.scores), sketch=False)
 
 
-def test_a_window_shorter_than_a_whole_minute_is_read_raw_and_exact(tmp_path: Path) -> None:
+def test_a_window_shorter_than_a_whole_minute_is_read_raw_and_exact(
+    store_targets: StoreTargets,
+) -> None:
     calls = [
         make_call(started_at=T0 + timedelta(seconds=30 + i), latency_ms=100.0 + 7 * i)
         for i in range(20)
     ]
-    queries = Queries(write_store(tmp_path, calls))
+    queries = Queries(write_store(store_targets(), calls))
     window = Window(start=T0 + timedelta(seconds=35), end=T0 + timedelta(seconds=75))
     summary = queries.summary(window)
     assert summary.calls == 15 and summary.percentiles == "exact"
@@ -203,13 +209,13 @@ def test_a_window_shorter_than_a_whole_minute_is_read_raw_and_exact(tmp_path: Pa
     assert summary.latency_p95_ms == float(np.quantile(latencies, 0.95, method="inverted_cdf"))
 
 
-def test_an_empty_filter_value_keeps_the_calls_without_one(tmp_path: Path) -> None:
+def test_an_empty_filter_value_keeps_the_calls_without_one(store_targets: StoreTargets) -> None:
     calls = [
         make_call(started_at=T0 + timedelta(minutes=1), feature="search"),
         make_call(started_at=T0 + timedelta(minutes=2)),
         make_call(started_at=T0 + timedelta(minutes=3), feature="", user="ann"),
     ]
-    queries = Queries(write_store(tmp_path, calls))
+    queries = Queries(write_store(store_targets(), calls))
     assert queries.summary(DAY, Filters(feature="")).calls == 2
     assert queries.summary(DAY, Filters(feature="", user="ann")).calls == 1
     rows = queries.breakdown(DAY, Filters(), ["feature"])
@@ -217,10 +223,10 @@ def test_an_empty_filter_value_keeps_the_calls_without_one(tmp_path: Path) -> No
 
 
 def test_report_reads_summary_and_breakdown_together_and_quality_can_be_skipped(
-    tmp_path: Path,
+    store_targets: StoreTargets,
 ) -> None:
     data = random_dataset(6, 200, days=1)
-    queries = Queries(write_store(tmp_path, data.calls, data.scores))
+    queries = Queries(write_store(store_targets(), data.calls, data.scores))
     for filters in (Filters(), Filters(user="cy")):
         both = queries.report(DAY, filters, ["team"])
         sketch = both.summary.percentiles == "sketch"
@@ -249,10 +255,10 @@ def _fields(measures: Measures) -> dict[str, Any]:
     [Filters(), Filters(model="gpt-4o"), Filters(user="ann", feature=""), Filters(status="ok")],
 )
 def test_quality_is_the_same_whichever_side_the_join_starts_from(
-    tmp_path: Path, filters: Filters
+    store_targets: StoreTargets, filters: Filters
 ) -> None:
     data = random_dataset(8, 300, days=2)
-    engine = write_store(tmp_path, data.calls, data.scores)
+    engine = write_store(store_targets(), data.calls, data.scores)
     window = Window(start=T0 + timedelta(hours=7, seconds=3), end=T0 + timedelta(days=1, hours=2))
     with engine.connect() as connection:
         for by in ((), ("model", "user")):

@@ -14,6 +14,8 @@ Fixtures (registered for every test module by tests/conftest.py):
 - ``postgresql_db_url``: function-scoped URL of a fresh, empty database (dropped afterwards).
 - ``store_target``: parametrised over ``sqlite`` and ``postgresql``: a SQLite file path or a fresh
   PostgreSQL URL, for ``SqlStore.open``; a contract test taking it runs on both engines.
+- ``store_targets`` (function) and ``module_store_targets`` (module): the same parametrisation as
+  a `StoreTargets` factory, for tests that need several stores or fill one for a whole module.
 
 No test here; test modules import from it.
 """
@@ -241,10 +243,61 @@ def postgresql_db_url(postgresql_server: PostgresServer) -> Iterator[str]:
 ENGINES = ("sqlite", "postgresql")
 
 
+class StoreTargets:
+    """Makes fresh, empty stores of one engine: SQLite files, or PostgreSQL databases.
+
+    Call it for each store a test needs (``targets()``, or ``targets("baseline")``); every call
+    answers a new place. ``close`` drops the PostgreSQL databases it made.
+    """
+
+    def __init__(self, engine: str, directory: Path, server: PostgresServer | None) -> None:
+        self.engine = engine
+        self.directory = directory
+        self.server = server
+        self._made: list[str] = []
+
+    def __call__(self, name: str = "store") -> str:
+        if self.server is None:
+            folder = self.directory / f"{name}-{len(self._made)}"
+            folder.mkdir(parents=True, exist_ok=True)
+            self._made.append(str(folder))
+            return str(folder / "aivitals.db")
+        database = self.server.create_database()
+        self._made.append(database)
+        return self.server.url(database)
+
+    def close(self) -> None:
+        if self.server is not None:
+            for database in self._made:
+                self.server.drop_database(database)
+        self._made.clear()
+
+
+def _targets(request: pytest.FixtureRequest, directory: Path) -> StoreTargets:
+    engine: str = request.param
+    server = request.getfixturevalue("postgresql_server") if engine == "postgresql" else None
+    return StoreTargets(engine, directory, server)
+
+
 @pytest.fixture(params=ENGINES)
-def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_targets(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreTargets]:
+    """Fresh stores of one engine per parametrisation (``sqlite``, ``postgresql``) for a test."""
+    targets = _targets(request, tmp_path)
+    yield targets
+    targets.close()
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def module_store_targets(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StoreTargets]:
+    """As ``store_targets``, for module-scoped fixtures that fill a store once for many tests."""
+    targets = _targets(request, tmp_path_factory.mktemp("stores"))
+    yield targets
+    targets.close()
+
+
+@pytest.fixture
+def store_target(store_targets: StoreTargets) -> str:
     """Where a store goes, once per engine: a SQLite file path, or a fresh PostgreSQL URL."""
-    if request.param == "sqlite":
-        return str(tmp_path / "aivitals.db")
-    url: str = request.getfixturevalue("postgresql_db_url")
-    return url
+    return store_targets()
