@@ -133,6 +133,58 @@ def calls_table(page: Sequence[Any]) -> Table:
     return table
 
 
+def duration(ms_: float | None) -> str:
+    """A time avoided: ``850 ms``, ``42.3 s``, ``1.5 h``."""
+    if ms_ is None:
+        return "—"
+    if ms_ < 1000:
+        return f"{ms_:,.0f} ms"
+    if ms_ < 3_600_000:
+        return f"{ms_ / 1000:,.1f} s"
+    return f"{ms_ / 3_600_000:,.1f} h"
+
+
+def cache_table(impact: Any) -> Table:
+    """Per cache level (`aivitals.query.cache_impact.CacheImpact`): the share of calls, the spend
+    and the upstream time avoided, and the latency of a hit against a miss."""
+    table = Table(
+        title=f"Response cache: hit ratio {pct(impact.hit_ratio)}, "
+        f"{money(impact.saved_usd)} and {duration(impact.time_avoided_ms)} upstream avoided",
+        caption="time avoided is estimated: each hit times the mean latency of the successful "
+        "misses of its model in the window",
+        title_justify="left",
+        caption_justify="left",
+    )
+    table.add_column("level", no_wrap=True)
+    for column in ("calls", "share", "spend", "avoided", "time avoided", "p50 ms", "p95 ms"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for level in impact.levels:
+        hit = level.level in ("exact", "semantic")
+        time_avoided = duration(level.time_avoided_ms) if hit else ""
+        if hit and level.unestimated_hits:
+            time_avoided += f" ({level.unestimated_hits:,} hits unestimated)"
+        table.add_row(
+            level.level,
+            f"{level.calls:,}",
+            pct(level.share),
+            money(level.cost_usd),
+            money(level.saved_usd) if hit else "",
+            time_avoided,
+            ms(level.latency_p50_ms),
+            ms(level.latency_p95_ms),
+        )
+    return table
+
+
+def guardrails_line(impact: Any) -> str:
+    """The guardrails' actions in one line: ``guardrails acted on 12 calls: card redact 8, ...``."""
+    actions = ", ".join(f"{g.guardrail} {g.action} {g.calls:,}" for g in impact.guardrails)
+    line = f"guardrails acted on {count(impact.guarded_calls, 'call')}: {actions or 'none tagged'}"
+    if impact.content_filter_blocks:
+        line += f"; {count(impact.content_filter_blocks, 'call')} blocked (content_filter)"
+    return line
+
+
 def forecast_line(forecast: Any) -> str:
     """The month-end spend forecast in one line (`aivitals.query.forecast.Forecast`)."""
     if forecast.projected_usd is None:

@@ -14,7 +14,14 @@ import typer
 from aivitals.cli.app import app, console, errors, fail
 from aivitals.cli.output import Output, emit
 from aivitals.config import ConfigError, read_env
-from aivitals.report_tables import breakdown_table, calls_table, forecast_line, summary_panel
+from aivitals.report_tables import (
+    breakdown_table,
+    cache_table,
+    calls_table,
+    forecast_line,
+    guardrails_line,
+    summary_panel,
+)
 
 if TYPE_CHECKING:
     from aivitals.store.sql import SqlStore
@@ -111,15 +118,17 @@ def report(
         # One read for both: the summary and its breakdown share the rollup scan.
         result = Queries(store.engine).report(window, filters, fields)
         summary, rows = result.summary, result.breakdown
+        cache = Queries(store.engine).cache_impact(window, filters)
         if output != "table":
-            emit(
-                output,
-                {"window": window, "filters": filters, "summary": summary, "breakdown": rows},
-                rows,
-            )
+            document = {"window": window, "filters": filters, "summary": summary}
+            emit(output, {**document, "breakdown": rows, "cache": cache}, rows)
             return
         console.print(summary_panel(summary, window))
         console.print(breakdown_table(rows, fields))
+        if cache.hits:
+            console.print(cache_table(cache))
+        if cache.guardrails or cache.content_filter_blocks:
+            console.print(guardrails_line(cache), highlight=False, soft_wrap=True)
         from aivitals.query.forecast import forecast_spend  # noqa: PLC0415  # scipy
 
         month = forecast_spend(Queries(store.engine), datetime.now(UTC), "month", filters=filters)
