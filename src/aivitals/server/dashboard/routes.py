@@ -24,6 +24,7 @@ STATIC = resources.files("aivitals.server.dashboard") / "static"
 _OURS = {
     "dashboard.js": "text/javascript",
     "dashboard.css": "text/css",
+    "cache.js": "text/javascript",
     "compare.js": "text/javascript",
     "drift.js": "text/javascript",
     "quality.js": "text/javascript",
