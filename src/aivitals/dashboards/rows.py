@@ -144,6 +144,21 @@ def cost_row(dashboard: Dashboard) -> Dashboard:
             )
         )
         .with_panel(
+            timeseries_panel(
+                "Cache hit ratio by level",
+                "Share of response-cache lookups answered by each level (exact, semantic); the "
+                "levels add up to the hit ratio. `aivitals report` and the dashboard's cache row "
+                "add the spend and upstream time avoided and the latency of a hit against a miss.",
+                query(
+                    f"sum by (level) ({rate(cache, '', _HIT)})"
+                    f" / ignoring(level) group_left sum({rate(cache, '', _LOOKUP)})",
+                    legend="{{level}}",
+                ),
+                unit="percentunit",
+                span=24,
+            )
+        )
+        .with_panel(
             bars_panel(
                 "Spend by model",
                 "In the time range.",
