@@ -12,10 +12,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from aivitals.query import Filters, Queries, parse_since
 from aivitals.query.cache_impact import TIME_AVOIDED_METHOD, CacheImpact
+from aivitals.store import rows
+from aivitals.store.schema import calls
 from aivitals.store.sql import SqlStore
+from tests.support.helpers import make_call
 from tests.support.server_app import NOW, Served, serve_app
 
 MODELS = ("m-a", "m-b", "m-c")
@@ -207,6 +211,9 @@ def test_each_level_s_share_spend_avoided_time_and_latency_match_the_raw_calls(
     assert want["levels"]["exact"]["unestimated_hits"] > 0  # m-c's hits
     assert want["blocks"] > 0 and len(want["actions"]) == 5
     assert_impact(found, want)
+    # The summary's hit ratio, read from rollups, is the same figure.
+    summary = Queries(served.store.engine).summary(parse_since("24h", now=NOW), quality=False)
+    assert found.hit_ratio == pytest.approx(summary.cache_hit_ratio)
     # Hits are answered far faster than misses: the figures the report puts side by side.
     by_level = {level.level: level for level in found.levels}
     assert by_level["semantic"].latency_p95_ms < by_level["miss"].latency_p50_ms  # type: ignore[operator]
@@ -253,3 +260,25 @@ def test_a_window_without_hits_has_no_time_avoided_and_no_guardrails(served: Ser
         parse_since("1h", now=NOW - timedelta(days=9))
     )
     assert (empty.calls, empty.hit_ratio, empty.levels[2].share) == (0, None, None)
+
+
+def test_rows_out_of_range_or_with_broken_tags_are_left_out_and_counted(served: Served) -> None:
+    good = cache_history(60, seed=2)
+    post(served, good)
+    assert served.store is not None
+    started = NOW - timedelta(minutes=30)
+    base = {"provider": "openai", "model": "m-a", "latency_ms": 10.0, "started_at": started}
+    out_of_range = rows.call_row(make_call(**base, cache="hit", cache_level="semantic"))
+    out_of_range["latency_ms"] = 1e300  # written by another tool: no source can send it
+    broken = rows.call_row(make_call(**base, cache="miss"))
+    broken["tags"] = '{"guardrail":"card:redact"'  # cut short
+    with served.store.engine.begin() as connection:
+        connection.execute(sa.insert(calls), [out_of_range, broken])
+    found = Queries(served.store.engine).cache_impact(parse_since("24h", now=NOW))
+    want = expected(good)
+    want["calls"] += 1  # the broken tags' call still counts; its guardrail tag cannot be read
+    want["levels"]["miss"]["calls"] += 1
+    assert found.skipped_rows == 2
+    assert found.calls == want["calls"]
+    assert found.levels[1].calls == want["levels"]["semantic"]["calls"]
+    assert {(g.guardrail, g.action): g.calls for g in found.guardrails} == dict(want["actions"])
