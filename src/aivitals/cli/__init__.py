@@ -8,6 +8,7 @@ from aivitals.cli import evaluate as _evaluate  # noqa: F401  # registers evalua
 from aivitals.cli import history as _history  # noqa: F401  # registers report, calls, export
 from aivitals.cli import quality as _quality  # noqa: F401  # registers quality
 from aivitals.cli import serve as _serve  # noqa: F401  # registers serve
+from aivitals.cli import store as _store  # noqa: F401  # registers store copy
 from aivitals.cli.app import app, main
 
 __all__ = ["app", "main"]
