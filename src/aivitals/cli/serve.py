@@ -296,4 +296,5 @@ def _gateway(
         budgets=ledger,
         cache=cache,
         cache_routes=cache_routes,
+        semantic=settings.build_semantic_cache(),
     )

@@ -50,6 +50,12 @@ routes = ["embeddings"]            # cached without asking (chat, completions, e
                                    # messages, responses); others opt in per request
 ttl_s = 3600
 max_mb = 64
+semantic = true                    # also by meaning (pip install 'aivitals[semantic]')
+semantic_threshold = 0.90          # cosine similarity of the last user question, 0 to 1
+scope = "team"                     # whose answers a question may get: key, user, team, global
+semantic_routes = ["chat"]         # chat, messages, responses: cached without asking
+semantic_models = []               # omit: every model
+semantic_max_entries = 10000
 ```
 
 `load_gateway_config` refuses a file with a mistake in one line naming the file, the key and the
@@ -71,8 +77,10 @@ from aivitals.config import ConfigError, check_timezone
 from aivitals.config_files import read_config_file, validation_problems
 from aivitals.gateway.budgets import Budget, BudgetLedger
 from aivitals.gateway.cache import ResponseCache
+from aivitals.gateway.embedding import WordLlamaEmbedder
 from aivitals.gateway.keys import GatewayKey, KeyRing
 from aivitals.gateway.limits import LimitPolicy
+from aivitals.gateway.semantic_cache import DEFAULT_THRESHOLD, SemanticCache
 from aivitals.gateway.upstreams import Upstream, Upstreams
 from aivitals.model import utc_now
 from aivitals.quality.judge_settings import JudgeSettings
@@ -167,6 +175,13 @@ class CacheSettings(_Strict):
     routes: list[Literal["chat", "completions", "embeddings", "messages", "responses"]] = []
     ttl_s: float = Field(default=3600.0, gt=0)
     max_mb: float = Field(default=64.0, gt=0)
+    semantic: bool = False
+    """The semantic level (`aivitals.gateway.semantic_cache`), asked when the exact one misses."""
+    semantic_threshold: float = Field(default=DEFAULT_THRESHOLD, gt=0, le=1)
+    scope: Literal["key", "user", "team", "global"] = "team"
+    semantic_routes: list[Literal["chat", "messages", "responses"]] = ["chat"]
+    semantic_models: list[str] = []
+    semantic_max_entries: int = Field(default=10_000, gt=0)
 
 
 class GatewayConfig(_Strict):
@@ -239,7 +254,23 @@ class GatewayConfig(_Strict):
         if self.cache is None:
             return None, frozenset()
         cache = ResponseCache(ttl_s=self.cache.ttl_s, max_bytes=int(self.cache.max_mb * 1024**2))
-        return cache, frozenset(_ROUTES[route] for route in self.cache.routes)
+        # The semantic level's answers live in the exact cache: its routes are cached too.
+        semantic = self.cache.semantic_routes if self.cache.semantic else []
+        return cache, frozenset(_ROUTES[route] for route in [*self.cache.routes, *semantic])
+
+    def build_semantic_cache(self) -> SemanticCache | None:
+        """The semantic level, or None; `ConfigError` naming the extra if wordllama is missing."""
+        if self.cache is None or not self.cache.semantic:
+            return None
+        return SemanticCache(
+            embedder=WordLlamaEmbedder(),
+            threshold=self.cache.semantic_threshold,
+            scope=self.cache.scope,
+            routes=self.cache.semantic_routes,
+            models=self.cache.semantic_models,
+            max_entries=self.cache.semantic_max_entries,
+            ttl_s=self.cache.ttl_s,
+        )
 
 
 def parse_gateway_config(raw: Any, *, origin: str = "gateway config") -> GatewayConfig:

@@ -23,6 +23,7 @@ from aivitals.usage import TokenUsage
 
 if TYPE_CHECKING:
     from aivitals.gateway.budgets import Hold
+    from aivitals.gateway.semantic_cache import Pending
 
 PATHS: dict[Operation, str] = {
     "chat": "chat/completions",
@@ -48,6 +49,7 @@ class Exchange(CallDraft):
         "limits",
         "path",
         "price",
+        "semantic",
         "t0",
         "trace",
         "upstream",
@@ -88,6 +90,8 @@ class Exchange(CallDraft):
         self.gpu: tuple[BusyMeter, float] | None = None
         self.limits: list[Limit] = []
         self.cache_key: str | None = None
+        # The question the semantic cache embedded, indexed if its answer is cached.
+        self.semantic: Pending | None = None
         self.hold: Hold | None = None  # the budget reserve, released when the call ends
 
     def call(
@@ -111,7 +115,10 @@ class Exchange(CallDraft):
         self.response_model = _fit(response_model, "response_model")
         self.finish_reason = _fit(finish_reason, "finish_reason")
         self.saved_usd = saved_usd
-        self.cache_level = "exact" if self.cache is not None else None
+        if self.cache is None:
+            self.cache_level = None
+        elif self.cache_level is None:  # the semantic cache sets its own level
+            self.cache_level = "exact"
         if status == "cancelled":
             self.cancel()
         if error is not None:
