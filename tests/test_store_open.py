@@ -221,11 +221,12 @@ def test_a_failed_upgrade_leaves_the_store_as_it_was(
 def test_a_store_from_a_newer_aivitals_is_refused(db: Path) -> None:
     SqlStore.open(db).close()
     with sqlite3.connect(db) as connection:
-        connection.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+        connection.execute(f"UPDATE meta SET value = '{NEXT}' WHERE key = 'schema_version'")
     with pytest.raises(StoreError) as error:
         SqlStore.open(db)
     assert str(error.value) == (
-        f"{db} was written by a newer aivitals (schema 7, this one knows {LATEST}): upgrade aivitals"
+        f"{db} was written by a newer aivitals (schema {NEXT}, this one knows {LATEST}): "
+        "upgrade aivitals"
     )
 
 

@@ -10,11 +10,21 @@ What ``aivitals serve`` runs::
 
 A rule file that changes on disk is reloaded at the next evaluation. A reload that finds a
 mistake keeps the old rules and reports it (`last_error`, and a log line with the line number).
+
+With a ``lease`` (`aivitals.store.leases.Lease`, which ``serve`` gives whenever there is a
+store), only the process holding it evaluates and notifies: the workers of ``serve --workers N``
+and replicas sharing the store contend for it every cycle, and a holder that dies is taken
+over once its lease expires (one that stops cleanly releases it). The leader publishes the
+engine's whole state (alerts, silences, deliveries still due) on the lease row after each cycle;
+the others load it, so they answer the alert read routes with the leader's view, and a new
+leader carries on from it. The engine's state file is then left alone: the store holds the
+state, shared by every contender.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import threading
 import time
@@ -26,14 +36,22 @@ from aivitals.alerts.engine import AlertEngine
 from aivitals.alerts.notifiers.base import Notifier
 from aivitals.alerts.notifiers.build import NotifierConfigError
 from aivitals.alerts.rules import RuleFileError, RuleSet, load_rules
+from aivitals.alerts.state import StateFile, dump_state, load_state
 from aivitals.query import Queries
 from aivitals.retry import RetryPolicy
 from aivitals.windows import LiveWindows
 
 if TYPE_CHECKING:
     from aivitals.gateway.budgets import Budget
+    from aivitals.store.leases import Lease
 
 logger = logging.getLogger("aivitals.alerts")
+
+LEASE_NAME = "alerts"
+LEASE_CYCLES = 3
+"""A leader's lease lasts this many evaluation intervals: a dead leader is taken over within
+about four intervals (its lease expires, then a follower's next cycle takes it)."""
+LEASE_MIN_TTL_S = 10.0
 
 
 class AlertService:
@@ -52,13 +70,18 @@ class AlertService:
         retry: RetryPolicy | None = None,
         environ: Mapping[str, str] | None = None,
         budgets: Sequence[Budget] = (),
+        lease: Lease | None = None,
     ) -> None:
         self.rules_path = Path(rules_path)
+        self.lease = lease
+        self._state_path = state_path
+        self._leading = False
         self._make: Callable[[RuleSet], AlertEngine] = functools.partial(
             AlertEngine,
             windows=windows,
             queries=queries,
-            state_path=state_path,
+            # With a lease the store holds the state: no process writes a file of its own.
+            state_path=None if lease is not None else state_path,
             notifiers=notifiers,
             clock=clock,
             live_minutes=live_minutes,
@@ -82,6 +105,8 @@ class AlertService:
             self.engine = self._make(rules)
         except NotifierConfigError as exc:
             raise RuleFileError(str(self.rules_path), None, str(exc)) from None
+        if self.lease is not None:
+            self._adopt(first=True)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="aivitals-alerts", daemon=True)
         self._thread.start()
@@ -119,13 +144,70 @@ class AlertService:
         """Evaluate at once instead of waiting for the interval."""
         self._wake.set()
 
+    @property
+    def evaluating(self) -> bool:
+        """Whether this process runs the engine now (always, without a lease)."""
+        return self.lease is None or self._leading
+
+    @property
+    def leader(self) -> str | None:
+        """Who holds the lease now (None without a lease, or when the store cannot say)."""
+        if self.lease is None:
+            return None
+        row = self.lease.read()
+        return row.holder if row is not None else None
+
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the thread (after the evaluation in progress, if any) and save the state."""
+        """Stop the thread (after the evaluation in progress, if any) and save the state.
+
+        A leader publishes its last state and releases its lease, for a take-over at once.
+        """
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+        if self.lease is not None and self._leading and self.engine is not None:
+            self.lease.publish(json.dumps(dump_state(self.engine.state)))
+            self.lease.release()
+            self._leading = False
+
+    def _adopt(self, *, first: bool = False) -> None:
+        """Load the state the leader last published (at start: the state file, if it never did)."""
+        assert self.engine is not None and self.lease is not None
+        row = self.lease.read()
+        if row is not None and row.snapshot is not None:
+            try:
+                self.engine.state = load_state(json.loads(row.snapshot))
+            except (ValueError, TypeError, KeyError) as exc:
+                logger.error("the alert state in the store cannot be read, kept ours: %s", exc)
+        elif first and self._state_path is not None:
+            # A store that never had a leader: carry on from a single process's state file.
+            self.engine.state = StateFile(self._state_path).load()
+
+    def _cycle(self, engine: AlertEngine) -> None:
+        if self.lease is None:
+            engine.run_once()
+            return
+        # Renewed once a cycle: the lease outlives a few cycles, so a slow one does not lose it.
+        self.lease.ttl_s = max(LEASE_MIN_TTL_S, LEASE_CYCLES * engine.rules.interval_s)
+        held = self.lease.hold()
+        if held != self._leading:
+            logger.info(
+                "alert engine: %s the lease %r as %s",
+                "took" if held else "lost",
+                self.lease.name,
+                self.lease.holder,
+            )
+            if held:
+                self._adopt()  # carry on from where the last leader stopped
+        self._leading = held
+        if not held:
+            self._adopt()
+            return
+        engine.run_once()
+        if not self.lease.publish(json.dumps(dump_state(engine.state))):
+            logger.warning("alert engine: the state was not published (lease lost?)")
 
     def _modified(self) -> float | None:
         try:
@@ -143,7 +225,7 @@ class AlertService:
                 self._reload_asked = False
                 self._reload()
             try:
-                engine.run_once()
+                self._cycle(engine)
             except Exception:
                 logger.exception("alert evaluation failed")
             self._wake.wait(engine.rules.interval_s)

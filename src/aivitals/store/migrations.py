@@ -81,12 +81,28 @@ def _add_score_rollups(connection: sqlalchemy.Connection) -> None:
     score_rollup.backfill(connection)
 
 
+def _add_leases(connection: sqlalchemy.Connection) -> None:
+    """7: leader leases (issue 15), so one alert engine evaluates among workers and replicas.
+
+    Spelled out, like step 5, so a later change to the table cannot change this step; ``IF NOT
+    EXISTS`` for a store rebuilt by hand from a newer one.
+    """
+    connection.execute(
+        sqlalchemy.text(
+            "CREATE TABLE IF NOT EXISTS leases (name VARCHAR(64) NOT NULL PRIMARY KEY, "
+            "holder VARCHAR(200) NOT NULL, expires_ms BIGINT NOT NULL, snapshot TEXT, "
+            "snapshot_ms BIGINT)"
+        )
+    )
+
+
 STEPS: Sequence[tuple[int, Step]] = (
     (2, _add_saved_usd),
     (3, _add_billing_detail),
     (4, _add_outcomes_and_contents),
     (5, _add_baselines),
     (6, _add_score_rollups),
+    (7, _add_leases),
 )
 """(version, step) pairs in increasing version order; each step upgrades version - 1 to version."""
 

@@ -22,6 +22,9 @@
   were left out as out of range (schema 6, `aivitals.store.score_rollup`).
 - ``baselines``: pinned reference periods for drift (schema 5), by name: ``aivitals baseline
   pin --name before-upgrade --since ... --until ...`` (`aivitals.store.baselines`).
+- ``leases``: leader leases (schema 7, `aivitals.store.leases`), by name: which process holds
+  it until when, and what the holder last published (the alert engine's state, for the workers
+  and replicas that do not evaluate).
 - ``meta``: the schema version, and a marker that says the file is an aivitals store.
 
 Money: each call keeps its exact decimal cost as text (``cost_usd``); sums use ``cost_nusd``,
@@ -48,7 +51,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 STORE_MARKER = "aivitals-store"
 
 GRANULARITIES = (60, 3600, 86400)
@@ -226,6 +229,16 @@ baselines = Table(
     Column("since_ms", BigInteger, nullable=False),
     Column("until_ms", BigInteger, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("snapshot", Text),
+    Column("snapshot_ms", BigInteger),
 )
 
 meta = Table(
