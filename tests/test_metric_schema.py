@@ -29,6 +29,7 @@ from aivitals.quality.judge_metrics import JudgeCollector
 from aivitals.recorder import Recorder
 from aivitals.server.metrics import ServerMetrics
 from aivitals.server.system_metrics import SystemMetrics
+from aivitals.shared.metrics import SharedMetrics
 from aivitals.sinks.prometheus import PrometheusSink
 
 from .support.fake_gpu import L4, FakeGpus
@@ -119,6 +120,7 @@ def scrape() -> list[Metric]:
     server.expose(sink.registry)
     server.expose(gateway.registry)
     server.expose(SystemMetrics(gpu=FakeGpus([L4])).registry)
+    server.expose(SharedMetrics().registry)
     server.observe(method="GET", route="/healthz", status=200, seconds=0.01)
     server.in_flight.inc()
     judge_stats = JudgeStats()

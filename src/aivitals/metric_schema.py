@@ -453,6 +453,41 @@ GPU_METRICS = (GPU_UTILISATION, GPU_MEMORY_USED, GPU_MEMORY_TOTAL, GPU_TEMPERATU
 SYSTEM_METRICS = (EVENT_LOOP_LAG, *GPU_METRICS)
 """The server's event loop and GPUs (`aivitals.server.system_metrics`)."""
 
+REDIS_FEATURES = ("limits", "budgets", "cache")
+"""What the shared state (`aivitals.shared`) keeps in Redis, each with its own failure policy."""
+REDIS_UP = MetricSpec(
+    "aivitals_redis_up",
+    "gauge",
+    "1 while the shared state's Redis answers, 0 while this process falls back (docs/shared-state.md).",
+)
+REDIS_ERRORS = MetricSpec(
+    "aivitals_redis_errors_total",
+    "counter",
+    "Redis commands that failed (connection refused, timeout, error reply), by feature.",
+    ("feature",),
+    values={"feature": REDIS_FEATURES},
+)
+REDIS_FALLBACKS = MetricSpec(
+    "aivitals_redis_fallbacks_total",
+    "counter",
+    "Requests and writes that took the Redis-down policy instead of Redis, by feature: limits "
+    "open or closed, budgets on local accounting, cache skipped.",
+    ("feature",),
+    values={"feature": REDIS_FEATURES},
+)
+REDIS_ROUND_TRIP_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+"""A local Redis answers in about 0.1 ms; past the 100 ms default timeout a command has failed."""
+REDIS_ROUND_TRIP = MetricSpec(
+    "aivitals_redis_round_trip_seconds",
+    "histogram",
+    "Time of one awaited Redis round trip on a request's admission (a script or a GET), by feature.",
+    ("feature",),
+    REDIS_ROUND_TRIP_BUCKETS,
+    values={"feature": REDIS_FEATURES},
+)
+SHARED_METRICS = (REDIS_UP, REDIS_ERRORS, REDIS_FALLBACKS, REDIS_ROUND_TRIP)
+"""The shared state in Redis (`aivitals.shared`), only with ``serve --redis``."""
+
 PROCESS_CPU = MetricSpec(
     "process_cpu_seconds_total",
     "counter",
@@ -495,6 +530,7 @@ METRICS = (
     LABEL_OVERFLOW,
     *GATEWAY_METRICS,
     *SERVER_METRICS,
+    *SHARED_METRICS,
     *SYSTEM_METRICS,
     *PROCESS_METRICS,
 )

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from aivitals.otlp.mapping import AttributeMap
     from aivitals.otlp.receive import OtlpReceiver
     from aivitals.recorder import Recorder
+    from aivitals.shared import SharedState
 
 DEFAULT_STORE = "./aivitals.db"
 # Calls waiting for the store before ingest answers 503 instead of dropping any.
@@ -107,6 +108,16 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            help="Share rate limits, budgets and the response cache with every worker and "
+            "replica through this Redis (redis://host:port/db; overrides [redis] url; "
+            "docs/shared-state.md).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the OpenAI-compatible gateway (/v1/chat/completions, /v1/completions,
     /v1/embeddings, /v1/models) when --upstream or --config names an upstream, the ingest API
@@ -163,10 +174,14 @@ def serve(
     store = None
     runtime = None
     service = None
+    shared = None
     try:
         store = SqlStore.open(target) if target is not None else None
         queries = Queries(store.engine) if store is not None else None
+        shared = _shared(settings, redis)
         ledger = settings.build_budgets() if settings is not None else None
+        if shared is not None:
+            ledger = shared.ledger
         # The server records what it receives into the store it reads (one engine for both),
         # and never into an endpoint (itself, perhaps). Its own runtime, not the process
         # default: nothing global, closed below.
@@ -186,7 +201,7 @@ def serve(
             judge.reload_spend(queries)  # a restart does not reset the judge's budget day
         gateway = None
         if settings is not None:
-            gateway = _gateway(settings, runtime.recorder, upstream, ledger)
+            gateway = _gateway(settings, runtime.recorder, upstream, ledger, shared)
             if ledger is not None and ledger.budgets and queries is not None:
                 ledger.reload(queries)
         if alerts is not None:
@@ -222,6 +237,10 @@ def serve(
         body_timeout_s=body_timeout_s,
         otlp=_otlp_receiver(attribute_map),
     )
+    if shared is not None:
+        server.state.context.metrics.expose(shared.registry)
+        server.state.context.checks["redis"] = shared.readiness
+        shared.start()
     routes = ""
     if gateway is not None:
         names = ", ".join(f"{u.name} ({u.base_url})" for u in gateway.upstreams.all)
@@ -241,6 +260,8 @@ def serve(
         if service is not None:
             service.stop()
         runtime.recorder.close()
+        if shared is not None:
+            shared.close()  # after the recorder: the last calls' spend reaches Redis
         if store is not None:
             store.close()
     lost = {where: count for where, count in runtime.recorder.lost().items() if count}
@@ -280,19 +301,35 @@ def _settings(config: Path | None, upstream: str | None) -> GatewayConfig | None
     return settings
 
 
+def _shared(settings: GatewayConfig | None, redis: str | None) -> SharedState | None:
+    """The Redis-backed limits, budgets and cache, when --redis or [redis] names a Redis."""
+    if settings is None or (redis is None and settings.redis is None):
+        return None
+    from aivitals.shared import SharedState  # noqa: PLC0415  # imports redis only when used
+
+    return SharedState.open(settings, redis)
+
+
 def _gateway(
-    settings: GatewayConfig, recorder: Recorder, upstream: str | None, ledger: BudgetLedger | None
+    settings: GatewayConfig,
+    recorder: Recorder,
+    upstream: str | None,
+    ledger: BudgetLedger | None,
+    shared: SharedState | None = None,
 ) -> Gateway:
     from aivitals.gateway.proxy import Gateway  # noqa: PLC0415
     from aivitals.gateway.upstreams import Upstream  # noqa: PLC0415
 
     quick = [Upstream(name="upstream", base_url=upstream)] if upstream is not None else []
     cache, cache_routes = settings.build_cache()
+    if shared is not None:
+        cache, cache_routes = shared.cache, shared.cache_routes
     return Gateway(
         recorder=recorder,
         upstreams=settings.build_upstreams(quick),
         keys=settings.build_keys(),
         policy=settings.build_policy(),
+        limiter=shared.limiter if shared is not None else None,
         budgets=ledger,
         cache=cache,
         cache_routes=cache_routes,

@@ -50,6 +50,10 @@ routes = ["embeddings"]            # cached without asking (chat, completions, e
                                    # messages, responses); others opt in per request
 ttl_s = 3600
 max_mb = 64
+
+[redis]                            # shared by every process and replica (docs/shared-state.md)
+url = "redis://127.0.0.1:6379/0"   # or serve --redis URL
+limits_on_failure = "open"         # Redis down: "open" lets requests through, "closed": 503
 semantic = true                    # also by meaning (pip install 'aivitals[semantic]')
 semantic_threshold = 0.90          # cosine similarity of the last user question, 0 to 1
 scope = "team"                     # whose answers a question may get: key, user, team, global
@@ -184,6 +188,22 @@ class CacheSettings(_Strict):
     semantic_max_entries: int = Field(default=10_000, gt=0)
 
 
+class RedisSettings(_Strict):
+    """``[redis]``: shared limits, budgets and cache across processes (docs/shared-state.md)."""
+
+    url: str | None = None
+    """``redis://host:port/db``; ``serve --redis URL`` gives or overrides it."""
+    key_prefix: str = Field(default="aivitals:", min_length=1)
+    limits_on_failure: Literal["open", "closed"] = "open"
+    """Redis down: let requests through unchecked (open) or answer 503 (closed)."""
+    connect_timeout_ms: float = Field(default=100.0, gt=0)
+    socket_timeout_ms: float = Field(default=100.0, gt=0)
+    retry_s: float = Field(default=0.5, gt=0)
+    """How often a process whose Redis is down pings it."""
+    hold_ttl_s: float = Field(default=30.0, ge=3)
+    """A budget hold's lease, renewed while its call runs: what a crashed process leaks."""
+
+
 class GatewayConfig(_Strict):
     """The parsed config file. Build the parts with the methods below."""
 
@@ -199,6 +219,8 @@ class GatewayConfig(_Strict):
     """Which evaluators run (`aivitals.quality.settings`); all by default."""
     capture: CaptureSettings = CaptureSettings()
     """Content capture (`aivitals.sinks.capture_config`); off by default."""
+    redis: RedisSettings | None = None
+    """Shared state in Redis (`aivitals.shared`); none: limits, budgets and cache in memory."""
 
     def build_upstreams(self, extra: list[Upstream] | None = None) -> Upstreams:
         found = [

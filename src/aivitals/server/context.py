@@ -19,8 +19,9 @@ from aivitals.runtime import Runtime
 from aivitals.server.metrics import ServerMetrics
 from aivitals.store.sql import SqlStore
 
-ReadinessCheck = Callable[[], None]
-"""Raises (with a message saying what is wrong) when the server cannot do its work."""
+ReadinessCheck = Callable[[], str | None]
+"""Raises (with a message saying what is wrong) when the server cannot do its work; may return a
+note for ``/readyz`` (working, degraded: Redis down and the policy in effect)."""
 
 
 @dataclass(kw_only=True)

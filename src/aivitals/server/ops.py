@@ -45,12 +45,12 @@ def get_readyz(context: Context) -> JsonResponse:
     failed: list[str] = []
     for name, check in context.checks.items():
         try:
-            check()
+            note = check()
         except Exception as exc:
             results[name] = str(exc) or type(exc).__name__
             failed.append(f"{name}: {results[name]}")
         else:
-            results[name] = "ok"
+            results[name] = note or "ok"
     if failed:
         return JsonResponse(
             {"status": "unready", "error": "; ".join(failed), "checks": results}, status_code=503
