@@ -92,7 +92,7 @@ class LevelImpact:
     """Hits of a model with no successful miss in the window: left out of ``time_avoided_ms``."""
     latency_avg_ms: float | None = None
     latency_p50_ms: float | None = None
-    """Hits and misses only, when the window has hits; None for ``uncached`` (see `_latencies`)."""
+    """Hits and misses only, when the window has hits; None for ``uncached`` (see `_hit_and_miss_values`)."""
     latency_p95_ms: float | None = None
 
 
@@ -161,8 +161,11 @@ def cache_impact(connection: sa.Connection, window: Window, filters: Filters) ->
     any_hit = any(key[0] in HIT_LEVELS for key in sums)
     # A window without hits (a store of SDK calls, a gateway without a cache) has nothing to
     # set side by side: the reads that only hits need are skipped.
-    saved = _saved(connection, where) if any_hit else {}
-    latency_levels, latencies = _latencies(connection, where, usable) if any_hit else _no_values()
+    latency_levels, latencies, saved = (
+        _hit_and_miss_values(connection, where, usable)
+        if any_hit
+        else (np.zeros(0, np.int64), np.zeros(0), {})
+    )
     quantiles = exact_quantiles(latency_levels, latencies, len(LEVELS), (0.5, 0.95))
     found: list[LevelImpact] = []
     for index, name in enumerate(LEVELS):
@@ -269,45 +272,34 @@ def _mean_ok_miss_latency(sums: dict[SumKey, dict[str, Any]]) -> dict[str, float
     return found
 
 
-def _saved(connection: sa.Connection, where: list[sa.ColumnElement[bool]]) -> dict[str, Decimal]:
-    """The sum of ``saved_usd`` per level, exact: grouped by value, since many hits replay the
-    same answer, and added as `Decimal` (the column holds decimal text)."""
-    keys = [calls.c.cache, calls.c.cache_level, calls.c.saved_usd]
-    query = (
-        sa.select(*keys, sa.func.count())
-        .where(*where, calls.c.saved_usd.is_not(None))
-        .group_by(*keys)
-    )
-    found: dict[str, Decimal] = {}
-    for row in connection.execute(query):
-        cache, cache_level, text, n = tuple(row)
-        name = _level(cache, cache_level)
-        try:
-            value = Decimal(text)
-        except (InvalidOperation, TypeError):
-            continue  # not money: written by another tool; the call still counts
-        if value.is_finite():
-            found[name] = found.get(name, Decimal(0)) + value * int(n)
-    return found
-
-
-def _latencies(
+def _hit_and_miss_values(
     connection: sa.Connection,
     where: list[sa.ColumnElement[bool]],
     usable: sa.ColumnElement[bool],
-) -> tuple[Any, Any]:
-    """Each usable hit's and miss's level index and latency, for the exact percentiles.
+) -> tuple[Any, Any, dict[Level, Decimal]]:
+    """Each usable hit's and miss's level index and latency, for the exact percentiles, and the
+    sum of the hits' ``saved_usd`` per level, exact (`Decimal`: the column holds decimal text).
 
-    Not the uncached calls': the summary has their latency, and they may be every call of the
-    window, which read one by one is most of the work (200,000 calls: 0.7 s of 1.2 s).
+    One read for both. Not the uncached calls': the summary has their latency, and they may be
+    every call of the window, which read one by one is most of the work (200,000 calls: 0.7 s
+    of 1.2 s).
     """
     looked = calls.c.cache.in_(("hit", "miss"))
-    query = sa.select(level_index(), calls.c.latency_ms).where(*where, looked, usable)
+    query = sa.select(level_index(), calls.c.latency_ms, calls.c.saved_usd).where(
+        *where, looked, usable
+    )
     rows = connection.execute(query).all()
     if not rows:
-        return _no_values()
-    ids, values = zip(*rows, strict=True)
-    return np.asarray(ids, np.int64), np.asarray(values, np.float64)
+        return np.zeros(0, np.int64), np.zeros(0), {}
+    ids, values, texts = zip(*rows, strict=True)
+    saved: dict[Level, Decimal] = {}
+    # Many hits replay the same answer: each distinct (level, text) is read as money once.
+    for (index, text), n in Counter(zip(ids, texts, strict=True)).items():
+        level = LEVELS[index]
+        value = _money(text) if level in HIT_LEVELS else None
+        if value is not None:
+            saved[level] = saved.get(level, Decimal(0)) + value * n
+    return np.asarray(ids, np.int64), np.asarray(values, np.float64), saved
 
 
 def _guardrails(
@@ -352,5 +344,13 @@ def parse_guardrail_tag(value: str) -> list[tuple[str, str]]:
     return list(dict.fromkeys(pairs))
 
 
-def _no_values() -> tuple[Any, Any]:
-    return np.zeros(0, np.int64), np.zeros(0)
+def _money(text: str | None) -> Decimal | None:
+    """Stored decimal text as money; None for text that is not (written by another tool: the
+    call still counts)."""
+    if text is None:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
