@@ -28,7 +28,6 @@ from .support.deploy import (
     GATEWAY_CONFIG,
     ROOT,
     SERVE_PORT,
-    awaiting_serve_options,
     flags,
     help_options,
     load_yaml,
@@ -77,7 +76,6 @@ def aivitals_command(compose: dict[str, Any]) -> list[str]:
     return command
 
 
-@awaiting_serve_options("--redis")
 def test_the_aivitals_command_uses_only_options_serve_has(compose: dict[str, Any]) -> None:
     command = aivitals_command(compose)
     assert command[0] == "serve"
@@ -127,7 +125,6 @@ def test_the_gateway_config_mounted_is_the_one_serve_is_told_to_read(
     assert (ROOT / mounts[str(given["--config"])]).resolve() == GATEWAY_CONFIG
 
 
-@awaiting_serve_options("--redis")
 @pytest.mark.slow
 def test_the_compose_command_starts_a_server_on_a_real_redis_and_postgresql(
     compose: dict[str, Any], tmp_path: Path, redis_url: str, postgresql_db_url: str

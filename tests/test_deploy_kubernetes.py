@@ -24,7 +24,6 @@ from .support.deploy import (
     GATEWAY_CONFIG,
     KUBERNETES,
     SERVE_PORT,
-    awaiting_serve_options,
     flags,
     help_options,
 )
@@ -94,7 +93,6 @@ def test_kustomize_renders_the_folder() -> None:
     assert kinds == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget"}
 
 
-@awaiting_serve_options("--redis")
 def test_the_container_runs_serve_with_real_options_on_its_port() -> None:
     spec = container()
     args = spec["args"]

@@ -12,7 +12,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from .gateway_processes import AIVITALS
@@ -71,16 +70,3 @@ def runnable_here(args: list[str], *, port: int, replace: dict[str, str]) -> lis
         if arg in values:
             out[index + 1] = values[arg]
     return out
-
-
-def awaiting_serve_options(*names: str) -> pytest.MarkDecorator:
-    """A strict xfail while ``aivitals serve --help`` lacks one of ``names``.
-
-    The deployment names options that other work of the same issue adds (``--redis``); until it
-    lands, the tests that use them are expected to fail, and once it has they run as usual.
-    Remove the mark when every name is there.
-    """
-    missing = sorted(set(names) - help_options("serve"))
-    return pytest.mark.xfail(
-        bool(missing), reason=f"aivitals serve has no {', '.join(missing)} yet", strict=True
-    )
