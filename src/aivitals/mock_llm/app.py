@@ -76,8 +76,8 @@ KEPT_REQUESTS = 200
 class MockStats:
     """Requests that reached the mock, bad ones included: in total, per path, model and error;
     ``gone`` counts clients that hung up before their answer was complete. The last
-    `KEPT_REQUESTS` requests are kept with the headers they arrived with (`requests`), so a test
-    can assert what a proxy in front actually sent.
+    `KEPT_REQUESTS` requests are kept with the headers and the body they arrived with
+    (`requests`), so a test can assert what a proxy in front actually sent.
 
     Thread-safe, so a test can read it while the server runs in another thread.
 
@@ -85,9 +85,9 @@ class MockStats:
     >>> stats.count(CHAT_PATH, model="gpt-4o", error=None)
     >>> stats.snapshot()
     {'total': 1, 'endpoints': {'/v1/chat/completions': 1}, 'models': {'gpt-4o': 1}, 'errors': {}, 'gone': 0}
-    >>> stats.receive("POST", CHAT_PATH, [(b"content-length", b"2")])
+    >>> stats.receive("POST", CHAT_PATH, [(b"content-length", b"2")], b"{}")
     >>> stats.requests()
-    [{'method': 'POST', 'path': '/v1/chat/completions', 'headers': [['content-length', '2']]}]
+    [{'method': 'POST', 'path': '/v1/chat/completions', 'headers': [['content-length', '2']], 'body': '{}'}]
     """
 
     def __init__(self) -> None:
@@ -99,12 +99,15 @@ class MockStats:
         self._errors: Counter[str] = Counter()
         self._requests: deque[dict[str, Any]] = deque(maxlen=KEPT_REQUESTS)
 
-    def receive(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> None:
-        """Keep one request's method, path and headers as they arrived (names lower-case,
-        repeats and order kept)."""
+    def receive(
+        self, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes = b""
+    ) -> None:
+        """Keep one request's method, path, headers (names lower-case, repeats and order kept)
+        and body (as text; bytes that are not UTF-8 replaced) as they arrived."""
         kept = [[name.decode("latin-1"), value.decode("latin-1")] for name, value in headers]
+        text = body.decode("utf-8", "replace")
         with self._lock:
-            self._requests.append({"method": method, "path": path, "headers": kept})
+            self._requests.append({"method": method, "path": path, "headers": kept, "body": text})
 
     def requests(self) -> list[dict[str, Any]]:
         """The kept requests, oldest first, as ``GET /mock/requests`` lists them."""
@@ -237,7 +240,9 @@ class _Upstream:
         return await self._serve_dialect(request, _RESPONSES)
 
     async def _serve_dialect(self, request: Request, dialect: _Dialect) -> Response:
-        self.stats.receive(request.method, dialect.path, request.scope["headers"])
+        # The body is read here (starlette keeps it for the handler): the kept request has it.
+        body = await request.body()
+        self.stats.receive(request.method, dialect.path, request.scope["headers"], body)
         reply = _stamped(await self._answer_dialect(request, dialect))
         if dialect is _MESSAGES:
             reply.headers["request-id"] = reply.headers["x-request-id"]
@@ -318,7 +323,8 @@ class _Upstream:
 
     async def _serve(self, request: Request, operation: _Operation) -> Response:
         path = _PATHS[operation]
-        self.stats.receive(request.method, path, request.scope["headers"])
+        body = await request.body()
+        self.stats.receive(request.method, path, request.scope["headers"], body)
         return _stamped(await self._answer(request, operation, path))
 
     async def _pause(self, request: Request, seconds: float) -> None:
