@@ -175,6 +175,23 @@ def test_only_the_leader_evaluates_and_a_follower_serves_its_alerts(
                 )
                 (alert,) = client.get("/api/v1/alerts").json()["alerts"]
                 assert (alert["rule"], alert["phase"]) == ("ErrorsAbove", "firing")
+
+                # A silence posted to the follower reaches the leader, and so does its end.
+                made = client.post(
+                    "/api/v1/alerts/silences",
+                    json={"matchers": {"alertname": "ErrorsAbove"}, "for": "1h"},
+                )
+                assert made.status_code == 201
+                silence_id = made.json()["id"]
+                assert leader.engine is not None
+                engine = leader.engine
+                wait_until(
+                    lambda: [s.id for s in engine.silences()] == [silence_id],
+                    "the silence on the leader",
+                )
+                assert client.delete(f"/api/v1/alerts/silences/{silence_id}").status_code == 204
+                wait_until(lambda: engine.silences() == [], "the silence ended on the leader")
+                assert client.delete("/api/v1/alerts/silences/nope").status_code == 404
             finally:
                 runtime.recorder.close()
 

@@ -101,7 +101,6 @@ def test_serve_refuses_a_file_that_is_not_a_store(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--workers", "2"], "--workers above 1 is not supported yet"),
         (["--db", "x.db", "--no-db"], "--db and --no-db go one at a time"),
     ],
 )

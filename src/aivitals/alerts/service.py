@@ -17,17 +17,20 @@ and replicas sharing the store contend for it every cycle, and a holder that die
 over once its lease expires (one that stops cleanly releases it). The leader publishes the
 engine's whole state (alerts, silences, deliveries still due) on the lease row after each cycle;
 the others load it, so they answer the alert read routes with the leader's view, and a new
-leader carries on from it. The engine's state file is then left alone: the store holds the
+leader carries on from it. A silence set or ended on a follower (`silence`, `unsilence`) is sent
+to the leader through the store, which applies it at its next cycle. The engine's state file is then left alone: the store holds the
 state, shared by every contender.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,7 +39,7 @@ from aivitals.alerts.engine import AlertEngine
 from aivitals.alerts.notifiers.base import Notifier
 from aivitals.alerts.notifiers.build import NotifierConfigError
 from aivitals.alerts.rules import RuleFileError, RuleSet, load_rules
-from aivitals.alerts.state import StateFile, dump_state, load_state
+from aivitals.alerts.state import Silence, StateFile, dump_state, load_state, silence_problem
 from aivitals.query import Queries
 from aivitals.retry import RetryPolicy
 from aivitals.windows import LiveWindows
@@ -52,6 +55,10 @@ LEASE_CYCLES = 3
 """A leader's lease lasts this many evaluation intervals: a dead leader is taken over within
 about four intervals (its lease expires, then a follower's next cycle takes it)."""
 LEASE_MIN_TTL_S = 10.0
+
+
+class AlertsUnavailable(Exception):
+    """A follower cannot pass a change on to the leader now (the store cannot be written)."""
 
 
 class AlertService:
@@ -76,6 +83,10 @@ class AlertService:
         self.lease = lease
         self._state_path = state_path
         self._leading = False
+        # A follower's changes sent to the leader and not yet in its snapshot: kept in this
+        # process's view meanwhile, so a silence posted here can be ended here at once.
+        self._sent_silences: dict[str, Silence] = {}
+        self._sent_unsilences: set[str] = set()
         self._make: Callable[[RuleSet], AlertEngine] = functools.partial(
             AlertEngine,
             windows=windows,
@@ -172,15 +183,104 @@ class AlertService:
             self.lease.release()
             self._leading = False
 
+    def silence(
+        self,
+        matchers: Mapping[str, str],
+        *,
+        ends_at: float,
+        starts_at: float | None = None,
+        comment: str = "",
+    ) -> Silence:
+        """`AlertEngine.silence`, wherever the engine evaluates: here, or on the lease's holder.
+
+        Raises ValueError for a silence the engine refuses, `AlertsUnavailable` when a follower
+        cannot reach the store to pass it on.
+        """
+        engine = self._engine()
+        if self.lease is None or self._leading:
+            made = engine.silence(matchers, ends_at=ends_at, starts_at=starts_at, comment=comment)
+            self._wake.set()  # published by a cycle now, not an interval later
+            return made
+        if not matchers:
+            raise ValueError("a silence needs at least one matcher (alertname=..., model=...)")
+        begins = engine.clock() if starts_at is None else starts_at
+        problem = silence_problem(begins, ends_at)
+        if problem is not None:
+            raise ValueError(problem)
+        made = Silence(
+            id=f"s{uuid.uuid4().hex[:12]}",  # unique without the leader's counter
+            matchers=dict(matchers),
+            starts_at=begins,
+            ends_at=ends_at,
+            comment=comment,
+        )
+        self._send({"op": "silence", "silence": dataclasses.asdict(made)})
+        self._sent_silences[made.id] = made
+        engine.state.silences.append(made)  # seen here at once, until the leader's snapshot
+        return made
+
+    def unsilence(self, silence_id: str) -> bool:
+        """`AlertEngine.unsilence`, wherever the engine evaluates (see `silence`)."""
+        engine = self._engine()
+        if self.lease is None or self._leading:
+            ended = engine.unsilence(silence_id)
+            self._wake.set()
+            return ended
+        if not any(s.id == silence_id for s in engine.state.silences):
+            return False
+        self._send({"op": "unsilence", "id": silence_id})
+        self._sent_silences.pop(silence_id, None)
+        self._sent_unsilences.add(silence_id)
+        engine.state.silences = [s for s in engine.state.silences if s.id != silence_id]
+        return True
+
+    def _engine(self) -> AlertEngine:
+        if self.engine is None:
+            raise RuntimeError("start the service first")
+        return self.engine
+
+    def _send(self, message: dict[str, object]) -> None:
+        assert self.lease is not None
+        if not self.lease.send(json.dumps(message)):
+            raise AlertsUnavailable(
+                "this process does not run the alert engine, and cannot pass the change on to "
+                "the one that does (the store cannot be written); try again"
+            )
+
+    def _apply_inbox(self, engine: AlertEngine) -> None:
+        assert self.lease is not None
+        for body in self.lease.receive():
+            try:
+                message = json.loads(body)
+                if message["op"] == "silence":
+                    silence = Silence(**message["silence"])
+                    if not any(s.id == silence.id for s in engine.state.silences):
+                        engine.state.silences.append(silence)
+                elif message["op"] == "unsilence":
+                    engine.unsilence(str(message["id"]))
+            except (ValueError, TypeError, KeyError) as exc:
+                logger.error("alert engine: left out a message it cannot read (%s): %s", exc, body)
+
     def _adopt(self, *, first: bool = False) -> None:
         """Load the state the leader last published (at start: the state file, if it never did)."""
         assert self.engine is not None and self.lease is not None
         row = self.lease.read()
         if row is not None and row.snapshot is not None:
             try:
-                self.engine.state = load_state(json.loads(row.snapshot))
+                state = load_state(json.loads(row.snapshot))
             except (ValueError, TypeError, KeyError) as exc:
                 logger.error("the alert state in the store cannot be read, kept ours: %s", exc)
+                return
+            ids = {s.id for s in state.silences}
+            for silence_id in list(self._sent_silences):
+                if silence_id in ids:
+                    del self._sent_silences[silence_id]  # the leader has it
+            self._sent_unsilences &= ids  # the others the leader has ended
+            state.silences = [
+                *(s for s in state.silences if s.id not in self._sent_unsilences),
+                *self._sent_silences.values(),
+            ]
+            self.engine.state = state
         elif first and self._state_path is not None:
             # A store that never had a leader: carry on from a single process's state file.
             self.engine.state = StateFile(self._state_path).load()
@@ -205,6 +305,7 @@ class AlertService:
         if not held:
             self._adopt()
             return
+        self._apply_inbox(engine)
         engine.run_once()
         if not self.lease.publish(json.dumps(dump_state(engine.state))):
             logger.warning("alert engine: the state was not published (lease lost?)")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import os
 import signal
+import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -61,7 +63,14 @@ def serve(
     no_db: Annotated[
         bool, typer.Option("--no-db", help="Keep no store: metrics only, no history to read.")
     ] = False,
-    workers: Annotated[int, typer.Option(help="Server processes (1 for now).", min=1)] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Server processes sharing the port (one per core); above 1, rate limits, "
+            "budgets and the cache need Redis (docs/server.md, Workers).",
+            min=1,
+        ),
+    ] = 1,
     retention_days: Annotated[
         float | None, typer.Option(help="Delete raw calls older than this many days.")
     ] = None,
@@ -129,6 +138,7 @@ def serve(
     ingest API means the calls are committed. The exit status is 1 if anything accepted was
     lost.
     """
+    params = dict(locals())  # first: every option, for the workers of --workers N
     from prometheus_client import disable_created_metrics  # noqa: PLC0415
 
     from aivitals.otlp.mapping import AttributeMap  # noqa: PLC0415
@@ -136,15 +146,12 @@ def serve(
     from aivitals.runtime import build_runtime  # noqa: PLC0415  # keeps `aivitals --help` fast
     from aivitals.server.app import create_app  # noqa: PLC0415
     from aivitals.server.serve import serve as run  # noqa: PLC0415
+    from aivitals.server.workers import current_slot  # noqa: PLC0415
     from aivitals.serving import bind  # noqa: PLC0415
     from aivitals.store.errors import StoreError  # noqa: PLC0415
     from aivitals.store.sql import SqlStore  # noqa: PLC0415
 
-    if workers != 1:
-        raise fail(
-            "--workers above 1 is not supported yet: run one `aivitals serve` per core, each "
-            "on its own --port and the same --db, behind your load balancer (docs/gateway.md)"
-        )
+    slot = current_slot()  # set in a worker of `serve --workers N`, which the parent checked
     if no_db and db is not None:
         raise fail("--db and --no-db go one at a time")
     try:
@@ -155,21 +162,31 @@ def serve(
         key = ingest_key or env.ingest_key
         if key is not None and len(key) < 16:
             raise ConfigError("--ingest-key must be at least 16 characters")
+        if workers > 1 and settings is not None:
+            _refuse_unshared(settings, workers, redis)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     try:
         attribute_map = AttributeMap.from_pairs(otlp_attribute or ())
     except ValueError as exc:
         raise fail(f"--otlp-attribute {exc}") from None
-    try:
-        sock = bind(host, port)
-    except OSError as exc:
-        raise fail(
-            f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port"
-        ) from None
+    if slot is not None:
+        sock = slot.socket()
+    else:
+        try:
+            sock = bind(host, port)
+        except OSError as exc:
+            raise fail(
+                f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port"
+            ) from None
+    if workers > 1 and slot is None:
+        _supervise(sock, params, settings, upstream, alerts)
+        return
     from aivitals.alerts import AlertService, RuleFileError, default_state_path  # noqa: PLC0415
+    from aivitals.alerts.service import LEASE_NAME  # noqa: PLC0415
     from aivitals.alerts.state import StateFileError  # noqa: PLC0415
     from aivitals.query import Queries  # noqa: PLC0415
+    from aivitals.store.leases import Lease  # noqa: PLC0415
 
     store = None
     runtime = None
@@ -211,6 +228,8 @@ def serve(
                 queries=queries,
                 state_path=default_state_path(target),
                 budgets=ledger.budgets if ledger is not None else (),
+                # Whenever there is a store: other workers or replicas may share it.
+                lease=Lease(store.engine, LEASE_NAME) if store is not None else None,
             )
             service.start()
     except (StoreError, ConfigError, RuleFileError, StateFileError) as exc:
@@ -247,9 +266,25 @@ def serve(
         routes = f"aivitals gateway: /v1/... goes to {names}"
 
     def announce(line: str) -> None:
+        if slot is not None:
+            slot.ready()  # the parent says "listening" once every worker is
+            return
         say(line)  # the "listening on URL" line first: scripts wait for it
         if routes:
             say(routes)
+
+    private = None
+    if slot is not None:
+        from aivitals.server.worker_metrics import (  # noqa: PLC0415
+            PrivateExposition,
+            merged_registry,
+        )
+
+        metrics = server.state.context.metrics
+        private = PrivateExposition(metrics.registry, slot.run_dir, slot.index)
+        metrics.scrape_registry = merged_registry(metrics.registry, slot.run_dir, slot.index)
+        # Orphaned (the parent was killed): stop gracefully, as on the parent's SIGTERM.
+        slot.watch_parent(lambda: os.kill(os.getpid(), signal.SIGTERM))
 
     # Series with a _created timestamp per counter double what a scrape carries for nothing
     # dashboards use; this process is ours, so turn them off for every registry in it.
@@ -257,6 +292,8 @@ def serve(
     try:
         run(server, sock, announce=announce)
     finally:
+        if private is not None:
+            private.close()
         if service is not None:
             service.stop()
         runtime.recorder.close()
@@ -280,6 +317,92 @@ def _otlp_receiver(attribute_map: AttributeMap) -> OtlpReceiver:
     from aivitals.otlp.receive import OtlpReceiver  # noqa: PLC0415
 
     return OtlpReceiver(mapping=functools.partial(calls_from_traces, attributes=attribute_map))
+
+
+def _refuse_unshared(settings: GatewayConfig, workers: int, redis_url: str | None = None) -> None:
+    """Raise `ConfigError` when several processes would each keep their own limits, budgets or
+    cache (a limit of 10 a minute would let 10 through each worker) and no Redis shares them."""
+    if redis_url is not None or settings.redis is not None:
+        return
+    limits = settings.limits
+    found = []
+    if (
+        limits.per_user is not None
+        or limits.teams
+        or any(k.requests_per_minute or k.tokens_per_minute for k in settings.keys)
+    ):
+        found.append("rate limits")
+    if settings.budgets:
+        found.append("budgets")
+    if settings.cache is not None:
+        found.append("the response cache")
+    if found:
+        raise ConfigError(
+            f"--workers {workers} with {' and '.join(found)} needs Redis to share them: each "
+            "worker would keep its own counters (a limit of 10 a minute would let "
+            f"{10 * workers} through). Add a [redis] section or --redis URL "
+            "(docs/shared-state.md), or run --workers 1"
+        )
+
+
+def _supervise(
+    sock: socket.socket,
+    params: dict[str, Any],
+    settings: GatewayConfig | None,
+    upstream: str | None,
+    alerts: Path | None,
+) -> None:
+    """Run ``--workers`` copies of this command, with ``params``, on ``sock``."""
+    from aivitals.server.workers import Supervisor  # noqa: PLC0415
+    from aivitals.serving import origin  # noqa: PLC0415
+
+    if alerts is not None:
+        _warn_live_rules(alerts)
+    routes = ""
+    if settings is not None:
+        from aivitals.gateway.upstreams import Upstream  # noqa: PLC0415
+
+        quick = [Upstream(name="upstream", base_url=upstream)] if upstream is not None else []
+        names = ", ".join(f"{u.name} ({u.base_url})" for u in settings.build_upstreams(quick).all)
+        routes = f"aivitals gateway: /v1/... goes to {names}"
+
+    workers = params["workers"]
+
+    def announce(line: str) -> None:
+        say(line)  # the same line as one process says, URL last: scripts wait for it
+        say(f"aivitals serve: {workers} workers")
+        if routes:
+            say(routes)
+
+    # Connections queue from now on, while workers start and whenever one restarts.
+    sock.listen(2048)
+    supervisor = Supervisor(
+        sock=sock,
+        count=workers,
+        params=params,
+        announce=announce,
+        listening=f"aivitals serve listening on {origin(sock)}",
+    )
+    status = supervisor.run()
+    if status:
+        raise typer.Exit(code=status)
+
+
+def _warn_live_rules(alerts: Path) -> None:
+    from aivitals.alerts import RuleFileError  # noqa: PLC0415
+    from aivitals.alerts.rules import load_rules  # noqa: PLC0415
+
+    try:
+        rules = load_rules(alerts)
+    except RuleFileError:
+        return  # the first worker says what is wrong, and the server does not start
+    live = [rule.name for rule in rules.rules if rule.source == "live"]
+    if live:
+        say(
+            f"warning: alert rules {', '.join(live)} read `source: live`, which with several "
+            "workers sees only the evaluating worker's own traffic; `source: store` (or auto) "
+            "reads every worker's calls (docs/server.md, Workers)"
+        )
 
 
 def say(line: str) -> None:
@@ -334,4 +457,5 @@ def _gateway(
         cache=cache,
         cache_routes=cache_routes,
         semantic=settings.build_semantic_cache(),
+        guardrails=settings.build_guardrails(),
     )

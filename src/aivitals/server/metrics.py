@@ -86,6 +86,9 @@ class ServerMetrics:
         self, *, registry: CollectorRegistry | None = None, max_series: int = MAX_SERIES
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.scrape_registry = self.registry
+        """What ``GET /metrics`` exposes: ``registry``, or the whole server's merge under
+        ``serve --workers`` (`aivitals.server.worker_metrics.merged_registry`)."""
         # Route folds first: a status kept under route="_other" still tells errors from successes.
         self._cap = KeyCap(
             HTTP_REQUESTS.name,

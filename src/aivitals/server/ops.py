@@ -25,7 +25,7 @@ router = APIRouter(tags=["operations"])
 def get_metrics(request: Request, context: Context) -> Response:
     """Every metric in one scrape: the calls' (aivitals_*), the server's and the process's."""
     encode, content_type = choose_encoder(request.headers.get("accept", ""))
-    return Response(encode(context.metrics.registry), media_type=content_type)
+    return Response(encode(context.metrics.scrape_registry), media_type=content_type)
 
 
 @router.get("/healthz", response_class=JsonResponse)

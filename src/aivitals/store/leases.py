@@ -11,6 +11,8 @@ within ``ttl_s`` (NTP does).
 
 The holder can `publish` a snapshot (text, JSON by convention) on its row for the others to
 `read`: the alert engine's state, so a follower answers the alert routes with the leader's view.
+The others can `send` the holder a message (a silence posted to a follower), which the holder
+`receive`\\ s, in order, once.
 
 >>> import sqlalchemy
 >>> from aivitals.store import schema
@@ -154,6 +156,39 @@ class Lease:
         except sqlalchemy.exc.SQLAlchemyError as exc:
             logger.warning("lease %s: cannot publish the snapshot (%s)", self.name, exc)
             return False
+
+    def send(self, body: str) -> bool:
+        """Leave ``body`` for whoever holds the lease to `receive`; whether it was stored."""
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    schema.lease_inbox.insert().values(
+                        id=str(uuid.uuid4()), name=self.name, body=body, created_ms=self._now_ms()
+                    )
+                )
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            logger.warning("lease %s: cannot send to the holder (%s)", self.name, exc)
+            return False
+        return True
+
+    def receive(self) -> list[str]:
+        """Take every message sent to the holder, oldest first (each is received once)."""
+        inbox = schema.lease_inbox
+        try:
+            with self.engine.begin() as connection:
+                rows = connection.execute(
+                    sqlalchemy.select(inbox.c.id, inbox.c.body)
+                    .where(inbox.c.name == self.name)
+                    .order_by(inbox.c.created_ms, inbox.c.id)
+                ).all()
+                if rows:
+                    connection.execute(
+                        inbox.delete().where(inbox.c.id.in_([row.id for row in rows]))
+                    )
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            logger.warning("lease %s: cannot read the inbox (%s)", self.name, exc)
+            return []
+        return [row.body for row in rows]
 
     def read(self) -> LeaseRow | None:
         """The lease's row (None: never taken, or the store cannot be read now)."""

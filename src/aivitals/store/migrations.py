@@ -82,7 +82,8 @@ def _add_score_rollups(connection: sqlalchemy.Connection) -> None:
 
 
 def _add_leases(connection: sqlalchemy.Connection) -> None:
-    """7: leader leases (issue 15), so one alert engine evaluates among workers and replicas.
+    """7: leader leases and their inbox (issue 15), so one alert engine evaluates among
+    workers and replicas.
 
     Spelled out, like step 5, so a later change to the table cannot change this step; ``IF NOT
     EXISTS`` for a store rebuilt by hand from a newer one.
@@ -92,6 +93,17 @@ def _add_leases(connection: sqlalchemy.Connection) -> None:
             "CREATE TABLE IF NOT EXISTS leases (name VARCHAR(64) NOT NULL PRIMARY KEY, "
             "holder VARCHAR(200) NOT NULL, expires_ms BIGINT NOT NULL, snapshot TEXT, "
             "snapshot_ms BIGINT)"
+        )
+    )
+    connection.execute(
+        sqlalchemy.text(
+            "CREATE TABLE IF NOT EXISTS lease_inbox (id VARCHAR(36) NOT NULL PRIMARY KEY, "
+            "name VARCHAR(64) NOT NULL, body TEXT NOT NULL, created_ms BIGINT NOT NULL)"
+        )
+    )
+    connection.execute(
+        sqlalchemy.text(
+            "CREATE INDEX IF NOT EXISTS ix_lease_inbox_name ON lease_inbox (name, created_ms)"
         )
     )
 

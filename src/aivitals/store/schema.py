@@ -24,7 +24,8 @@
   pin --name before-upgrade --since ... --until ...`` (`aivitals.store.baselines`).
 - ``leases``: leader leases (schema 7, `aivitals.store.leases`), by name: which process holds
   it until when, and what the holder last published (the alert engine's state, for the workers
-  and replicas that do not evaluate).
+  and replicas that do not evaluate); ``lease_inbox``: what the others ask of the holder (a
+  silence posted to a follower), taken by the holder in order.
 - ``meta``: the schema version, and a marker that says the file is an aivitals store.
 
 Money: each call keeps its exact decimal cost as text (``cost_usd``); sums use ``cost_nusd``,
@@ -240,6 +241,16 @@ leases = Table(
     Column("snapshot", Text),
     Column("snapshot_ms", BigInteger),
 )
+
+lease_inbox = Table(
+    "lease_inbox",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+)
+Index("ix_lease_inbox_name", lease_inbox.c.name, lease_inbox.c.created_ms)
 
 meta = Table(
     "meta",
