@@ -37,8 +37,8 @@ def test_a_version_4_store_gains_the_baselines_table_and_keeps_its_calls(tmp_pat
         assert columns == ["name", "since_ms", "until_ms", "created_ms"]
 
 
-def test_pinning_again_replaces_and_delete_says_whether_there_was_one(tmp_path: Path) -> None:
-    store = SqlStore.open(tmp_path / "aivitals.db")
+def test_pinning_again_replaces_and_delete_says_whether_there_was_one(store_target: str) -> None:
+    store = SqlStore.open(store_target)
     try:
         pin(store.engine, "a", 1, 2, now_ms=10)
         pin(store.engine, "b", 5, 9, now_ms=11)
@@ -63,9 +63,9 @@ def test_pinning_again_replaces_and_delete_says_whether_there_was_one(tmp_path: 
     ],
 )
 def test_bad_pins_are_refused_saying_why(
-    tmp_path: Path, name: str, since: int, until: int, message: str
+    store_target: str, name: str, since: int, until: int, message: str
 ) -> None:
-    store = SqlStore.open(tmp_path / "aivitals.db")
+    store = SqlStore.open(store_target)
     try:
         with pytest.raises(ValueError, match=message):
             pin(store.engine, name, since, until, now_ms=0)

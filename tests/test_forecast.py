@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,10 +104,10 @@ def priced_calls(days: int) -> list[Call]:
 
 
 def test_the_day_end_forecast_from_the_store_is_spend_so_far_plus_the_hourly_profile(
-    tmp_path: Path,
+    store_target: str,
 ) -> None:
     calls = priced_calls(10)
-    store = SqlStore.open(tmp_path / "calls.db")
+    store = SqlStore.open(store_target)
     store.write(calls, [])
     now = START + timedelta(days=10, hours=12, minutes=30)
     try:
@@ -143,7 +142,7 @@ def test_a_forecast_without_enough_history_says_so() -> None:
     assert found.spent_usd == pytest.approx(53.0)
 
 
-def test_burn_rates_over_two_windows_against_the_budget_share(tmp_path: Path) -> None:
+def test_burn_rates_over_two_windows_against_the_budget_share(store_target: str) -> None:
     now = START + timedelta(days=10, hours=12)
     rows = [
         (10, "0.5", "search"),
@@ -163,7 +162,7 @@ def test_burn_rates_over_two_windows_against_the_budget_share(tmp_path: Path) ->
         )
         for ago, usd, feature in rows
     ]
-    store = SqlStore.open(tmp_path / "calls.db")
+    store = SqlStore.open(store_target)
     store.write(calls, [])
     try:
         found = burn_rates(Queries(store.engine), now, budget_usd=720.0, by=("feature",))

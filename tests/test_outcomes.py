@@ -26,7 +26,7 @@ from aivitals.store import schema
 from aivitals.store.outcomes import readable_outcome
 from aivitals.store.sql import SqlStore
 
-from .support.server_app import Served, call_json, serve_app, served_at
+from .support.server_app import Served, call_json, serve_app
 from .support.servers import serve_in_thread
 
 CALL_ID = "0192f0c4-0000-7000-8000-000000000001"
@@ -85,9 +85,9 @@ def test_an_outcome_that_cannot_be_right_is_refused_naming_the_field(
 
 
 def test_the_sdk_records_outcomes_into_the_store_with_the_calls_model_and_feature(
-    tmp_path: Path,
+    store_target: str,
 ) -> None:
-    path = tmp_path / "aivitals.db"
+    path = store_target
     aivitals.configure(store=path, endpoint=False, log_to=None, flush_interval_s=0.05)
     try:
         call = aivitals.record(
@@ -154,8 +154,9 @@ def test_every_outcome_text_fits_its_column() -> None:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    with served_at(tmp_path / "aivitals.db") as served:
+def served(store_target: str) -> Iterator[Served]:
+    """The app over a fresh store of each engine."""
+    with serve_app(SqlStore.open(store_target)) as served:
         yield served
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 from aivitals.query import Filters, Queries, Window, check_by, parse_where
 from aivitals.store.sql import SqlStore
@@ -15,8 +14,8 @@ T0 = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 DAY = Window(start=T0.replace(hour=0), end=T0.replace(hour=0) + timedelta(days=1))
 
 
-def test_report_by_quantization_and_by_service_tier(tmp_path: Path) -> None:
-    store = SqlStore.open(tmp_path / "a.db")
+def test_report_by_quantization_and_by_service_tier(store_target: str) -> None:
+    store = SqlStore.open(store_target)
     calls = [
         make_call(
             provider="vllm",

@@ -31,10 +31,10 @@ DAY = Window(start=T0.replace(hour=0), end=T0.replace(hour=0) + timedelta(days=1
 MAX_USD = Decimal(1_000_000)  # the most one call may cost (docs/store.md, "Limits")
 
 
-def test_sums_past_64_bits_are_exact(tmp_path: Path) -> None:
+def test_sums_past_64_bits_are_exact(store_target: str) -> None:
     # 10,000 calls at the most a call may cost: $10 billion, 1e19 nano-dollars, past what a
     # 64-bit sum holds (9.2e18). Each rollup row (one model) holds a tenth, which fits.
-    store = SqlStore.open(tmp_path / "a.db")
+    store = SqlStore.open(store_target)
     calls = [
         make_call(
             model=f"m{i % 10}",
@@ -65,9 +65,9 @@ def test_sums_past_64_bits_are_exact(tmp_path: Path) -> None:
 
 
 def test_the_rollup_writer_folds_in_no_value_out_of_range(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store_target: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = SqlStore.open(tmp_path / "a.db")
+    store = SqlStore.open(store_target)
     good = make_call(id="good", started_at=T0)
     bad = make_call(id="bad", started_at=T0)
     # As an older version (or a source built around the check) let it through.
@@ -137,9 +137,9 @@ def test_a_rollup_row_whose_sketch_alone_is_out_of_range_keeps_its_counts(tmp_pa
     assert summary.latency_avg_ms == pytest.approx((300.0 + 900.0 + 1e8) / 11)
 
 
-def test_a_speed_from_a_generation_too_short_to_measure_is_left_out(tmp_path: Path) -> None:
+def test_a_speed_from_a_generation_too_short_to_measure_is_left_out(store_target: str) -> None:
     # 1e-300 ms of generation is valid at the door, and 100 tokens over it is "infinitely" fast.
-    store = SqlStore.open(tmp_path / "a.db")
+    store = SqlStore.open(store_target)
     steady = make_call(latency_ms=2000.0, ttft_ms=1000.0, output_tokens=100, started_at=T0)
     instant = make_call(latency_ms=1e-300, output_tokens=100, started_at=T0, user="u")
     store.write([steady, instant], [])

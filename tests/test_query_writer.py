@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
-from pathlib import Path
 
 from aivitals.query import Filters, Queries, Window
 from aivitals.store.sql import SqlStore
@@ -13,9 +12,9 @@ from aivitals.store.sql import SqlStore
 from .test_query_store import assert_measures, in_window, passes, random_dataset, reference
 
 
-def test_queries_over_batches_written_by_sql_store(tmp_path: Path) -> None:
+def test_queries_over_batches_written_by_sql_store(store_target: str) -> None:
     data = random_dataset(12, 300, days=2)
-    store = SqlStore.open(tmp_path / "store.db")
+    store = SqlStore.open(store_target)
     try:
         calls = list(data.calls)
         random.Random(1).shuffle(calls)

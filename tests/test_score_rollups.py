@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -70,11 +69,11 @@ def _reference(
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_rolled_quality_equals_raw_and_the_objects_whatever_the_write_order(
-    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+    store_target: str, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls, scores = _dataset(seed)
     rng = random.Random(seed)
-    store = SqlStore.open(tmp_path / "s.db")
+    store = SqlStore.open(store_target)
     # Scores before their calls, with them, after them, and resent (same id): in random batches.
     items: list[Call | Score] = [*calls, *scores, *rng.sample(scores, 40), *rng.sample(calls, 20)]
     rng.shuffle(items)
@@ -101,8 +100,10 @@ def test_rolled_quality_equals_raw_and_the_objects_whatever_the_write_order(
     store.close()
 
 
-def test_quality_of_whole_hours_outlives_the_raw_scores_as_call_rollups_do(tmp_path: Path) -> None:
-    store = SqlStore.open(tmp_path / "s.db")
+def test_quality_of_whole_hours_outlives_the_raw_scores_as_call_rollups_do(
+    store_target: str,
+) -> None:
+    store = SqlStore.open(store_target)
     call = make_call(started_at=T0 + timedelta(minutes=10), model="gpt-4o")
     store.write([call], [Score(call_id=call.id, name="refusal", value=1.0, source="evaluator")])
     assert store.delete_calls_before(T0 + timedelta(days=1)) == 1  # retention: the raw rows go
@@ -113,8 +114,8 @@ def test_quality_of_whole_hours_outlives_the_raw_scores_as_call_rollups_do(tmp_p
     assert (group.rates["refusal"].rate, group.rates["refusal"].count) == (1.0, 1)
 
 
-def test_a_score_waits_for_its_call_and_a_resent_score_is_counted_once(tmp_path: Path) -> None:
-    store = SqlStore.open(tmp_path / "s.db")
+def test_a_score_waits_for_its_call_and_a_resent_score_is_counted_once(store_target: str) -> None:
+    store = SqlStore.open(store_target)
     call = make_call(started_at=T0 + timedelta(minutes=10))
     early = Score(call_id=call.id, name="refusal", value=1.0)
     store.write([], [early])  # its call is not stored yet
