@@ -5,7 +5,8 @@ WordLlama (``pip install 'aivitals[semantic]'``) is a static model: a 32,000-tok
 GPU; about 80 µs for a question on one core. It cannot see word order or "not" (an average of word
 vectors): `semantic_guards` makes up for that.
 
-The model is loaded once per process, on the first question (about 0.5 s), then shared.
+The model is loaded once per process, on the first question (about 0.5 s), then shared; the
+gateway asks its first question when it starts (`SemanticCache.warm`).
 
 >>> embedder = WordLlamaEmbedder(dim=64)
 >>> a, b = embedder.embed("Who wrote Hamlet?"), embedder.embed("Who is the author of Hamlet?")

@@ -136,6 +136,10 @@ class Gateway:
     async def start(self) -> None:
         """Open the upstream client on the running loop (the app's start-up calls this)."""
         await self.client.start()
+        if self.semantic is not None:
+            # The embedding model loads once per process (about 0.5 s): now, on a thread,
+            # rather than on the event loop under the first question.
+            await anyio.to_thread.run_sync(self.semantic.warm)
 
     async def stop(self) -> None:
         """Close the upstream client and its connections."""

@@ -126,6 +126,10 @@ class SemanticCache:
     def __len__(self) -> int:
         return len(self.index)
 
+    def warm(self) -> None:
+        """Load the embedding model now (once per process), not under the first question."""
+        self.embedder.embed("warm up")
+
     def applies(self, route: str, model: str) -> bool:
         """Whether requests of this route and model are matched by meaning."""
         return route in self.routes and (not self.models or model in self.models)
