@@ -8,6 +8,7 @@ are held to the compose file's addresses and mounts.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -132,3 +133,22 @@ def test_a_real_prometheus_on_the_deploy_config_scrapes_aivitals_and_loads_every
             poll("every exported rule loaded", loaded)
             # The server's own series come through the deploy config's scrape.
             assert prometheus.wait_for("aivitals_event_loop_lag_seconds_count", bool)
+
+
+def scaling_doc_snippets() -> list[str]:
+    text = (DEPLOY.parent / "docs" / "scaling.md").read_text()
+    return re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_the_scaling_doc_prometheus_snippets_pass_promtool(tmp_path: Path) -> None:
+    promtool = need("promtool", package="prometheus")
+    rules, *configs = scaling_doc_snippets()
+    assert configs, "docs/scaling.md lost its federation and remote-write snippets"
+    (tmp_path / "rules.yml").write_text(rules)
+    done = run(promtool, "check", "rules", str(tmp_path / "rules.yml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for index, config in enumerate(configs):
+        path = tmp_path / f"prometheus-{index}.yml"
+        path.write_text(config)
+        done = run(promtool, "check", "config", str(path))
+        assert done.returncode == 0, (config, done.stdout + done.stderr)
