@@ -14,7 +14,6 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -29,6 +28,7 @@ from aivitals.query.compare import Comparison, compare
 from aivitals.query.compare_stats import Measure, Moments, judged, mean, rate
 from aivitals.store.sql import SqlStore
 from tests.support.helpers import make_call
+from tests.support.postgres import StoreTargets
 
 NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
 WEEK = parse_since("7d", now=NOW)
@@ -122,8 +122,9 @@ def write_versions(store: SqlStore, *, now: datetime) -> None:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlStore]:
-    opened = SqlStore.open(tmp_path_factory.mktemp("compare") / "aivitals.db")
+def store(module_store_targets: StoreTargets) -> Iterator[SqlStore]:
+    """The versions' history, once per engine (SQLite, PostgreSQL) for the module's tests."""
+    opened = SqlStore.open(module_store_targets("compare"))
     try:
         write_versions(opened, now=NOW)
         yield opened
@@ -423,8 +424,8 @@ def test_importing_the_queries_does_not_import_scipy() -> None:
     assert found.stdout.strip() == "False"
 
 
-def test_an_empty_value_compares_the_calls_without_one(tmp_path: Path) -> None:
-    store = SqlStore.open(tmp_path / "aivitals.db")
+def test_an_empty_value_compares_the_calls_without_one(store_target: str) -> None:
+    store = SqlStore.open(store_target)
     try:
         started = NOW - timedelta(hours=1)
         store.write(
