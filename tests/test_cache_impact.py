@@ -181,7 +181,8 @@ def assert_impact(found: CacheImpact, want: dict[str, Any]) -> None:
                 assert value == pytest.approx(wanted, rel=1e-9), (level.level, name)
     hits = want["levels"]["exact"]["calls"] + want["levels"]["semantic"]["calls"]
     assert found.hits == hits
-    assert found.hit_ratio == pytest.approx(hits / (hits + want["levels"]["miss"]["calls"]))
+    looked = hits + want["levels"]["miss"]["calls"]
+    assert found.hit_ratio == (pytest.approx(hits / looked) if looked else None)
     assert found.saved_usd == sum((f["saved_usd"] for f in want["levels"].values()), Decimal(0))
     counted = {(g.guardrail, g.action): g.calls for g in found.guardrails}
     assert counted == dict(want["actions"])
@@ -282,3 +283,17 @@ def test_rows_out_of_range_or_with_broken_tags_are_left_out_and_counted(served: 
     assert found.calls == want["calls"]
     assert found.levels[1].calls == want["levels"]["semantic"]["calls"]
     assert {(g.guardrail, g.action): g.calls for g in found.guardrails} == dict(want["actions"])
+
+
+def test_a_window_of_uncached_calls_only_is_answered_alike(served: Served) -> None:
+    # No call looked in the cache: the levels come from the rollups, the guardrails from the tags.
+    bodies = [body for body in cache_history(900, seed=23) if level_of(body) == "uncached"]
+    post(served, bodies)
+    assert served.store is not None
+    queries = Queries(served.store.engine)
+    window = parse_since("24h", now=NOW)
+    want = expected(bodies)
+    assert want["blocks"] and want["actions"] and want["levels"]["uncached"]["calls"] > 100
+    assert_impact(queries.cache_impact(window), want)
+    # A filter on user, which rollups do not keep, reads the raw calls: the same figures.
+    assert_impact(queries.cache_impact(window, Filters(user="")), want)

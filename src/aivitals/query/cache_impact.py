@@ -45,6 +45,7 @@ from typing import Any, Literal
 import numpy as np
 import sqlalchemy as sa
 
+from aivitals.query.collect import collect
 from aivitals.query.distribution import exact_quantiles
 from aivitals.query.filters import Filters, call_conditions
 from aivitals.query.measures import usd
@@ -155,7 +156,8 @@ def cache_impact(connection: sa.Connection, window: Window, filters: Filters) ->
     # Grouped by the plain columns, the level worked out in Python: PostgreSQL would not match
     # a CASE of bound parameters in GROUP BY with the same CASE in the select list.
     keys = [calls.c.cache, calls.c.cache_level, calls.c.model, calls.c.status, calls.c.error_type]
-    skipped, sums, blocks = _sums(connection, keys, where, usable)
+    uncached = _all_uncached(connection, window, filters)
+    skipped, sums, blocks = uncached or _sums(connection, keys, where, usable)
     mean_miss = _mean_ok_miss_latency(sums)
     total = sum(values["calls"] for values in sums.values())
     any_hit = any(key[0] in HIT_LEVELS for key in sums)
@@ -261,6 +263,42 @@ def _sums(
         for name in _SUMS:
             into[name] += float(summed[name]) if name == "latency_sum_ms" else int(summed[name])
     return skipped, merged, blocks
+
+
+def _all_uncached(
+    connection: sa.Connection, window: Window, filters: Filters
+) -> tuple[int, dict[SumKey, dict[str, Any]], int] | None:
+    """`_sums`' answer from the rollups when no call of the window looked in the cache (a store
+    of SDK calls, a gateway without one), as most are: every call is then ``uncached``, and the
+    rollups answer in milliseconds what the raw scan takes a second over (200,000 calls).
+    None when some call looked."""
+    totals = collect(
+        connection,
+        (window.start_ms, window.end_ms),
+        filters,
+        ("model", "status", "error_type"),
+        percentiles=False,
+        sums=(*_SUMS, "cache_lookups"),
+    )
+    if int(totals.ints["cache_lookups"].sum()):
+        return None
+    sums: dict[SumKey, dict[str, Any]] = {}
+    blocks = 0
+    for gid, (_, model, status, error_type) in enumerate(totals.keys):
+        n = int(totals.ints["calls"][gid])
+        if not n:
+            continue
+        if error_type == "content_filter":
+            blocks += n
+        into = sums.setdefault(
+            ("uncached", str(model), status == "ok"),
+            {name: 0.0 if name == "latency_sum_ms" else 0 for name in _SUMS},
+        )
+        into["calls"] += n
+        into["unpriced"] += int(totals.ints["unpriced"][gid])
+        into["cost_nusd"] += int(totals.ints["cost_nusd"][gid])
+        into["latency_sum_ms"] += float(totals.floats["latency_sum_ms"][gid])
+    return int(totals.ints["skipped_rows"].sum()), sums, blocks
 
 
 def _mean_ok_miss_latency(sums: dict[SumKey, dict[str, Any]]) -> dict[str, float]:
