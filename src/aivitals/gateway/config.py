@@ -60,6 +60,12 @@ scope = "team"                     # whose answers a question may get: key, user
 semantic_routes = ["chat"]         # chat, messages, responses: cached without asking
 semantic_models = []               # omit: every model
 semantic_max_entries = 10000
+
+[[guardrails]]                     # see aivitals.gateway.guardrail_settings and docs/gateway.md
+name = "cards"
+on = "input"                       # or "output"
+detectors = ["card", "iban"]       # email, phone, card, iban, secret; or patterns, deny,
+action = "redact"                  # prompt_injection, json_schema (output); redact, block, flag
 ```
 
 `load_gateway_config` refuses a file with a mistake in one line naming the file, the key and the
@@ -82,6 +88,8 @@ from aivitals.config_files import read_config_file, validation_problems
 from aivitals.gateway.budgets import Budget, BudgetLedger
 from aivitals.gateway.cache import ResponseCache
 from aivitals.gateway.embedding import WordLlamaEmbedder
+from aivitals.gateway.guardrail_settings import GuardrailSettings
+from aivitals.gateway.guardrails import Guardrails, build_guardrails
 from aivitals.gateway.keys import GatewayKey, KeyRing
 from aivitals.gateway.limits import LimitPolicy
 from aivitals.gateway.semantic_cache import DEFAULT_THRESHOLD, SemanticCache
@@ -213,6 +221,8 @@ class GatewayConfig(_Strict):
     limits: LimitsSettings = LimitsSettings()
     budgets: list[BudgetSettings] = []
     cache: CacheSettings | None = None
+    guardrails: list[GuardrailSettings] = []
+    """What is checked in requests and answers (`aivitals.gateway.guardrails`); none: nothing."""
     judge: JudgeSettings | None = None
     """The LLM judge (`aivitals.quality.judge_settings`); none: no judging."""
     quality: QualitySettings = QualitySettings()
@@ -294,6 +304,9 @@ class GatewayConfig(_Strict):
             ttl_s=self.cache.ttl_s,
         )
 
+    def build_guardrails(self) -> Guardrails | None:
+        return build_guardrails(self.guardrails)
+
 
 def parse_gateway_config(raw: Any, *, origin: str = "gateway config") -> GatewayConfig:
     """Validate an already-parsed mapping."""
@@ -310,6 +323,9 @@ def parse_gateway_config(raw: Any, *, origin: str = "gateway config") -> Gateway
         names = [k.name for k in config.keys]
         if len(set(names)) != len(names):
             raise ConfigError("keys: each name must be unique")
+        guardrails = [g.name for g in config.guardrails]
+        if len(set(guardrails)) != len(guardrails):
+            raise ConfigError("guardrails: each name must be unique")
     except ConfigError as exc:
         raise ConfigError(f"{origin}: {exc}") from None
     return config

@@ -6,12 +6,26 @@ these count what never became a call.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from aivitals.cardinality import KeyCap, OverflowCollector, ValueCap
-from aivitals.metric_schema import GATEWAY_CACHE_BYTES, GATEWAY_CACHE_ENTRIES, GATEWAY_REFUSALS
+from aivitals.metric_schema import (
+    GATEWAY_CACHE_BYTES,
+    GATEWAY_CACHE_ENTRIES,
+    GATEWAY_REFUSALS,
+    MetricSpec,
+)
+
+GUARDRAIL_ACTIONS = MetricSpec(
+    "aivitals_guardrail_actions_total",
+    "counter",
+    "Times a gateway guardrail acted, by guardrail name, side (input, output) and action "
+    "(redact, block, flag).",
+    ("guardrail", "on", "action"),
+)
+"""Its labels are bounded by the config file (names) and two closed sets: no cap needed."""
 
 REASONS = ("auth", "bad_request", "rate_limit", "budget")
 MAX_REASONS = 32
@@ -48,6 +62,21 @@ class GatewayMetrics:
         self.cache_bytes = Gauge(
             GATEWAY_CACHE_BYTES.name, GATEWAY_CACHE_BYTES.help, registry=self.registry
         )
+
+        self.guardrail_actions = Counter(
+            GUARDRAIL_ACTIONS.name,
+            GUARDRAIL_ACTIONS.help,
+            GUARDRAIL_ACTIONS.labels,
+            registry=self.registry,
+        )
+
+    def watch_guardrails(self, configured: Iterable[tuple[str, str, str]]) -> None:
+        """Show each configured guardrail's (name, side, action) from the start, at 0."""
+        for labels in configured:
+            self.guardrail_actions.labels(*labels)
+
+    def guardrail_acted(self, name: str, side: str, action: str) -> None:
+        self.guardrail_actions.labels(name, side, action).inc()
 
     def watch_cache(self, entries: Callable[[], int], size: Callable[[], int]) -> None:
         self.cache_entries.set_function(entries)

@@ -48,6 +48,14 @@ from aivitals.gateway.dialect import Dialect, NativeRelay
 from aivitals.gateway.disconnect import ClientGone, unless_gone
 from aivitals.gateway.exchange import Exchange
 from aivitals.gateway.gpu_time import BusyMeter
+from aivitals.gateway.guardrail_hooks import (
+    Blocked,
+    guard_input,
+    guard_stream,
+    guard_whole,
+    stream_verdict,
+)
+from aivitals.gateway.guardrails import Guardrails
 from aivitals.gateway.headers import client_response_headers, upstream_request_headers
 from aivitals.gateway.keys import GatewayKey, KeyRing
 from aivitals.gateway.limits import LimitPolicy, RateLimiter
@@ -105,6 +113,7 @@ class Gateway:
         cache: ResponseCache | None = None,
         cache_routes: Iterable[str] = (),
         semantic: SemanticCache | None = None,
+        guardrails: Guardrails | None = None,
         tracer: otel.Tracer | None = None,
         metrics: GatewayMetrics | None = None,
         now: Callable[[], datetime] = utc_now,
@@ -122,6 +131,10 @@ class Gateway:
         self.semantic = semantic if cache is not None else None
         self.tracer = tracer or tracer_for(tracer_provider())
         self.metrics = metrics or GatewayMetrics()
+        # None when the config has no guardrail: the hot path then tests one attribute.
+        self.guardrails = guardrails if guardrails else None
+        if self.guardrails is not None:
+            self.metrics.watch_guardrails((g.name, g.side, g.action) for g in self.guardrails.all)
         self.now = now
         # One busy-time meter per upstream priced by the GPU-hour (`gpu_time`).
         self.gpu_meters = {
@@ -294,6 +307,13 @@ class Gateway:
             price=self.recorder.price_draft,
             dialect=dialect,
         )
+        if self.guardrails is not None:
+            # Before budgets and the cache: they reserve by, and key on, what goes upstream.
+            guarded = guard_input(self.guardrails, exchange, raw, self.metrics)
+            if isinstance(guarded, Blocked):  # never sent upstream
+                self._record(exchange, exchange.call(error=guarded.error, http_status=400))
+                return guarded.response
+            raw = guarded
         exchange.limits = self.policy.limits(
             key_name=key.name if key else None,
             key_limits=(key.requests_per_minute, key.tokens_per_minute) if key else (None, None),
@@ -620,6 +640,16 @@ class Gateway:
         except (msgspec.DecodeError, RecursionError):  # msgspec bounds depth by recursion
             parsed = None
         media_type = answer.content_type or "application/json"
+        guarded = (
+            guard_whole(self.guardrails, exchange, parsed, self.metrics)
+            if self.guardrails is not None and isinstance(parsed, dict)
+            else None
+        )
+        status = answer.status
+        if isinstance(guarded, Blocked):  # recorded with its cost; the client gets the 400
+            status = 400
+        elif guarded is not None:  # redacted in place
+            content = _encode(parsed)
         if not isinstance(parsed, dict):
             # Passed through as the upstream sent it; recorded as what it is.
             error = ErrorInfo(INVALID_RESPONSE.error_type, answer.status, INVALID_RESPONSE.message)
@@ -632,8 +662,9 @@ class Gateway:
                 usage=said.usage,
                 response_model=said.response_model,
                 finish_reason=said.finish_reason,
-                http_status=answer.status,
+                http_status=status,
                 service_tier=said.service_tier,
+                error=guarded.error if isinstance(guarded, Blocked) else None,
             )
         else:
             choices = parsed.get("choices")
@@ -650,8 +681,9 @@ class Gateway:
                 usage=usage_from_openai(parsed.get("usage")),
                 response_model=model if isinstance(model, str) else None,
                 finish_reason=reason if isinstance(reason, str) else None,
-                http_status=answer.status,
+                http_status=status,
                 service_tier=tier if isinstance(tier, str) and tier else None,
+                error=guarded.error if isinstance(guarded, Blocked) else None,
             )
         recorded = self._record(
             exchange,
@@ -659,6 +691,8 @@ class Gateway:
             span,
             lambda done: whole_content(exchange.dialect, exchange.body, parsed, done),
         )
+        if isinstance(guarded, Blocked):
+            return guarded.response
         if exchange.cache == "miss" and exchange.cache_key is not None and self.cache is not None:
             self._keep(
                 exchange,
@@ -686,16 +720,23 @@ class Gateway:
         said: list[bytes] | None = kept if kept is not None else None
         if said is None and self.recorder.wants_content:
             said = []
+        guard = guard_stream(self.guardrails, exchange) if self.guardrails is not None else None
         try:
             async for data in answer.chunks():
                 if exchange.ttft_ms is None:
                     exchange.ttft_ms = (time.perf_counter() - exchange.t0) * 1000.0
                 out = relay.feed(data)
+                if guard is not None and out:
+                    out = guard.feed(out)
                 if out:
                     if said is not None:
                         said.append(out)
                     yield out
+                if guard is not None and guard.blocked is not None:
+                    break  # the error event is out: the upstream is closed below
             rest = relay.flush()
+            if guard is not None:
+                rest = guard.close(rest)
             if rest:
                 if said is not None:
                     said.append(rest)
@@ -708,9 +749,14 @@ class Gateway:
             # would be cancelled again. Closing the reply mid-body drops the upstream connection.
             answer.close()
             exchange.trace.response_id = relay.response_id
+            blocked = (
+                stream_verdict(guard, exchange, self.metrics, answer.status)
+                if guard is not None
+                else None
+            )
             call = self._record(
                 exchange,
-                self._stream_call(exchange, relay, outcome, answer.status),
+                self._stream_call(exchange, relay, outcome, answer.status, blocked),
                 span,
                 None
                 if said is None
@@ -742,6 +788,7 @@ class Gateway:
         relay: StreamRelay | NativeRelay,
         outcome: BaseException | None,
         status: int,
+        blocked: ErrorInfo | None = None,
     ) -> Call:
         reported: TokenUsage | None
         if isinstance(relay, StreamRelay):
@@ -759,6 +806,8 @@ class Gateway:
             "http_status": status,
             "service_tier": relay.service_tier,
         }
+        if outcome is None and blocked is not None:  # an output guardrail ended the stream
+            return exchange.call(error=blocked, **common)
         if outcome is None and relay.error is not None:
             # An error event inside a 200 stream: read its body as an upstream failure would be.
             info = classify_response(502, {"error": relay.error})
