@@ -94,6 +94,16 @@ def upstream() -> Iterator[MockServer]:
 
 @pytest.fixture
 def rig(upstream: MockServer, tmp_path: Path) -> Iterator[Rig]:
+    yield from serving(upstream, tmp_path, keyed=True)
+
+
+@pytest.fixture
+def keyless_rig(upstream: MockServer, tmp_path: Path) -> Iterator[Rig]:
+    """No gateway keys: who a call is for comes from the X-Aivitals-* headers."""
+    yield from serving(upstream, tmp_path, keyed=False)
+
+
+def serving(upstream: MockServer, tmp_path: Path, *, keyed: bool) -> Iterator[Rig]:
     upstream.reset()
     store = SqlStore.open(tmp_path / "a.db")
     metrics = PrometheusSink()
@@ -110,6 +120,8 @@ def rig(upstream: MockServer, tmp_path: Path) -> Iterator[Rig]:
                 GatewayKey(name="search", secret=SEARCH_KEY, team="search"),
                 GatewayKey(name="apps", secret=APPS_KEY, team="apps"),
             ]
+            if keyed
+            else []
         ),
         cache=ResponseCache(ttl_s=600, max_bytes=1_000_000),
         cache_routes={"chat"},
@@ -259,3 +271,22 @@ def test_asked_not_to_use_the_cache_a_paraphrase_goes_upstream_as_a_bypass(rig: 
     ask(search, REPHRASED, headers={"X-Aivitals-Cache": "off"})
     assert rig.upstream_requests() == 2
     assert [c.cache for c in rig.stored(2)] == ["miss", "bypass"]
+
+
+def test_without_a_team_a_paraphrase_is_not_matched_and_with_one_it_is(keyless_rig: Rig) -> None:
+    client = keyless_rig.client("sk-client-own-key")
+    ask(client, ASKED)
+    ask(client, REPHRASED)  # no team: not pooled with every other request that has none
+    assert keyless_rig.upstream_requests() == 2
+    team = {"X-Aivitals-Team": "search"}
+    # Other questions: the exact level keys on the body alone, so ASKED again would be its hit.
+    ask(client, "Who wrote Hamlet?", headers=team)
+    ask(client, "Who is the author of Hamlet?", headers=team)
+    assert keyless_rig.upstream_requests() == 3
+    calls = keyless_rig.stored(4)
+    assert [(c.team, c.cache, c.cache_level) for c in calls] == [
+        (None, "miss", "exact"),
+        (None, "miss", "exact"),
+        ("search", "miss", "semantic"),
+        ("search", "hit", "semantic"),
+    ]

@@ -102,9 +102,14 @@ def test_the_question_is_the_last_user_message_and_the_rest_is_kept_whole() -> N
     assert text == "Who wrote Hamlet?"
     assert rest["messages"][0] == CHAT["messages"][0]
     assert CHAT["messages"][1]["content"] == "Who wrote Hamlet?"  # the request is not touched
-    parts = {"role": "user", "content": [{"type": "text", "text": "Who wrote"}]}
-    assert split_question("chat", {"messages": [parts]}) is not None
+    parts = {"role": "user", "content": [{"type": "text", "text": "Who wrote Hamlet?"}]}
+    split_parts = split_question("chat", {"messages": [parts]})
+    assert split_parts is not None and split_parts[0] == "Who wrote Hamlet?"
+    assert parts["content"] == [{"type": "text", "text": "Who wrote Hamlet?"}]  # untouched
     assert split_question("responses", {"input": "Who wrote Hamlet?"}) is not None
+    items = {"input": [{"role": "user", "content": [{"type": "input_text", "text": "Who?"}]}]}
+    split_items = split_question("responses", items)
+    assert split_items is not None and split_items[0] == "Who?"
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,6 @@ True
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -177,23 +176,22 @@ def split_question(route: str, body: Mapping[str, Any]) -> tuple[str, dict[str, 
     >>> split_question("chat", {"model": "m", "messages": [{"role": "user", "content": "Hi?"}]})
     ('Hi?', {'model': 'm', 'messages': [{'role': 'user', 'content': '\\x00aivitals:question\\x00'}]})
     """
-    rest = copy.deepcopy(dict(body))
-    if route == "responses":
-        given = rest.get("input")
-        if isinstance(given, str):
-            rest["input"] = _PLACEHOLDER
-            return _bounded(given, rest)
-        messages = given
-    else:
-        messages = rest.get("messages")
-    if not isinstance(messages, list) or not messages:
+    # Copied along the path to the question only (the body itself is the request's, and the
+    # rest of it, earlier messages and tools, can be large): the same bytes are hashed either way.
+    rest = dict(body)
+    field = "input" if route == "responses" else "messages"
+    given = rest.get(field)
+    if route == "responses" and isinstance(given, str):
+        rest["input"] = _PLACEHOLDER
+        return _bounded(given, rest)
+    if not isinstance(given, list) or not given:
         return None
-    last = messages[-1]
+    last = given[-1]
     if not isinstance(last, dict) or last.get("role") != "user":
         return None
     content = last.get("content")
     if isinstance(content, str):
-        last["content"] = _PLACEHOLDER
+        rest[field] = [*given[:-1], {**last, "content": _PLACEHOLDER}]
         return _bounded(content, rest)
     if not isinstance(content, list) or not content:
         return None
@@ -205,7 +203,8 @@ def split_question(route: str, body: Mapping[str, Any]) -> tuple[str, dict[str, 
         if not isinstance(text, str):
             return None
         texts.append(text)
-        part["text"] = _PLACEHOLDER
+    blanked = [{**part, "text": _PLACEHOLDER} for part in content]
+    rest[field] = [*given[:-1], {**last, "content": blanked}]
     return _bounded("\n".join(texts), rest)
 
 
