@@ -378,7 +378,9 @@ def _raw(
             query = (
                 sa.select(*selected)
                 .where(started >= low, started < high, *conditions)
-                .order_by(started)
+                # The id breaks ties: engines return tied rows in storage order, which differs
+                # between SQLite and PostgreSQL and after a copy; the sample must not.
+                .order_by(started, calls.c.id)
                 .limit(each)
             )
             rows.extend(connection.execute(query).all())
