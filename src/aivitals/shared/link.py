@@ -76,6 +76,8 @@ class RedisLink:
         self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
         self._lock = threading.Lock()
         self._up = True
+        self._stale = False
+        self._closing: set[asyncio.Task[None]] = set()
         self._since = time.monotonic()
         self.last_error = ""
         self.metrics.up.set(1)
@@ -92,6 +94,14 @@ class RedisLink:
         """The asyncio client of the running loop (one per loop: its connections are the loop's)."""
         loop = asyncio.get_running_loop()
         held = self._async
+        if held is not None and held[0] is loop and self._stale:
+            # Redis was down: its pooled connections may be dead sockets to a server that
+            # restarted, each of which would fail once (and fail open). Start a fresh pool.
+            closing = loop.create_task(held[1].aclose())
+            self._closing.add(closing)  # a reference until done: the loop keeps only weak ones
+            closing.add_done_callback(self._closing.discard)
+            held = None
+        self._stale = False
         if held is None or held[0] is not loop:
             client = redis.asyncio.Redis.from_url(
                 self.url, retry=redis.asyncio.retry.Retry(NoBackoff(), 0), **self._options
@@ -139,6 +149,7 @@ class RedisLink:
             if self._up:
                 return
             self._up = True
+            self._stale = True
             down_s = time.monotonic() - self._since
             self._since = time.monotonic()
         self.metrics.up.set(1)

@@ -118,6 +118,9 @@ class Writer:
     def _probe(self) -> None:
         if not self.link.ping():
             return
+        # Other pooled connections may be sockets to the server that went away (another
+        # thread's, from the start): each would fail once and mark the link down again.
+        self.link.sync.connection_pool.disconnect()
         for reconcile in self.reconcilers:
             if not self._guarded("reconcile", reconcile):
                 return  # still failing: stay down, try again at the next probe
