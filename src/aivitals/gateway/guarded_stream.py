@@ -2,7 +2,7 @@
 
 A stream cannot be taken back once sent, so a guardrail that redacts or blocks holds back the
 last `WINDOW_CHARS` characters of each text (a choice, a content block, an output part) and
-lets out only what lies before them. A match shorter than the window is therefore whole inside
+lets out only what lies before them, scanning each time `STEP_CHARS` more have come. A match shorter than the window is therefore whole inside
 the held text when it is found: it is masked before any of it leaves (a card number split over
 three chunks included), or, for a block, the stream ends there with an error event and the client
 has seen the text before the held window and never the match. A block on a JSON schema can only
@@ -41,6 +41,9 @@ from aivitals.gateway.sse import complete_events
 WINDOW_CHARS = 256
 """Held back of each streamed text while a redacting or blocking guardrail watches it: longer
 than a card number, an IBAN, a phone number or a provider's API key."""
+STEP_CHARS = 128
+"""How much new text the window gathers before it is scanned again and its head let out: the
+client reads the answer `WINDOW_CHARS` to `WINDOW_CHARS` + `STEP_CHARS` characters late."""
 CONTEXT_CHARS = 64
 """Of the text already sent, how much the detectors read again before the held text (a phone
 number's cue word, a card's preceding digit)."""
@@ -248,6 +251,12 @@ class StreamGuard:
         if not self.holding:
             return text
         pending = self._pending.get(key, "") + text
+        if not final and (self.window is None or len(pending) < self.window + STEP_CHARS):
+            # Scanned a step at a time, not at every delta (a few characters each): the
+            # detectors read the whole window, and a digit-dense one costs the phone matcher
+            # milliseconds.
+            self._pending[key] = pending
+            return ""
         sent_raw = self._raw[key][: len(self._raw[key]) - len(pending)]
         context = len(sent_raw[-CONTEXT_CHARS:])
         window = sent_raw[-CONTEXT_CHARS:] + pending if context else pending
@@ -276,10 +285,8 @@ class StreamGuard:
                     self.acted[guardrail.name] = guardrail.action
                     self._block(guardrail, "json_schema")
                     return ""
-        if final:
+        if final or self.window is None:  # the window is None only while held whole
             cut = len(pending)
-        elif self.window is None:
-            cut = 0
         else:
             cut = max(0, len(pending) - self.window)
             # Never cut through a match: it goes out whole and masked, or not yet.
