@@ -20,6 +20,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.parser import text_string_to_metric_families as text_families
 
+from tests.support.alerts import receiving
 from tests.support.gateway_processes import AIVITALS
 from tests.support.realservers import poll
 from tests.support.server_app import call_json
@@ -268,3 +269,69 @@ def test_per_process_state_without_redis_is_refused(
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert f"--workers 2 with {named} needs Redis" in line
+
+
+ALERT_RULES = """
+interval: 1s
+notifiers:
+  - name: hook
+    type: webhook
+    url: {url}
+rules:
+  - name: ErrorsAbove
+    signal: error_rate
+    window: 15m
+    op: ">"
+    threshold: 0.25
+    severity: critical
+    for: 0s
+  - name: LiveOnly
+    signal: error_rate
+    source: live
+    window: 5m
+    op: ">"
+    threshold: 2
+"""
+
+
+def test_one_alert_engine_notifies_and_every_worker_shows_its_alerts(tmp_path: Path) -> None:
+    with receiving() as hook:
+        rules = tmp_path / "alerts.yaml"
+        rules.write_text(ALERT_RULES.format(url=hook.url))
+        server = Workers(tmp_path, "--alerts", str(rules))
+        try:
+            assert "LiveOnly read `source: live`" in server.tail()
+            now = datetime.now(UTC).isoformat()
+            failed = {"status": "error", "error_type": "rate_limit"}
+            calls = [call_json(started_at=now, **(failed if i < 4 else {})) for i in range(10)]
+            assert httpx.post(server.url + ROUTE, json={"calls": calls}).status_code == 202
+
+            def phases() -> list[str]:
+                with httpx.Client(timeout=30) as client:  # a new connection: any worker
+                    alerts = client.get(server.url + "/api/v1/alerts").json()["alerts"]
+                return [a["rule"] + ":" + a["phase"] for a in alerts]
+
+            poll("the alert firing", lambda: phases() == ["ErrorsAbove:firing"])
+            poll("the notification", lambda: len(hook.received) >= 1)
+            # Both workers answer, and both with the leader's alerts.
+            answers = [phases() for _ in range(30)]
+            assert answers == [["ErrorsAbove:firing"]] * 30
+            assert _alert_routes_per_worker(server) == {"0": True, "1": True}
+            assert len(hook.received) == 1  # one engine notified, once
+        finally:
+            assert server.stop() == 0, server.tail()
+
+
+def _alert_routes_per_worker(server: Workers) -> dict[str, bool]:
+    """Which workers answered GET /api/v1/alerts, from each one's own metrics."""
+    answered = {}
+    for index, port in server.private_ports().items():
+        families = text_families(httpx.get(f"http://127.0.0.1:{port}/metrics").text)
+        answered[index] = any(
+            s.name == "aivitals_http_server_requests_total"
+            and s.labels.get("route") == "/api/v1/alerts"
+            and s.value > 0
+            for f in families
+            for s in f.samples
+        )
+    return answered

@@ -52,6 +52,10 @@ RESTART_WINDOW_S = 60.0
 STOP_TIMEOUT_S = 60.0
 """How long the parent waits for workers' graceful shutdown (uvicorn gives in-flight requests
 30 s, then the recorder flushes) before it kills them."""
+WORKER_ENV = {"UV_TCP_SINGLE_ACCEPT": "1"}
+"""libuv (under uvloop) accepts one connection per wake-up and yields, instead of draining the
+shared accept queue: without it the worker woken first takes a whole burst of new connections
+(32 keep-alive connections opened at once all went to one worker) and the other idles."""
 _POLL_S = 0.2
 _READY = b"ready\n"
 
@@ -276,6 +280,7 @@ class Supervisor:
             # Its own process group: a terminal's Ctrl+C reaches the parent only, which
             # forwards one SIGTERM (a second SIGINT would make uvicorn skip the graceful wait).
             process_group=0,
+            env={**os.environ, **WORKER_ENV},
         )
         os.close(ready_write)
         assert process.stdin is not None  # stdin=PIPE
@@ -290,10 +295,13 @@ class Supervisor:
             for worker in self._workers.values():
                 _send(worker.process, signal.SIGHUP)
             return
-        # A second SIGTERM or Ctrl+C is forwarded too: uvicorn then stops without waiting.
+        # The first: SIGTERM, a graceful stop. A second, as a second Ctrl+C does to one
+        # process: SIGINT after SIGTERM, on which uvicorn stops without waiting.
+        again = self._stopping
         self._stopping = True
         for worker in self._workers.values():
-            _send(worker.process, signal.SIGTERM)
+            worker.stopping = True
+            _send(worker.process, signal.SIGINT if again else signal.SIGTERM)
 
     def _stop_all(self) -> None:
         for worker in self._workers.values():
@@ -313,7 +321,9 @@ class Supervisor:
                 )
                 worker.process.kill()
                 code = worker.process.wait()
-            if code != 0:
+            # Ended by our SIGTERM before its server took the signal over: still starting, so it
+            # had accepted nothing.
+            if code not in (0, -signal.SIGTERM):
                 # 1: that worker lost accepted calls and said so; other codes are said above.
                 self._status = self._status or (code if code > 0 else 1)
         for key in list(self._selector.get_map().values()):
