@@ -22,12 +22,16 @@ import genai_prices
 import httpx
 import openai
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from aivitals.attribution import Attribution
 from aivitals.gateway.config import parse_gateway_config
 from aivitals.gateway.proxy import Gateway
+from aivitals.gateway.tracing import tracer_for
 from aivitals.gateway.upstreams import Upstream, Upstreams
 from aivitals.mock_llm import MockConfig, MockServer
 from aivitals.model import Call
@@ -64,6 +68,7 @@ class Rig:
     upstream: MockServer
     store: SqlStore
     recorder: Recorder
+    spans: InMemorySpanExporter
     clients: list[Any] = field(default_factory=list)
 
     def openai(self) -> openai.OpenAI:
@@ -114,6 +119,9 @@ def rig(upstream: MockServer, tmp_path: Path, request: pytest.FixtureRequest) ->
     settings = parse_gateway_config({"guardrails": request.param})
     store = SqlStore.open(tmp_path / "calls.db")
     prometheus = PrometheusSink()
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
     recorder = Recorder(
         inline_sinks=[prometheus], batch_sinks=[StoreSink(store)], flush_interval_s=0.05
     )
@@ -132,13 +140,14 @@ def rig(upstream: MockServer, tmp_path: Path, request: pytest.FixtureRequest) ->
             ]
         ),
         guardrails=settings.build_guardrails(),
+        tracer=tracer_for(provider),
     )
     runtime = Runtime(
         recorder=recorder, prometheus=prometheus, windows=None, defaults=Attribution()
     )
     app = create_app(runtime=runtime, store=store, registry=CollectorRegistry(), gateway=gateway)
     with serve_in_thread(app) as origin:
-        made = Rig(origin, upstream, store, recorder)
+        made = Rig(origin, upstream, store, recorder, spans)
         yield made
         for client in made.clients:
             client.close()
@@ -264,6 +273,9 @@ def test_a_blocked_prompt_never_reaches_the_upstream(rig: Rig, stream: bool) -> 
     assert call.tags["guardrail"] == "injection:block"
     assert (call.input_tokens, call.output_tokens, call.cost_usd) == (0, 0, Decimal(0))
     assert rig.metric(ACTIONS, guardrail="injection", on="input", action="block") == 1.0
+    (root,) = [s for s in rig.spans.get_finished_spans() if s.parent is None]
+    assert root.attributes is not None
+    assert root.attributes["aivitals.guardrail"] == "injection:block"
 
 
 @pytest.mark.parametrize("rig", [DENY_FLAG_IN], indirect=True)
