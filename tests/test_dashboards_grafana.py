@@ -474,6 +474,8 @@ EMPTY_WITHOUT_FALLBACK = {
     "In flight [A]": "calls posted to the ingest API have finished: only the SDK and the gateway "
     "count calls in flight",
     "Dropped records and sink errors per second [C]": "no sink fails in this test",
+    "Guardrail actions per second [A]": "calls posted to the ingest API pass no guardrail: only "
+    "the gateway counts guardrail actions",
 }
 """The queries whose fallback to 0 is what this workload shows, and why."""
 

@@ -116,6 +116,11 @@ def scrape() -> list[Metric]:
     recorder.call_started("openai", "gpt-4o-mini")
     gateway = GatewayMetrics(CollectorRegistry(auto_describe=True))
     gateway.refused("auth")
+    gateway.watch_guardrails(
+        ("cards", on, action)
+        for on in ("input", "output")
+        for action in ("redact", "block", "flag")
+    )
     server = ServerMetrics(registry=CollectorRegistry())
     server.expose(sink.registry)
     server.expose(gateway.registry)

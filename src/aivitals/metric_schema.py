@@ -371,7 +371,17 @@ GATEWAY_CACHE_BYTES = MetricSpec(
     "aivitals_gateway_cache_bytes", "gauge", "Bytes held by the response cache."
 )
 
-GATEWAY_METRICS = (GATEWAY_REFUSALS, GATEWAY_CACHE_ENTRIES, GATEWAY_CACHE_BYTES)
+GUARDRAIL_ACTIONS = MetricSpec(
+    "aivitals_guardrail_actions_total",
+    "counter",
+    "Times a gateway guardrail acted, by guardrail name, side (input, output) and action "
+    "(redact, block, flag).",
+    ("guardrail", "on", "action"),
+    values={"on": ("input", "output"), "action": ("redact", "block", "flag")},
+)
+"""Its labels are bounded by the config file (names) and two closed sets: no cap needed."""
+
+GATEWAY_METRICS = (GATEWAY_REFUSALS, GATEWAY_CACHE_ENTRIES, GATEWAY_CACHE_BYTES, GUARDRAIL_ACTIONS)
 """What the gateway answered itself; calls it proxied count in `CALL_METRICS`."""
 
 HTTP_REQUESTS = MetricSpec(

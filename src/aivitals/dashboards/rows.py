@@ -36,6 +36,7 @@ from aivitals.metric_schema import (
     DURATION,
     EVALUATIONS,
     EVALUATOR_NAMES,
+    GUARDRAIL_ACTIONS,
     IN_FLIGHT,
     INPUT_TOKENS,
     OUTPUT_SPEED,
@@ -616,6 +617,20 @@ def health_row(dashboard: Dashboard) -> Dashboard:
                 "Resident memory of each aivitals process.",
                 query(selector(PROCESS_RESIDENT_MEMORY), legend="{{instance}}"),
                 unit="bytes",
+                span=12,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Guardrail actions per second",
+                "Times each gateway guardrail acted, by side and action (redact, block, flag); "
+                "a block is also a call with error type content_filter. 0 without the gateway's "
+                "guardrails.",
+                query(
+                    f"sum by (guardrail, on, action) ({rate(GUARDRAIL_ACTIONS)}) or vector(0)",
+                    legend="{{guardrail}} {{on}} {{action}}",
+                ),
+                unit="short",
                 span=12,
             )
         )

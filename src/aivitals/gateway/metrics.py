@@ -15,17 +15,8 @@ from aivitals.metric_schema import (
     GATEWAY_CACHE_BYTES,
     GATEWAY_CACHE_ENTRIES,
     GATEWAY_REFUSALS,
-    MetricSpec,
+    GUARDRAIL_ACTIONS,
 )
-
-GUARDRAIL_ACTIONS = MetricSpec(
-    "aivitals_guardrail_actions_total",
-    "counter",
-    "Times a gateway guardrail acted, by guardrail name, side (input, output) and action "
-    "(redact, block, flag).",
-    ("guardrail", "on", "action"),
-)
-"""Its labels are bounded by the config file (names) and two closed sets: no cap needed."""
 
 REASONS = ("auth", "bad_request", "rate_limit", "budget")
 MAX_REASONS = 32
