@@ -241,3 +241,30 @@ def test_a_restart_seeds_todays_spend_once_whoever_starts_first(
 
 def hold_count(ledger: SharedBudgetLedger) -> Callable[[], int]:
     return lambda: len(ledger._live)
+
+
+def test_two_processes_back_on_an_empty_redis_count_the_outage_once(
+    ledgers: Ledgers, redis_db: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    store = SqlStore.open(tmp_path / "aivitals.db")
+    try:
+        store.write([make_call(user="ann", cost_usd=Decimal("0.3"), started_at=ledgers.now)], [])
+        first, second = ledgers.make(), ledgers.make()
+        for ledger in (first, second):
+            ledger.reload(Queries(store.engine))
+        redis_server.stop()  # and back empty: the 0.3 in Redis is gone
+        during = [
+            make_call(user="ann", cost_usd=Decimal("0.1"), started_at=ledgers.now) for _ in range(4)
+        ]
+        for i, call in enumerate(during):
+            (first if i % 2 else second).on_call(call)
+        store.write(during, [])  # each process's recorder stores its calls, outage or not
+        assert first.writer.flush() and second.writer.flush()
+        redis_server.start()
+        poll("both links back up", lambda: first.link.up and second.link.up)
+        assert first.writer.flush() and second.writer.flush()
+        # One reseeded from the store (0.3 + 0.4); the other saw the new epoch and added
+        # nothing (adding its 0.2 would count it twice; adding deltas alone would lose the 0.3).
+        assert spent_nano(redis_db, first, ledgers.now) == nano(Decimal("0.7"))
+    finally:
+        store.close()
