@@ -5,6 +5,9 @@ batches touch one or two minute buckets as live traffic does); only ``SqlStore.w
 inserting calls, checking their ids, folding them into the minute, hour and day rollups, commit.
 
     python benchmarks/bench_store_ingest.py [--calls 200000] [--batch 1000] [--write docs/store.md]
+
+``--url postgresql+psycopg://user@host:port/db`` times the same writes into that (empty)
+PostgreSQL database instead, and prints its figure without touching any file.
 """
 
 from __future__ import annotations
@@ -115,7 +118,16 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--write", type=Path, help="rewrite this file's bench:store block")
+    parser.add_argument("--url", help="time SqlStore.write into this PostgreSQL database instead")
     args = parser.parse_args()
+    if args.url:
+        rate = ingest_benchmark(args.url, args.calls, batch_size=args.batch)
+        print(
+            f"Machine: {machine_line()}. Python {platform.python_version()}.\n"
+            f"{args.calls:,} calls into PostgreSQL, batches of {args.batch:,}: "
+            f"{rate:,.0f} calls/s (SqlStore.write, rollups included)"
+        )
+        return
     rows = []
     for batch_size in sorted({500, args.batch}):
         with tempfile.TemporaryDirectory() as folder:

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from aivitals.model import Score
 from aivitals.store.bounds import MAX_SCORE_MAGNITUDE
+from aivitals.store.engine import among
 from aivitals.store.schema import GRANULARITIES, ROLLUP_KEYS, calls, score_rollups, scores
 
 KEY_COLUMNS = ("granularity", "bucket_start", *ROLLUP_KEYS, "name", "source")
@@ -72,7 +73,7 @@ def fold_waiting(connection: sa.Connection, upsert: Any, call_ids: Sequence[str]
         waiting.extend(
             connection.execute(
                 sa.select(scores.c.call_id, scores.c.name, scores.c.source, scores.c.value).where(
-                    scores.c.call_id.in_(chunk)
+                    among(connection, scores.c.call_id, chunk)
                 )
             )
         )
@@ -118,7 +119,9 @@ def _call_keys(connection: sa.Connection, ids: Iterable[str]) -> dict[str, tuple
     columns = [calls.c.id, calls.c.started_ms, *(calls.c[name] for name in ROLLUP_KEYS)]
     found: dict[str, tuple[Any, ...]] = {}
     for chunk in _chunks(list(ids)):
-        for row in connection.execute(sa.select(*columns).where(calls.c.id.in_(chunk))):
+        for row in connection.execute(
+            sa.select(*columns).where(among(connection, calls.c.id, chunk))
+        ):
             found[row[0]] = (row[1] // 1000, *(value or "" for value in row[2:]))
     return found
 

@@ -30,6 +30,7 @@ from aivitals.store import migrations, schema, score_rollup
 from aivitals.store.bulk import BulkInsert
 from aivitals.store.engine import (
     WRITE_OPTION,
+    among,
     create_store_engine,
     display_name,
     lock_for_write,
@@ -210,7 +211,8 @@ class SqlStore:
         ids = schema.calls.c.id
         stored: set[str] = set()
         for chunk in _chunks(list(by_id), _IN_CHUNK):
-            stored.update(connection.scalars(sqlalchemy.select(ids).where(ids.in_(chunk))))
+            found = sqlalchemy.select(ids).where(among(connection, ids, chunk))
+            stored.update(connection.scalars(found))
         new = [call for call_id, call in by_id.items() if call_id not in stored]
         return new
 
