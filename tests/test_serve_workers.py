@@ -4,6 +4,7 @@ per-process limits without Redis."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -335,3 +336,30 @@ def _alert_routes_per_worker(server: Workers) -> dict[str, bool]:
             for s in f.samples
         )
     return answered
+
+
+def test_a_restart_storm_stops_the_server(workers: Workers) -> None:
+    seen = set(workers.worker_pids())
+    victim = min(seen)
+    kills = 0
+    # Kill each replacement as soon as it appears: the sixth death within a minute ends it.
+    while True:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+        kills += 1
+        found = poll("a replacement, or the end", lambda: _new_worker(workers, seen))
+        if found == "ended":
+            break
+        victim = int(found)
+        seen.add(victim)
+    assert workers.process.wait(120) == 1
+    assert kills == 6, workers.tail()
+    assert "5 restarts within 60s already: stopping the server" in workers.tail()
+    assert workers.tail().count("starting another") == 5
+
+
+def _new_worker(workers: Workers, seen: set[int]) -> str | None:
+    fresh = [pid for pid in workers.worker_pids() if pid not in seen]
+    if fresh:
+        return str(fresh[0])
+    return "ended" if workers.process.poll() is not None else None

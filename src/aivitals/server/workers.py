@@ -224,8 +224,9 @@ class Supervisor:
             code = worker.process.poll()
             if code is None or self._stopping:
                 continue
-            if not worker.ready or starting:
-                # Its own message is already on stderr (a config or store error, say).
+            if starting:
+                # Its own message is already on stderr (a config or store error, say). Later,
+                # a replacement that fails to start is one more restart, within the bound.
                 logger.error("worker %d exited with status %d while starting", worker.index, code)
                 self._status = code if code > 0 else 1
                 self._stopping = True
@@ -284,8 +285,11 @@ class Supervisor:
         )
         os.close(ready_write)
         assert process.stdin is not None  # stdin=PIPE
-        with process.stdin:
-            process.stdin.write(pickle.dumps(spec))
+        try:
+            with process.stdin:
+                process.stdin.write(pickle.dumps(spec))
+        except BrokenPipeError:
+            pass  # it died at once: reaped, and restarted or not, like any other death
         worker = _Worker(index=index, process=process, ready_fd=ready_read)
         self._workers[index] = worker
         self._selector.register(ready_read, selectors.EVENT_READ, worker)
