@@ -307,6 +307,22 @@ def test_a_cached_route_answers_a_repeat_without_the_upstream(rig: Rig) -> None:
     assert rig.stored(3)[-1].cache == "bypass"
 
 
+def test_a_cached_answer_is_only_replayed_to_the_team_that_paid_for_it(rig: Rig) -> None:
+    body = {"model": "text-embedding-3-small", "input": ["the same body"]}
+    rig.client().embeddings.create(**body)  # team search pays for it
+    rig.client().embeddings.create(**body)
+    assert rig.upstream_requests("/v1/embeddings") == 1
+    # The same body from another team's key goes upstream: no level replays across tenants.
+    rig.client(key=LIMITED_KEY).embeddings.create(**body)
+    assert rig.upstream_requests("/v1/embeddings") == 2
+    calls = rig.stored(3)
+    assert [(c.team, c.cache) for c in calls] == [
+        ("search", "miss"),
+        ("search", "hit"),
+        ("batch", "miss"),
+    ]
+
+
 def test_a_stream_is_cached_on_request_and_replayed_as_a_stream(rig: Rig) -> None:
     client = rig.client()
 

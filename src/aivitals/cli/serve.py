@@ -456,6 +456,7 @@ def _gateway(
         budgets=ledger,
         cache=cache,
         cache_routes=cache_routes,
+        cache_scope=settings.cache.scope if settings.cache is not None else "team",
         semantic=settings.build_semantic_cache(),
         guardrails=settings.build_guardrails(),
     )

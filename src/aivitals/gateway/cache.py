@@ -37,11 +37,16 @@ _IGNORED = frozenset({"user"})
 _ENTRY_OVERHEAD = 200  # bytes charged per entry on top of its body, so tiny answers are bounded too
 
 
-def cache_key(operation: str, body: Mapping[str, Any]) -> str:
-    """The key of a request: its operation and its body, keys sorted, without ``user``."""
+def cache_key(operation: str, body: Mapping[str, Any], *, scope: str = "") -> str:
+    """The key of a request: its operation, the tenant it is cached for (``scope``: the team,
+    user or key whose answers it may get; empty for everyone) and its body, keys sorted,
+    without ``user``."""
     kept = {name: value for name, value in body.items() if name not in _IGNORED}
     digest = hashlib.sha256(operation.encode())
     digest.update(b"\0")
+    if scope:
+        digest.update(scope.encode())
+        digest.update(b"\0")
     digest.update(_canonical(kept))
     return digest.hexdigest()
 

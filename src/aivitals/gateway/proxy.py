@@ -65,6 +65,7 @@ from aivitals.gateway.quantization import QUANTIZATION_HEADER, quantization_of
 from aivitals.gateway.replies import bad_request, openai_error, unreachable
 from aivitals.gateway.reserve import admit
 from aivitals.gateway.responses import RESPONSES
+from aivitals.gateway.semantic_cache import Scope as CacheScope
 from aivitals.gateway.semantic_cache import SemanticCache
 from aivitals.gateway.sse import StreamRelay
 from aivitals.gateway.tracing import TRACE_HEADER, RequestTrace, tracer_for, tracer_provider
@@ -112,6 +113,7 @@ class Gateway:
         budgets: BudgetLedger | None = None,
         cache: ResponseCache | None = None,
         cache_routes: Iterable[str] = (),
+        cache_scope: CacheScope = "team",
         semantic: SemanticCache | None = None,
         guardrails: Guardrails | None = None,
         tracer: otel.Tracer | None = None,
@@ -128,6 +130,7 @@ class Gateway:
         self.budgets = budgets
         self.cache = cache
         self.cache_routes = frozenset(cache_routes)
+        self.cache_scope: CacheScope = cache_scope
         self.semantic = semantic if cache is not None else None
         self.tracer = tracer or tracer_for(tracer_provider())
         self.metrics = metrics or GatewayMetrics()
@@ -431,26 +434,28 @@ class Gateway:
             return None
         if asked not in ("on", "yes", "true", "1") and route not in self.cache_routes:
             return None
-        exchange.cache_key = cache_key(route, exchange.body)
+        # Scoped like the semantic level: an answer is only replayed to the tenant (team by
+        # default) that paid for it, even to the same body. Requests without the scope's
+        # value share among themselves, as a cache without tenants does.
+        scope_value = self._scope_value(request, exchange, self.cache_scope)
+        exchange.cache_key = cache_key(route, exchange.body, scope=scope_value or "")
         with exchange.trace.stage("cache_lookup") as span:
             hit = await self.cache.get_async(exchange.cache_key)
             if hit is None and self.semantic is not None:
-                hit = await self._ask_semantic(request, exchange, route)
+                hit = await self._ask_semantic(exchange, route, scope_value)
             span.set_attribute("aivitals.cache", "hit" if hit else "miss")
         exchange.cache = "hit" if hit is not None else "miss"
         return hit
 
     async def _ask_semantic(
-        self, request: Request, exchange: Exchange, route: str
+        self, exchange: Exchange, route: str, scope_value: str | None
     ) -> CachedAnswer | None:
         """The exact cache missed: the answer to the same question in other words, if any."""
         semantic = self.semantic
         assert semantic is not None and self.cache is not None
         if not semantic.applies(route, exchange.model or ""):
             return None
-        question = semantic.question(
-            route, exchange.body, scope_value=self._scope_value(request, exchange, semantic)
-        )
+        question = semantic.question(route, exchange.body, scope_value=scope_value)
         if question is None:
             return None
         exchange.cache_level = "semantic"  # a miss is recorded at the last level asked
@@ -476,15 +481,13 @@ class Gateway:
             )
         return hit
 
-    def _scope_value(
-        self, request: Request, exchange: Exchange, semantic: SemanticCache
-    ) -> str | None:
-        """Whose answers this request may get (`SemanticCache.scope`); None: nobody's."""
-        if semantic.scope == "global":
+    def _scope_value(self, request: Request, exchange: Exchange, scope: CacheScope) -> str | None:
+        """Whose answers this request may get (``[cache] scope``); None: nobody's named."""
+        if scope == "global":
             return ""
-        if semantic.scope == "team":
+        if scope == "team":
             return exchange.attribution.team
-        if semantic.scope == "user":
+        if scope == "user":
             return exchange.attribution.user
         presented = _client_key(request, exchange.dialect)
         if self.keys.enforced:
