@@ -264,7 +264,7 @@ def test_a_copy_postgresql_refuses_part_way_leaves_the_target_empty(
 
     failed = invoke("copy", "--from", source, "--to", postgresql_db_url)
     assert failed.returncode == 2
-    assert "copying into" in failed.stderr and "NUL" in failed.stderr
+    assert "copying scores into" in failed.stderr and "NUL" in failed.stderr
     assert not any(contents_of(postgresql_db_url).values())
 
 

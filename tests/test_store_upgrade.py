@@ -25,7 +25,7 @@ T0 = datetime(2026, 11, 2, tzinfo=UTC)
 # What each version added, undone newest first (migrations.STEPS, spelled out here on purpose:
 # the test must not take the code's word for what a step does).
 ADDED: dict[int, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
-    7: (("leases",), ()),
+    7: (("leases", "lease_inbox"), ()),
     6: (("score_rollups",), ()),
     5: (("baselines",), ()),
     4: (("outcomes", "contents"), ()),

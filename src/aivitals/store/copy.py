@@ -3,8 +3,8 @@
 Every table of the history goes (calls, scores, outcomes, contents, rollups, score rollups,
 baselines) row for row, in batches, so rollups and score rollups arrive as they were and need no
 recomputing (the raw calls behind old rollups may already have been deleted by retention).
-Leader leases stay behind: they say which running process leads now, not what happened, and a
-new store starts with none.
+Leader leases and their inbox stay behind: they say which running process leads now and what
+the others ask of it, not what happened, and a new store starts with none.
 
 The source is read in one snapshot (a read transaction; REPEATABLE READ on PostgreSQL), so a
 store still being written copies consistently. The target is written in one transaction: a copy
@@ -40,8 +40,9 @@ from aivitals.store.sql import SqlStore
 BATCH_ROWS = 5000
 """Rows read and written at a time: a few megabytes of calls, whatever the history's size."""
 
-LEFT_BEHIND = frozenset({"meta", "leases"})
-"""``meta`` is each store's own (marker and schema version); leases are live state, not history."""
+LEFT_BEHIND = frozenset({"meta", "leases", "lease_inbox"})
+"""``meta`` is each store's own (marker and schema version); leases and their inbox are live
+state among running processes, not history."""
 
 Progress = Callable[[str, int, int], None]
 """Called after each batch with the table's name, rows copied so far and the table's total."""
@@ -102,7 +103,13 @@ def copy_store(
                 total = _count(reading, table)
                 done = 0
                 for batch in _batches(reading, table, batch_rows):
-                    writing.execute(table.insert(), batch)
+                    try:
+                        writing.execute(table.insert(), batch)
+                    except sqlalchemy.exc.SQLAlchemyError as exc:
+                        # Which table refused (a NUL in a SQLite text, say) is what to go and fix.
+                        raise store_error(
+                            exc, doing=f"copying {table.name} into", where=target.name
+                        ) from exc
                     done += len(batch)
                     if progress is not None:
                         progress(table.name, done, total)
