@@ -40,6 +40,7 @@ from tests.support.realservers import Prometheus, need
 from tests.support.servers import serve_in_thread
 
 from .support.helpers import at, make_call
+from .support.postgres import StoreTargets
 from .support.server_app import NOW, Served, build_runtime, call_json, get_ok, served_with
 from .test_query_store import T0, write_store
 
@@ -117,10 +118,10 @@ def issue_calls(start: datetime, spacing: timedelta) -> list[Call]:
     ]
 
 
-def test_the_issue_case_from_the_store_exact_and_from_rollups(tmp_path: Path) -> None:
+def test_the_issue_case_from_the_store_exact_and_from_rollups(store_targets: StoreTargets) -> None:
     # Exact: ten calls within one minute, read over a window shorter than a whole minute.
     start = T0 + timedelta(seconds=10)
-    exact = Queries(write_store(tmp_path / "exact", issue_calls(start, timedelta(seconds=1))))
+    exact = Queries(write_store(store_targets("exact"), issue_calls(start, timedelta(seconds=1))))
     summary = exact.summary(Window(start=start, end=start + timedelta(seconds=30)))
     assert summary.percentiles == "exact" and summary.calls == 10
     assert summary.latency_p99_ms == 30000.0 == summary.latency_max_ms
@@ -129,7 +130,7 @@ def test_the_issue_case_from_the_store_exact_and_from_rollups(tmp_path: Path) ->
     assert summary.latency_p99_ms >= summary.latency_avg_ms
 
     # Sketch: the calls an hour apart, read over a day, so whole rollup hours answer.
-    spread = Queries(write_store(tmp_path / "rolled", issue_calls(T0, timedelta(hours=1))))
+    spread = Queries(write_store(store_targets("rolled"), issue_calls(T0, timedelta(hours=1))))
     day = spread.summary(Window(start=T0, end=T0 + timedelta(days=1)))
     assert day.percentiles == "sketch" and day.calls == 10
     assert within_1pct(day.latency_p99_ms, 30000.0)
@@ -235,7 +236,7 @@ def test_the_dashboard_shows_the_maximum_beside_p99(
 
 
 def test_the_default_p99_rule_fires_on_the_issue_case_live_and_from_the_store(
-    tmp_path: Path,
+    store_targets: StoreTargets,
 ) -> None:
     """LatencyP99High (p99 > 10,000 ms over 5m, per model): with the old rule the issue's p99
     was 3,400 ms and it stayed quiet; nearest rank makes it the 30 s call, from either source."""
@@ -249,7 +250,7 @@ def test_the_default_p99_rule_fires_on_the_issue_case_live_and_from_the_store(
     for call in calls:
         windows.on_call(call)
     live = read_live(rule, windows)
-    store = read_store(rule, Queries(write_store(tmp_path, calls)), now, ZoneInfo("UTC"))
+    store = read_store(rule, Queries(write_store(store_targets(), calls)), now, ZoneInfo("UTC"))
     for readings in (live, store):
         assert list(readings) == [(("model", "gpt-4o-mini"),)]
         value = next(iter(readings.values()))
