@@ -10,7 +10,9 @@ cores the server needs):
   runs on the same cores, as a colocated upstream would).
 
 Rounds alternate 1 and 2 workers so a noisy moment on a shared machine does not decide a figure;
-each figure is the median round. Needs ``wrk`` (``apt-get install wrk``).
+each figure is the median round, with the server's CPU time per request (the parent and its
+workers) and the machine's load average, since 2 workers can only gain from a core nobody else
+is using. Needs ``wrk`` (``apt-get install wrk``).
 
     python benchmarks/bench_workers.py [--rounds 3] [--seconds 10] [--write docs/benchmarks.md]
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -132,6 +135,7 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="rewrite this file's bench:workers block")
     args = parser.parse_args()
     binary = ensure_wrk()
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     scripts = {"ingest": ingest_script(work), "gateway": chat_script(work)}
     upstream_port = free_port()
@@ -157,6 +161,7 @@ def main() -> None:
     mock.wait_ready()
     rps: dict[tuple[str, int], list[float]] = {}
     p99: dict[tuple[str, int], list[float]] = {}
+    cpu: dict[tuple[str, int], list[float]] = {}
     try:
         for round_ in range(args.rounds):
             order = (1, 2) if round_ % 2 == 0 else (2, 1)
@@ -165,7 +170,12 @@ def main() -> None:
                 try:
                     for path, script in scripts.items():
                         wrk(binary, server.url, script, args.connections, 2)  # warm-up
+                        before = server.cpu()  # the parent and its workers
                         result = wrk(binary, server.url, script, args.connections, args.seconds)
+                        spent = server.cpu() - before
+                        cpu.setdefault((path, workers), []).append(
+                            spent / result["requests"] * 1000
+                        )
                         if result["errors"]:
                             raise SystemExit(f"{path}: {result['errors']:.0f} errors")
                         rps.setdefault((path, workers), []).append(result["rps"])
@@ -183,10 +193,11 @@ def main() -> None:
     lines = [
         f"`python benchmarks/bench_workers.py --rounds {args.rounds} --seconds "
         f"{args.seconds:g}` ({args.connections} connections, wrk); {machine_line()}; median of "
-        f"{args.rounds} alternating rounds.",
+        f"{args.rounds} alternating rounds; 1-minute load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after (other work on the machine takes cores from both).",
         "",
-        "| path | workers | requests/s | p99 ms | vs 1 worker |",
-        "|---|---:|---:|---:|---:|",
+        "| path | workers | requests/s | p99 ms | server CPU ms/request | vs 1 worker |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for path in scripts:
         base = statistics.median(rps[(path, 1)])
@@ -194,7 +205,8 @@ def main() -> None:
             value = statistics.median(rps[(path, workers)])
             lines.append(
                 f"| {path} | {workers} | {value:,.0f} | "
-                f"{statistics.median(p99[(path, workers)]):.1f} | {value / base:.2f}x |"
+                f"{statistics.median(p99[(path, workers)]):.1f} | "
+                f"{statistics.median(cpu[(path, workers)]):.2f} | {value / base:.2f}x |"
             )
     text = "\n".join(lines)
     print(text)
