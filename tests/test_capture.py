@@ -143,8 +143,8 @@ def test_flag_off_keeps_and_sends_no_text(upstream: MockServer, tmp_path: Path) 
         store.close()
 
 
-def test_retention_deletes_old_content_only(tmp_path: Path) -> None:
-    store = SqlStore.open(tmp_path / "calls.db")
+def test_retention_deletes_old_content_only(store_target: str) -> None:
+    store = SqlStore.open(store_target)
     now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     capture = ContentCapture(store, CaptureConfig(enabled=True, retention_days=7), now=lambda: now)
     content = CallContent(output_text="hello")
@@ -166,8 +166,8 @@ def test_retention_deletes_old_content_only(tmp_path: Path) -> None:
     store.close()
 
 
-def test_tool_call_arguments_and_secrets_are_redacted(tmp_path: Path) -> None:
-    store = SqlStore.open(tmp_path / "calls.db")
+def test_tool_call_arguments_and_secrets_are_redacted(store_target: str) -> None:
+    store = SqlStore.open(store_target)
     capture = ContentCapture(store, CaptureConfig(enabled=True))
     call = Call(provider="openai", model="gpt-4o-mini", latency_ms=1.0)
     capture.on_content(
