@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from aivitals.store.sql import SqlStore
 
+from .support import postgres
 from .support.postgres import PostgresServer
 
 
@@ -49,3 +51,23 @@ def test_the_session_database_is_reachable(postgresql_url: str) -> None:
     with engine.connect() as connection:
         assert connection.scalar(sa.text("SELECT current_database()")) == "aivitals_session"
     engine.dispose()
+
+
+def _without_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(postgres, "BIN_DIRS", ())
+    monkeypatch.delenv("AIVITALS_PG_BINDIR", raising=False)
+    monkeypatch.setattr(postgres.shutil, "which", lambda _name: None)
+
+
+def test_without_postgresql_a_test_is_skipped_locally(monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_postgresql(monkeypatch)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="postgresql-15"):
+        postgres.need_postgresql()
+
+
+def test_without_postgresql_a_test_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_postgresql(monkeypatch)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true: PostgreSQL 15 is not installed"):
+        postgres.need_postgresql()
