@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import sqlalchemy as sa
 
@@ -56,7 +58,7 @@ def test_the_session_database_is_reachable(postgresql_url: str) -> None:
 def _without_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(postgres, "BIN_DIRS", ())
     monkeypatch.delenv("AIVITALS_PG_BINDIR", raising=False)
-    monkeypatch.setattr(postgres.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
 
 
 def test_without_postgresql_a_test_is_skipped_locally(monkeypatch: pytest.MonkeyPatch) -> None:
