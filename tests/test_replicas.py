@@ -116,14 +116,15 @@ class Fleet:
 
     def ask(self, i: int, *, content: str = "hi", **headers: str) -> int:
         """One chat call through replica ``i % 3``: the HTTP status it got."""
-        try:
-            self.client(i, **headers).chat.completions.create(
-                model=MODEL,
-                messages=[{"role": "user", "content": content}],
-                max_tokens=MAX_TOKENS,
-            )
-        except openai.APIStatusError as exc:
-            return exc.status_code
+        with self.client(i, **headers) as client:
+            try:
+                client.chat.completions.create(
+                    model=MODEL,
+                    messages=[{"role": "user", "content": content}],
+                    max_tokens=MAX_TOKENS,
+                )
+            except openai.APIStatusError as exc:
+                return exc.status_code
         return 200
 
     def ask_all(self, n: int, **headers: str) -> list[int]:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import redis
 
 from aivitals.gateway.budgets import Budget, BudgetLedger, Hold, Refusal
 from aivitals.query import Queries
@@ -26,7 +25,16 @@ from aivitals.shared.writer import Writer
 from aivitals.store.sql import SqlStore
 from tests.support.helpers import make_call
 from tests.support.realservers import poll
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RawClients, RedisServer
+
+raw = RawClients()
+
+
+@pytest.fixture(autouse=True)
+def _close_raw_clients() -> Iterator[None]:
+    yield
+    raw.close()
+
 
 T = TypeVar("T")
 DAY = Budget(scope="user", period="day", usd=Decimal("1"))
@@ -89,7 +97,7 @@ def reserve_all(ledgers: Ledgers, shared: list[SharedBudgetLedger], n: int) -> l
 def spent_nano(url: str, ledger: SharedBudgetLedger, at: datetime, user: str = "ann") -> int:
     start, _ = ledger.period_bounds("day", at)
     key = ledger.period_key("user", user, "day", start)
-    return int(redis.Redis.from_url(url).hget(key, "spent") or 0)
+    return int(raw(url).hget(key, "spent") or 0)
 
 
 def test_in_memory_ledgers_each_hold_the_whole_budget() -> None:
@@ -138,12 +146,12 @@ def test_a_period_resets_on_a_new_key_at_local_midnight(ledgers: Ledgers, redis_
     refused = ledgers.run(ledger.reserve_async(ASK, user="ann"))
     assert isinstance(refused, Refusal) and refused.final
     assert f"{refused.resets_at:%Y-%m-%d %H:%M %Z}" == "2026-12-02 00:00 CET"
-    client = redis.Redis.from_url(redis_db, decode_responses=True)
+    client = raw(redis_db, decode=True)
     keys = sorted(client.keys("aivitals:budget:*"))
     assert keys == ["aivitals:budget:day:2026-12-01T00:00+0100:user:ann"]
     ledgers.now += timedelta(minutes=1)
     assert isinstance(ledgers.run(ledger.reserve_async(ASK, user="ann")), SharedHold)
-    ttl = redis.Redis.from_url(redis_db).ttl("aivitals:budget:day:2026-12-01T00:00+0100:user:ann")
+    ttl = raw(redis_db).ttl("aivitals:budget:day:2026-12-01T00:00+0100:user:ann")
     assert ttl > 0  # the old period's key expires (a day after its end)
 
 
@@ -218,7 +226,7 @@ def test_redis_back_empty_reseeds_from_the_store(
         assert ledger.writer.flush()
         # Reseeded from the store (which holds the outage's call): not the delta added to 0.
         assert spent_nano(redis_db, ledger, ledgers.now) == nano(Decimal("0.7"))
-        assert redis.Redis.from_url(redis_db).exists("aivitals:seeded")
+        assert raw(redis_db).exists("aivitals:seeded")
     finally:
         store.close()
 

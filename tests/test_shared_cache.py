@@ -12,14 +12,22 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import pytest
-import redis
 
 from aivitals.gateway.cache import CachedAnswer, ResponseCache, cache_key
 from aivitals.shared.cache import SharedResponseCache
 from aivitals.shared.link import RedisLink
 from aivitals.shared.writer import Writer
 from tests.support.realservers import poll
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RawClients, RedisServer
+
+raw = RawClients()
+
+
+@pytest.fixture(autouse=True)
+def _close_raw_clients() -> Iterator[None]:
+    yield
+    raw.close()
+
 
 T = TypeVar("T")
 
@@ -100,7 +108,7 @@ def test_the_size_bound_holds_in_redis_least_recently_used_first(
     assert second.writer.flush()
     held = {n for n in range(4) if caches.run(first.get_async(key(n))) is not None}
     assert held == {0, 2, 3}  # 1 was the least recently used
-    client = redis.Redis.from_url(redis_db)
+    client = raw(redis_db)
     assert int(client.get("aivitals:cache:bytes") or 0) == 3 * size
     assert client.zcard("aivitals:cache:lru") == 3
     poll("the figures read back", lambda: (len(first), first.bytes) == (3, 3 * size))
@@ -115,9 +123,9 @@ def test_entries_expire_after_the_ttl(caches: Caches, redis_db: str) -> None:
     cache = caches.make(ttl_s=60)
     cache.put(key(1), answer("one"))
     assert cache.writer.flush()
-    ttl_ms = redis.Redis.from_url(redis_db).pttl("aivitals:cache:e:" + key(1))
+    ttl_ms = raw(redis_db).pttl("aivitals:cache:e:" + key(1))
     assert 0 < ttl_ms <= 60_000
-    redis.Redis.from_url(redis_db).pexpire("aivitals:cache:e:" + key(1), 1)
+    raw(redis_db).pexpire("aivitals:cache:e:" + key(1), 1)
     poll("the entry gone", lambda: caches.run(cache.get_async(key(1))) is None)
 
 

@@ -12,14 +12,22 @@ from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar, cast
 
 import pytest
-import redis
 
 from aivitals.gateway.limits import Limit, RateLimiter
 from aivitals.shared.limits import LimitsUnavailable, OnFailure, SharedRateLimiter
 from aivitals.shared.link import RedisLink
 from aivitals.shared.writer import Writer
 from tests.support.realservers import poll
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RawClients, RedisServer
+
+raw = RawClients()
+
+
+@pytest.fixture(autouse=True)
+def _close_raw_clients() -> Iterator[None]:
+    yield
+    raw.close()
+
 
 T = TypeVar("T")
 
@@ -101,7 +109,7 @@ def test_a_request_refused_by_one_limit_is_counted_in_none(
     ann, bob = limiters.run(both())
     assert sum(ann) <= 5 and sum(bob) <= 5
     assert sum(ann) + sum(bob) == 8
-    client = redis.Redis.from_url(redis_db)
+    client = raw(redis_db)
     # All or none: each user's window holds exactly the requests let through.
     assert client.zcard("aivitals:rl:user:req:ann") == sum(ann)
     assert client.zcard("aivitals:rl:user:req:bob") == sum(bob)
@@ -132,7 +140,7 @@ def test_the_window_slides_entries_older_than_a_minute_leave(
     assert shared.writer.flush()
     assert not limiters.run(shared.admit_async([limit])).allowed
     # Age every entry by 61 s in Redis itself (no clock to inject: the script reads TIME).
-    client = redis.Redis.from_url(redis_db)
+    client = raw(redis_db)
     for key in ("aivitals:rl:user:req:u", "aivitals:rl:user:tok:u"):
         entries = client.zrange(key, 0, -1, withscores=True)
         for member, score in cast(list[tuple[bytes, float]], entries):

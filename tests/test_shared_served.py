@@ -41,18 +41,18 @@ retry_s = 0.1
 
 
 def ask(serve: ServeProcess) -> openai.APIStatusError | None:
-    client = openai.OpenAI(
+    with openai.OpenAI(
         base_url=serve.url + "/v1",
         api_key="sk-test",
         max_retries=0,
         default_headers={"X-Aivitals-User": "ann"},
-    )
-    try:
-        client.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
-        )
-    except openai.APIStatusError as exc:
-        return exc
+    ) as client:
+        try:
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+            )
+        except openai.APIStatusError as exc:
+            return exc
     return None
 
 

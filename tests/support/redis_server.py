@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Self
 
 import pytest
+import redis
 
 from .realservers import DEFAULT_TIMEOUT_S, free_port, need, poll
 
@@ -184,6 +185,23 @@ class RedisServer:
 
 class _Exited(Exception):
     """The server process ended before it was ready."""
+
+
+class RawClients:
+    """Plain redis-py clients for a test to look into Redis with, all closed by `close`
+    (an unclosed one is a ResourceWarning, an error under the suite's warning filters)."""
+
+    def __init__(self) -> None:
+        self._made: list[redis.Redis] = []
+
+    def __call__(self, url: str, *, decode: bool = False) -> redis.Redis:
+        client = redis.Redis.from_url(url, decode_responses=decode)
+        self._made.append(client)
+        return client
+
+    def close(self) -> None:
+        while self._made:
+            self._made.pop().close()
 
 
 @pytest.fixture(scope="session")
