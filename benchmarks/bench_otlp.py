@@ -143,20 +143,22 @@ def stored(db: Path) -> int:
 
 
 def measure(
-    path: str, content_type: str, bodies: list[bytes], items: int, senders: int
+    path: str, content_type: str, bodies: list[bytes], items: int, senders: int, *, workers: int = 1
 ) -> tuple[float, float]:
-    """Items per second through a fresh ``aivitals serve`` posting ``bodies`` to ``path``, and
-    the server's CPU time per item in microseconds (all its threads)."""
+    """Items per second through a fresh ``aivitals serve --workers N`` posting ``bodies`` to
+    ``path``, and the server's CPU time per item in microseconds (all its threads and workers)."""
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "aivitals.db"
         server = subprocess.Popen(
-            [AIVITALS, "serve", "--port", "0", "--db", str(db)],
+            [AIVITALS, "serve", "--port", "0", "--db", str(db), "--workers", str(workers)],
             stderr=subprocess.PIPE,
             text=True,
         )
         try:
             assert server.stderr is not None
             line = server.stderr.readline()
+            while line and "listening on" not in line:  # --workers says more lines first
+                line = server.stderr.readline()
             assert "listening on" in line, line
             url = line.rsplit(" ", 1)[-1].strip() + path
             todo = list(reversed(bodies))
@@ -255,14 +257,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--spans", type=int, default=102_400)
     parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument(
+        "--workers", default="1,2", help="serve --workers counts to measure OTLP with (1,2)"
+    )
     parser.add_argument("--write", type=Path, help="rewrite this file's bench:otlp block")
     args = parser.parse_args()
+    counts = [int(n) for n in args.workers.split(",")]
     otlp, calls_json = span_batches(args.spans)
     stages = breakdown(otlp[:20])
     total_us = sum(us for _, us in stages)
-    spans_per_s, span_cpu_us = measure(
-        "/v1/traces", "application/x-protobuf", otlp, args.spans, args.senders
-    )
+    otlp_runs = {
+        n: measure(
+            "/v1/traces", "application/x-protobuf", otlp, args.spans, args.senders, workers=n
+        )
+        for n in counts
+    }
     calls_per_s, call_cpu_us = measure(
         "/api/v1/calls", "application/json", calls_json, args.spans, args.senders
     )
@@ -270,7 +279,7 @@ def main() -> None:
         [
             f"Machine: {machine_line()}. Python {platform.python_version()}.",
             f"Command: `python benchmarks/bench_otlp.py --spans {args.spans} "
-            f"--senders {args.senders}`.",
+            f"--senders {args.senders} --workers {args.workers}`.",
             "",
             f"{args.senders} sender threads post {args.spans:,} model-call spans in exports of "
             f"{BATCH} (GenAI semantic-convention attributes, protobuf) to one `aivitals serve` "
@@ -282,10 +291,13 @@ def main() -> None:
             "",
             "| path | items | items/s | vs JSON ingest | server CPU µs per item |",
             "| --- | ---: | ---: | ---: | ---: |",
-            f"| OTLP/HTTP protobuf, `/v1/traces` | {args.spans:,} spans | {spans_per_s:,.0f} "
-            f"| {spans_per_s / calls_per_s:.2f}x | {span_cpu_us:.0f} |",
-            f"| reference: JSON, `/api/v1/calls` | {args.spans:,} calls | {calls_per_s:,.0f} "
-            f"| 1.00x | {call_cpu_us:.0f} |",
+            *(
+                f"| OTLP/HTTP protobuf, `/v1/traces`, {n} worker{'s' if n > 1 else ''} "
+                f"| {args.spans:,} spans | {rate:,.0f} | {rate / calls_per_s:.2f}x | {cpu:.0f} |"
+                for n, (rate, cpu) in otlp_runs.items()
+            ),
+            f"| reference: JSON, `/api/v1/calls`, 1 worker | {args.spans:,} calls "
+            f"| {calls_per_s:,.0f} | 1.00x | {call_cpu_us:.0f} |",
             "",
             f"Where a span's time goes, in process on one thread, {min(20, len(otlp)) * BATCH:,} "
             "spans in exports of the same size (best of 3; HTTP and the thread pool not "

@@ -41,6 +41,22 @@ def write_section(path: Path, name: str, text: str) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time (user and system, all threads) process ``pid`` has used so far, from ``/proc``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time (all threads) that process ``pid`` and its live descendants
+    (`serve --workers N`'s workers) have used so far, in seconds, from ``/proc``."""
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = int(fields[11]) + int(fields[12])
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0)
+        todo.extend(child for child, parent in parents.items() if parent == current)
+    return total / os.sysconf("SC_CLK_TCK")
