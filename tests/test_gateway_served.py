@@ -308,12 +308,16 @@ def test_a_cached_route_answers_a_repeat_without_the_upstream(rig: Rig) -> None:
 
 
 def test_a_cached_answer_is_only_replayed_to_the_team_that_paid_for_it(rig: Rig) -> None:
-    body = {"model": "text-embedding-3-small", "input": ["the same body"]}
-    rig.client().embeddings.create(**body)  # team search pays for it
-    rig.client().embeddings.create(**body)
+    def embed(key: str) -> None:
+        rig.client(key=key).embeddings.create(
+            model="text-embedding-3-small", input=["the same body"]
+        )
+
+    embed(SEARCH_KEY)  # team search pays for it
+    embed(SEARCH_KEY)
     assert rig.upstream_requests("/v1/embeddings") == 1
     # The same body from another team's key goes upstream: no level replays across tenants.
-    rig.client(key=LIMITED_KEY).embeddings.create(**body)
+    embed(LIMITED_KEY)
     assert rig.upstream_requests("/v1/embeddings") == 2
     calls = rig.stored(3)
     assert [(c.team, c.cache) for c in calls] == [

@@ -75,6 +75,10 @@ def test_readyz_and_metrics_say_whether_redis_answers_and_the_policy(
     assert refused is not None and refused.status_code == 503
     assert refused.response.headers["retry-after"] == "1"
     assert "limits_on_failure = closed" in refused.response.text
+    # OpenAI's error shape, and counted as a refusal like any other.
+    assert refused.response.json()["error"]["code"] == "limits_unavailable"
+    scraped = httpx.get(served.url + "/metrics", timeout=10).text
+    assert 'aivitals_gateway_refusals_total{reason="limits_unavailable"} 1.0' in scraped
     ready = httpx.get(served.url + "/readyz", timeout=10).json()
     assert ready["status"] == "ready"  # degraded, not out of the load balancer
     assert " down (" in ready["checks"]["redis"]

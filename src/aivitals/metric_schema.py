@@ -361,7 +361,8 @@ GATEWAY_REFUSALS = MetricSpec(
     "aivitals_gateway_refusals_total",
     "counter",
     "Requests the gateway answered itself without calling an upstream, by reason: auth (401), "
-    "bad_request (4xx), rate_limit (429), budget (429).",
+    "bad_request (4xx), rate_limit (429), budget (429), limits_unavailable (503: shared "
+    "limits unreachable under limits_on_failure = closed).",
     ("reason",),
 )
 GATEWAY_CACHE_ENTRIES = MetricSpec(

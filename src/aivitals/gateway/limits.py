@@ -39,9 +39,16 @@ class Limit:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """Whether a request may go on; a refusal says why and when to retry.
+
+    ``unavailable``: the limits could not be checked (a shared limiter whose Redis is down,
+    under ``limits_on_failure = "closed"``), a 503 rather than the 429 of a reached limit.
+    """
+
     allowed: bool
     retry_after_s: int = 0
     reason: str = ""
+    unavailable: bool = False
 
 
 class RateLimiter:

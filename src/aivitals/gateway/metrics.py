@@ -18,7 +18,7 @@ from aivitals.metric_schema import (
     GUARDRAIL_ACTIONS,
 )
 
-REASONS = ("auth", "bad_request", "rate_limit", "budget")
+REASONS = ("auth", "bad_request", "rate_limit", "budget", "limits_unavailable")
 MAX_REASONS = 32
 """Reasons are named in code, not by clients; the cap only stops a bug from growing the set."""
 

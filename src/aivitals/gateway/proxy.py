@@ -326,6 +326,15 @@ class Gateway:
         if exchange.limits:
             with trace.stage("rate_limit"):
                 decision = await self.limiter.admit_async(exchange.limits)
+            if decision.unavailable:
+                down = openai_error(
+                    503,
+                    decision.reason,
+                    type_="service_unavailable",
+                    code="limits_unavailable",
+                    headers={"retry-after": str(decision.retry_after_s)},
+                )
+                return self._refuse(trace, "limits_unavailable", down)
             if not decision.allowed:
                 limited = openai_error(
                     429,

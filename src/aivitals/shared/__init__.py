@@ -5,14 +5,13 @@ See docs/shared-state.md. Optional: ``pip install aivitals[redis]``.
 
 from aivitals.shared.budgets import SharedBudgetLedger, SharedHold
 from aivitals.shared.cache import SharedResponseCache
-from aivitals.shared.limits import LimitsUnavailable, SharedRateLimiter
+from aivitals.shared.limits import SharedRateLimiter
 from aivitals.shared.link import RedisLink, Unavailable
 from aivitals.shared.metrics import SharedMetrics
 from aivitals.shared.state import SharedState
 from aivitals.shared.writer import Write, Writer
 
 __all__ = [
-    "LimitsUnavailable",
     "RedisLink",
     "SharedBudgetLedger",
     "SharedHold",

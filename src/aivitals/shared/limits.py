@@ -18,7 +18,7 @@ an approximation (a weighted previous window), not exact. A 40-line script does 
 once, exactly, on Redis time.
 
 While Redis is down the policy is ``on_failure``: ``"open"`` lets requests through uncounted,
-``"closed"`` answers 503 with Retry-After (`LimitsUnavailable`); both count in
+``"closed"`` answers 503 with Retry-After (`unavailable`); both count in
 ``aivitals_redis_fallbacks_total{feature="limits"}``.
 """
 
@@ -31,7 +31,6 @@ from typing import Literal
 import redis.asyncio
 
 from aivitals.gateway.limits import WINDOW_S, Decision, Limit, RateLimiter
-from aivitals.server.errors import ApiError
 from aivitals.shared.link import RedisLink, Unavailable
 from aivitals.shared.writer import Write, Writer
 
@@ -102,16 +101,15 @@ return 1
 """
 
 
-class LimitsUnavailable(ApiError):
-    """The limits cannot be checked (Redis down) and the policy is closed: 503, Retry-After."""
-
-    def __init__(self, retry_after_s: int) -> None:
-        super().__init__(
-            503,
-            "rate limits cannot be checked right now (the shared state's Redis is down) and "
-            "this gateway refuses unchecked requests (limits_on_failure = closed); retry later",
-            headers={"retry-after": str(retry_after_s)},
-        )
+def unavailable(retry_after_s: int) -> Decision:
+    """The refusal of a closed policy while Redis is down: the gateway answers it with 503."""
+    return Decision(
+        allowed=False,
+        retry_after_s=retry_after_s,
+        reason="rate limits cannot be checked right now (the shared state's Redis is down) "
+        "and this gateway refuses unchecked requests (limits_on_failure = closed); retry later",
+        unavailable=True,
+    )
 
 
 class SharedRateLimiter(RateLimiter):
@@ -154,7 +152,7 @@ class SharedRateLimiter(RateLimiter):
         except Unavailable:
             self.link.metrics.fallback("limits")
             if self.on_failure == "closed":
-                raise LimitsUnavailable(max(1, round(self.link.retry_s))) from None
+                return unavailable(max(1, round(self.link.retry_s)))
             return Decision(allowed=True)
         if int(reply[0]) == 1:
             return Decision(allowed=True)
