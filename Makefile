@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test lint typecheck servers pytest bench format clean
+.PHONY: help install demo test lint typecheck servers pytest bench format clean deploy-files
 
 help:
 	@echo "make demo   set up and run the aivitals demo"
@@ -69,6 +69,11 @@ bench: $(STAMP)
 .PHONY: bench-gateway
 bench-gateway: $(STAMP)
 	$(BIN)/python benchmarks/bench_gateway.py --write docs/benchmarks.md
+
+# The files of deploy/ that aivitals exports (alert rules, Grafana dashboard): rewrite them after
+# changing a rule or a panel; tests/test_deploy_exports.py fails while they are stale.
+deploy-files: $(STAMP)
+	AIVITALS=$(abspath $(BIN))/aivitals deploy/regenerate
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
