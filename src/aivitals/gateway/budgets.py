@@ -41,7 +41,7 @@ import math
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -261,28 +261,30 @@ class BudgetLedger:
             held = self._held.get((scope, value, period))
         return held[1] if held is not None and held[0] == start else Decimal(0)
 
-    def applies(
-        self, *, user: str | None = None, team: str | None = None, feature: str | None = None
-    ) -> bool:
-        """Whether any budget covers a request for this user, team or feature."""
+    def covering(
+        self, *, user: str | None, team: str | None, feature: str | None
+    ) -> Iterator[tuple[Budget, str]]:
+        """The budgets a request for this user, team or feature falls under, each with the
+        value (which user, team or feature) it is held against."""
         values = {"user": user, "team": team, "feature": feature}
         for budget in self.budgets:
             value = values[budget.scope]
             if value is not None and (budget.value is None or budget.value == value):
-                return True
-        return False
+                yield budget, value
+
+    def applies(
+        self, *, user: str | None = None, team: str | None = None, feature: str | None = None
+    ) -> bool:
+        """Whether any budget covers a request for this user, team or feature."""
+        return next(self.covering(user=user, team=team, feature=feature), None) is not None
 
     def check(
         self, *, user: str | None = None, team: str | None = None, feature: str | None = None
     ) -> Refusal | None:
         """The first budget whose spend has reached its limit, or None: a question about
         spend only (admission asks `reserve`)."""
-        values = {"user": user, "team": team, "feature": feature}
         now = self._clock()
-        for budget in self.budgets:
-            value = values[budget.scope]
-            if value is None or (budget.value is not None and budget.value != value):
-                continue
+        for budget, value in self.covering(user=user, team=team, feature=feature):
             spent = self.spent(budget.scope, value, budget.period, at=now)
             if spent >= budget.usd:
                 return self._refusal(budget, value, now, spent=spent)
@@ -303,15 +305,11 @@ class BudgetLedger:
 
         Checked and held under one lock, so two requests can never both take the same room.
         """
-        values = {"user": user, "team": team, "feature": feature}
         now = self._clock()
         entries: dict[_Key, datetime] = {}
         with self._lock:
             self._subtract_returned()
-            for budget in self.budgets:
-                value = values[budget.scope]
-                if value is None or (budget.value is not None and budget.value != value):
-                    continue
+            for budget, value in self.covering(user=user, team=team, feature=feature):
                 key: _Key = (budget.scope, value, budget.period)
                 start, _ = self.period_bounds(budget.period, now)
                 spent = _current(self._spent.get(key), start)

@@ -199,13 +199,9 @@ class SharedBudgetLedger(BudgetLedger):
     ) -> Hold | Refusal:
         """Hold ``usd`` against every budget the request falls under, in Redis (one script),
         or in this process while Redis is down."""
-        values = {"user": user, "team": team, "feature": feature}
         now = self._clock()
         covered: list[tuple[Budget, str, datetime, str]] = []
-        for budget in self.budgets:
-            value = values[budget.scope]
-            if value is None or (budget.value is not None and budget.value != value):
-                continue
+        for budget, value in self.covering(user=user, team=team, feature=feature):
             start, _ = self.period_bounds(budget.period, now)
             key = self.period_key(budget.scope, value, budget.period, start)
             if all(k != key for *_, k in covered):
