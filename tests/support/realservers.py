@@ -95,6 +95,8 @@ class ServerProcess:
     name = "server"
     ready_path = "/-/ready"
     start_attempts = 3
+    keeps_port = False
+    """Whether a start after the first comes back on the same port (a restart at the same URL)."""
 
     def __init__(self, binary: str, workdir: Path) -> None:
         self.binary = binary
@@ -120,8 +122,10 @@ class ServerProcess:
 
     def start(self) -> Self:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        keep_port = self.keeps_port and self.port != 0
         for attempt in range(1, self.start_attempts + 1):
-            self.port = free_port()
+            if not keep_port:
+                self.port = free_port()
             with self.log_path.open("ab") as log:
                 # The binary itself, not a shell: its PID is the one we stop.
                 self.process = subprocess.Popen(
@@ -139,8 +143,10 @@ class ServerProcess:
                 )
                 return self
             except _Exited:
+                # A first start can lose its free port to another process, a restart on the
+                # same port can race a client's lingering socket: both retry.
                 if attempt == self.start_attempts or "address already in use" not in (
-                    self.log_tail()
+                    self.log_tail().lower()
                 ):
                     code = self._returncode()
                     self.stop()

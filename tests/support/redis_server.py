@@ -25,10 +25,10 @@ from typing import Self
 import pytest
 import redis
 
-from .realservers import DEFAULT_TIMEOUT_S, free_port, need, poll
+from .realservers import DEFAULT_TIMEOUT_S, ServerProcess, _Exited, need
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """``redis-server`` in the foreground of its own process, with no persistence.
 
     ``stop()`` ends it (SIGTERM, or SIGKILL with ``kill=True``: a crash), ``start()`` brings it
@@ -37,11 +37,11 @@ class RedisServer:
     answer and no error.
     """
 
+    name = "redis-server"
+    keeps_port = True
+
     def __init__(self, binary: str, workdir: Path) -> None:
-        self.binary = binary
-        self.workdir = workdir
-        self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(binary, workdir)
         self.log_path = workdir / "redis.log"
         self.frozen = False
 
@@ -70,50 +70,16 @@ class RedisServer:
             str(self.workdir),
         ]
 
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
     def start(self) -> Self:
         """Starts the server (on a new free port the first time, on its own port after)."""
         if self.running:
             return self
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        keep_port = self.port != 0
-        for attempt in range(1, 4):
-            if not keep_port:
-                self.port = free_port()
-            with self.log_path.open("ab") as log:
-                # The binary itself, not a shell: its PID is the one we stop.
-                self.process = subprocess.Popen(
-                    self.command(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.workdir,
-                )
-            try:
-                poll(
-                    f"redis-server ready on 127.0.0.1:{self.port}",
-                    self._ready,
-                    describe=lambda: f"its log ends:\n{self.log_tail()}",
-                )
-                self.frozen = False
-                return self
-            except _Exited:
-                # A restart on the same port can race a client's lingering socket; a first start
-                # can lose its free port to another process: both retry.
-                if attempt == 3:
-                    raise RuntimeError(
-                        f"redis-server exited; its log ends:\n{self.log_tail()}"
-                    ) from None
-        raise AssertionError("unreachable")
+        super().start()
+        self.frozen = False
+        return self
 
     def _ready(self) -> bool:
-        if self.process is None or self.process.poll() is not None:
+        if self._returncode() is not None:
             raise _Exited
         return self.ping()
 
@@ -181,10 +147,6 @@ class RedisServer:
         trace: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-class _Exited(Exception):
-    """The server process ended before it was ready."""
 
 
 class RawClients:
