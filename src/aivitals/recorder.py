@@ -438,6 +438,40 @@ class Recorder:
         except Exception:
             self._internal_error("pricing a call")
 
+    def price_fields(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """The cost fields of a call given as fields (`Call`'s keyword arguments, ``started_at``
+        set), before it is built: a source that has only fields (the ingest API) then builds and
+        validates the call once instead of building it, pricing it and rebuilding it.
+
+        Empty when the fields have a ``price_source`` or the model no price. Never raises: fields
+        it cannot price (values the `Call` will refuse, say) get none, and `record` prices the
+        call if it is valid after all, counting the failure as it always has.
+        """
+        if fields.get("price_source") is not None:
+            return {}
+        try:
+            if fields.get("cache") == "hit":
+                return dict(_CACHE_HIT)
+            usage = TokenUsage(
+                input_tokens=fields.get("input_tokens", 0),
+                output_tokens=fields.get("output_tokens", 0),
+                cached_input_tokens=fields.get("cached_input_tokens", 0),
+                cache_write_tokens=fields.get("cache_write_tokens", 0),
+                reasoning_tokens=fields.get("reasoning_tokens", 0),
+                cache_write_1h_tokens=fields.get("cache_write_1h_tokens", 0),
+                server_tool_uses=fields.get("server_tool_uses") or {},
+            )
+            return self.cost_fields(
+                provider=fields["provider"],
+                model=fields["model"],
+                usage=usage,
+                at=fields["started_at"],
+                context_window=fields.get("context_window"),
+                service_tier=fields.get("service_tier"),
+            )
+        except Exception:
+            return {}
+
     def _safely_priced(self, call: Call) -> Call:
         if call.price_source is not None:
             return call

@@ -57,10 +57,12 @@ def post_calls(body: CallsBody, context: Context) -> Accepted:
     """Record one call, or a batch ``{"calls": [...]}`` (accepted or refused whole)."""
     items, prefix = (body.calls, "calls.") if isinstance(body, CallBatch) else ([body], "")
     with _counted(context, "calls", len(items)):
-        calls = _build(items, CallIn.to_call, prefix)
+        recorder = context.runtime.recorder
+        # Priced as fields, so each call is built and validated once (not built, priced, rebuilt).
+        calls = _build(items, lambda item: item.to_call(recorder.price_fields), prefix)
         _check_room(context, len(calls))
         try:
-            recorded = context.runtime.recorder.record_durably(calls)
+            recorded = recorder.record_durably(calls)
         except StoreError as exc:
             raise _unavailable(exc) from None
     return Accepted(accepted=len(recorded), ids=[call.id for call in recorded])

@@ -14,7 +14,7 @@ cannot say (no lone surrogate, ``ttft_ms <= latency_ms``, a time no later than t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -48,6 +48,7 @@ from aivitals.model import (
     CacheResult,
     Call,
     ErrorType,
+    InvalidRecord,
     Operation,
     Outcome,
     Score,
@@ -166,17 +167,26 @@ class CallIn(_Body):
     quantization: Annotated[str, _fits(_C, "quantization")] | None = None
     tags: Tags = Field(default_factory=dict)
 
-    def to_call(self) -> Call:
+    def to_call(self, price: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Call:
         """The `Call`; raises `aivitals.model.InvalidRecord` for values that cannot go together.
 
         A cost sent without a ``price_source`` is kept as the client's (``price_source`` becomes
-        ``"client"``): the recorder prices only calls that have no source yet.
+        ``"client"``): the recorder prices only calls that have no source yet. ``price``
+        (`Recorder.price_fields`) prices the fields first, so the call is built once.
         """
         fields = self.model_dump(exclude_none=True)
         fields.setdefault("id", new_id())
         fields.setdefault("started_at", utc_now())
         if self.cost_usd is not None and self.price_source is None:
             fields["price_source"] = "client"
+        cost = price(fields) if price is not None else None
+        if cost:
+            try:
+                return Call(**{**fields, **cost})
+            except InvalidRecord:
+                # A price the record refuses (a cost past its bound): the call goes on unpriced,
+                # as when the recorder prices it after the fact, which then says what failed.
+                pass
         return Call(**fields)
 
 
