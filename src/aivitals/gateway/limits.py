@@ -59,11 +59,17 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._requests: dict[tuple[str, str], deque[float]] = {}
         self._tokens: dict[tuple[str, str], deque[tuple[float, int]]] = {}
+        # A key's window is pruned only when that key is asked about, so a user who stopped
+        # calling would keep an entry for good: once a minute, windows with nothing left in them
+        # are dropped (a dropped window and an empty one decide alike), so what is kept is
+        # bounded by the keys seen in the last two minutes, not by every key ever seen.
+        self._swept_at = clock()
 
     def admit(self, limits: Sequence[Limit]) -> Decision:
         """Let a request through (and count it) unless one of the limits is reached."""
         now = self._clock()
         with self._lock:
+            self._sweep(now)
             for limit in limits:
                 refusal = self._check(limit, now)
                 if refusal is not None:
@@ -83,11 +89,28 @@ class RateLimiter:
             return
         now = self._clock()
         with self._lock:
+            self._sweep(now)
             for limit in limits:
                 if limit.tokens_per_minute is not None:
                     self._tokens.setdefault((limit.scope, limit.value), deque()).append(
                         (now, tokens)
                     )
+
+    @property
+    def keys_kept(self) -> int:
+        """How many (scope, value) windows are held, of requests and of tokens."""
+        with self._lock:
+            return len(self._requests) + len(self._tokens)
+
+    def _sweep(self, now: float) -> None:
+        if now - self._swept_at < WINDOW_S:
+            return
+        self._swept_at = now
+        horizon = now - WINDOW_S
+        for key in [k for k, times in self._requests.items() if not times or times[-1] <= horizon]:
+            del self._requests[key]
+        for key in [k for k, spent in self._tokens.items() if not spent or spent[-1][0] <= horizon]:
+            del self._tokens[key]
 
     def _check(self, limit: Limit, now: float) -> Decision | None:
         key = (limit.scope, limit.value)
