@@ -116,6 +116,8 @@ def scrape() -> list[Metric]:
     recorder.call_started("openai", "gpt-4o-mini")
     gateway = GatewayMetrics(CollectorRegistry(auto_describe=True))
     gateway.refused("auth")
+    for streamed in (False, True):
+        gateway.spent("/v1/chat/completions", streamed, 0.0005)
     gateway.watch_guardrails(
         ("cards", on, action)
         for on in ("input", "output")

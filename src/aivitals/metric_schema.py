@@ -382,7 +382,24 @@ GUARDRAIL_ACTIONS = MetricSpec(
 )
 """Its labels are bounded by the config file (names) and two closed sets: no cap needed."""
 
-GATEWAY_METRICS = (GATEWAY_REFUSALS, GATEWAY_CACHE_ENTRIES, GATEWAY_CACHE_BYTES, GUARDRAIL_ACTIONS)
+GATEWAY_OVERHEAD = MetricSpec(
+    "aivitals_gateway_overhead_seconds",
+    "histogram",
+    "Time the gateway itself spent on a request (its time less the waits for the upstream; a "
+    "stream's: up to its head, then each chunk's handling and the recording), by route and "
+    "stream (true when the answer was streamed).",
+    ("route", "stream"),
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    values={"stream": ("true", "false")},
+)
+
+GATEWAY_METRICS = (
+    GATEWAY_REFUSALS,
+    GATEWAY_CACHE_ENTRIES,
+    GATEWAY_CACHE_BYTES,
+    GUARDRAIL_ACTIONS,
+    GATEWAY_OVERHEAD,
+)
 """What the gateway answered itself; calls it proxied count in `CALL_METRICS`."""
 
 HTTP_REQUESTS = MetricSpec(

@@ -16,6 +16,7 @@ from aivitals.estimate import estimate_prompt_tokens
 from aivitals.gateway.dialect import Dialect
 from aivitals.gateway.gpu_time import BusyMeter, gpu_cost, gpu_price_source
 from aivitals.gateway.limits import Limit
+from aivitals.gateway.overhead import Overhead
 from aivitals.gateway.tracing import RequestTrace
 from aivitals.gateway.upstreams import Upstream
 from aivitals.model import Call, Operation, Status, clean_text
@@ -53,6 +54,7 @@ class Exchange(CallDraft):
         "t0",
         "trace",
         "upstream",
+        "watch",
     )
 
     def __init__(
@@ -68,6 +70,7 @@ class Exchange(CallDraft):
         started_at: datetime | None = None,
         price: Callable[[CallDraft], None] | None = None,
         dialect: Dialect | None = None,
+        watch: Overhead | None = None,
     ) -> None:
         super().__init__(
             provider=upstream.provider,
@@ -80,6 +83,8 @@ class Exchange(CallDraft):
         self.body = body
         self.trace = trace
         self.t0 = t0
+        # The gateway's own time on this request (`overhead`): the proxy adds its waits.
+        self.watch = watch if watch is not None else Overhead(t0)
         # The recorder's `price_draft`: the call is priced before it is built, and built once.
         self.price = price
         # A native route (Anthropic's Messages, the Responses API), or None for OpenAI's own.

@@ -1,4 +1,5 @@
-"""The gateway's own metrics: requests it answered itself, and the response cache's size.
+"""The gateway's own metrics: requests it answered itself, the response cache's size, and
+the gateway's own time on each request (`overhead`).
 
 Calls that reach an upstream (or the cache) are counted by the Prometheus sink like any other;
 these count what never became a call.
@@ -8,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from aivitals.cardinality import KeyCap, OverflowCollector, ValueCap
 from aivitals.metric_schema import (
     GATEWAY_CACHE_BYTES,
     GATEWAY_CACHE_ENTRIES,
+    GATEWAY_OVERHEAD,
     GATEWAY_REFUSALS,
     GUARDRAIL_ACTIONS,
 )
@@ -24,7 +26,8 @@ MAX_REASONS = 32
 
 
 class GatewayMetrics:
-    """``aivitals_gateway_refusals_total{reason}`` and the cache gauges, in ``registry``.
+    """``aivitals_gateway_refusals_total{reason}``, the cache gauges and
+    ``aivitals_gateway_overhead_seconds{route,stream}``, in ``registry``.
 
     Past `MAX_REASONS` distinct reasons a new one is counted as ``_other`` (and as a fold in
     ``aivitals_label_overflow_total``).
@@ -60,6 +63,24 @@ class GatewayMetrics:
             GUARDRAIL_ACTIONS.labels,
             registry=self.registry,
         )
+        self.overhead = Histogram(
+            GATEWAY_OVERHEAD.name,
+            GATEWAY_OVERHEAD.help,
+            GATEWAY_OVERHEAD.labels,
+            buckets=GATEWAY_OVERHEAD.buckets,
+            registry=self.registry,
+        )
+        # The labelled children by (route, streamed): a label lookup costs more than the
+        # observation itself, on every request. Routes are the gateway's own few paths.
+        self._overhead: dict[tuple[str, bool], Histogram] = {}
+
+    def spent(self, route: str, streamed: bool, seconds: float) -> None:
+        """One request's overhead (`aivitals.gateway.overhead`)."""
+        child = self._overhead.get((route, streamed))
+        if child is None:
+            child = self.overhead.labels(route, "true" if streamed else "false")
+            self._overhead[route, streamed] = child
+        child.observe(seconds)
 
     def watch_guardrails(self, configured: Iterable[tuple[str, str, str]]) -> None:
         """Show each configured guardrail's (name, side, action) from the start, at 0."""

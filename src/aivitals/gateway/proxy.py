@@ -46,7 +46,7 @@ from aivitals.gateway.content import Thunk, replayed_content, stream_content, wh
 from aivitals.gateway.decoding import BodyError, decode_body
 from aivitals.gateway.dialect import Dialect, NativeRelay
 from aivitals.gateway.disconnect import ClientGone, unless_gone
-from aivitals.gateway.exchange import Exchange
+from aivitals.gateway.exchange import PATHS, Exchange
 from aivitals.gateway.gpu_time import BusyMeter
 from aivitals.gateway.guardrail_hooks import (
     Blocked,
@@ -61,6 +61,7 @@ from aivitals.gateway.keys import GatewayKey, KeyRing
 from aivitals.gateway.limits import LimitPolicy, RateLimiter
 from aivitals.gateway.messages import MESSAGES
 from aivitals.gateway.metrics import GatewayMetrics
+from aivitals.gateway.overhead import OVERHEAD_HEADER, Overhead, header_value
 from aivitals.gateway.quantization import QUANTIZATION_HEADER, quantization_of
 from aivitals.gateway.replies import bad_request, openai_error, unreachable
 from aivitals.gateway.reserve import admit
@@ -68,6 +69,7 @@ from aivitals.gateway.responses import RESPONSES
 from aivitals.gateway.semantic_cache import Scope as CacheScope
 from aivitals.gateway.semantic_cache import SemanticCache
 from aivitals.gateway.sse import StreamRelay
+from aivitals.gateway.streamed import Streamed
 from aivitals.gateway.tracing import TRACE_HEADER, RequestTrace, tracer_for, tracer_provider
 from aivitals.gateway.upstream_client import UpstreamClient, UpstreamFailure, UpstreamReply
 from aivitals.gateway.upstreams import Upstream, Upstreams
@@ -195,6 +197,14 @@ class Gateway:
         return await self._proxy(request, "chat", RESPONSES)
 
     async def models(self, request: Request) -> Response:
+        watch = Overhead(time.perf_counter())
+        response = await self._models(request, watch)
+        spent = watch.spent_s()
+        response.headers[OVERHEAD_HEADER] = header_value(spent)
+        self.metrics.spent("/v1/models", False, spent)
+        return response
+
+    async def _models(self, request: Request, watch: Overhead) -> Response:
         if (
             self.keys.enforced
             and self.keys.authenticate(request.headers.get("authorization")) is None
@@ -207,6 +217,7 @@ class Gateway:
             ]
             return JSONResponse({"object": "list", "data": data})
         upstream = self.upstreams.all[0]
+        began = time.perf_counter()
         try:
             answer = await self.client.send(
                 "GET",
@@ -220,6 +231,8 @@ class Gateway:
                 answer.close()
         except UpstreamFailure as failure:
             return unreachable(upstream, failure.info)
+        finally:
+            watch.waited += time.perf_counter() - began
         return _passed_on(Response(content, answer.status, media_type="application/json"), answer)
 
     # -- the stages ------------------------------------------------------------------------------
@@ -227,18 +240,19 @@ class Gateway:
     async def _proxy(
         self, request: Request, operation: Operation, dialect: Dialect | None = None
     ) -> Response:
-        t0 = time.perf_counter()
+        watch = Overhead(time.perf_counter())
         started_at = self.now()
+        scope = request.scope
         trace = RequestTrace(
             self.tracer,
             request.headers,
             f"gateway {operation}",
-            method=request.method,
-            path=request.url.path,
+            method=scope["method"],
+            path=scope["path"],  # what ``request.url.path`` says, without building the URL
         )
         try:
             response = await self._handle(
-                request, operation, trace, t0, started_at, dialect=dialect
+                request, operation, trace, watch, started_at, dialect=dialect
             )
         except BaseException as exc:
             # The request span waits for a status: it ends with this one (the client's leaving
@@ -251,6 +265,13 @@ class Gateway:
             response = dialect.reshape(response)
         trace.answered(response.status_code)
         response.headers[TRACE_HEADER] = trace.trace_id
+        spent = watch.spent_s()
+        response.headers[OVERHEAD_HEADER] = header_value(spent)
+        if isinstance(response, StreamingResponse):
+            watch.at_head = spent  # its histogram sample is taken when the stream ends
+        else:
+            route = "/v1/" + (dialect.path if dialect is not None else PATHS[operation])
+            self.metrics.spent(route, False, spent)
         return response
 
     async def _handle(
@@ -258,7 +279,7 @@ class Gateway:
         request: Request,
         operation: Operation,
         trace: RequestTrace,
-        t0: float,
+        watch: Overhead,
         started_at: datetime,
         *,
         dialect: Dialect | None = None,
@@ -305,7 +326,8 @@ class Gateway:
             attribution=attribution,
             body=body,
             trace=trace,
-            t0=t0,
+            t0=watch.t0,
+            watch=watch,
             started_at=started_at,
             price=self.recorder.price_draft,
             dialect=dialect,
@@ -378,19 +400,16 @@ class Gateway:
     async def _parse(
         self, request: Request, operation: Operation, dialect: Dialect | None = None
     ) -> tuple[dict[str, Any], bytes] | Response:
-        too_large = bad_request(
-            f"request body is over {MAX_BODY_BYTES // 1024 // 1024} MB", status=413
-        )
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return too_large
+            return _too_large()
         parts: list[bytes] = []
         size = 0
         try:
             async for part in request.stream():
                 size += len(part)
                 if size > MAX_BODY_BYTES:  # counted as it arrives: never held whole
-                    return too_large
+                    return _too_large()
                 parts.append(part)
         except ClientDisconnect:  # gone mid-body: nobody to answer, nothing to record
             return Response(status_code=GONE_STATUS)
@@ -551,8 +570,11 @@ class Gateway:
                     saved_usd=hit.cost_usd,
                 )
                 self._record(exchange, call, span, content)
+                # A replay's chunks are at hand: what it spends past its head is the client's
+                # pace, so its sample is the overhead up to the head.
+                self.metrics.spent("/v1/" + exchange.path, True, exchange.watch.streamed_s())
 
-        return StreamingResponse(events(), 200, media_type=hit.media_type)
+        return Streamed(events(), 200, media_type=hit.media_type)
 
     async def _forward(self, request: Request, exchange: Exchange, raw: bytes) -> Response:
         body = exchange.body
@@ -589,6 +611,7 @@ class Gateway:
         meter = self.gpu_meters.get(upstream.name) if self.gpu_meters else None
         if meter is not None:
             exchange.gpu = (meter, meter.start())
+        began = time.perf_counter()
         try:
             answer = await unless_gone(
                 request.receive,
@@ -608,15 +631,19 @@ class Gateway:
             span.end()
             self._record(exchange, self._gone_call(exchange))
             return Response(status_code=GONE_STATUS)
+        finally:
+            exchange.watch.waited += time.perf_counter() - began
         exchange.trace.end_upstream(span, answer.status)
         replying = exchange.trace.start("response")
         if answer.status >= 400:
+            began = time.perf_counter()
             try:
                 content = await answer.read()
             except UpstreamFailure as failure:
                 content = failure.info.message.encode()
             finally:
                 answer.close()
+                exchange.watch.waited += time.perf_counter() - began
             refused = classify_response(answer.status, content)
             self._record(
                 exchange, exchange.call(error=refused, http_status=answer.status), replying
@@ -630,7 +657,7 @@ class Gateway:
                 if exchange.dialect is None
                 else exchange.dialect.relay()
             )
-            streamed = StreamingResponse(
+            streamed = Streamed(
                 self._relay(answer, exchange, relay, replying),
                 status_code=answer.status,
                 media_type="text/event-stream",
@@ -640,6 +667,7 @@ class Gateway:
 
     async def _whole(self, answer: UpstreamReply, exchange: Exchange, span: Span) -> Response:
         # Not watched for the client leaving: a whole answer's body comes with its head.
+        began = time.perf_counter()
         try:
             content = await answer.read()
         except UpstreamFailure as failure:
@@ -647,6 +675,7 @@ class Gateway:
             return unreachable(exchange.upstream, failure.info)
         finally:
             answer.close()
+            exchange.watch.waited += time.perf_counter() - began
         try:
             parsed = _decode(content)
         except (msgspec.DecodeError, RecursionError):  # msgspec bounds depth by recursion
@@ -733,16 +762,20 @@ class Gateway:
         if said is None and self.recorder.wants_content:
             said = []
         guard = guard_stream(self.guardrails, exchange) if self.guardrails is not None else None
+        watch = exchange.watch
         try:
             async for data in answer.chunks():
+                # The overhead counts the handling of each chunk, not the waits around it.
+                began = time.perf_counter()
                 if exchange.ttft_ms is None:
-                    exchange.ttft_ms = (time.perf_counter() - exchange.t0) * 1000.0
+                    exchange.ttft_ms = (began - exchange.t0) * 1000.0
                 out = relay.feed(data)
                 if guard is not None and out:
                     out = guard.feed(out)
+                if out and said is not None:
+                    said.append(out)
+                watch.busy += time.perf_counter() - began
                 if out:
-                    if said is not None:
-                        said.append(out)
                     yield out
                 if guard is not None and guard.blocked is not None:
                     break  # the error event is out: the upstream is closed below
@@ -759,6 +792,7 @@ class Gateway:
         finally:
             # Nothing here awaits: a client that went away cancels this task, and an await
             # would be cancelled again. Closing the reply mid-body drops the upstream connection.
+            ending = time.perf_counter()
             answer.close()
             exchange.trace.response_id = relay.response_id
             blocked = (
@@ -787,6 +821,8 @@ class Gateway:
                         finish_reason=call.finish_reason,
                     ),
                 )
+            watch.busy += time.perf_counter() - ending
+            self.metrics.spent("/v1/" + exchange.path, True, watch.streamed_s())
 
     @staticmethod
     def _gone_call(exchange: Exchange) -> Call:
@@ -912,6 +948,10 @@ class Gateway:
             elif upstream.api == "anthropic" and "x-api-key" in request.headers:
                 headers["x-api-key"] = request.headers["x-api-key"]
         return headers
+
+
+def _too_large() -> Response:
+    return bad_request(f"request body is over {MAX_BODY_BYTES // 1024 // 1024} MB", status=413)
 
 
 def _client_key(request: Request, dialect: Dialect | None) -> str | None:

@@ -30,8 +30,10 @@ from importlib.metadata import version
 import anyio.to_thread
 from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aivitals.alerts import AlertService
+from aivitals.gateway.direct import DirectRoutes
 from aivitals.gateway.proxy import Gateway
 from aivitals.model import utc_now
 from aivitals.otlp.receive import OtlpReceiver
@@ -50,6 +52,20 @@ from aivitals.store.sql import SqlStore
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 """Largest request body the API reads (a full batch of 1,000 calls is about 1 MB)."""
+
+
+class _Server(FastAPI):
+    """FastAPI, with the gateway's routes answered before its own layers (`gateway.direct`)."""
+
+    direct: DirectRoutes | None = None
+    direct_app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.direct is not None and self.direct_app is not None and self.direct.match(scope):
+            scope["app"] = self
+            await self.direct_app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -123,7 +139,7 @@ def create_app(
             # Blocks until the store has every call: off the loop, which is idle by now anyway.
             await anyio.to_thread.run_sync(runtime.recorder.close)
 
-    app = FastAPI(
+    app = _Server(
         title="aivitals",
         version=version("aivitals"),
         summary="Ingest and query LLM calls; Prometheus metrics; health.",
@@ -146,7 +162,20 @@ def create_app(
     app.include_router(dashboard_router(auth))
     app.include_router(ops.router)
     if gateway is not None:
-        app.router.routes.extend(gateway.routes)
+        routes = gateway.routes
+        # In the router too: a wrong method there gets its 405, and the routes are listed.
+        app.router.routes.extend(routes)
+        app.direct = DirectRoutes(routes)
+        # The same server middlewares as every other route, in the same order.
+        app.direct_app = MetricsMiddleware(
+            BodyLimitMiddleware(
+                app.direct,
+                max_body_bytes=max_body_bytes,
+                exempt=("/v1/",),
+                body_timeout_s=body_timeout_s,
+            ),
+            metrics=metrics,
+        )
     # The last added runs first: every request is counted, refused bodies included.
     app.add_middleware(
         BodyLimitMiddleware,
