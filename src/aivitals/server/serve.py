@@ -15,6 +15,7 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp
 
+from aivitals.gateway.http_protocol import protocol_class
 from aivitals.serving import AnnouncingServer, origin
 
 GRACEFUL_TIMEOUT_S = 30
@@ -40,7 +41,7 @@ def serve(
     config = uvicorn.Config(
         app,
         loop="auto",
-        http="auto",
+        http=protocol_class(),  # httptools, a whole answer in one write (gateway.http_protocol)
         lifespan="on",
         access_log=False,
         log_level=log_level,
