@@ -13,16 +13,22 @@ durable, and a 2xx means the batch reached the recorder.
 
 The handlers are plain functions, so FastAPI runs them in its thread pool: pricing a batch of a
 thousand calls never holds up the event loop.
+
+A batch of calls is read and validated in one step, from the JSON text (`_read_calls`), not
+parsed into Python objects and validated again; any body that way does not take whole goes the
+usual way, so what is refused, and how, is as before.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
 
 from aivitals.model import Call, InvalidRecord, Outcome, Score
 from aivitals.recent_calls import inherit
@@ -42,7 +48,56 @@ from aivitals.server.models import (
 )
 from aivitals.store.errors import StoreError
 
-router = APIRouter(prefix="/api/v1", tags=["ingest"])
+
+def _read_calls(body: bytes) -> Any:
+    """``POST /calls``'s body as FastAPI then validates it: a batch read and validated from its
+    JSON text in one step (about half the CPU of parsing it, then validating the objects).
+
+    FastAPI validates what this returns against `CallsBody` again, which the calls, already
+    `CallIn`, pass as they are. Any other body (one call, an invalid batch) is parsed as
+    Starlette's ``Request.json`` parses it, so its validation, and its errors, are FastAPI's as
+    before. So is a batch that carries money as JSON numbers: from the JSON text a ``1E+2``
+    becomes ``Decimal("1E+2")``, from a parsed float ``Decimal("100.0")``, equal but not the same.
+    """
+    try:
+        batch = CallBatch.model_validate_json(body)
+    except ValueError:  # a ValidationError, or text that is not UTF-8
+        return json.loads(body)
+    for call in batch.calls:
+        if (
+            call.cost_usd is not None
+            or call.input_cost_usd is not None
+            or call.output_cost_usd is not None
+            or call.saved_usd is not None
+        ):
+            return json.loads(body)
+    return {"calls": batch.calls}
+
+
+class _CallsRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_calls_body"):
+            self._calls_body = _read_calls(await self.body())
+        return self._calls_body
+
+
+class _IngestRoute(APIRoute):
+    """``POST /calls`` (`post_calls`) reads its body with `_read_calls`; the others as usual."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.path != _CALLS_PATH:
+            return handler
+
+        async def handle(request: Request) -> Response:
+            return await handler(_CallsRequest(request.scope, request.receive))
+
+        return handle
+
+
+_PREFIX = "/api/v1"
+_CALLS_PATH = f"{_PREFIX}/calls"
+router = APIRouter(prefix=_PREFIX, tags=["ingest"], route_class=_IngestRoute)
 
 In = TypeVar("In", CallIn, ScoreIn, OutcomeIn)
 Out = TypeVar("Out", Call, Score, Outcome)
