@@ -70,7 +70,7 @@ from aivitals.gateway.semantic_cache import Scope as CacheScope
 from aivitals.gateway.semantic_cache import SemanticCache
 from aivitals.gateway.sse import StreamRelay
 from aivitals.gateway.streamed import Streamed
-from aivitals.gateway.tracing import TRACE_HEADER, RequestTrace, tracer_for, tracer_provider
+from aivitals.gateway.tracing import TRACE_HEADER, RequestTrace, gateway_tracer
 from aivitals.gateway.upstream_client import UpstreamClient, UpstreamFailure, UpstreamReply
 from aivitals.gateway.upstreams import Upstream, Upstreams
 from aivitals.model import Call, Operation, Status, clean_text, utc_now
@@ -134,7 +134,7 @@ class Gateway:
         self.cache_routes = frozenset(cache_routes)
         self.cache_scope: CacheScope = cache_scope
         self.semantic = semantic if cache is not None else None
-        self.tracer = tracer or tracer_for(tracer_provider())
+        self.tracer = tracer or gateway_tracer()
         self.metrics = metrics or GatewayMetrics()
         # None when the config has no guardrail: the hot path then tests one attribute.
         self.guardrails = guardrails if guardrails else None
