@@ -6,7 +6,12 @@ would hold thousands here.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from aivitals.gateway.budgets import Budget, BudgetLedger
 from aivitals.gateway.limits import Limit, RateLimiter
+from aivitals.model import Call
 
 USERS = 5_000
 
@@ -71,3 +76,50 @@ def test_keys_kept_stay_bounded_under_a_steady_stream_of_new_users() -> None:
     # At most two minutes of users (the window, and the minute until the next sweep).
     assert most <= 12_001
     assert limiter.keys_kept <= 12_001
+
+
+EVENING = datetime(2026, 11, 24, 21, 0, tzinfo=UTC)
+NEXT_MORNING = EVENING + timedelta(hours=12)
+
+
+def each_user_daily() -> Budget:
+    return Budget(scope="user", period="day", usd=Decimal("5"))
+
+
+def spend(book: BudgetLedger, user: str, at: datetime, usd: str = "0.01") -> None:
+    book.on_call(
+        Call(
+            provider="openai",
+            model="m",
+            latency_ms=1.0,
+            cost_usd=Decimal(usd),
+            started_at=at,
+            user=user,
+        )
+    )
+
+
+def test_budget_totals_of_an_ended_day_are_dropped_by_the_next_days_first_call() -> None:
+    now = [EVENING]
+    book = BudgetLedger([each_user_daily()], clock=lambda: now[0])
+    for n in range(USERS):
+        spend(book, f"user-{n}", EVENING)
+    assert book.spend_entries == USERS
+
+    now[0] = NEXT_MORNING
+    spend(book, "early", NEXT_MORNING, "0.25")
+
+    assert book.spend_entries == 1
+    assert book.spent("user", "early", "day") == Decimal("0.25")
+    assert book.spent("user", "user-0", "day") == 0
+
+
+def test_budget_totals_of_the_current_day_are_kept_whatever_a_call_is_stamped() -> None:
+    now = [EVENING]
+    book = BudgetLedger([each_user_daily()], clock=lambda: now[0])
+    spend(book, "alice", EVENING, "1.5")
+    # A call stamped tomorrow (a client's clock ahead) does not end today for everyone.
+    spend(book, "bob", NEXT_MORNING)
+
+    assert book.spent("user", "alice", "day") == Decimal("1.5")
+    assert book.spend_entries == 2

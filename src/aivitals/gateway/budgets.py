@@ -197,6 +197,8 @@ class BudgetLedger:
         self._returned: deque[tuple[tuple[tuple[_Key, datetime], ...], Decimal]] = deque()
         self._watched = {(b.scope, b.period) for b in self.budgets}
         self._bounds: dict[str, tuple[datetime, datetime]] = {}
+        # The current period's start when a call was last counted, per period: _forget_ended.
+        self._newest: dict[str, datetime] = {}
 
     def period_bounds(self, period: Period, at: datetime) -> tuple[datetime, datetime]:
         """The local calendar ``period`` holding ``at``: its start and the next one's."""
@@ -227,19 +229,42 @@ class BudgetLedger:
             if value is None:
                 continue
             start, _ = self.period_bounds(period, call.started_at)
-            self._add((scope, value, period), start, call.cost_usd)
+            self._add((scope, value, period), period, start, call.cost_usd)
 
     def on_score(self, score: Score) -> None:
         """Scores cost nothing."""
 
-    def _add(self, key: tuple[str, str, str], start: datetime, usd: Decimal) -> None:
+    @property
+    def spend_entries(self) -> int:
+        """How many (scope, value, period) running totals are held."""
         with self._lock:
+            return len(self._spent)
+
+    def _add(
+        self, key: tuple[str, str, str], period: Period, start: datetime, usd: Decimal
+    ) -> None:
+        with self._lock:
+            self._forget_ended(period)
             held = self._spent.get(key)
             if held is None or held[0] < start:
                 self._spent[key] = (start, usd)
             elif held[0] == start:
                 self._spent[key] = (start, held[1] + usd)
             # A call from an earlier period (a late report) no longer counts.
+
+    def _forget_ended(self, period: Period) -> None:
+        # Under the lock. A total of an ended day (or month) never counts again, yet it stayed
+        # until its user, team or feature spent again: one entry per value ever seen. The first
+        # call counted in a new period drops the totals of earlier ones, so what is kept is the
+        # values with spend in the current period. The period is the ledger's clock's, not the
+        # call's: a call stamped in the future must not end today for everyone.
+        start, _ = self.period_bounds(period, self._clock())
+        newest = self._newest.get(period)
+        if newest is not None and start <= newest:
+            return
+        self._newest[period] = start
+        for key in [k for k, (begun, _) in self._spent.items() if k[2] == period and begun < start]:
+            del self._spent[key]
 
     def spent(
         self, scope: Scope, value: str, period: Period, *, at: datetime | None = None
