@@ -40,7 +40,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
@@ -115,6 +115,10 @@ class Recorder:
     scores waiting for the worker, and, apart, the contents waiting for the quality stage
     (``quality``: register content consumers there).
     """
+
+    flush_first: ClassVar[list[Callable[[float | None], bool]]] = []
+    """Sources that hold calls before recording them (the SDK's hand-off, `aivitals.sdk.handoff`):
+    `flush` and `close` drain them first, so what they hold reaches the sinks too."""
 
     def __init__(
         self,
@@ -344,7 +348,10 @@ class Recorder:
         afterwards).
         """
         started = time.monotonic()
-        quality_done = self.quality.flush(timeout_s)
+        sources_done = self._flush_sources(timeout_s)
+        quality_done = self.quality.flush(
+            None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - started))
+        )
         if timeout_s is not None:
             timeout_s = max(0.0, timeout_s - (time.monotonic() - started))
         target = self._enqueued
@@ -356,13 +363,24 @@ class Recorder:
                 if remaining is not None and remaining <= 0:
                     return False
                 self._done.wait(remaining)
-        return quality_done
+        return quality_done and sources_done
+
+    def _flush_sources(self, timeout_s: float | None) -> bool:
+        done = True
+        for drain in self.flush_first:
+            try:
+                done = drain(timeout_s) and done
+            except Exception:
+                self._internal_error("flushing a source")
+        return done
 
     def close(self, timeout_s: float | None = 10.0) -> None:
         """Flush, stop the worker and close the batch sinks. Calls recorded afterwards go nowhere."""
         if self._closed:
             return
-        # The quality stage first: the scores it still makes must reach the sinks closed below.
+        # Sources first, then the quality stage: the scores it still makes for what they held
+        # must reach the sinks closed below.
+        self._flush_sources(timeout_s)
         self.quality.close(timeout_s)
         flushed = self.flush(timeout_s)
         self._closed = True
