@@ -48,6 +48,16 @@ _INDEXED = re.compile(
 _PART = re.compile(r"^contents\.(?P<p>\d+)\.message_content\.text$")
 _TOOL = re.compile(r"^tool_calls\.(?P<t>\d+)\.(?:tool_call\.function\.)?(?P<what>name|arguments)$")
 _WANTED = ("gen_ai.", "llm.")
+_STRUCTURED = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions")
+CONTENT_PREFIXES = (
+    *_STRUCTURED,
+    "gen_ai.prompt.",
+    "gen_ai.completion.",
+    "llm.input_messages.",
+    "llm.output_messages.",
+)
+"""What the name of every attribute read here begins with: a span with none of them has no
+content (`content_of_span` gives None), so the mapping hands no thunk over for it."""
 
 
 def content_of_span(span: Span, finish_reason: str | None) -> CallContent | None:
@@ -58,7 +68,7 @@ def content_of_span(span: Span, finish_reason: str | None) -> CallContent | None
         key = attribute.key
         if not key.startswith(_WANTED):
             continue
-        if key in ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions"):
+        if key in _STRUCTURED:
             structured[key] = any_value(attribute.value)
             continue
         found = _INDEXED.match(key)

@@ -169,6 +169,7 @@ _STATUS_ERRORS: Mapping[str, int] = MappingProxyType(
 )
 
 
+@lru_cache(maxsize=256)  # a server hears a handful of names, once a span each
 def normalise_provider(name: str) -> str:
     """A sender's provider name as the price catalog knows it (lower case, catalog ids)."""
     lowered = name.strip().lower()

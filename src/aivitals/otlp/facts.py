@@ -24,7 +24,8 @@ from functools import lru_cache
 from aivitals.bounds import CALL_TEXT_CHARS, MAX_TAG_VALUE_CHARS
 from aivitals.otlp import conventions as names_of
 from aivitals.otlp.attribute_map import DEFAULT, AttributeMap
-from aivitals.otlp.values import SCALARS, KeyValueLike, Value, any_value
+from aivitals.otlp.content import CONTENT_PREFIXES
+from aivitals.otlp.values import SCALARS, KeyValueLike, Value, array_value
 
 (
     CALL_ID,
@@ -51,9 +52,12 @@ from aivitals.otlp.values import SCALARS, KeyValueLike, Value, any_value
     CACHE,
     TOKENS_ESTIMATED,
     AGENT,
-) = range(24)
+    CONTENT,
+) = range(25)
 """The facts of a call, as indices into `FactTable.read`'s lists. An empty text, or a value
-that is no plain value (a map, bytes), is as good as absent and leaves the next name its turn."""
+that is no plain value (a map, bytes), is as good as absent and leaves the next name its turn.
+``CONTENT`` is True when an attribute's name is one a span's messages may be under
+(`aivitals.otlp.content.CONTENT_PREFIXES`): a span without one has no content to read later."""
 
 _CALL_FACTS: tuple[tuple[str, ...], ...] = (
     names_of.CALL_ID,
@@ -80,12 +84,18 @@ _CALL_FACTS: tuple[tuple[str, ...], ...] = (
     names_of.CACHE,
     names_of.TOKENS_ESTIMATED,
     names_of.AGENT,
+    (),  # CONTENT: by prefix, not by name
 )
 FIRST_ATTRIBUTION = len(_CALL_FACTS)
 """Facts from here on are attribution: `ATTRIBUTION_FIELDS` in order, then one per kept tag."""
 
 ATTRIBUTION_FIELDS = ("user", "feature", "team", "endpoint", "prompt_version", "environment")
-_NOT_READ = 1 << 30  # a rank no name has
+_COUNTS = frozenset({INPUT, OUTPUT, TOTAL, CACHE_READ, CACHE_WRITE, REASONING, HTTP_STATUS})
+"""Facts whose values are ints: their ``AnyValue`` is read as an int first, the others as text."""
+
+Slot = tuple[int, int, str, bool]
+"""An attribute name's fact, its rank among the fact's names, the ``AnyValue`` field its value is
+read from first, and whether the name is one a span's messages may be under."""
 
 
 class FactTable:
@@ -105,11 +115,12 @@ class FactTable:
             *(MAX_TAG_VALUE_CHARS for _ in self.tags),
         )
         """The longest text of each attribution fact, its store column's."""
-        slots: dict[str, tuple[int, int]] = {}
+        slots: dict[str, Slot] = {}
         for fact, attribute_names in enumerate(facts):
+            kind = "int_value" if fact in _COUNTS else "string_value"
             for rank, name in enumerate(attribute_names):
                 # A name in two lists (none today) fills the first fact that lists it.
-                slots.setdefault(name, (fact, rank))
+                slots.setdefault(name, (fact, rank, kind, name.startswith(CONTENT_PREFIXES)))
         self._slots = slots
         self._resource_slots = {
             name: slot for name, slot in slots.items() if slot[0] >= FIRST_ATTRIBUTION
@@ -118,38 +129,54 @@ class FactTable:
 
     def read(self, kvs: Iterable[KeyValueLike]) -> tuple[list[Value], list[str | None]]:
         """Each fact's value (None when absent) and the attribute name it was read from."""
-        return self._read(kvs, self._slots)
+        return self._read(kvs, self._slots, CONTENT_PREFIXES)
 
     def read_resource(self, kvs: Iterable[KeyValueLike]) -> list[Value]:
         """A resource's attribution facts (the others are no resource's to say)."""
-        return self._read(kvs, self._resource_slots)[0]
+        return self._read(kvs, self._resource_slots, ())[0]
 
     def _read(
-        self, kvs: Iterable[KeyValueLike], slots: dict[str, tuple[int, int]]
+        self,
+        kvs: Iterable[KeyValueLike],
+        slots: dict[str, Slot],
+        content_prefixes: tuple[str, ...],
     ) -> tuple[list[Value], list[str | None]]:
+        # The mapping's hottest loop (upb makes a Python object of each KeyValue, its key and
+        # its value): each attribute costs one dict lookup and, when it is a fact, one read of
+        # its value in the kind the fact expects; the ranks are looked at only when a second
+        # name of one fact turns up.
         values = self._empty.copy()
         names: list[str | None] = [None] * self.size
-        ranks = [_NOT_READ] * self.size
+        content = False
         for kv in kvs:
             key = kv.key
             slot = slots.get(key)
             if slot is None:
+                if not content and key.startswith(content_prefixes):
+                    content = True
                 continue
-            fact, rank = slot
-            if rank >= ranks[fact]:
+            fact, rank, kind, of_content = slot
+            if of_content:
+                content = True
+            held = names[fact]
+            if held is not None and rank >= slots[held][1]:
                 continue
             value = kv.value
-            decoded: Value = value.string_value  # most values read are text: one access
+            decoded: Value = getattr(value, kind)
             if not decoded:
-                kind = value.WhichOneof("value")
-                if kind is None or kind == "string_value":
-                    continue  # empty: OpenLIT's gen_ai.request.user "" names no user
-                decoded = getattr(value, kind) if kind in SCALARS else any_value(value)
-                if decoded is None:
+                found = value.WhichOneof("value")
+                if found is None:
                     continue
+                if found in SCALARS:
+                    decoded = getattr(value, found)
+                else:
+                    decoded = array_value(value) if found == "array_value" else None
+                if decoded is None or decoded == "":
+                    continue  # empty: OpenLIT's gen_ai.request.user "" names no user
             values[fact] = decoded
             names[fact] = key
-            ranks[fact] = rank
+        if content:
+            values[CONTENT] = True
         return values, names
 
 

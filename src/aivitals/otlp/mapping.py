@@ -40,7 +40,7 @@ from aivitals.draft import CallDraft
 from aivitals.model import Call, InvalidRecord
 from aivitals.otlp.attribute_map import DEFAULT, AttributeMap
 from aivitals.otlp.content import content_of_span
-from aivitals.otlp.facts import table_for
+from aivitals.otlp.facts import CONTENT, table_for
 from aivitals.otlp.ids import call_id_for_span
 from aivitals.otlp.span_call import Attributor, SpanRejected, call_from_span, operation_of
 
@@ -63,7 +63,8 @@ class SpanBatch:
     reasons: list[str] = field(default_factory=list)
     """A few distinct reasons for the rejected, each naming the attribute or field at fault."""
     contents: dict[str, Callable[[], CallContent | None]] = field(default_factory=dict)
-    """By call id, a thunk reading the span's messages (`otlp.content`); only when asked."""
+    """By call id, a thunk reading the span's messages (`otlp.content`); only when asked, and only
+    for a span with an attribute its messages may be under (`content.CONTENT_PREFIXES`)."""
 
 
 def calls_from_traces(
@@ -80,8 +81,9 @@ def calls_from_traces(
     environment, kept tags); `AttributeMap` documents the defaults. ``price`` (a recorder's
     ``price_draft``) prices each call before it is frozen, so it is built and validated once;
     without it the calls come out unpriced and the recorder prices them as it records them.
-    ``content`` (the recorder's ``wants_content``) keeps, per call, a thunk that reads the span's
-    messages later, on the quality worker (`SpanBatch.contents`).
+    ``content`` (the recorder's ``wants_content``) keeps, per call whose span carries messages
+    (an attribute they may be under), a thunk that reads them later, on the quality worker
+    (`SpanBatch.contents`).
     """
     table = table_for(attributes or DEFAULT)
     batch = SpanBatch()
@@ -104,7 +106,7 @@ def calls_from_traces(
                         price=price,
                     )
                     batch.calls.append(call)
-                    if content:
+                    if content and values[CONTENT] is True:
                         batch.contents[call.id] = functools.partial(
                             content_of_span, span, call.finish_reason
                         )

@@ -111,9 +111,41 @@ def call_from_span(
         raise SpanRejected("start_time_unix_nano: missing (0)")
     if end < start:
         raise SpanRejected("end_time_unix_nano: earlier than start_time_unix_nano")
-    response_model = _text(values[fact.RESPONSE_MODEL])
-    model = _text(values[fact.MODEL]) or response_model
-    parameters = _text(values[fact.PARAMETERS])
+    # The call's facts in one unpacking (their order is `aivitals.otlp.facts`'): a span reads
+    # some twenty of them, and indexing the list by name for each was a tenth of this function.
+    (
+        own_id,
+        provider,
+        _,
+        _,
+        _,
+        model,
+        response_model,
+        parameters,
+        stream,
+        _,
+        _,
+        _,
+        _,
+        _,
+        _,
+        ttft_seconds,
+        finish,
+        error_type,
+        status,
+        service_tier,
+        own_status,
+        cache,
+        tokens_estimated,
+        _,
+        _,
+    ) = values[: fact.FIRST_ATTRIBUTION]
+    if type(response_model) is not str or not response_model:
+        response_model = None
+    if type(model) is not str or not model:
+        model = response_model
+    if type(parameters) is not str or not parameters:
+        parameters = None
     if not model and parameters:
         model = _parameter(parameters, "model")
     if not model:
@@ -123,15 +155,15 @@ def call_from_span(
     except BadAttribute as exc:
         raise SpanRejected(str(exc)) from None
 
-    provider = _text(values[fact.PROVIDER])
-    own_id = values[fact.CALL_ID]
     attribution = attributor.for_span(values)
     if attribution.user is None and parameters and '"user"' in parameters:
         user = _parameter(parameters, "user")
         if user:
             attribution = attribution.merged(user=user[:_USER_CHARS])
     draft = CallDraft(
-        provider=normalise_provider(provider) if provider else UNKNOWN_PROVIDER,
+        provider=normalise_provider(provider)
+        if type(provider) is str and provider
+        else UNKNOWN_PROVIDER,
         model=model,
         operation=operation,
         attribution=attribution,
@@ -146,29 +178,25 @@ def call_from_span(
     draft.parent_span_id = parent.hex() if len(parent) == 8 and parent not in _NO_ID else None
     draft.set_tokens(usage)
     draft.response_model = response_model
-    draft.service_tier = _text(values[fact.SERVICE_TIER])
-    finish = values[fact.FINISH_REASONS]
+    draft.service_tier = service_tier if type(service_tier) is str and service_tier else None
     if finish is not None:
         draft.finish_reason = _finish_reason(finish)
     latency_ms = (end - start) / 1e6
-    if values[fact.STREAM] is not False:  # a whole answer has no first token of its own
-        ttft_ms = _ttft_ms(span, values[fact.TTFT_SECONDS])
+    if stream is not False:  # a whole answer has no first token of its own
+        ttft_ms = _ttft_ms(span, ttft_seconds)
         # An instrumentation's own clock can put the first token a hair after the span's end.
         draft.ttft_ms = None if ttft_ms is None else min(ttft_ms, latency_ms)
-    status = values[fact.HTTP_STATUS]
     http_status = status if type(status) is int and 100 <= status <= 599 else None
     draft.http_status = http_status
-    error_type = values[fact.ERROR_TYPE]
     if error_type is not None or span.status.code == _ERROR:
         draft.fail(
             _error_info(span, str(error_type) if error_type is not None else None, http_status)
         )
-    if values[fact.TOKENS_ESTIMATED] is True:
+    if tokens_estimated is True:
         draft.tokens_estimated = True
-    cache = values[fact.CACHE]
     if type(cache) is str and cache in CACHE_RESULTS:
         draft.cache = cache  # type: ignore[assignment]  # checked against CACHE_RESULTS
-    if values[fact.OWN_STATUS] == "cancelled" and draft.status == "ok":
+    if own_status == "cancelled" and draft.status == "ok":
         draft.cancel()
     if price is not None:
         price(draft)
@@ -183,13 +211,12 @@ def call_from_span(
     return draft.freeze(latency_ms=latency_ms)
 
 
-def _text(value: Value) -> str | None:
-    return value if type(value) is str and value else None
-
-
 def _finish_reason(value: Value) -> str | None:
     if type(value) is list:
-        value = next((item for item in value if type(item) is str and item), None)
+        for item in value:  # the first text; a loop, not next(generator): one span in two has it
+            if type(item) is str and item:
+                return item[:_FINISH_CHARS]
+        return None
     return value[:_FINISH_CHARS] if type(value) is str and value else None
 
 

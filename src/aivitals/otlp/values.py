@@ -39,5 +39,11 @@ def any_value(value: AnyValue) -> Value:
         scalar: str | bool | int | float = getattr(value, kind)
         return scalar
     if kind == "array_value":
-        return [any_value(item) for item in value.array_value.values[:_MAX_ARRAY]]
+        return array_value(value)
     return None
+
+
+def array_value(value: AnyValue) -> list[Value]:
+    """The items of an ``AnyValue`` holding an array (at most the first 64), as `any_value`'s."""
+    # A non-empty text is its item's value whatever else: one access for the usual item.
+    return [item.string_value or any_value(item) for item in value.array_value.values[:_MAX_ARRAY]]
