@@ -116,6 +116,7 @@ def test_configure_caps_both_and_exports_the_windows_folds() -> None:
         for i in range(100):
             with aivitals.track(model=f"m-{i}", provider="openai"):
                 pass
+        assert aivitals.flush()  # the SDK records its calls off the caller's thread
         assert runtime.prometheus is not None and runtime.windows is not None
         get = runtime.prometheus.registry.get_sample_value
         for metric in ("aivitals_requests_total", "live_windows"):

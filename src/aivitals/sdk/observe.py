@@ -155,7 +155,8 @@ class _SilentOnce:
         if self._warned:
             return
         try:
-            if call.recorded is not None or call.model or call._children:
+            # Not `call.recorded` first: reading it would record the call on this thread.
+            if call.model or call._children or call.recorded is not None:
                 return
             if not get_runtime().enabled:
                 return

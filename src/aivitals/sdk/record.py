@@ -7,6 +7,7 @@ import logging
 from aivitals.model import Call, InvalidRecord, Score
 from aivitals.salvage import salvage_score
 from aivitals.sdk.context import set_last_call_id
+from aivitals.sdk.handoff import handoff
 from aivitals.sdk.runtime import get_runtime
 
 log = logging.getLogger("aivitals.sdk")
@@ -84,6 +85,10 @@ def score(
         )
     runtime = get_runtime()
     if runtime.enabled:
+        if item.model is None or item.feature is None:
+            # The call may still be on its way to the recorder (`aivitals.sdk.handoff`): once
+            # recorded, the recorder knows its model and feature.
+            handoff.drain(timeout_s=1.0)
         return runtime.recorder.record_score(item)
     return item
 

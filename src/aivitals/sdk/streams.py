@@ -74,7 +74,7 @@ class StreamWatch:
         kept = self.kept
         if kept is not None:
             self.tracker.content_source = lambda: self.content(kept)
-        self.tracker.finish(error)
+        self.tracker.end(error)
 
 
 def watch_stream(stream: Any, watch: StreamWatch) -> None:

@@ -24,7 +24,7 @@ import msgspec
 
 from aivitals.attribution import Attribution
 from aivitals.content import CallContent
-from aivitals.draft import CallDraft
+from aivitals.draft import NO_USAGE, CallDraft
 from aivitals.extract.any_response import content_of_response
 from aivitals.finish import finish_reason_from_anthropic
 from aivitals.model import (
@@ -36,10 +36,13 @@ from aivitals.model import (
     utc_now,
 )
 from aivitals.salvage import salvage_call
-from aivitals.sdk.context import _attribution, set_last_call_id
+from aivitals.sdk import attributions
+from aivitals.sdk.attributions import over
+from aivitals.sdk.context import _attribution, _last_call_id
+from aivitals.sdk.handoff import handoff
 from aivitals.sdk.runtime import Runtime, get_runtime
 from aivitals.sdk.spans import CallSpan, end_call_span, server_of, start_call_span
-from aivitals.usage import usage_from_response
+from aivitals.usage import TokenUsage, usage_from_response
 
 log = logging.getLogger("aivitals.sdk")
 
@@ -59,7 +62,11 @@ class TrackedCall(CallDraft):
         "_finished",
         "_in_flight_key",
         "_label",
+        "_latency_ms",
         "_only_if_alone",
+        "_outer",
+        "_pending",
+        "_recorded",
         "_runtime",
         "_span",
         "_started",
@@ -68,7 +75,6 @@ class TrackedCall(CallDraft):
         "_who",
         "content_source",
         "error",
-        "recorded",
     )
 
     def __init__(
@@ -83,7 +89,11 @@ class TrackedCall(CallDraft):
     ) -> None:
         super().__init__(provider=provider, model=model, operation=operation, started_at=_NEVER)
         self.error: BaseException | None = None
-        self.recorded: Call | None = None
+        self._recorded: Call | None = None
+        # Handed over and not recorded yet: the worker, or a reader of `recorded`, records it.
+        self._pending = False
+        self._latency_ms = 0.0
+        self._outer: Attribution | None = None  # the context's attribution where the call ended
         self._extra = attribution or _EMPTY_ATTRIBUTION
         self._who: Attribution | None = None
         self._only_if_alone = only_if_alone
@@ -126,6 +136,18 @@ class TrackedCall(CallDraft):
         ``input_tokens`` includes cached tokens), or the counts as keywords in that convention.
         """
         try:
+            if usage is None and self.usage is NO_USAGE:
+                # Nothing said before: the keywords are the whole usage (the common case, and
+                # a third of the cost of the general one below).
+                self.usage = TokenUsage(
+                    input_tokens=input_tokens or 0,
+                    output_tokens=output_tokens or 0,
+                    cached_input_tokens=cached_input_tokens or 0,
+                    cache_write_tokens=cache_write_tokens or 0,
+                    reasoning_tokens=reasoning_tokens or 0,
+                )
+                self.tokens_estimated = estimated
+                return
             if usage is not None:
                 self.usage = usage_from_response(usage, provider=self.provider)
             given = {
@@ -219,54 +241,97 @@ class TrackedCall(CallDraft):
         self._t0 = time.perf_counter()
         try:
             runtime = self._runtime = self._runtime or get_runtime()
-            if runtime.enabled and self.model:
-                self._in_flight_key = (self._provider(runtime), self.model)
-                runtime.recorder.call_started(*self._in_flight_key)
-            if runtime.enabled:
-                self._span = start_call_span(
-                    self, label=self._label if self._only_if_alone else None
-                )
+            if not runtime.enabled:
+                return
+            model = self.model
+            if model:
+                key = self._in_flight_key = (self.provider or self._provider(runtime), model)
+                runtime.recorder.call_started(*key)
+            self._span = start_call_span(self, label=self._label if self._only_if_alone else None)
         except Exception:
             log.exception("aivitals: could not start tracking a call")
 
-    def finish(self, error: BaseException | None = None) -> Call | None:
-        """End the call now and record it (once); returns the recorded call."""
-        if self._finished:
-            return self.recorded
-        self._finished = True
-        recorded = self._finish(error)
-        if self._span is not None:
-            # `observe` that recorded nothing was a scope (its calls have their own spans).
-            end_call_span(self._span, self, recorded, scope=self._only_if_alone and not recorded)
-        return recorded
+    @property
+    def recorded(self) -> Call | None:
+        """The call as recorded (priced, validated), or None: not ended yet, or nothing to record.
 
-    def _finish(self, error: BaseException | None) -> Call | None:
-        if self._started:
-            latency_ms = (time.perf_counter() - self._t0) * 1000.0
-        else:  # finished without a start: an instant, now
-            latency_ms, self.started_at = 0.0, utc_now()
+        The call is recorded off your thread once it ends; reading this records it here and now
+        if that has not happened yet (once: the worker then skips it).
+        """
+        if self._pending:
+            with handoff.lock:
+                self.materialise()
+        return self._recorded
+
+    def finish(self, error: BaseException | None = None) -> Call | None:
+        """End the call now and record it (once); returns the recorded call.
+
+        `end` does the same without waiting for the record.
+        """
+        self.end(error)
+        return self.recorded
+
+    def end(self, error: BaseException | None = None) -> None:
+        """End the call now (once); it is recorded soon, off this thread (see `recorded`)."""
+        if self._finished:
+            return
+        self._finished = True
+        # Only what must happen on the caller's thread: the clocks, the in-flight gauge, what
+        # the context holds (attribution, the open span, the last call id). The rest (building,
+        # validating, pricing, the sinks) is the hand-off's worker's (`materialise`).
         try:
-            runtime = self._runtime or get_runtime()
+            if self._started:
+                self._latency_ms = (time.perf_counter() - self._t0) * 1000.0
+            else:  # finished without a start: an instant, now
+                self.started_at = utc_now()
+            runtime = self._runtime = self._runtime or get_runtime()
             if self._in_flight_key is not None:
                 runtime.recorder.call_ended(*self._in_flight_key)
             if error is not None:
                 self.error = error
+            span = self._span
+            if (self._only_if_alone and self._children) or not runtime.enabled or not self.model:
+                if span is not None:
+                    # `observe` that recorded nothing was a scope (its calls have their own spans).
+                    end_call_span(span, self, None, scope=self._only_if_alone)
+                return
+            if self._who is None:
+                self._outer = _attribution.get()
+            _last_call_id.set(self.id)
             parent = _current.get()
-            if self._only_if_alone and self._children:
-                return None
-            if not runtime.enabled or not self.model:
-                return None
-            call = self._build(runtime, latency_ms)
-            if call is None:
-                return None
-            self.recorded = runtime.recorder.record(call, self.content_source)
-            set_last_call_id(call.id)
             if parent is not None and parent is not self:
+                # Counted when handed over: the parent's own end (an `observe` scope) reads it.
                 parent._children += 1
-            return self.recorded
+            # With a span, recorded here and now: the span ends at its true end with the recorded
+            # call's attributes, before the application may shut its provider down. Without
+            # room in the hand-off, here too (back-pressure): never dropped, never unbounded.
+            if span is None and handoff.has_room():
+                self._pending = True
+                handoff.put(self)
+            else:
+                self._record()
         except Exception:
             log.exception("aivitals: could not record call %s", self.id)
-            return None
+
+    def materialise(self) -> None:
+        """Record the call handed over, once; whoever calls this holds the hand-off's lock."""
+        if self._pending:
+            self._pending = False
+            self._record()
+
+    def _record(self) -> None:
+        """Build, validate, price and record the ended call, and end its span."""
+        recorded = None
+        try:
+            runtime = self._runtime or get_runtime()
+            call = self._build(runtime, self._latency_ms)
+            if call is not None:
+                recorded = self._recorded = runtime.recorder.record(call, self.content_source)
+        except Exception:
+            log.exception("aivitals: could not record call %s", self.id)
+        if self._span is not None:
+            # `observe` that recorded nothing was a scope (its calls have their own spans).
+            end_call_span(self._span, self, recorded, scope=self._only_if_alone and not recorded)
 
     def _provider(self, runtime: Runtime) -> str:
         if not self.provider:
@@ -277,12 +342,8 @@ class TrackedCall(CallDraft):
     def _attribution(self) -> Attribution:
         if self._who is None:
             runtime = self._runtime or get_runtime()
-            outer = _attribution.get()
-            base = (
-                runtime.defaults if outer is _EMPTY_ATTRIBUTION else _merge(runtime.defaults, outer)
-            )
-            extra = self._extra
-            self._who = base if extra is _EMPTY_ATTRIBUTION else _merge(base, extra)
+            outer = self._outer if self._outer is not None else _attribution.get()
+            self._who = over(over(runtime.defaults, outer), self._extra)
         return self._who
 
     def _build(self, runtime: Runtime, latency_ms: float) -> Call | None:
@@ -312,8 +373,9 @@ class TrackedCall(CallDraft):
     def __enter__(self) -> TrackedCall:
         self._tokens = (_attribution.set(self._attribution()), _current.set(self))
         self.start()
-        if self._span is not None:
-            self._span.attach()
+        span = self._span
+        if span is not None:
+            span.attach()
         return self
 
     def __exit__(
@@ -322,14 +384,15 @@ class TrackedCall(CallDraft):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._span is not None:
-            self._span.detach()
-        if self._tokens is not None:
-            attribution_token, current_token = self._tokens
-            _current.reset(current_token)
-            _attribution.reset(attribution_token)
+        span = self._span
+        if span is not None:
+            span.detach()
+        tokens = self._tokens
+        if tokens is not None:
+            _current.reset(tokens[1])
+            _attribution.reset(tokens[0])
             self._tokens = None
-        self.finish(exc)
+        self.end(exc)
 
     async def __aenter__(self) -> TrackedCall:
         return self.__enter__()
@@ -362,10 +425,6 @@ _EMPTY_ATTRIBUTION = _attribution.get()
 _NEVER = datetime.fromtimestamp(0, UTC)
 
 
-def _merge(base: Attribution, top: Attribution) -> Attribution:
-    return top if base == _EMPTY_ATTRIBUTION else top.over(base)
-
-
 def track(
     *,
     model: str,
@@ -383,20 +442,10 @@ def track(
 
     ``provider`` defaults to the one the price catalog knows the model from.
     """
-    return TrackedCall(
-        model=model,
-        provider=provider,
-        operation=operation,
-        attribution=_EMPTY_ATTRIBUTION.merged(
-            user=user,
-            feature=feature,
-            team=team,
-            endpoint=endpoint,
-            prompt_version=prompt_version,
-            environment=environment,
-            tags=tags,
-        ),
-    )
+    attribution = attributions.of((user, feature, team, endpoint, prompt_version, environment))
+    if tags:
+        attribution = attribution.merged(tags=tags)
+    return TrackedCall(model=model, provider=provider, operation=operation, attribution=attribution)
 
 
 def current_call() -> TrackedCall | None:

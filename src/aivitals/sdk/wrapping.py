@@ -141,7 +141,7 @@ def settle(
             tracker.content_source = lambda: api.content(request, response, tracker.finish_reason)
     except Exception:
         log.exception("aivitals: could not read the response of call %s", tracker.id)
-    tracker.finish()
+    tracker.end()
 
 
 def wrap_sync(original: Callable[..., Any], api: Api, target: Target) -> Callable[..., Any]:
@@ -155,7 +155,7 @@ def wrap_sync(original: Callable[..., Any], api: Api, target: Target) -> Callabl
                 result = original(*args, **kwargs)
         except BaseException as exc:
             if tracker is not None:
-                tracker.finish(exc)
+                tracker.end(exc)
             raise
         if tracker is not None and api.is_stream(kwargs):
             watch_stream(result, _new_watch(api, tracker, kwargs, note))
@@ -177,7 +177,7 @@ def wrap_async(original: Callable[..., Any], api: Api, target: Target) -> Callab
                 result = await original(*args, **kwargs)
         except BaseException as exc:
             if tracker is not None:
-                tracker.finish(exc)
+                tracker.end(exc)
             raise
         if tracker is not None and api.is_stream(kwargs):
             watch_async_stream(result, _new_watch(api, tracker, kwargs, note))
@@ -207,7 +207,7 @@ def wrap_stream_helper(
             manager = original(*args, **kwargs)
         except BaseException as exc:
             if tracker is not None:
-                tracker.finish(exc)
+                tracker.end(exc)
             raise
         if tracker is not None:
             _hook_manager(manager, manager_attr, _new_watch(api, tracker, kwargs, note), is_async)
