@@ -555,6 +555,65 @@ class Score(msgspec.Struct, frozen=True, kw_only=True):
     feature: str | None = None
 
     def __post_init__(self) -> None:
+        # As `Call`'s: one cheap expression for the common, valid case (the evaluators make
+        # several scores a call); only when it fails do the checks below find what is wrong.
+        if not (
+            type(self.call_id) is str
+            and 0 < len(self.call_id) <= _SCORE_CALL_ID
+            and self.call_id.isascii()
+            and "\x00" not in self.call_id
+            and type(self.name) is str
+            and 0 < len(self.name) <= _SCORE_NAME
+            and self.name.isascii()
+            and "\x00" not in self.name
+            and type(self.id) is str
+            and 0 < len(self.id) <= _SCORE_ID
+            and self.id.isascii()
+            and "\x00" not in self.id
+            and type(self.source) is str
+            and 0 < len(self.source) <= _SCORE_SOURCE
+            and self.source.isascii()
+            and "\x00" not in self.source
+            and (
+                self.comment is None
+                or (
+                    type(self.comment) is str
+                    and len(self.comment) <= _SCORE_COMMENT
+                    and self.comment.isascii()
+                    and "\x00" not in self.comment
+                )
+            )
+            and (
+                self.model is None
+                or (
+                    type(self.model) is str
+                    and len(self.model) <= _SCORE_MODEL
+                    and self.model.isascii()
+                    and "\x00" not in self.model
+                )
+            )
+            and (
+                self.feature is None
+                or (
+                    type(self.feature) is str
+                    and len(self.feature) <= _SCORE_FEATURE
+                    and self.feature.isascii()
+                    and "\x00" not in self.feature
+                )
+            )
+            and type(self.value) in (float, int)
+            and type(self.min_value) in (float, int)
+            and type(self.max_value) in (float, int)
+            # Within the bounds and ordered: no NaN or infinity passes these comparisons.
+            and -MAX_SCORE_MAGNITUDE <= self.min_value <= self.value <= self.max_value
+            and self.min_value < self.max_value <= MAX_SCORE_MAGNITUDE
+            and type(self.created_at) is datetime
+            and self.created_at.utcoffset() is not None
+            and EARLIEST_TIME <= self.created_at <= _HORIZON.latest
+        ):
+            self._check_fields()
+
+    def _check_fields(self) -> None:
         for name in _SCORE_TEXT:
             _check_text(
                 name,
@@ -588,6 +647,13 @@ class Score(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _SCORE_TEXT = tuple(SCORE_TEXT_CHARS)
+_SCORE_ID = SCORE_TEXT_CHARS["id"]
+_SCORE_CALL_ID = SCORE_TEXT_CHARS["call_id"]
+_SCORE_NAME = SCORE_TEXT_CHARS["name"]
+_SCORE_SOURCE = SCORE_TEXT_CHARS["source"]
+_SCORE_COMMENT = SCORE_TEXT_CHARS["comment"]
+_SCORE_MODEL = SCORE_TEXT_CHARS["model"]
+_SCORE_FEATURE = SCORE_TEXT_CHARS["feature"]
 _REQUIRED_SCORE_TEXT = frozenset({"id", "call_id", "name", "source"})
 
 OutcomeKind = Literal["class", "number"]

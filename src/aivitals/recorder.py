@@ -542,7 +542,10 @@ class Recorder:
                 return
             self._queue.append(item)
             self._enqueued += 1
-            wake = len(self._queue) >= self._batch_size
+            # Once, as a batch fills: the worker drains until the queue is empty before it
+            # waits again, so a set() on every item past the batch size (an Event's lock and
+            # notify each time) would wake nobody.
+            wake = len(self._queue) == self._batch_size
         if wake:
             self._wake.set()
 

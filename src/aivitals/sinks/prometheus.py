@@ -155,6 +155,8 @@ class PrometheusSink(Collector):
         self.evaluations = Counter(
             evaluations.family, evaluations.help, evaluations.labels, registry=self.registry
         )
+        self._quality_children: dict[tuple[str, str, str], Histogram] = {}
+        self._verdict_children: dict[tuple[tuple[str, str, str], bool], Counter] = {}
         self.registry.register(self)
         self.registry.register(self.overflow)
 
@@ -224,12 +226,24 @@ class PrometheusSink(Collector):
 
     def on_score(self, score: Score) -> None:
         labels = self._quality_cap.admit((score.name, score.model or "", score.feature or ""))
-        self.quality.labels(*labels).observe(score.normalised)
-        if score.source == "evaluator" and score.normalised in (0.0, 1.0):
+        normalised = score.normalised
+        # Each label set's child kept at hand: ``labels()`` costs more than the observation
+        # (the evaluators make several scores a call). A child lives as long as its metric.
+        histogram = self._quality_children.get(labels)
+        if histogram is None:
+            histogram = self._quality_children.setdefault(labels, self.quality.labels(*labels))
+        histogram.observe(normalised)
+        if score.source == "evaluator" and normalised in (0.0, 1.0):
             # A verdict: counted, so that a rate over any range is a ratio of two counters.
-            name, model, feature = labels
-            result = "true" if score.normalised == 1.0 else "false"
-            self.evaluations.labels(name, result, model, feature).inc()
+            verdict = (labels, normalised == 1.0)
+            counter = self._verdict_children.get(verdict)
+            if counter is None:
+                name, model, feature = labels
+                result = "true" if verdict[1] else "false"
+                counter = self._verdict_children.setdefault(
+                    verdict, self.evaluations.labels(name, result, model, feature)
+                )
+            counter.inc()
 
     def call_started(self, provider: str, model: str) -> None:
         key = (provider, model)

@@ -1,0 +1,49 @@
+"""The recorder's worker wakes when a batch fills, not only at its interval: once per batch."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from aivitals.model import Call
+from aivitals.recorder import Recorder
+from aivitals.sinks.memory import MemorySink
+
+from .support.helpers import make_call
+
+
+class CountingSink(MemorySink):
+    name = "counting"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = threading.Condition()
+
+    def write_calls(self, calls: Sequence[Call]) -> None:
+        super().write_calls(calls)
+        with self.arrived:
+            self.arrived.notify_all()
+
+
+def _wait_for(sink: CountingSink, count: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    with sink.arrived:
+        while len(sink.calls) < count and time.monotonic() < deadline:
+            sink.arrived.wait(0.05)
+    return len(sink.calls)
+
+
+def test_each_batch_that_fills_wakes_the_worker_before_its_interval() -> None:
+    sink = CountingSink()
+    # An interval no test waits out: only a full batch can bring the calls to the sink.
+    recorder = Recorder(batch_sinks=[sink], batch_size=10, flush_interval_s=3600)
+    for round_ in range(1, 4):  # each batch fills the emptied queue again: a wake-up each
+        for _ in range(10):
+            recorder.record(make_call())
+        assert _wait_for(sink, 10 * round_, 30) == 10 * round_
+    for _ in range(5):  # a batch not yet full waits for its interval (or a flush)
+        recorder.record(make_call())
+    assert recorder.flush()
+    assert len(sink.calls) == 35
+    recorder.close()
