@@ -17,6 +17,13 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 
+def _at_least_2_4(spec: str) -> bool:
+    try:
+        return tuple(map(int, spec.split("."))) >= (2, 4)
+    except ValueError:
+        return False
+
+
 async def _disconnected(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
@@ -27,7 +34,9 @@ class Streamed(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         current = asyncio.current_task()
-        if scope["type"] != "http" or current is None:
+        spec = scope.get("asgi", {}).get("spec_version", "2.0")
+        if scope["type"] != "http" or current is None or _at_least_2_4(spec):
+            # From spec 2.4 a send to a gone client raises, and Starlette watches no more.
             await super().__call__(scope, receive, send)
             return
         gone = False
