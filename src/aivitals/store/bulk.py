@@ -8,16 +8,29 @@ the statement is compiled once for the engine's dialect and executed with the dr
 SQLAlchemy's). A table with any other column type (dates, JSON, ...) would need SQLAlchemy's
 conversions, so it goes the ordinary Core way.
 
+On SQLite the rows go in several to a statement (``INSERT ... VALUES (...), (...), ...``), not
+through ``executemany``: CPython's sqlite3 releases the GIL around every ``sqlite3_step``, so
+``executemany`` of 500 rows hands the GIL over 500 times, and while the application thread is
+busy each hand-over waits for the interpreter's switch interval to get it back (the store then
+kept up with a few thousand calls a second). A statement of many rows is one step. The values
+are bound as they were, one parameter each, so nothing is converted on the way (a JSON text of
+the batch would have SQLite parse the floats back).
+
 >>> import sqlalchemy
 >>> table = sqlalchemy.Table("t", sqlalchemy.MetaData(), sqlalchemy.Column("a", sqlalchemy.Integer))
 >>> bulk = BulkInsert(sqlalchemy.insert(table), sqlalchemy.create_engine("sqlite://").dialect)
 >>> bulk.sql, bulk.direct
 ('INSERT INTO t (a) VALUES (?)', True)
+>>> bulk.statement_sizes(2500)
+[1000, 1000, 500]
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import operator
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,8 +38,18 @@ import sqlalchemy
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import Insert
 
-# Types whose Python values (str, int, float, bool, None) every driver takes unconverted.
-_PLAIN_TYPES = (sqlalchemy.String, sqlalchemy.Integer, sqlalchemy.Float, sqlalchemy.Boolean)
+# Types whose Python values (str, int, float, bool, None, bytes) every driver takes unconverted.
+_PLAIN_TYPES = (
+    sqlalchemy.String,
+    sqlalchemy.Integer,
+    sqlalchemy.Float,
+    sqlalchemy.Boolean,
+    sqlalchemy.LargeBinary,
+)
+# Rows per statement at most: a batch of the recorder's size (500) is one statement.
+_MOST_ROWS = 1000
+# SQLite's default cap on parameters a statement (999 before 3.32).
+_MOST_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 
 
 class BulkInsert:
@@ -60,6 +83,30 @@ class BulkInsert:
         self._shape: Callable[[dict[str, Any]], Any] | None = (
             _getter(names) if compiled.positional and names else None
         )
+        # The statement's text around its one group of placeholders, to repeat the group.
+        self._around: tuple[str, str, str] | None = None
+        self._most_rows = 0
+        group = "(" + ", ".join("?" * len(names or ())) + ")"
+        if self.direct and dialect.name == "sqlite" and names and self.sql.count(group) == 1:
+            head, tail = self.sql.split(group)
+            self._around = (head, group, tail)
+            self._most_rows = min(_MOST_ROWS, _MOST_PARAMETERS // len(names))
+        # A few texts kept: batches come in a few sizes (sqlite3 caches the prepared statements).
+        self._sql_for = functools.lru_cache(maxsize=8)(self._sql_of)
+
+    def statement_sizes(self, rows: int) -> list[int]:
+        """Rows in each statement that inserts ``rows`` rows ([1] * rows for ``executemany``)."""
+        most = self._most_rows
+        if not most:
+            return [1] * rows
+        sizes = [most] * (rows // most)
+        if rows % most:
+            sizes.append(rows % most)
+        return sizes
+
+    def _sql_of(self, size: int) -> str:
+        head, group, tail = self._around or ("", "", "")
+        return head + ", ".join([group] * size) + tail
 
     def execute(self, connection: sqlalchemy.Connection, rows: Sequence[dict[str, Any]]) -> None:
         """Insert ``rows`` (dicts with every column of the table) inside the current transaction."""
@@ -69,6 +116,9 @@ class BulkInsert:
             connection.execute(self.statement, list(rows))
             return
         shape = self._shape
+        if self._around is not None and shape is not None:
+            self._execute_rows(connection, [shape(row) for row in rows])
+            return
         parameters = [shape(row) for row in rows] if shape is not None else list(rows)
         connection.exec_driver_sql(self.sql, parameters)
 
@@ -79,10 +129,24 @@ class BulkInsert:
         if not rows:
             return
         if self._values_as_given:
-            connection.exec_driver_sql(self.sql, list(rows))
+            if self._around is not None:
+                self._execute_rows(connection, rows)
+            else:
+                connection.exec_driver_sql(self.sql, list(rows))
             return
         columns = self.columns
         self.execute(connection, [dict(zip(columns, row, strict=True)) for row in rows])
+
+    def _execute_rows(
+        self, connection: sqlalchemy.Connection, rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """Rows in the compiled order, several to a statement (see the module's docstring)."""
+        start = 0
+        chain = itertools.chain.from_iterable
+        for size in self.statement_sizes(len(rows)):
+            sql = self._sql_for(size)
+            connection.exec_driver_sql(sql, tuple(chain(rows[start : start + size])))
+            start += size
 
 
 def _getter(names: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:

@@ -52,7 +52,8 @@ SUM_FIELDS = (
     "speed_sum",
 )
 SKETCH_FIELDS = ("latency_sketch", "ttft_sketch")
-_FLOAT_FIELDS = ("latency_sum_ms", "ttft_sum_ms", "speed_sum")
+FLOAT_FIELDS = ("latency_sum_ms", "ttft_sum_ms", "speed_sum")
+_FLOAT_FIELDS = FLOAT_FIELDS
 
 logger = logging.getLogger("aivitals.store")
 
@@ -232,6 +233,29 @@ def merge_rows(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             new["calls"],
         )
         return dict(stored)
+    for name in SKETCH_FIELDS:
+        sketch = Sketch.from_bytes(stored[name])
+        sketch.merge(Sketch.from_bytes(new[name]))
+        merged[name] = sketch.to_bytes()
+    return merged
+
+
+def added(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
+    """What to upsert for ``new`` when its key is stored, the database adding the sums:
+    ``new`` with the sketches merged; None (logged) when the integer sums would outgrow their
+    64-bit columns, the stored row then kept as it was.
+
+    ``stored`` needs only the integer sums and the sketches (`aivitals.store.rollup_upsert`).
+    """
+    for name in SUM_FIELDS:
+        if name not in _FLOAT_FIELDS and stored[name] + new[name] > bounds.INT64_MAX:
+            logger.error(
+                "rollups: the bucket at %s would outgrow its 64-bit sums; %d calls left out of it",
+                stored["bucket_start"],
+                new["calls"],
+            )
+            return None
+    merged = dict(new)
     for name in SKETCH_FIELDS:
         sketch = Sketch.from_bytes(stored[name])
         sketch.merge(Sketch.from_bytes(new[name]))

@@ -39,15 +39,14 @@ from aivitals.store.engine import (
 )
 from aivitals.store.errors import StoreError
 from aivitals.store.outcomes import outcome_row
-from aivitals.store.rollup import SKETCH_FIELDS, SUM_FIELDS, merge_rows, rollup_key, rollup_rows
+from aivitals.store.rollup import rollup_rows
+from aivitals.store.rollup_upsert import RollupUpsert
 from aivitals.store.rows import CALL_COLUMNS, call_values, epoch_ms, score_row, to_nusd
 
 # Bound every IN (...) list: SQLite refuses statements with more than 32,766 parameters.
 _IN_CHUNK = 500
 _DELETE_CHUNK = 1000
 _ROLLUP_PK = ("granularity", "bucket_start", *schema.ROLLUP_KEYS)
-# 11 key columns a row: 500 keys stay far below SQLite's 32,766 parameters a statement.
-_ROLLUP_KEYS_PER_SELECT = 500
 
 T = TypeVar("T")
 
@@ -76,11 +75,7 @@ class SqlStore:
         )
         self._insert_outcomes = insert(schema.outcomes).on_conflict_do_nothing()
         self._upsert_score_rollups = score_rollup.upsert_statement(insert)
-        upsert = insert(schema.rollups)
-        self._upsert_rollups = upsert.on_conflict_do_update(
-            index_elements=list(_ROLLUP_PK),
-            set_={name: upsert.excluded[name] for name in (*SUM_FIELDS, *SKETCH_FIELDS)},
-        )
+        self._rollups = RollupUpsert(schema.rollups, _ROLLUP_PK, engine.dialect)
 
     @classmethod
     def open(cls, target: str | Path) -> SqlStore:
@@ -232,21 +227,7 @@ class SqlStore:
     def _fold_rollups(
         self, connection: sqlalchemy.Connection, calls: list[Call], costs: list[int | None]
     ) -> None:
-        batch = {rollup_key(row): row for row in rollup_rows(calls, costs_nusd=costs)}
-        # Read exactly the rows this batch touches, by primary key: a day bucket holds a row per
-        # key seen that day, and reading them all made a one-call write cost milliseconds.
-        table = schema.rollups
-        pk = sqlalchemy.tuple_(*(table.c[name] for name in _ROLLUP_PK))
-        stored: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for chunk in _chunks(list(batch), _ROLLUP_KEYS_PER_SELECT):
-            rows = connection.execute(sqlalchemy.select(table).where(pk.in_(chunk)))
-            for row in rows.mappings():
-                data = dict(row)
-                stored[rollup_key(data)] = data
-        merged = [
-            merge_rows(stored[key], row) if key in stored else row for key, row in batch.items()
-        ]
-        connection.execute(self._upsert_rollups, merged)
+        self._rollups.fold(connection, rollup_rows(calls, costs_nusd=costs))
 
     def _delete_old_scores(self, cutoff_ms: int) -> None:
         created = schema.scores.c.created_ms

@@ -1,0 +1,121 @@
+"""`RollupUpsert`: a batch's rollup rows added into a rollup table's stored rows, in a few statements.
+
+The database adds the sums (``SET calls = rollups.calls + excluded.calls``: the same IEEE
+additions Python made when it merged the rows itself, so the float sums come out to the bit);
+the sketches, which SQL cannot merge, are read, merged here and written back whole.
+
+On SQLite the stored rows a batch touches come back as one JSON text from one statement
+(``json_group_array``), and the batch goes back as one multi-row upsert (`BulkInsert`): CPython's
+sqlite3 releases the GIL at every row it steps to, and while the application thread is busy each
+hand-over waits for the interpreter's switch interval, so a statement per row made the store
+worker wait on the application for most of a batch's time. Only integers, text and hex travel
+through that JSON, all exactly; floats never do (SQLite's JSON writes 15 digits), which is why the
+float sums are added by the database rather than read back. A stored key that does not come back
+as it went in would have its sketch overwritten, so the read checks every key and falls back to
+reading plain rows if one does not match.
+
+>>> import sqlalchemy
+>>> from aivitals.store import schema
+>>> upsert = RollupUpsert(schema.rollups, ("granularity", "bucket_start", *schema.ROLLUP_KEYS),
+...                       sqlalchemy.create_engine("sqlite://").dialect)
+>>> "calls = (rollups.calls + excluded.calls)" in upsert.sql
+True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+
+from aivitals.store.bulk import BulkInsert
+from aivitals.store.rollup import FLOAT_FIELDS, SKETCH_FIELDS, SUM_FIELDS, added
+
+_KEYS_PER_SELECT = 500  # at most 12 key columns a key: far below SQLite's 32,766 parameters
+_INT_FIELDS = tuple(name for name in SUM_FIELDS if name not in FLOAT_FIELDS)
+
+
+class RollupUpsert:
+    """Fold rows of ``table`` (keyed by ``keys``, with `SUM_FIELDS` and `SKETCH_FIELDS`) into it."""
+
+    def __init__(self, table: sa.Table, keys: Sequence[str], dialect: Dialect) -> None:
+        self.table = table
+        self.keys = tuple(keys)
+        insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        statement = insert(table)
+        update: dict[str, Any] = {
+            name: table.c[name] + statement.excluded[name] for name in SUM_FIELDS
+        }
+        update.update({name: statement.excluded[name] for name in SKETCH_FIELDS})
+        self._upsert = BulkInsert(
+            statement.on_conflict_do_update(index_elements=list(self.keys), set_=update), dialect
+        )
+        self.sql = self._upsert.sql
+        self._pk = sa.tuple_(*(table.c[name] for name in self.keys))
+        self._read = [table.c[name] for name in (*self.keys, *_INT_FIELDS, *SKETCH_FIELDS)]
+        self._as_json = dialect.name == "sqlite"
+
+    def fold(self, connection: sa.Connection, rows: Iterable[dict[str, Any]]) -> None:
+        """Add ``rows`` (one per key, as `rollup.rollup_rows` makes them) into the table.
+
+        Runs inside the writer's transaction, under its write lock. A row whose integer sums
+        would outgrow their 64-bit columns leaves its stored row as it was (logged).
+        """
+        batch = {tuple(row[name] for name in self.keys): row for row in rows}
+        if not batch:
+            return
+        stored = self._stored(connection, list(batch))
+        upserts = []
+        for key, row in batch.items():
+            found = stored.get(key)
+            if found is None:
+                upserts.append(row)
+                continue
+            merged = added(found, row)
+            if merged is not None:
+                upserts.append(merged)
+        self._upsert.execute(connection, upserts)
+
+    def _stored(
+        self, connection: sa.Connection, keys: list[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], dict[str, Any]]:
+        """The stored keys among ``keys``: their integer sums and sketches, by key."""
+        if self._as_json:
+            found = self._stored_as_json(connection, keys)
+            if found is not None:
+                return found
+        names = [column.name for column in self._read]
+        stored: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for start in range(0, len(keys), _KEYS_PER_SELECT):
+            chunk = keys[start : start + _KEYS_PER_SELECT]
+            for row in connection.execute(sa.select(*self._read).where(self._pk.in_(chunk))):
+                data = dict(zip(names, row, strict=True))
+                stored[tuple(data[name] for name in self.keys)] = data
+        return stored
+
+    def _stored_as_json(
+        self, connection: sa.Connection, keys: list[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], dict[str, Any]] | None:
+        """`_stored` in one statement a chunk; None if a key came back unlike any asked for."""
+        width = len(self.keys) + len(_INT_FIELDS)
+        names = (*self.keys, *_INT_FIELDS, *SKETCH_FIELDS)
+        values = [*self._read[:width], *(sa.func.hex(column) for column in self._read[width:])]
+        every = sa.func.json_group_array(sa.func.json_array(*values))
+        asked = set(keys)
+        stored: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for start in range(0, len(keys), _KEYS_PER_SELECT):
+            chunk = keys[start : start + _KEYS_PER_SELECT]
+            text = connection.scalar(sa.select(every).where(self._pk.in_(chunk)))
+            for found in json.loads(text or "[]"):
+                key = tuple(found[: len(self.keys)])
+                if key not in asked:
+                    return None
+                data = dict(zip(names[:width], found[:width], strict=True))
+                for name, hexed in zip(SKETCH_FIELDS, found[width:], strict=True):
+                    data[name] = bytes.fromhex(hexed)
+                stored[key] = data
+        return stored

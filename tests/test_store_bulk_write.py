@@ -1,0 +1,273 @@
+"""The write path's few-statements-a-batch shape loses nothing: values to the bit, rollups exact.
+
+On SQLite calls go in many rows to a statement and rollups are read back as one JSON text a
+batch (`aivitals.store.bulk`, `aivitals.store.rollup_upsert`); on PostgreSQL the same writes
+go their own way. Both engines are checked against values written out here, not computed by
+the code under test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from aivitals.store import bounds, schema
+from aivitals.store.bulk import BulkInsert
+from aivitals.store.rollup_upsert import RollupUpsert
+from aivitals.store.rows import CALL_COLUMNS, row_call
+from aivitals.store.sketch import Sketch
+from aivitals.store.sql import SqlStore
+from tests.support.helpers import make_call
+
+T0 = datetime(2025, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
+
+
+def awkward_calls(n: int, *, start: datetime = T0) -> list[Any]:
+    """``n`` calls whose values a lossy path would change: floats that need 17 digits, the
+    largest token counts, NULLs, non-ASCII text and tags, one cent in nano-dollars."""
+    floats = (0.1 + 0.2, 1 / 3, 5e-324, 86_399_999.99999999, 2.0**-30, 123.456789012345678)
+    calls = []
+    for i in range(n):
+        latency = floats[i % len(floats)]
+        calls.append(
+            make_call(
+                started_at=start + timedelta(milliseconds=i),
+                latency_ms=latency,
+                ttft_ms=None if i % 2 else latency / 3,
+                input_tokens=bounds.MAX_TOKENS if i % 7 == 0 else i,
+                output_tokens=i % 5,
+                cost_usd=None if i % 3 == 0 else Decimal("0.000000001") * (i + 1),
+                feature=None if i % 4 == 0 else f"résumé-{i % 3} ✓",
+                user="ユーザー" if i % 5 == 0 else None,
+                tags={"région": "eu-west", "emoji": "🦊"} if i % 2 else {},
+            )
+        )
+    return calls
+
+
+def stored_calls(store: SqlStore) -> dict[str, Any]:
+    with store.engine.connect() as connection:
+        rows = connection.execute(sa.select(schema.calls)).mappings().all()
+    return {row["id"]: row_call(row) for row in rows}
+
+
+def test_calls_round_trip_to_the_bit_in_batches_of_every_shape(store_target: str) -> None:
+    store = SqlStore.open(store_target)
+    # 1, 500 (the recorder's batch) and 1,201 (more than a statement holds): every chunking.
+    batches = [awkward_calls(1), awkward_calls(500, start=T0 + timedelta(hours=1))]
+    batches.append(awkward_calls(1201, start=T0 + timedelta(hours=2)))
+    try:
+        for batch in batches:
+            assert len(store.write(batch, [])) == len(batch)
+        stored = stored_calls(store)
+    finally:
+        store.close()
+    every = [call for batch in batches for call in batch]
+    assert len(stored) == len(every)
+    for call in every:
+        back = stored[call.id]
+        assert back.latency_ms.hex() == call.latency_ms.hex()
+        assert back == call
+
+
+def test_a_resent_call_and_a_duplicate_within_a_batch_are_stored_once(store_target: str) -> None:
+    store = SqlStore.open(store_target)
+    first, second = awkward_calls(2)
+    try:
+        assert [c.id for c in store.write([first], [])] == [first.id]
+        again = store.write([first, second, second], [])
+        stored = stored_calls(store)
+    finally:
+        store.close()
+    assert [c.id for c in again] == [second.id]
+    assert sorted(stored) == sorted([first.id, second.id])
+
+
+def rollup_of(store: SqlStore, granularity: int, model: str) -> dict[str, Any]:
+    table = schema.rollups
+    with store.engine.connect() as connection:
+        [row] = connection.execute(
+            sa.select(table).where(table.c.granularity == granularity, table.c.model == model)
+        ).mappings()
+    return dict(row)
+
+
+def test_rollup_sums_over_several_batches_are_exact(store_target: str) -> None:
+    store = SqlStore.open(store_target)
+    # Three batches into one minute: each batch's sum in call order, then the batches in turn.
+    batches = [[0.1, 0.2, 0.7], [1e-3, 1 / 3], [86_399_999.5, 0.30000000000000004]]
+    cost = Decimal("0.000000123")
+    try:
+        for index, latencies in enumerate(batches):
+            calls = [
+                make_call(
+                    model="m",
+                    started_at=T0 + timedelta(milliseconds=10 * index + k),
+                    latency_ms=latency,
+                    cost_usd=cost,
+                    input_tokens=bounds.MAX_TOKENS,
+                )
+                for k, latency in enumerate(latencies)
+            ]
+            store.write(calls, [])
+        row = rollup_of(store, 60, "m")
+    finally:
+        store.close()
+    expected = ((0.1 + 0.2) + 0.7) + (1e-3 + 1 / 3)
+    expected += 86_399_999.5 + 0.30000000000000004
+    assert row["latency_sum_ms"].hex() == expected.hex()
+    assert row["calls"] == 7
+    assert row["cost_nusd"] == 7 * 123
+    assert row["input_tokens"] == 7 * bounds.MAX_TOKENS
+    sketch = Sketch.from_bytes(row["latency_sketch"])
+    assert sketch.count == 7
+    assert sketch.to_bytes() == Sketch.of([v for batch in batches for v in batch]).to_bytes()
+
+
+def test_keys_with_text_json_escapes_merge_into_their_stored_row(store_target: str) -> None:
+    store = SqlStore.open(store_target)
+    feature = 'quote " backslash \\ tab \t bell \x07 🦊 \u2028'
+    try:
+        for index in range(3):
+            call = make_call(model="m", feature=feature, started_at=T0 + timedelta(seconds=index))
+            store.write([call], [])
+        row = rollup_of(store, 60, "m")
+    finally:
+        store.close()
+    assert row["feature"] == feature
+    assert row["calls"] == 3
+    assert Sketch.from_bytes(row["latency_sketch"]).count == 3
+
+
+def test_sqlite_writes_a_batch_in_a_handful_of_statements(tmp_path: Path) -> None:
+    # Each driver execution gives the GIL up; a row each (executemany) made a busy
+    # application's store fall behind. Counted, not timed.
+    store = SqlStore.open(tmp_path / "a.db")
+    executions: list[int] = []
+
+    def count(*args: Any) -> None:
+        executions.append(len(args[3]) if args[5] else 1)
+
+    sa.event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        store.write(awkward_calls(500), [])
+    finally:
+        store.close()
+    assert 0 < sum(executions) <= 20
+
+
+def test_bulk_insert_splits_rows_into_statements_sqlite_can_take(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    schema.metadata.create_all(engine, tables=[schema.calls])
+    bulk = BulkInsert(sa.insert(schema.calls), engine.dialect, columns=CALL_COLUMNS)
+    # 43 columns a row: 762 rows is the most under SQLite's 32,766 parameters.
+    assert bulk.statement_sizes(1601) == [762, 762, 77]
+    assert math.prod(bulk.statement_sizes(0) or [1]) == 1
+    postgres = BulkInsert(
+        sa.insert(schema.calls), sa.create_engine("postgresql://").dialect, columns=CALL_COLUMNS
+    )
+    assert postgres.statement_sizes(3) == [1, 1, 1]
+    engine.dispose()
+
+
+def a_rollup_row() -> dict[str, Any]:
+    row: dict[str, Any] = {name: "" for name in schema.ROLLUP_KEYS}
+    row.update(
+        granularity=60,
+        bucket_start=0,
+        **{name: 1 for name in ("calls", "errors", "cancelled", "unpriced", "cost_nusd")},
+        **{name: 0 for name in ("input_tokens", "output_tokens", "cached_input_tokens")},
+        **{name: 0 for name in ("cache_write_tokens", "reasoning_tokens", "cache_hits")},
+        cache_lookups=0,
+        latency_sum_ms=0.1,
+        ttft_count=0,
+        ttft_sum_ms=0.0,
+        speed_count=0,
+        speed_sum=0.0,
+        latency_sketch=Sketch.of([0.1]).to_bytes(),
+        ttft_sketch=Sketch.of([]).to_bytes(),
+    )
+    return row
+
+
+def sqlite_upsert(path: Path) -> tuple[sa.Engine, RollupUpsert]:
+    engine = sa.create_engine(f"sqlite:///{path}")
+    schema.metadata.create_all(engine, tables=[schema.rollups])
+    keys = ("granularity", "bucket_start", *schema.ROLLUP_KEYS)
+    return engine, RollupUpsert(schema.rollups, keys, engine.dialect)
+
+
+def test_the_rollup_upsert_adds_sums_in_sql_and_keeps_a_row_that_would_overflow(
+    tmp_path: Path,
+) -> None:
+    engine, upsert = sqlite_upsert(tmp_path / "c.db")
+    row = a_rollup_row()
+    with engine.begin() as connection:
+        upsert.fold(connection, [row])
+        upsert.fold(connection, [{**row, "latency_sum_ms": 0.2}])
+        upsert.fold(connection, [{**row, "cost_nusd": bounds.INT64_MAX}])  # would overflow
+        stored = connection.execute(sa.select(schema.rollups)).mappings().one()
+    engine.dispose()
+    assert stored["calls"] == 2
+    assert stored["cost_nusd"] == 2
+    assert stored["latency_sum_ms"].hex() == (0.1 + 0.2).hex()
+    assert Sketch.from_bytes(stored["latency_sketch"]).count == 2
+
+
+def test_a_key_the_json_read_cannot_carry_still_merges_its_stored_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Should SQLite's JSON ever hand a key back changed (here: cut at a NUL, as C strings are),
+    # the stored row must still be merged, not overwritten by the batch's sketch.
+    engine, upsert = sqlite_upsert(tmp_path / "e.db")
+    real_loads = json.loads
+
+    def cut_at_nul(text: str) -> Any:
+        return [
+            [v.split("\x00")[0] if isinstance(v, str) else v for v in r] for r in real_loads(text)
+        ]
+
+    monkeypatch.setattr(json, "loads", cut_at_nul)  # the module reads json.loads when called
+    row = {**a_rollup_row(), "feature": "a\x00b"}
+    with engine.begin() as connection:
+        for _ in range(3):
+            upsert.fold(connection, [row, {**row, "feature": "plain"}])
+        stored = connection.execute(sa.select(schema.rollups)).mappings().all()
+    engine.dispose()
+    assert sorted((r["feature"], r["calls"]) for r in stored) == [("a\x00b", 3), ("plain", 3)]
+    assert [Sketch.from_bytes(r["latency_sketch"]).count for r in stored] == [3, 3]
+
+
+def test_the_sqlite_file_holds_the_values_as_bound(tmp_path: Path) -> None:
+    # Read back with bare sqlite3, not through the store's own decoding.
+    store = SqlStore.open(tmp_path / "d.db")
+    calls = awkward_calls(600)
+    try:
+        store.write(calls, [])
+    finally:
+        store.close()
+    connection = sqlite3.connect(tmp_path / "d.db")
+    try:
+        rows = dict(
+            (row[0], row[1:])
+            for row in connection.execute(
+                "SELECT id, latency_ms, input_tokens, cost_nusd, feature, tags FROM calls"
+            )
+        )
+    finally:
+        connection.close()
+    for call in calls:
+        latency, tokens, nusd, feature, tags = rows[call.id]
+        assert latency.hex() == call.latency_ms.hex()
+        assert tokens == call.input_tokens
+        assert nusd == (None if call.cost_usd is None else int(call.cost_usd * 10**9))
+        assert feature == call.feature
+        assert (tags is None) == (not call.tags)
