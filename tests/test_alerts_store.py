@@ -103,8 +103,9 @@ def test_the_store_answers_every_kind_of_rule(queries: Queries) -> None:
         sum(1 for r in recent if r[5] == "rate_limit") / len(recent)
     )
 
-    ann = sorted(r[7] for r in recent if r[3] == "ann")  # exact percentiles: a user filter
-    assert value("AnnSlow") == ann[int(0.5 * (len(ann) - 1))]
+    ann = sorted(r[7] for r in recent if r[3] == "ann")
+    # Within 1%: a user filter reads the whole hours from the user rollups' sketches.
+    assert value("AnnSlow") == pytest.approx(ann[int(0.5 * (len(ann) - 1))], rel=0.01)
     assert value("Helpfulness") == pytest.approx((0.4 + 0.6 + 0.8) / 3)
     for model in ("gpt-4o", "gpt-4o-mini"):
         expected = sum(r[8] for r in recent if r[1] == model)

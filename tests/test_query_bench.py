@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from aivitals.query import Queries, Window
-from aivitals.store import rollup, rows, schema
+from aivitals.store import rollup, rows, schema, user_rollup
 
 from .test_query_store import reference
 
@@ -39,6 +39,20 @@ def test_populate_writes_the_rollups_the_writer_would(tmp_path: Path) -> None:
     assert len(stored) == len(expected)
     for row in stored:
         want = expected[rollup.rollup_key(row)]
+        for name, value in want.items():
+            if isinstance(value, float):
+                assert row[name] == pytest.approx(value, rel=1e-9), name
+            else:
+                assert row[name] == value, name
+
+    # The user rollups (schema 8) the writer would keep, from the same calls: the backfill's.
+    with engine.connect() as connection:
+        users = [dict(row._mapping) for row in connection.execute(sa.select(schema.user_rollups))]
+    keyed = {tuple(row[k] for k in user_rollup.KEY_COLUMNS): row for row in users}
+    written = user_rollup.user_rows(calls)
+    assert len(keyed) == len(written)
+    for want in written:
+        row = keyed[tuple(want[k] for k in user_rollup.KEY_COLUMNS)]
         for name, value in want.items():
             if isinstance(value, float):
                 assert row[name] == pytest.approx(value, rel=1e-9), name

@@ -177,20 +177,27 @@ def test_windows_cutting_minutes_and_hours_match_a_raw_computation(
             assert_measures(both.summary, reference(chosen, data.scores), sketch=sketch)
 
 
-def test_a_user_filter_or_group_reads_raw_calls_with_exact_percentiles(
+def test_a_user_filter_or_group_reads_the_user_rollups_and_with_other_fields_raw_calls(
     store_targets: StoreTargets,
 ) -> None:
     data = random_dataset(5, 300, days=2)
     queries = Queries(write_store(store_targets(), data.calls, data.scores))
     window = Window(start=T0, end=T0 + timedelta(days=2))
     chosen = [c for c in data.calls if c.user == "bob"]
+    # User and model are the user rollups' keys: whole days from them, percentiles within 1%.
     assert_measures(
-        queries.summary(window, Filters(user="bob")), reference(chosen, data.scores), sketch=False
+        queries.summary(window, Filters(user="bob")), reference(chosen, data.scores), sketch=True
     )
     rows = queries.breakdown(window, Filters(model="gpt-4o"), ["user"])
     assert {row.group["user"] for row in rows} == {"ann", "bob", "cy", "dee"}
     for row in rows:
         members = [c for c in data.calls if c.user == row.group["user"] and c.model == "gpt-4o"]
+        assert_measures(row, reference(members, data.scores), sketch=True)
+    # A team is kept by neither rollup: every call is read, percentiles exact.
+    rows = queries.breakdown(window, Filters(team="core"), ["user"])
+    assert {row.group["user"] for row in rows} == {"ann", "bob", "cy", "dee"}
+    for row in rows:
+        members = [c for c in data.calls if c.user == row.group["user"] and c.team == "core"]
         assert_measures(row, reference(members, data.scores), sketch=False)
 
 
@@ -227,16 +234,22 @@ def test_report_reads_summary_and_breakdown_together_and_quality_can_be_skipped(
 ) -> None:
     data = random_dataset(6, 200, days=1)
     queries = Queries(write_store(store_targets(), data.calls, data.scores))
-    for filters in (Filters(), Filters(user="cy")):
-        both = queries.report(DAY, filters, ["team"])
+    # The rollups, the user rollups, and raw calls (a user and a team: neither rollup keeps both).
+    for filters, by in (
+        (Filters(), ["team"]),
+        (Filters(user="cy"), ["model"]),
+        (Filters(user="cy", team="core"), ["model"]),
+    ):
+        both = queries.report(DAY, filters, by)
         sketch = both.summary.percentiles == "sketch"
+        assert sketch == (filters.team is None)
         assert_measures(both.summary, _fields(queries.summary(DAY, filters)), sketch=sketch)
-        alone = queries.breakdown(DAY, filters, ["team"])
+        alone = queries.breakdown(DAY, filters, by)
         assert [row.group for row in both.breakdown] == [row.group for row in alone]
         for together, single in zip(both.breakdown, alone, strict=True):
             assert_measures(together, _fields(single), sketch=sketch)
         assert both.summary.quality
-        bare = queries.report(DAY, filters, ["team"], quality=False)
+        bare = queries.report(DAY, filters, by, quality=False)
         assert bare.summary.quality == {} and all(row.quality == {} for row in bare.breakdown)
         assert bare.summary.calls == both.summary.calls
     empty = queries.report(Window(start=T0 - timedelta(days=1), end=T0), Filters(), ["team"])

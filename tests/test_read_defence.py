@@ -156,16 +156,17 @@ def test_summary_breakdown_and_series_leave_the_bad_rows_out_and_count_them(
 def test_reads_of_raw_calls_leave_the_bad_rows_out_and_count_them(
     served: tuple[Served, list[str]], bad: Bad
 ) -> None:
-    # By user: rollups do not keep users, so these read the raw calls themselves.
+    # By user with a feature: no rollup keeps both (the user rollups keep user and model), so
+    # these read the raw calls themselves.
     app, _ = served
     bob = bad.calls - 1
-    body = get_ok(app, "/api/v1/breakdown", since="0001-01-01", by="user")
+    body = get_ok(app, "/api/v1/breakdown", since="0001-01-01", by="user", where="feature=x")
     assert [(r["group"]["user"], r["calls"]) for r in body["rows"] if r["calls"]] == [
         ("ann", 1),
         *([("bob", bob)] if bob else []),
     ]
     assert body["skipped_rows"] == bad.skipped
-    summary = get_ok(app, "/api/v1/summary", since="1h", where="user=bob")["summary"]
+    summary = get_ok(app, "/api/v1/summary", since="1h", where=["user=bob", "feature=x"])["summary"]
     assert (summary["calls"], summary["skipped_rows"]) == (bob, bad.skipped)
     # An answer leaves a row out for a value it reads: the histogram reads only latencies, the
     # list of values only that calls exist.

@@ -8,9 +8,11 @@ latency and time-to-first-token percentiles.
 When every filter and group is a rollup dimension, the windows are covered by `plan.cover`:
 SQL sums the rollup rows, their sketches are merged (`SketchMerger`), and raw calls are read only
 for the partial minutes at the edges; percentiles are then within 1% (``"sketch"``). When a
-filter or group needs ``user``, which rollups do not keep, every call in the window is read and
-percentiles are exact (``"exact"``); so are they when the window is too short to hold a whole
-minute.
+filter or group is ``user`` and the others are among the user rollups' dimensions (user,
+provider, model), the user rollups answer the same way, by whole hours and days
+(`aivitals.store.user_rollup`), raw calls the hours the window cuts. When any other filter or
+group needs ``user``, every call in the window is read and percentiles are exact
+(``"exact"``); so are they when the window is too short to hold a whole bucket.
 
 Rows with a value out of range (`aivitals.store.bounds`: only older versions or other tools
 wrote them) are left out and counted per group in ``skipped_rows`` (`aivitals.query.sums`); a
@@ -36,12 +38,18 @@ from aivitals.query.distribution import (
     exact_quantiles,
     usable_sketches,
 )
-from aivitals.query.filters import Filters, call_conditions, needs_calls, rollup_conditions
+from aivitals.query.filters import (
+    Filters,
+    call_conditions,
+    needs_calls,
+    rollup_conditions,
+    user_rolled,
+)
 from aivitals.query.plan import Plan, cover
 from aivitals.query.sums import (
     FLOAT_SUMS,
     RAW_SUMS,
-    ROLLED_SUMS,
+    ROLLED_SUMS_OF,
     SumOf,
     fast_columns,
     join_safe,
@@ -51,7 +59,13 @@ from aivitals.query.sums import (
     usable_rollup,
 )
 from aivitals.store.rollup import SUM_FIELDS
-from aivitals.store.schema import GRANULARITIES, calls, rollups
+from aivitals.store.schema import (
+    GRANULARITIES,
+    USER_GRANULARITIES,
+    calls,
+    rollups,
+    user_rollups,
+)
 
 Method = Literal["exact", "sketch"]
 GroupKey = tuple[Any, ...]
@@ -104,7 +118,11 @@ def collect(
     over all groups, read in the same pass (a summary beside its breakdown). ``sums`` names the
     sums wanted (``calls`` always is); the others are left at zero, which spares the raw scan.
     """
-    if needs_calls(filters, by):
+    table = rollups
+    if user_rolled(filters, by):
+        table = user_rollups
+        plan = cover(boundaries_ms, coarsest=coarsest, granularities=USER_GRANULARITIES)
+    elif needs_calls(filters, by):
         plan = Plan(raw=((boundaries_ms[0], boundaries_ms[-1]),), rolled=())
     else:
         plan = cover(boundaries_ms, coarsest=coarsest)
@@ -117,6 +135,7 @@ def collect(
         np.asarray(boundaries_ms, np.int64),
         sums=("calls", *(name for name in sums if name != "calls")),
         percentiles=percentiles,
+        table=table,
     )
     # Every read first, so that every group is known before the arrays are sized.
     summed = [reader.rolled_sums(), reader.raw_sums()]
@@ -234,6 +253,7 @@ class _Reader:
         *,
         sums: tuple[str, ...],
         percentiles: bool,
+        table: sa.Table = rollups,
     ) -> None:
         self.connection = connection
         self.plan = plan
@@ -242,10 +262,12 @@ class _Reader:
         self.edges = edges
         self.groups = _Groups()
         self.sums = sums
+        self.table = table
+        """The rollups read: ``rollups``, or ``user_rollups`` (the same sums and sketches)."""
         # The values a row must have in range to be used: those the answer reads.
         read = (*sums, *(("latency_sum_ms", "ttft_sum_ms") if percentiles else ()))
         self._usable_call = usable_call(read)
-        self._usable_rollup = usable_rollup(read)
+        self._usable_rollup = usable_rollup(read, table)
         # Whether the sums met unusable rows; only then must the rows read after them (sketches,
         # raw values) be checked one by one. A store this version wrote holds none.
         self._unusable = {"rolled": False, "raw": False}
@@ -270,12 +292,12 @@ class _Reader:
         return found.astype(np.int64) - 1
 
     def _rolled_where(self) -> list[sa.ColumnElement[bool]]:
-        column = rollups.c
+        column = self.table.c
         ranges = [
             sa.and_(column.granularity == g, column.bucket_start >= a, column.bucket_start < b)
             for g, a, b in self.plan.rolled
         ]
-        return [sa.or_(*ranges), *rollup_conditions(self.filters)]
+        return [sa.or_(*ranges), *rollup_conditions(self.filters, self.table)]
 
     def _rolled_windows(self, columns: list[Any]) -> IntArray:
         return self._windows([start * 1000 for start in columns.pop(0)])
@@ -285,13 +307,13 @@ class _Reader:
         if not self.plan.rolled:
             return _ints(), {}
         keys: list[sa.ColumnElement[Any]] = [
-            rollups.c.bucket_start,
-            *(rollups.c[name] for name in self.by),
+            self.table.c.bucket_start,
+            *(self.table.c[name] for name in self.by),
         ]
         return self._summed(
             "rolled",
             keys,
-            specs=ROLLED_SUMS,
+            specs=ROLLED_SUMS_OF[self.table.name],
             where=self._rolled_where(),
             usable=self._usable_rollup,
             windows_of=self._rolled_windows,
@@ -302,10 +324,10 @@ class _Reader:
         if not self.plan.rolled:
             return []
         query = sa.select(
-            rollups.c.bucket_start,
-            *(rollups.c[name] for name in self.by),
-            rollups.c.latency_sketch,
-            rollups.c.ttft_sketch,
+            self.table.c.bucket_start,
+            *(self.table.c[name] for name in self.by),
+            self.table.c.latency_sketch,
+            self.table.c.ttft_sketch,
         ).where(*self._rolled_where(), *self._checks("rolled"))
         rows = self.connection.execute(query).all()
         if not rows:

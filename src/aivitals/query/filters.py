@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from aivitals.model import ERROR_TYPES, OPERATIONS, STATUSES
 from aivitals.query.errors import QueryError
-from aivitals.store.schema import ROLLUP_KEYS, calls, rollups
+from aivitals.store.schema import ROLLUP_KEYS, USER_ROLLUP_KEYS, calls, rollups
 
 FIELDS = (
     "model",
@@ -109,6 +109,13 @@ def needs_calls(filters: Filters, by: Sequence[str] = ()) -> bool:
     )
 
 
+def user_rolled(filters: Filters, by: Sequence[str] = ()) -> bool:
+    """True when the user rollups can answer and the others cannot: ``user`` is a filter or a
+    group, and every filter and group is a user rollup dimension (user, provider, model)."""
+    names = {name for name, _ in filters.items()} | set(by)
+    return "user" in names and names <= set(USER_ROLLUP_KEYS)
+
+
 def call_conditions(
     filters: Filters, *, use_indexes: bool = True
 ) -> Iterator[sa.ColumnElement[bool]]:
@@ -122,7 +129,10 @@ def call_conditions(
         yield sa.or_(column.is_(None), column == "") if value == "" else column == value
 
 
-def rollup_conditions(filters: Filters) -> Iterator[sa.ColumnElement[bool]]:
-    """SQL conditions on ``rollups`` for the filters (absent values are stored as '')."""
+def rollup_conditions(
+    filters: Filters, table: sa.Table = rollups
+) -> Iterator[sa.ColumnElement[bool]]:
+    """SQL conditions on ``rollups`` (or ``user_rollups``) for the filters (absent values are
+    stored as '')."""
     for name, value in filters.items():
-        yield rollups.c[name] == value
+        yield table.c[name] == value

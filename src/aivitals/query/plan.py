@@ -36,9 +36,15 @@ class Plan:
     rolled: tuple[RolledRange, ...]
 
 
-def cover(boundaries_ms: Sequence[int], *, coarsest: int = GRANULARITIES[-1]) -> Plan:
-    """A plan for the windows ``[b0, b1), [b1, b2), ...``; rollups no coarser than ``coarsest`` seconds."""
-    levels = tuple(g for g in GRANULARITIES if g <= coarsest)
+def cover(
+    boundaries_ms: Sequence[int],
+    *,
+    coarsest: int = GRANULARITIES[-1],
+    granularities: Sequence[int] = GRANULARITIES,
+) -> Plan:
+    """A plan for the windows ``[b0, b1), [b1, b2), ...``; rollups no coarser than ``coarsest``
+    seconds, among ``granularities`` (finest first: the user rollups have no minutes)."""
+    levels = tuple(g for g in granularities if g <= coarsest)
     raw: list[Range] = []
     rolled: list[RolledRange] = []
     for start_ms, end_ms in itertools.pairwise(boundaries_ms):

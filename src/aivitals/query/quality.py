@@ -6,8 +6,10 @@ scores of the calls that started in the window, whenever the scores were created
 
 Whole minutes, hours and days are read from ``score_rollups`` (`aivitals.store.score_rollup`:
 the scores folded by their call's start and rollup key) when every filter and group is a rollup
-dimension, as `aivitals.query.plan` does for calls; the ragged ends of the window, and every
-question about users, tiers or quantisation, join the raw scores to their calls as follows.
+dimension, as `aivitals.query.plan` does for calls; whole hours and days from
+``user_score_rollups`` (`aivitals.store.user_score_rollup`) when ``user`` is a filter or group
+and the others are provider or model. The ragged ends of the window, and every other question
+about users, tiers or quantisation, join the raw scores to their calls as follows.
 
 Scores are joined to calls, so the cost follows whichever side is smaller. When the window holds
 few calls, the join walks them by ``calls.started_ms`` and finds their scores by
@@ -31,11 +33,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from aivitals.query.filters import Filters, call_conditions, needs_calls
+from aivitals.query.filters import Filters, call_conditions, needs_calls, user_rolled
 from aivitals.query.plan import cover
 from aivitals.query.window import Window
 from aivitals.store.bounds import MAX_SCORE_MAGNITUDE
-from aivitals.store.schema import calls, score_rollups, scores
+from aivitals.store.schema import (
+    USER_GRANULARITIES,
+    calls,
+    score_rollups,
+    scores,
+    user_score_rollups,
+)
 
 CALLS_PER_SCORE = 6
 """Walk the scores when the window holds more than this many calls per stored score."""
@@ -66,7 +74,13 @@ def score_sums(
     left out, and counted per group into ``skipped`` when it is given.
     """
     rows: list[tuple[Any, ...]] = []
-    if needs_calls(filters, by):
+    if user_rolled(filters, by):
+        plan = cover([window.start_ms, window.end_ms], granularities=USER_GRANULARITIES)
+        for start_ms, end_ms in plan.raw:
+            rows.extend(_raw_rows(connection, start_ms, end_ms, filters, by, calls_in_window=None))
+        if plan.rolled:
+            rows.extend(_rolled_rows(connection, plan.rolled, filters, by, user_score_rollups))
+    elif needs_calls(filters, by):
         rows.extend(
             _raw_rows(
                 connection,
@@ -102,9 +116,10 @@ def _rolled_rows(
     rolled: Sequence[tuple[int, int, int]],
     filters: Filters,
     by: Sequence[str],
+    table: sa.Table = score_rollups,
 ) -> list[tuple[Any, ...]]:
-    """(groups..., name, sum, count, skipped) from the score rollups of whole buckets."""
-    table = score_rollups
+    """(groups..., name, sum, count, skipped) from the score rollups (or the user score
+    rollups) of whole buckets."""
     groups = [table.c[name] for name in by]
     spans = [
         sa.and_(

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from aivitals.store import bounds
 from aivitals.store.rollup import SUM_FIELDS
-from aivitals.store.schema import calls, rollups
+from aivitals.store.schema import calls, rollups, user_rollups
 
 Kind = Literal["count", "int", "float"]
 
@@ -75,12 +75,12 @@ def _raw_checks() -> dict[str, list[sa.ColumnElement[bool]]]:
     }
 
 
-def _rolled_checks() -> dict[str, list[sa.ColumnElement[bool]]]:
-    """The conditions on a ``rollups`` row for each sum to use it: within what as many usable
+def _rolled_checks(table: sa.Table) -> dict[str, list[sa.ColumnElement[bool]]]:
+    """The conditions on a ``rollups`` (or ``user_rollups``) row for each sum to use it: within what as many usable
     calls as the row counts can make. Upper bounds only: no writer, old or new, ever let a
     negative value in (the door always refused them), and these run on every row read.
     Compared as floats, where count * bound never overflows; NaN and NULL fail them."""
-    r = rollups.c
+    r = table.c
 
     def most(count: sa.ColumnElement[Any], high: float) -> Any:
         return count * float(high)
@@ -95,7 +95,7 @@ def _rolled_checks() -> dict[str, list[sa.ColumnElement[bool]]]:
 
 
 _RAW_CHECKS = _raw_checks()
-_ROLLED_CHECKS = _rolled_checks()
+_ROLLED_CHECKS = {table.name: _rolled_checks(table) for table in (rollups, user_rollups)}
 
 
 def usable_call(names: Sequence[str]) -> sa.ColumnElement[bool]:
@@ -105,10 +105,11 @@ def usable_call(names: Sequence[str]) -> sa.ColumnElement[bool]:
     return sa.and_(sa.true(), *checks.values())
 
 
-def usable_rollup(names: Sequence[str]) -> sa.ColumnElement[bool]:
-    """True for a ``rollups`` row of at least one call whose sums ``names`` are in range."""
-    checks = [check for name in names for check in _ROLLED_CHECKS.get(name, ())]
-    return sa.and_(rollups.c.calls >= 1, *checks)
+def usable_rollup(names: Sequence[str], table: sa.Table = rollups) -> sa.ColumnElement[bool]:
+    """True for a ``rollups`` (or ``user_rollups``) row of at least one call whose sums
+    ``names`` are in range."""
+    checks = [check for name in names for check in _ROLLED_CHECKS[table.name].get(name, ())]
+    return sa.and_(table.c.calls >= 1, *checks)
 
 
 def _raw_sums() -> dict[str, SumOf]:
@@ -142,9 +143,18 @@ def _raw_sums() -> dict[str, SumOf]:
 
 
 RAW_SUMS = _raw_sums()
-ROLLED_SUMS = {
-    name: SumOf("float" if name in FLOAT_SUMS else "int", rollups.c[name]) for name in SUM_FIELDS
-}
+
+
+def rolled_sums(table: sa.Table) -> dict[str, SumOf]:
+    """The sums of a rollup table's rows: its columns added up."""
+    return {
+        name: SumOf("float" if name in FLOAT_SUMS else "int", table.c[name]) for name in SUM_FIELDS
+    }
+
+
+ROLLED_SUMS = rolled_sums(rollups)
+ROLLED_SUMS_OF = {table.name: rolled_sums(table) for table in (rollups, user_rollups)}
+"""Each rollup table's `rolled_sums`, by table name."""
 
 
 def fast_columns(specs: dict[str, SumOf], names: Sequence[str]) -> list[sa.ColumnElement[Any]]:

@@ -15,14 +15,22 @@ build an index, backfill) without losing rows. Never edit a step that has shippe
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
 
 import sqlalchemy
 
-from aivitals.store import schema, score_rollup
+from aivitals.store import schema, score_rollup, user_rollup, user_score_rollup
 from aivitals.store.errors import StoreError
+from aivitals.store.rollup import SUM_FIELDS
 
 Step = Callable[[sqlalchemy.Connection], None]
+
+PROGRESS_EVERY_S = 5.0
+"""A long backfill says how far it is at most this often (and when it ends)."""
+
+logger = logging.getLogger("aivitals.store")
 
 BASE_VERSION = 1
 """The version `schema` had before any step existed."""
@@ -108,6 +116,53 @@ def _add_leases(connection: sqlalchemy.Connection) -> None:
     )
 
 
+def _add_user_rollups(connection: sqlalchemy.Connection) -> None:
+    """8: user rollups and user score rollups (issue 17), built and backfilled from the stored
+    calls (a day at a time) and scores.
+
+    ``user_rollups`` is spelled out, like step 5, so a later change to the table cannot change
+    this step; ``user_score_rollups`` is built from `schema` as step 6 builds its table (were it
+    ever changed, this step would have to spell out its version-8 form). ``IF NOT EXISTS`` and
+    ``checkfirst`` for a store rebuilt by hand from a newer one (the backfills rebuild the rows
+    whole).
+    A store of ten million calls takes a few minutes, so the backfill logs how far it is.
+    """
+    sums = ", ".join(
+        f"{column.name} {'FLOAT' if isinstance(column.type, sqlalchemy.Float) else 'BIGINT'} "
+        "NOT NULL"
+        for column in schema.rollups.columns
+        if column.name in SUM_FIELDS
+    )
+    blob = "BYTEA" if connection.dialect.name == "postgresql" else "BLOB"
+    connection.execute(
+        sqlalchemy.text(
+            "CREATE TABLE IF NOT EXISTS user_rollups (granularity INTEGER NOT NULL, "
+            'bucket_start BIGINT NOT NULL, "user" VARCHAR(200) NOT NULL, '
+            "provider VARCHAR(200) NOT NULL, model VARCHAR(200) NOT NULL, "
+            f"{sums}, latency_sketch {blob} NOT NULL, ttft_sketch {blob} NOT NULL, "
+            "CONSTRAINT pk_user_rollups PRIMARY KEY "
+            '(granularity, bucket_start, "user", provider, model))'
+        )
+    )
+    began = time.monotonic()
+    said = [began]
+
+    def progress(done: int, days: int) -> None:
+        now = time.monotonic()
+        if now - said[0] >= PROGRESS_EVERY_S or done == days:
+            said[0] = now
+            logger.warning(
+                "upgrading to schema 8: user rollups filled for %d of %d days of calls (%.0f s)",
+                done,
+                days,
+                now - began,
+            )
+
+    user_rollup.backfill(connection, progress)
+    schema.user_score_rollups.create(connection, checkfirst=True)
+    user_score_rollup.backfill(connection)
+
+
 STEPS: Sequence[tuple[int, Step]] = (
     (2, _add_saved_usd),
     (3, _add_billing_detail),
@@ -115,6 +170,7 @@ STEPS: Sequence[tuple[int, Step]] = (
     (5, _add_baselines),
     (6, _add_score_rollups),
     (7, _add_leases),
+    (8, _add_user_rollups),
 )
 """(version, step) pairs in increasing version order; each step upgrades version - 1 to version."""
 

@@ -15,7 +15,11 @@
   (provider, model, operation, feature, team, environment, prompt version, status, error type):
   counts, sums and quantile sketches (`aivitals.store.sketch`). Queries answer from these when
   they can, so their cost follows the number of keys and buckets, not the number of calls.
-  Users are never a rollup key (unbounded cardinality): per-user questions read ``calls``.
+  Users are not a key of ``rollups`` (their cardinality would multiply every other key's).
+- ``user_rollups``: per hour and day, per (user, provider, model), the same sums and sketches
+  as ``rollups`` (schema 8, `aivitals.store.user_rollup`): what the top users and one user's
+  figures read. No minutes: a row per user and model a minute would be about a row per call.
+  ``user_score_rollups``: the scores the same way, as ``score_rollups`` keeps them (schema 8).
 - ``score_rollups``: per minute, hour and day, per the call's rollup key (its dimensions as
   ``rollups`` has them, bucketed by the CALL's start, as quality counts a score with its call),
   score name and source: the sum, sum of squares and count of the usable values, and how many
@@ -52,7 +56,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 STORE_MARKER = "aivitals-store"
 
 GRANULARITIES = (60, 3600, 86400)
@@ -70,6 +74,12 @@ ROLLUP_KEYS = (
     "error_type",
 )
 """The dimensions rollups are kept by; absent values are stored as ''."""
+
+USER_GRANULARITIES = (3600, 86400)
+"""The bucket widths of ``user_rollups``: hour and day."""
+
+USER_ROLLUP_KEYS = ("user", "provider", "model")
+"""The dimensions ``user_rollups`` are kept by; absent values are stored as ''."""
 
 metadata = MetaData()
 
@@ -205,6 +215,21 @@ rollups = Table(
     PrimaryKeyConstraint("granularity", "bucket_start", *ROLLUP_KEYS, name="pk_rollups"),
 )
 
+user_rollups = Table(
+    "user_rollups",
+    metadata,
+    Column("granularity", Integer, nullable=False),
+    Column("bucket_start", BigInteger, nullable=False),
+    *(Column(name, String(200), nullable=False) for name in USER_ROLLUP_KEYS),
+    # The sums and sketches of ``rollups``, column for column, so one reader reads both.
+    *(
+        Column(column.name, column.type, nullable=False)
+        for column in rollups.columns
+        if column.name not in ("granularity", "bucket_start", *ROLLUP_KEYS)
+    ),
+    PrimaryKeyConstraint("granularity", "bucket_start", *USER_ROLLUP_KEYS, name="pk_user_rollups"),
+)
+
 score_rollups = Table(
     "score_rollups",
     metadata,
@@ -220,6 +245,28 @@ score_rollups = Table(
     Column("skipped", BigInteger, nullable=False),
     PrimaryKeyConstraint(
         "granularity", "bucket_start", *ROLLUP_KEYS, "name", "source", name="pk_score_rollups"
+    ),
+)
+
+user_score_rollups = Table(
+    "user_score_rollups",
+    metadata,
+    Column("granularity", Integer, nullable=False),
+    Column("bucket_start", BigInteger, nullable=False),  # epoch seconds of the call's start
+    *(Column(name, String(200), nullable=False) for name in USER_ROLLUP_KEYS),
+    Column("name", String(200), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("value_sum", Float, nullable=False),
+    Column("value_squares", Float, nullable=False),
+    Column("value_count", BigInteger, nullable=False),
+    Column("skipped", BigInteger, nullable=False),
+    PrimaryKeyConstraint(
+        "granularity",
+        "bucket_start",
+        *USER_ROLLUP_KEYS,
+        "name",
+        "source",
+        name="pk_user_score_rollups",
     ),
 )
 

@@ -26,7 +26,7 @@ import sqlalchemy
 from sqlalchemy.dialects import postgresql, sqlite
 
 from aivitals.model import Call, Outcome, Score
-from aivitals.store import migrations, schema, score_rollup
+from aivitals.store import migrations, schema, score_rollup, user_rollup, user_score_rollup
 from aivitals.store.bulk import BulkInsert
 from aivitals.store.engine import (
     WRITE_OPTION,
@@ -126,6 +126,7 @@ class SqlStore:
                     kept = score_rollup.new_scores(connection, scores)
                     self._insert_scores.execute(connection, [score_row(s) for s in scores])
                     score_rollup.fold_scores(connection, self._upsert_score_rollups, kept)
+                    user_score_rollup.fold_scores(connection, kept)  # schema 8, read side
                 if outcomes:
                     connection.execute(self._insert_outcomes, [outcome_row(o) for o in outcomes])
         except Exception as exc:
@@ -223,6 +224,7 @@ class SqlStore:
             connection, [call_values(call, cost) for call, cost in zip(calls, costs, strict=True)]
         )
         self._fold_rollups(connection, calls, costs)
+        user_rollup.fold(connection, calls, costs)  # schema 8, owned by the read side
 
     def _fold_rollups(
         self, connection: sqlalchemy.Connection, calls: list[Call], costs: list[int | None]

@@ -1,0 +1,328 @@
+"""User rollups: calls folded per hour and day by (user, provider, model) (schema 8).
+
+``rollups`` leave users out: with every other key their cardinality would multiply the rows.
+These rows keep only the user and the model (with its provider), at hours and days, so a
+question about users (the top spenders, one user's report by model) reads a few rows per user
+and model a day instead of every call; `aivitals.query.collect` picks them when every filter
+and group is one of `USER_ROLLUP_KEYS`, and reads raw calls for the hours the window cuts.
+
+The writer folds each batch of new calls in the same transaction as the calls (`fold`); an
+older store is filled once from its calls (`backfill`, the schema-8 upgrade). Their scores go
+the same way (`aivitals.store.user_score_rollup`).
+
+>>> from aivitals.model import Call
+>>> rows = user_rows([Call(provider="openai", model="gpt-4o", latency_ms=120.0, user="ana")])
+>>> sorted((row["granularity"], row["user"], row["calls"]) for row in rows)
+[(3600, 'ana', 1), (86400, 'ana', 1)]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from aivitals.model import Call
+from aivitals.store import bounds, user_score_rollup
+from aivitals.store.rollup import SKETCH_FIELDS, SUM_FIELDS, foldable, merge_rows
+from aivitals.store.rows import to_nusd
+from aivitals.store.schema import (
+    USER_GRANULARITIES,
+    USER_ROLLUP_KEYS,
+    calls,
+    user_rollups,
+)
+from aivitals.store.sketch import MAPPING, MIN_VALUE, Sketch
+
+
+@dataclass(frozen=True, slots=True)
+class Narrow:
+    """A rollup table kept by a few dimensions (or none) at some granularities."""
+
+    table: sa.Table
+    keys: tuple[str, ...]
+    granularities: tuple[int, ...]
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        return ("granularity", "bucket_start", *self.keys)
+
+
+USERS = Narrow(user_rollups, USER_ROLLUP_KEYS, USER_GRANULARITIES)
+KINDS = (USERS,)
+"""The narrow rollups the writer keeps (one so far)."""
+KEY_COLUMNS = USERS.key_columns
+_KEYS_PER_SELECT = 500  # 5 key columns a key: far below SQLite's 32,766 parameters
+_COUNTED = (
+    "errors",
+    "cancelled",
+    "unpriced",
+    "cost_nusd",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cache_hits",
+    "cache_lookups",
+)
+_GAMMA_LOG = float(np.log(MAPPING.gamma))
+
+logger = logging.getLogger("aivitals.store")
+
+Progress = Callable[[int, int], None]
+"""Called by `backfill` with (days done, days in all)."""
+
+
+def user_rows(
+    batch: Sequence[Call],
+    *,
+    costs_nusd: Sequence[int | None] | None = None,
+    kind: Narrow = USERS,
+) -> list[dict[str, Any]]:
+    """One row per (granularity, bucket, user, provider, model) with the batch's sums and
+    sketches (per ``kind``'s keys and granularities).
+
+    The same figures as `rollup.rollup_rows` (same rules, calls out of range left out), keyed
+    by other dimensions: written out here rather than shared, since that function is keyed by
+    `ROLLUP_KEYS` throughout and is the writer's hottest loop.
+    """
+    groups: dict[tuple[Any, ...], list[list[Any]]] = {}
+    most_speed = bounds.MAX_TOKENS_PER_SECOND
+    for index, call in enumerate(batch):
+        if not foldable(call):
+            continue  # rollup_rows logs these already
+        cost = call.cost_usd
+        if costs_nusd is not None:
+            nusd = costs_nusd[index] or 0
+        else:
+            nusd = (to_nusd(cost) or 0) if cost is not None else 0
+        speed = call.output_tokens_per_second
+        if speed is not None and not speed <= most_speed:
+            speed = None
+        counts = (
+            call.status == "error",
+            call.status == "cancelled",
+            cost is None,
+            nusd,
+            call.input_tokens,
+            call.output_tokens,
+            call.cached_input_tokens,
+            call.cache_write_tokens,
+            call.reasoning_tokens,
+            call.cache == "hit",
+            call.cache in {"hit", "miss"},
+        )
+        seconds = int(call.started_at.timestamp() * 1000) // 1000
+        dimensions = tuple(getattr(call, name) or "" for name in kind.keys)
+        for granularity in kind.granularities:
+            key = (granularity, seconds - seconds % granularity, *dimensions)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = [[], [], [], []]
+            group[0].append(counts)
+            group[1].append(call.latency_ms)
+            if call.ttft_ms is not None:
+                group[2].append(call.ttft_ms)
+            if speed is not None:
+                group[3].append(speed)
+    return [_row(kind, key, group) for key, group in groups.items()]
+
+
+def _row(kind: Narrow, key: tuple[Any, ...], group: list[list[Any]]) -> dict[str, Any]:
+    counts, latencies, ttfts, speeds = group
+    row: dict[str, Any] = dict(zip(kind.key_columns, key, strict=True))
+    row["calls"] = len(latencies)
+    row.update(zip(_COUNTED, map(sum, zip(*counts, strict=True)), strict=True))
+    row.update(
+        latency_sum_ms=sum(latencies),
+        ttft_count=len(ttfts),
+        ttft_sum_ms=sum(ttfts),
+        speed_count=len(speeds),
+        speed_sum=sum(speeds),
+        latency_sketch=Sketch.of(latencies).to_bytes(),
+        ttft_sketch=Sketch.of(ttfts).to_bytes(),
+    )
+    return row
+
+
+_UPSERTS: dict[tuple[str, str], Any] = {}
+
+
+def _upsert(kind: Narrow, dialect: str) -> Any:
+    """The insert that replaces a stored row's sums and sketches by the merged ones."""
+    found = _UPSERTS.get((kind.table.name, dialect))
+    if found is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(kind.table)
+        found = _UPSERTS[kind.table.name, dialect] = statement.on_conflict_do_update(
+            index_elements=list(kind.key_columns),
+            set_={name: statement.excluded[name] for name in (*SUM_FIELDS, *SKETCH_FIELDS)},
+        )
+    return found
+
+
+def fold(
+    connection: sa.Connection, batch: Sequence[Call], costs_nusd: Sequence[int | None]
+) -> None:
+    """Add newly stored calls into their user rollups, inside the writer's transaction.
+
+    ``costs_nusd`` is ``to_nusd(call.cost_usd)`` of each call, as the writer has them. The
+    scores that arrived before their calls are folded into the user score rollups here too:
+    the writer calls this before the batch's own scores go in, as that fold needs.
+    """
+    user_score_rollup.fold_waiting(connection, [call.id for call in batch])
+    for kind in KINDS:
+        _fold(connection, kind, batch, costs_nusd)
+
+
+def _fold(
+    connection: sa.Connection,
+    kind: Narrow,
+    batch: Sequence[Call],
+    costs_nusd: Sequence[int | None],
+) -> None:
+    names = kind.key_columns
+    rows = user_rows(batch, costs_nusd=costs_nusd, kind=kind)
+    new = {tuple(row[k] for k in names): row for row in rows}
+    if not new:
+        return
+    # Read exactly the rows the batch touches, by primary key, as the other rollups do.
+    table = kind.table
+    pk = sa.tuple_(*(table.c[name] for name in names))
+    keys = list(new)
+    stored: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for start in range(0, len(keys), _KEYS_PER_SELECT):
+        chunk = keys[start : start + _KEYS_PER_SELECT]
+        for row in connection.execute(sa.select(table).where(pk.in_(chunk))).mappings():
+            data = dict(row)
+            stored[tuple(data[k] for k in names)] = data
+    merged = [merge_rows(stored[key], row) if key in stored else row for key, row in new.items()]
+    connection.execute(_upsert(kind, connection.dialect.name), merged)
+
+
+def backfill(
+    connection: sa.Connection, progress: Progress | None = None, kind: Narrow = USERS
+) -> int:
+    """Rebuild every user rollup from the stored calls, a day of calls at a time; return the
+    calls folded.
+
+    Sums are SQL's, over the calls a raw read would use (`aivitals.query.sums`: the same
+    conditions and the same sums), so exact; sketches are built with numpy from the calls'
+    latencies, bin for bin as `Sketch.of` builds them. ``progress`` hears after each day.
+    """
+    # Imported here: the query side imports the store, and this runs only at an upgrade.
+    from aivitals.query.sums import FLOAT_SUMS, RAW_SUMS, fast_columns, usable_call  # noqa: PLC0415
+
+    connection.execute(sa.delete(kind.table))
+    first, last = connection.execute(
+        sa.select(sa.func.min(calls.c.started_ms), sa.func.max(calls.c.started_ms))
+    ).one()
+    if first is None:
+        return 0
+    day_ms = 86_400_000
+    days = range(first // day_ms * day_ms, last + 1, day_ms)
+    usable = usable_call((*SUM_FIELDS, "latency_sum_ms", "ttft_sum_ms"))
+    dimensions: list[sa.ColumnElement[Any]] = [
+        sa.func.coalesce(calls.c[name], "") for name in kind.keys
+    ]
+    sums = fast_columns(RAW_SUMS, SUM_FIELDS)
+    folded = 0
+    for done, start_ms in enumerate(days, 1):
+        where = [calls.c.started_ms >= start_ms, calls.c.started_ms < start_ms + day_ms, usable]
+        sketches = _sketches(connection, where, dimensions, kind.granularities)
+        for granularity in kind.granularities:
+            bucket = calls.c.started_ms // (granularity * 1000) * granularity
+            rows = []
+            for values in connection.execute(
+                sa.select(bucket, *dimensions, *sums).where(*where).group_by(bucket, *dimensions)
+            ):
+                key = (granularity, *values[: 1 + len(dimensions)])
+                row = dict(zip(kind.key_columns, key, strict=True))
+                for name, value in zip(SUM_FIELDS, values[1 + len(dimensions) :], strict=True):
+                    # Exact integers whatever the engine returns (PostgreSQL: numeric).
+                    row[name] = float(value) if name in FLOAT_SUMS else int(value)
+                row["latency_sketch"], row["ttft_sketch"] = sketches[key]
+                rows.append(row)
+            if rows:
+                connection.execute(kind.table.insert(), rows)
+            if granularity == kind.granularities[-1]:
+                folded += sum(row["calls"] for row in rows)
+        if progress is not None:
+            progress(done, len(days))
+    return folded
+
+
+def _sketches(
+    connection: sa.Connection,
+    where: list[sa.ColumnElement[bool]],
+    dimensions: list[sa.ColumnElement[Any]],
+    granularities: Sequence[int],
+) -> dict[tuple[Any, ...], tuple[bytes, bytes]]:
+    """(granularity, bucket, user, provider, model) to its (latency, ttft) sketches, at every
+    granularity, for the calls ``where`` selects (read once)."""
+    rows = connection.execute(
+        sa.select(calls.c.started_ms, *dimensions, calls.c.latency_ms, calls.c.ttft_ms).where(
+            *where
+        )
+    ).all()
+    if not rows:
+        return {}
+    columns = list(zip(*rows, strict=True))
+    names: list[tuple[Any, ...]] = (
+        list(zip(*columns[1 : 1 + len(dimensions)], strict=True))
+        if dimensions
+        else [()] * len(rows)
+    )
+    distinct = sorted(set(names))
+    index = {name: i for i, name in enumerate(distinct)}
+    combo = np.fromiter((index[name] for name in names), np.int64, len(names))
+    started = np.asarray(columns[0], np.int64)
+    latency = np.asarray(columns[-2], np.float64)
+    ttft = np.asarray([np.nan if v is None else v for v in columns[-1]], np.float64)
+    found: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+    for granularity in granularities:
+        key = started // (granularity * 1000) * granularity * len(distinct) + combo
+        order = np.argsort(key, kind="stable")
+        ordered = key[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        blobs = zip(_blobs(latency[order], starts), _blobs(ttft[order], starts), strict=True)
+        for k, pair in zip(ordered[starts].tolist(), blobs, strict=True):
+            found[(granularity, k // len(distinct), *distinct[k % len(distinct)])] = pair
+    return found
+
+
+def _blobs(values: npt.NDArray[np.float64], starts: npt.NDArray[np.int64]) -> list[bytes]:
+    """`Sketch.of(group's values).to_bytes()` for every group at once (NaN values skipped).
+
+    Vectorised over all groups: a day of calls is hundreds of thousands of values and a
+    `Sketch.of` per group would be a Python loop over tens of thousands of groups.
+    """
+    groups = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, values.size]))
+    keep = ~np.isnan(values)
+    groups, values = groups[keep], values[keep]
+    small = values < MIN_VALUE
+    zeros = np.bincount(groups[small], minlength=starts.size)
+    groups, values = groups[~small], values[~small]
+    keys = np.ceil(np.log(values) / _GAMMA_LOG).astype(np.int64)
+    present = np.bincount(groups, minlength=starts.size) > 0
+    low = np.full(starts.size, np.iinfo(np.int64).max)
+    high = np.full(starts.size, np.iinfo(np.int64).min)
+    np.minimum.at(low, groups, keys)
+    np.maximum.at(high, groups, keys)
+    low[~present] = 0  # a group without values: an empty sketch, offset 0 and no bins
+    high[~present] = -1
+    sizes = 2 + (high - low + 1)
+    first = np.cumsum(sizes) - sizes
+    words = np.zeros(int(sizes.sum()), np.int64)
+    words[first] = low
+    words[first + 1] = zeros
+    np.add.at(words, first[groups] + 2 + keys - low[groups], 1)
+    data = words.astype("<i4").tobytes()
+    return [data[4 * a : 4 * (a + s)] for a, s in zip(first.tolist(), sizes.tolist(), strict=True)]

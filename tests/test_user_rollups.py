@@ -1,0 +1,165 @@
+"""User rollups (schema 8): the writer keeps them, the questions about users read them, and the
+answers are the raw calls' (counts and money exact, percentiles within 1%), on both engines.
+
+Expected figures are computed here with numpy from the calls written, never by the code under
+test.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from aivitals.model import Call, Score
+from aivitals.query import Filters, Queries, Window
+from aivitals.store import schema
+from aivitals.store.sql import SqlStore
+
+from .support.helpers import make_call
+
+T0 = datetime(2026, 11, 2, tzinfo=UTC)
+USERS = ("ann", "bob", "cy", None)
+MODELS = ("gpt-4o", "gpt-4o-mini")
+
+
+def history(seed: int, n: int = 600) -> list[Call]:
+    """Calls over three days, some users absent, some calls unpriced."""
+    rng = random.Random(seed)
+    return [
+        make_call(
+            started_at=T0 + timedelta(seconds=rng.uniform(0, 3 * 86400)),
+            user=rng.choice(USERS),
+            model=rng.choice(MODELS),
+            latency_ms=250.0 + rng.lognormvariate(6.0, 0.6),
+            ttft_ms=rng.choice([None, rng.uniform(20, 200)]),
+            input_tokens=rng.randrange(1, 5000),
+            output_tokens=rng.randrange(0, 900),
+            cost_usd=rng.choice([None, Decimal(rng.randrange(1, 10**7)) / 10**9]),
+            feature=rng.choice(["search", "chat"]),
+        )
+        for _ in range(n)
+    ]
+
+
+def written(target: str, calls: list[Call], scores: Sequence[Score] = ()) -> SqlStore:
+    """A store with ``calls`` written in batches of 50 (so buckets are merged across batches),
+    the scores first: each waits for its call."""
+    store = SqlStore.open(target)
+    if scores:
+        store.write([], list(scores))
+    for start in range(0, len(calls), 50):
+        store.write(calls[start : start + 50], [])
+    return store
+
+
+def chosen(calls: list[Call], window: Window, user: str | None = None) -> list[Call]:
+    return [
+        c
+        for c in calls
+        if window.start <= c.started_at < window.end and (user is None or c.user == user)
+    ]
+
+
+def nusd(cost: Decimal | None) -> int:
+    return 0 if cost is None else int(cost * 10**9)
+
+
+# Edges that cut hours (raw calls there) and whole hours and days between (the user rollups).
+WINDOW = Window(
+    start=T0 + timedelta(hours=5, minutes=17, seconds=3),
+    end=T0 + timedelta(days=2, hours=20, minutes=41),
+)
+
+
+def test_top_users_are_the_raw_calls_figures(store_target: str) -> None:
+    calls = history(1)
+    store = written(store_target, calls)
+    try:
+        top = Queries(store.engine).top(WINDOW, Filters(), "user", limit=10)
+        inside = chosen(calls, WINDOW)
+        users = sorted({c.user for c in inside}, key=lambda u: u or "")
+        spent = {u: sum(nusd(c.cost_usd) for c in inside if c.user == u) for u in users}
+        counted = {u: sum(1 for c in inside if c.user == u) for u in users}
+        assert {item.value: item.cost_usd for item in top} == {
+            u: Decimal(spent[u]) / 10**9 for u in users
+        }
+        assert {item.value: item.calls for item in top} == counted
+        assert [item.cost_usd for item in top] == sorted((i.cost_usd for i in top), reverse=True)
+        with store.engine.connect() as connection:
+            rolled = connection.execute(
+                sa.select(
+                    schema.user_rollups.c.granularity, sa.func.sum(schema.user_rollups.c.calls)
+                ).group_by(schema.user_rollups.c.granularity)
+            ).all()
+        assert sorted(rolled) == [(3600, len(calls)), (86400, len(calls))]
+    finally:
+        store.close()
+
+
+def test_one_users_report_by_model_is_the_raw_calls_figures(store_target: str) -> None:
+    calls = history(2)
+    rng = random.Random(3)
+    scores = [Score(call_id=c.id, name="relevance", value=rng.randrange(9) / 8) for c in calls[::4]]
+    store = written(store_target, calls, scores)
+    try:
+        report = Queries(store.engine).report(WINDOW, Filters(user="bob"), ["model"])
+        mine = chosen(calls, WINDOW, "bob")
+        assert report.summary.percentiles == "sketch"  # whole hours and days were rolled up
+        assert report.summary.calls == len(mine)
+        assert report.summary.total_cost_usd == Decimal(sum(nusd(c.cost_usd) for c in mine)) / 10**9
+        assert report.summary.input_tokens == sum(c.input_tokens for c in mine)
+        latencies = np.array([c.latency_ms for c in mine])
+        for q, got in ((0.5, report.summary.latency_p50_ms), (0.99, report.summary.latency_p99_ms)):
+            assert got == pytest.approx(np.quantile(latencies, q, method="inverted_cdf"), rel=0.01)
+        scored = {s.call_id: s.value for s in scores}
+        for row in report.breakdown:
+            members = [c for c in mine if c.model == row.group["model"]]
+            assert row.calls == len(members)
+            assert row.total_cost_usd == Decimal(sum(nusd(c.cost_usd) for c in members)) / 10**9
+            values = [scored[c.id] for c in members if c.id in scored]
+            assert row.quality["relevance"] == pytest.approx(float(np.mean(values)), rel=1e-12)
+        assert {row.group["model"] for row in report.breakdown} == {c.model for c in mine}
+    finally:
+        store.close()
+
+
+def test_calls_without_a_user_are_a_group_of_their_own(store_target: str) -> None:
+    calls = history(4, 200)
+    store = written(store_target, calls)
+    try:
+        got = Queries(store.engine).summary(WINDOW, Filters(user=""))
+        assert got.calls == len([c for c in chosen(calls, WINDOW) if c.user is None])
+    finally:
+        store.close()
+
+
+def test_the_upgrade_to_schema_8_fills_the_user_rollups_and_says_how_far_it_is(
+    store_target: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = history(5, 300)
+    store = written(store_target, calls)
+    with store.engine.begin() as connection:
+        for table in ("user_score_rollups", "user_rollups"):
+            connection.execute(sa.text(f"DROP TABLE {table}"))
+        connection.execute(
+            schema.meta.update().where(schema.meta.c.key == "schema_version").values(value="7")
+        )
+    store.close()
+    with caplog.at_level(logging.WARNING, logger="aivitals.store"):
+        upgraded = SqlStore.open(store_target)
+    try:
+        assert "upgrading to schema 8: user rollups filled for 3 of 3 days of calls" in caplog.text
+        top = Queries(upgraded.engine).top(WINDOW, Filters(), "user")
+        inside = chosen(calls, WINDOW)
+        assert {item.value: item.calls for item in top} == {
+            u: sum(1 for c in inside if c.user == u) for u in {c.user for c in inside}
+        }
+    finally:
+        upgraded.close()
