@@ -11,7 +11,10 @@ store. Two servers, in the same run:
   the recorder's queue; the store write comes later, and a crash loses what is queued.
 
 "acked/s" is how fast the server answers; "stored/s" counts until the last call is committed,
-which is what either design can sustain.
+which is what either design can sustain. Since wall-clock figures on a shared machine move with
+its load, a second table gives the server's CPU time per call by stage, in process, on one
+thread (best of ``--repeat``): reading a batch as the route does, building and pricing its calls,
+and recording them durably (the store's commit included), HTTP and the thread pool left out.
 
     python benchmarks/bench_ingest_http.py [--calls 60000] [--write docs/benchmarks.md]
 """
@@ -27,6 +30,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -34,11 +38,15 @@ import sqlalchemy
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from pydantic import TypeAdapter
+
 from aivitals.attribution import Attribution
 from aivitals.model import Call, Score
 from aivitals.recorder import Recorder
 from aivitals.sdk.runtime import Runtime
 from aivitals.server.app import create_app
+from aivitals.server.ingest import _read_calls
+from aivitals.server.models import CallIn, CallsBody
 from aivitals.server.serve import serve
 from aivitals.serving import bind
 from aivitals.sinks.prometheus import PrometheusSink
@@ -49,6 +57,8 @@ from bench_store_ingest import make_calls
 from report import cpu_seconds, machine_line, write_section
 
 QUEUE_LIMIT = 50_000  # as `aivitals serve`
+TARGET_CALLS_S = 50_000  # issue 17: durable ingest, batches of 500, on the two cores
+TARGET_BATCH = 500
 
 
 class QueuedStore:
@@ -158,10 +168,44 @@ def measure(
     return calls / acked, calls / done, cpu_us
 
 
+def stages(payloads: list[bytes], calls: int, repeat: int) -> list[tuple[str, float]]:
+    """CPU µs per call of each stage of ``POST /calls`` in process, one thread, best of
+    ``repeat``, each round over a fresh store."""
+    body_type: TypeAdapter[Any] = TypeAdapter(CallsBody)
+    best: dict[str, float] = {}
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as folder:
+            store = SqlStore.open(Path(folder) / "aivitals.db")
+            recorder = Recorder(
+                inline_sinks=[PrometheusSink()],
+                batch_sinks=[StoreSink(store)],
+                queue_size=QUEUE_LIMIT,
+            )
+            spent = dict.fromkeys(("read and validate", "build and price", "record durably"), 0.0)
+            for payload in payloads:
+                began = time.thread_time()
+                # As the route: its reader, then FastAPI's validation of what it returns.
+                batch = body_type.validate_python(_read_calls(payload))
+                read = time.thread_time()
+                items: list[CallIn] = batch.calls
+                built = [item.to_call(recorder.price_fields) for item in items]
+                priced = time.thread_time()
+                recorder.record_durably(built)
+                spent["read and validate"] += read - began
+                spent["build and price"] += priced - read
+                spent["record durably"] += time.thread_time() - priced
+            recorder.close()
+            store.close()
+        for stage, seconds in spent.items():
+            best[stage] = min(best.get(stage, float("inf")), seconds / calls * 1e6)
+    return [*best.items(), ("all", sum(best.values()))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--calls", type=int, default=60_000)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of the in-process stages")
     parser.add_argument("--write", type=Path, help="rewrite this file's bench:ingest-http block")
     parser.add_argument("--serve", choices=("durable", "queued"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -171,11 +215,15 @@ def main() -> None:
         run_server(args.serve, args.port, args.db)
         return
     rows = []
+    stored_at_target = 0.0
     for batch in (1, 100, 500):
         calls = min(args.calls, 6_000) if batch == 1 else args.calls
         payloads = bodies(calls, batch)
         durable = measure("durable", payloads, calls, args.threads)
         queued = measure("queued", payloads, calls, args.threads)
+        if batch == TARGET_BATCH:
+            stored_at_target = durable[1]
+            stage_rows = stages(payloads, calls, args.repeat)
         rows.append(
             f"| {batch} | {calls:,} | {durable[0]:,.0f} | {durable[1]:,.0f} | {queued[0]:,.0f} "
             f"| {queued[1]:,.0f} | {durable[1] / queued[1]:.2f}x | {durable[2]:.0f} |"
@@ -198,6 +246,19 @@ def main() -> None:
             "| durable: server CPU µs per call |",
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
             *rows,
+            "",
+            f"Where a call's server CPU goes, in process on one thread, batches of {TARGET_BATCH} "
+            f"(best of {args.repeat}; HTTP, uvicorn and the thread pool left out):",
+            "",
+            "| stage | CPU µs per call |",
+            "| --- | ---: |",
+            *(f"| {stage} | {us:.1f} |" for stage, us in stage_rows),
+            "",
+            f"- Target, durable ingest at least {TARGET_CALLS_S:,} calls/s in batches of "
+            f"{TARGET_BATCH}: **{'met' if stored_at_target >= TARGET_CALLS_S else 'not met'}** "
+            f"({stored_at_target:,.0f} stored/s; {TARGET_CALLS_S:,}/s on about a core of Python "
+            f"needs about {1e6 / TARGET_CALLS_S:.0f} µs of CPU a call, the stages above take "
+            f"{stage_rows[-1][1]:.0f}).",
         ]
     )
     print(text)
