@@ -12,7 +12,8 @@ PostgreSQL database instead, and prints its figure without touching any file.
 ``--busy`` measures the store under a busy application instead: the application thread records
 in a tight loop for ``--seconds`` (``--app sdk``: ``aivitals.track`` plus ``set_usage``, the
 default SQLite store behind `aivitals.configure`; ``--app record``: ``Recorder.record`` of built
-calls, a faster loop) while the recorder's worker writes to the store. It reports the calls a
+calls, a faster loop; ``--app spin``: a pure-Python loop recording nothing while a thread writes
+to the store, the store's own share of the GIL) while the recorder's worker writes to the store. It reports the calls a
 second the store took meanwhile, the calls dropped (counted by the recorder: its queue was full),
 and the store worker's wall and CPU time a call; the reference, in the same run, is the same
 writes (`StoreSink.write_calls`, batches of the recorder's 500) from a thread while the
@@ -162,14 +163,49 @@ def _sdk_loop(stop: Callable[[], bool]) -> int:
     return made
 
 
+def spin_benchmark(folder: Path, calls: int) -> dict[str, float]:
+    """The store's own share: a thread writes ``calls`` SDK-shaped calls (`StoreSink.write_calls`,
+    batches of `BATCH`) while the application thread spins in pure Python, recording nothing."""
+    batch = app_calls(calls, "sdk")
+    sink = StoreSink(SqlStore.open(folder / "spin.db"))
+    times: dict[str, float] = {}
+
+    def write() -> None:
+        started, cpu = time.perf_counter(), time.thread_time()
+        for offset in range(0, calls, BATCH):
+            sink.write_calls(batch[offset : offset + BATCH])
+        times["elapsed"] = time.perf_counter() - started
+        times["cpu"] = time.thread_time() - cpu
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    spun = 0
+    while thread.is_alive():
+        for _ in range(1000):
+            spun += 1
+    thread.join()
+    sink.close()
+    elapsed = times["elapsed"]
+    return {
+        "made": calls,
+        "elapsed": elapsed,
+        "during": calls,
+        "dropped": 0,
+        "final": calls,
+        "cpu_us": 1e6 * times["cpu"] / calls,
+    }
+
+
 def busy_benchmark(folder: Path, seconds: float, app: str) -> dict[str, float]:
     """The application thread records for ``seconds`` while the recorder writes to the store."""
+    if app == "spin":
+        return spin_benchmark(folder, 20_000)
     path = folder / "busy.db"
     runtime = aivitals.configure(store=path)
     recorder = runtime.recorder
     worker = recorder._worker  # the thread whose CPU time the store write is
     assert worker is not None and worker.native_id is not None
-    template = app_calls(1000, app)
+    template = app_calls(1000, _SHAPE[app])
     started = time.perf_counter()
     deadline = started + seconds
     cpu_before = thread_cpu_s(worker.native_id)
@@ -266,13 +302,17 @@ def idle_benchmark(folder: Path, calls: int, app: str) -> dict[str, float]:
     return {"rate": calls / times["elapsed"], "cpu_us": 1e6 * times["cpu"] / calls}
 
 
+# The spin loop stores SDK-shaped calls.
+_SHAPE = {"sdk": "sdk", "record": "record", "spin": "sdk"}
+
+
 def busy_main(seconds: float, app: str, runs: int, write: Path | None) -> None:
     rows, best = [], 0.0
     reference = 0.0
     for run in range(runs):
         with tempfile.TemporaryDirectory() as folder:
             busy = busy_benchmark(Path(folder), seconds, app)
-            idle = idle_benchmark(Path(folder), 20_000, app)
+            idle = idle_benchmark(Path(folder), 20_000, _SHAPE[app])
         rate = busy["during"] / busy["elapsed"]
         best, reference = max(best, rate), max(reference, idle["rate"])
         accounted = busy["final"] + busy["dropped"] == busy["made"]
@@ -282,7 +322,12 @@ def busy_main(seconds: float, app: str, runs: int, write: Path | None) -> None:
             f"| {'yes' if accounted else 'NO'} | {1e6 * busy['elapsed'] / max(busy['during'], 1):.0f} "
             f"| {busy['cpu_us']:.0f} | {idle['rate']:,.0f} | {idle['cpu_us']:.0f} |"
         )
-    loop = "aivitals.track + set_usage" if app == "sdk" else "Recorder.record of built calls"
+    loop = {
+        "sdk": "aivitals.track + set_usage",
+        "record": "Recorder.record of built calls",
+        "spin": "a pure-Python spin recording nothing, while a thread writes 20,000 SDK-shaped "
+        "calls through `StoreSink.write_calls`: the store's own share",
+    }[app]
     text = "\n".join(
         [
             f"Machine: {machine_line()}. Python {platform.python_version()}, "
@@ -300,7 +345,7 @@ def busy_main(seconds: float, app: str, runs: int, write: Path | None) -> None:
             "the store runs per batch of 500 such calls, each row of an `executemany` counted; "
             "each gives the GIL up (CPython's sqlite3 releases it around every step), and while "
             "the application is busy each can wait for the interpreter's switch interval to "
-            f"get it back: {driver_executions(app_calls(5000, app)):.0f}.",
+            f"get it back: {driver_executions(app_calls(5000, _SHAPE[app])):.0f}.",
             "",
             "| run | recorded/s | busy: stored/s | dropped | accounted | busy: store worker "
             "wall µs a call | busy: store worker CPU µs a call | reference: idle app, stored/s "
@@ -326,7 +371,9 @@ def main() -> None:
     parser.add_argument("--url", help="time SqlStore.write into this PostgreSQL database instead")
     parser.add_argument("--busy", action="store_true", help="the store under a busy application")
     parser.add_argument("--seconds", type=float, default=5.0, help="--busy: the loop's length")
-    parser.add_argument("--app", choices=("sdk", "record"), default="sdk", help="--busy: its loop")
+    parser.add_argument(
+        "--app", choices=("sdk", "record", "spin"), default="sdk", help="--busy: its loop"
+    )
     parser.add_argument("--runs", type=int, default=2, help="--busy: runs, each with its reference")
     args = parser.parse_args()
     if args.busy:
