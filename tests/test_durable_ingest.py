@@ -277,6 +277,7 @@ def test_a_call_the_sdk_cannot_make_valid_is_counted_lost() -> None:
     try:
         with aivitals.track(model="gpt\x00") as call:  # no usable model: nothing to record
             call.set_usage(input_tokens=1, output_tokens=1)
+        assert aivitals.flush()  # the SDK records its calls off the caller's thread
         assert runtime.recorder.lost()[("sdk", "invalid")] == 1
         aivitals.score("some-call", "judge", float("nan"))
         assert runtime.recorder.lost()[("sdk", "invalid")] == 2

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import aivitals
+from aivitals.draft import CallDraft
 from aivitals.model import Call, Score
 from aivitals.sdk import handoff as handoff_module
 from aivitals.sdk.handoff import handoff
@@ -204,3 +205,15 @@ def test_calls_still_waiting_at_exit_are_recorded(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert len(log.read_text().splitlines()) == 3000
+
+
+def test_a_new_handle_starts_as_a_new_draft_does() -> None:
+    # TrackedCall keeps the draft's starting values as class defaults instead of setting them.
+    handle = aivitals.TrackedCall(model="gpt-4o", provider="openai")
+    draft = CallDraft(model="gpt-4o", provider="openai")
+    skip = {"id", "started_at"}  # a new id each; the handle's start time is set when it starts
+    names = [name for name in CallDraft.__slots__ if name not in skip]
+    assert {name: getattr(handle, name) for name in names} == {
+        name: getattr(draft, name) for name in names
+    }
+    assert handle.fields(latency_ms=1.0).keys() == draft.fields(latency_ms=1.0).keys()

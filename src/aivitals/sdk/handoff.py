@@ -56,7 +56,7 @@ class HandOff:
         self._said_full = False
 
     def has_room(self) -> bool:
-        """Whether a draft may be handed over; if not, its caller records it (back-pressure)."""
+        """Whether a draft may be queued; if not, its caller records it (back-pressure)."""
         if self._queue.qsize() < MAX_PENDING:
             return True
         self.synchronous += 1  # a statistic: a lost increment between threads is harmless
@@ -70,7 +70,7 @@ class HandOff:
         return False
 
     def put(self, draft: Draft) -> None:
-        """Record ``draft`` soon, on the worker (`Draft.materialise`)."""
+        """Queue ``draft`` for the worker, which records it (`Draft.materialise`)."""
         self._queue.put(draft)
         if self._worker is None:
             try:

@@ -87,6 +87,12 @@ class _Tracers:
 _tracers = _Tracers()
 
 
+def tracing_possible() -> bool:
+    """False when no call can get a span (no provider set, none to load): checked inline,
+    a call's cheapest way to skip `start_call_span`."""
+    return otel._TRACER_PROVIDER is not None or _tracers.from_env
+
+
 class CallSpan:
     """The span of one SDK call: started with the call, ended (once) with it."""
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
+from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
@@ -33,6 +34,8 @@ from aivitals.model import (
     Call,
     InvalidRecord,
     Operation,
+    Status,
+    new_id,
     utc_now,
 )
 from aivitals.salvage import salvage_call
@@ -41,12 +44,21 @@ from aivitals.sdk.attributions import over
 from aivitals.sdk.context import _attribution, _last_call_id
 from aivitals.sdk.handoff import handoff
 from aivitals.sdk.runtime import Runtime, get_runtime
-from aivitals.sdk.spans import CallSpan, end_call_span, server_of, start_call_span
+from aivitals.sdk.spans import (
+    CallSpan,
+    end_call_span,
+    server_of,
+    start_call_span,
+    tracing_possible,
+)
 from aivitals.usage import TokenUsage, usage_from_response
 
 log = logging.getLogger("aivitals.sdk")
 
 _current: ContextVar[TrackedCall | None] = ContextVar("aivitals_current_call", default=None)
+_EMPTY = _attribution.get()
+_NEVER = datetime.fromtimestamp(0, UTC)
+_clock = time.perf_counter
 
 
 class TrackedCall(CallDraft):
@@ -56,26 +68,54 @@ class TrackedCall(CallDraft):
     logged and dropped rather than breaking the call being observed.
     """
 
-    __slots__ = (
-        "_children",
-        "_extra",
-        "_finished",
-        "_in_flight_key",
-        "_label",
-        "_latency_ms",
-        "_only_if_alone",
-        "_outer",
-        "_pending",
-        "_recorded",
-        "_runtime",
-        "_span",
-        "_started",
-        "_t0",
-        "_tokens",
-        "_who",
-        "content_source",
-        "error",
-    )
+    # No __slots__ here, and every field that starts the same for every call is a class-level
+    # default: a new handle then sets only the few that differ (an instance attribute shadows
+    # the default on first write). `CallDraft.__init__` sets all of its 27 slots, half the cost
+    # of a handle on the caller's thread; tests/test_sdk_handoff.py checks both start alike.
+    attribution = _EMPTY
+    started_at = _NEVER
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
+    ttft_ms: float | None = None
+    queue_ms: float | None = None
+    response_model: str | None = None
+    usage = NO_USAGE
+    tokens_estimated = False
+    status: Status = "ok"
+    error_type: Any = None
+    error_message: str | None = None
+    http_status: int | None = None
+    finish_reason: str | None = None
+    cache: CacheResult | None = None
+    cache_level: CacheLevel | None = None
+    saved_usd: Decimal | None = None
+    context_window: int | None = None
+    endpoint: str | None = None
+    service_tier: str | None = None
+    quantization: str | None = None
+    priced: dict[str, Any] | None = None
+
+    error: BaseException | None = None
+    # What the call said and answered, built later on the quality worker (`wants_content`).
+    content_source: Callable[[], CallContent | None] | None = None
+    _recorded: Call | None = None
+    # Handed over and not recorded yet: the worker, or a reader of `recorded`, records it.
+    _pending = False
+    _latency_ms = 0.0
+    _outer: Attribution | None = None  # the context's attribution where the call ended
+    _who: Attribution | None = None
+    _only_if_alone = False
+    _children = 0
+    _runtime: Runtime | None = None
+    _t0 = 0.0
+    _started = False
+    _finished = False
+    _tokens: tuple[Token[Attribution], Token[TrackedCall | None]] | None = None
+    _in_flight_key: tuple[str, str] | None = None
+    _span: CallSpan | None = None
+    # A scope's span name (`observe`'s function) until it turns out to be the call.
+    _label: str | None = None
 
     def __init__(
         self,
@@ -87,28 +127,15 @@ class TrackedCall(CallDraft):
         only_if_alone: bool = False,
         runtime: Runtime | None = None,
     ) -> None:
-        super().__init__(provider=provider, model=model, operation=operation, started_at=_NEVER)
-        self.error: BaseException | None = None
-        self._recorded: Call | None = None
-        # Handed over and not recorded yet: the worker, or a reader of `recorded`, records it.
-        self._pending = False
-        self._latency_ms = 0.0
-        self._outer: Attribution | None = None  # the context's attribution where the call ended
-        self._extra = attribution or _EMPTY_ATTRIBUTION
-        self._who: Attribution | None = None
-        self._only_if_alone = only_if_alone
-        self._children = 0
-        self._runtime = runtime
-        self._t0 = 0.0
-        self._started = False
-        self._finished = False
-        self._tokens: tuple[Token[Attribution], Token[TrackedCall | None]] | None = None
-        self._in_flight_key: tuple[str, str] | None = None
-        self._span: CallSpan | None = None
-        # A scope's span name (`observe`'s function) until it turns out to be the call.
-        self._label: str | None = None
-        # What the call said and answered, built later on the quality worker (`wants_content`).
-        self.content_source: Callable[[], CallContent | None] | None = None
+        self.id = new_id()
+        self.provider = provider
+        self.model = model
+        self.operation = operation
+        self._extra = attribution or _EMPTY
+        if only_if_alone:
+            self._only_if_alone = True
+        if runtime is not None:
+            self._runtime = runtime
 
     def wants_content(self) -> bool:
         """Whether anything reads calls' content (evaluators, judge, capture): only then do
@@ -238,16 +265,21 @@ class TrackedCall(CallDraft):
             return
         self._started = True
         self.started_at = utc_now()
-        self._t0 = time.perf_counter()
+        self._t0 = _clock()
         try:
-            runtime = self._runtime = self._runtime or get_runtime()
+            runtime = self._runtime
+            if runtime is None:
+                runtime = self._runtime = get_runtime()
             if not runtime.enabled:
                 return
             model = self.model
             if model:
                 key = self._in_flight_key = (self.provider or self._provider(runtime), model)
                 runtime.recorder.call_started(*key)
-            self._span = start_call_span(self, label=self._label if self._only_if_alone else None)
+            if tracing_possible():
+                self._span = start_call_span(
+                    self, label=self._label if self._only_if_alone else None
+                )
         except Exception:
             log.exception("aivitals: could not start tracking a call")
 
@@ -281,10 +313,12 @@ class TrackedCall(CallDraft):
         # validating, pricing, the sinks) is the hand-off's worker's (`materialise`).
         try:
             if self._started:
-                self._latency_ms = (time.perf_counter() - self._t0) * 1000.0
+                self._latency_ms = (_clock() - self._t0) * 1000.0
             else:  # finished without a start: an instant, now
                 self.started_at = utc_now()
-            runtime = self._runtime = self._runtime or get_runtime()
+            runtime = self._runtime
+            if runtime is None:
+                runtime = self._runtime = get_runtime()
             if self._in_flight_key is not None:
                 runtime.recorder.call_ended(*self._in_flight_key)
             if error is not None:
@@ -305,11 +339,14 @@ class TrackedCall(CallDraft):
             # With a span, recorded here and now: the span ends at its true end with the recorded
             # call's attributes, before the application may shut its provider down. Without
             # room in the hand-off, here too (back-pressure): never dropped, never unbounded.
-            if span is None and handoff.has_room():
+            if span is not None:
+                self._record()
+                return
+            if handoff.has_room():
                 self._pending = True
                 handoff.put(self)
             else:
-                self._record()
+                self._record()  # never queued, so nobody else can claim it: no lock to wait on
         except Exception:
             log.exception("aivitals: could not record call %s", self.id)
 
@@ -340,11 +377,15 @@ class TrackedCall(CallDraft):
         return self.provider
 
     def _attribution(self) -> Attribution:
-        if self._who is None:
-            runtime = self._runtime or get_runtime()
+        who = self._who
+        if who is None:
+            runtime = self._runtime
+            if runtime is None:
+                runtime = self._runtime = get_runtime()
             outer = self._outer if self._outer is not None else _attribution.get()
-            self._who = over(over(runtime.defaults, outer), self._extra)
-        return self._who
+            base = runtime.defaults if outer is _EMPTY else over(runtime.defaults, outer)
+            who = self._who = over(base, self._extra)
+        return who
 
     def _build(self, runtime: Runtime, latency_ms: float) -> Call | None:
         if self.error is not None:
@@ -421,8 +462,7 @@ class _Active:
             self._span.detach()
 
 
-_EMPTY_ATTRIBUTION = _attribution.get()
-_NEVER = datetime.fromtimestamp(0, UTC)
+_EMPTY_ATTRIBUTION = _EMPTY
 
 
 def track(
