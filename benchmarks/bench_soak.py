@@ -282,6 +282,8 @@ class Sample:
     mock_requests: int
     in_use_mb: float | None = None  # --malloc: what malloc has handed out and not had back
     blocks: int | None = None  # --malloc: pymalloc's blocks in use (Python's small objects)
+    pymalloc_used_mb: float | None = None  # --malloc: bytes in those blocks
+    pymalloc_held_mb: float | None = None  # --malloc: pymalloc's arenas, used or not
 
 
 @dataclass
@@ -344,6 +346,8 @@ def soak(row: str, settings: Settings, mock: Server, workdir: Path, script: Path
                 dump_snapshot(gateway, snapshots, f"s{segments}")
                 heap = json.loads((snapshots / f"s{segments}.snap").read_text())
                 sample.in_use_mb, sample.blocks = heap["in_use_mb"], heap["blocks"]
+                sample.pymalloc_used_mb = heap["pymalloc_used_mb"]
+                sample.pymalloc_held_mb = heap["pymalloc_held_mb"]
             result.samples.append(sample)
             print(
                 f"{row}: {now:5.0f} s, {total:,} requests, gateway {sample.gateway_mb:.1f} MB, "
@@ -445,14 +449,15 @@ def tables(settings: Settings, results: list[RowResult], command: str) -> tuple[
     if settings.probe == "malloc":
         lines += [
             "",
-            "Inside the gateway's process, fitted over the same samples: what malloc has handed "
-            "out and not had back (glibc's mallinfo2, every arena), pymalloc's blocks in use "
-            "(Python's small objects), and the RSS once `malloc_trim(0)` has given free memory "
-            "back at the end:",
+            "Inside the gateway's process, fitted over the same samples, per 100,000 requests: "
+            "what glibc's malloc has handed out and not had back (mallinfo2, every arena), "
+            "pymalloc's blocks in use (Python's objects of up to 512 bytes), the bytes in them "
+            "and the arenas pymalloc holds for them, used or not; and the RSS once "
+            "`malloc_trim(0)` has given glibc's free memory back at the end:",
             "",
-            "| row | RSS MB per 100k | malloc in use MB per 100k | pymalloc blocks per 100k "
-            "| RSS at end MB | after malloc_trim MB |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            "| row | RSS MB | malloc in use MB | pymalloc blocks | pymalloc in use MB "
+            "| pymalloc held MB | RSS at end MB | after malloc_trim MB |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for result in results:
             after = [s for s in result.samples if s.seconds >= settings.warmup_s]
@@ -460,9 +465,11 @@ def tables(settings: Settings, results: list[RowResult], command: str) -> tuple[
             rss = float(numpy.polyfit(x, [s.gateway_mb for s in after], 1)[0])
             used = float(numpy.polyfit(x, [s.in_use_mb or 0.0 for s in after], 1)[0])
             blocks = float(numpy.polyfit(x, [s.blocks or 0 for s in after], 1)[0])
+            py_used = float(numpy.polyfit(x, [s.pymalloc_used_mb or 0.0 for s in after], 1)[0])
+            py_held = float(numpy.polyfit(x, [s.pymalloc_held_mb or 0.0 for s in after], 1)[0])
             lines.append(
-                f"| {result.name} | {rss:+.2f} | {used:+.2f} | {blocks:+,.0f} "
-                f"| {after[-1].gateway_mb:.1f} | {result.trimmed_mb or 0:.1f} |"
+                f"| {result.name} | {rss:+.2f} | {used:+.2f} | {blocks:+,.0f} | {py_used:+.2f} "
+                f"| {py_held:+.2f} | {after[-1].gateway_mb:.1f} | {result.trimmed_mb or 0:.1f} |"
             )
     for result in results:
         if result.growth and settings.probe == "objects":
@@ -520,7 +527,33 @@ def heap(*, trim: bool) -> dict[str, float]:
         "in_use_mb": (info.uordblks + info.hblkhd) / 2**20,
         "free_mb": info.fordblks / 2**20,
         "blocks": sys.getallocatedblocks(),
+        **pymalloc_mb(),
     }
+
+
+def pymalloc_mb() -> dict[str, float]:
+    """pymalloc's bytes in allocated blocks and its arenas' total, from the report
+    ``sys._debugmallocstats`` writes to file descriptor 2 (borrowed for a moment: a line another
+    thread logs meanwhile goes into the report instead)."""
+    with tempfile.TemporaryFile("w+") as report:
+        saved = os.dup(2)
+        try:
+            sys.stderr.flush()
+            os.dup2(report.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        report.seek(0)
+        text = report.read()
+    used = held = 0.0
+    for line in text.splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == "# bytes in allocated blocks":
+            used = int(value.strip().replace(",", "")) / 2**20
+        elif name.strip() == "Total" and not held:
+            held = int(value.strip().replace(",", "")) / 2**20
+    return {"pymalloc_used_mb": used, "pymalloc_held_mb": held}
 
 
 def census(name: str, kept: dict[str, Any]) -> list[str]:
