@@ -360,7 +360,7 @@ def busy_main(seconds: float, app: str, runs: int, write: Path | None) -> None:
     )
     print(text)
     if write:
-        write_section(write, "store-busy", text)
+        write_section(write, f"store-busy-{app}", text)
 
 
 def main() -> None:
