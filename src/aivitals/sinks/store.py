@@ -263,9 +263,16 @@ class StoreSink:
                 )
         if self._buffer:
             lost = len(self._buffer)
+            calls_lost = sum(isinstance(item, Call) for item in self._buffer)
+            scores_lost = sum(isinstance(item, Score) for item in self._buffer)
+            # By kind too: a call lost and its evaluators' scores are one call to the operator.
             log.error(
-                "aivitals: %d calls and scores could not be stored before shutdown and are LOST",
+                "aivitals: %d calls and scores could not be stored before shutdown and are LOST "
+                "(%d calls, %d scores, %d outcomes)",
                 lost,
+                calls_lost,
+                scores_lost,
+                lost - calls_lost - scores_lost,
             )
             self.lost_at_close += lost
             self.dropped += lost
