@@ -51,17 +51,21 @@ pytest: $(STAMP) $(VENV)/.openlit servers
 
 test: lint typecheck pytest
 
-# The query benchmark keeps its generated stores in .bench/ (1M and 10M calls, about 5 GB) and
+# About 45 minutes in all (the soak alone 15). The query benchmark keeps its generated stores in .bench/ (1M and 10M calls, about 5 GB) and
 # reuses them on later runs.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sdk.py --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_store_ingest.py --calls 200000 --batch 1000 --write docs/benchmarks.md
+	$(BIN)/python benchmarks/bench_store_ingest.py --busy --seconds 5 --app sdk --runs 2 --write docs/benchmarks.md
+	$(BIN)/python benchmarks/bench_store_ingest.py --busy --seconds 5 --app spin --runs 2 --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_ingest_http.py --calls 60000 --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_otlp.py --spans 102400 --write docs/benchmarks.md
 	mkdir -p .bench
 	$(BIN)/python benchmarks/bench_queries.py --calls 1000000,10000000 --dir .bench --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_drift.py --calls 1000000,10000000 --dir .bench --runs 7 --write docs/benchmarks.md
 	$(MAKE) bench-gateway
+	$(BIN)/python benchmarks/bench_gateway_closed.py --write docs/benchmarks.md
+	$(BIN)/python benchmarks/bench_soak.py --rows default,no-db --seconds 420 --warmup-s 150 --write docs/benchmarks.md
 
 # The gateway against LiteLLM's proxy (installed into .bench/litellm-venv on first use, about
 # 740 MB) over the same fake upstream; installs wrk from Debian if missing. About 12 minutes;
