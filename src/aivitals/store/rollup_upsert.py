@@ -24,6 +24,8 @@ True
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -58,6 +60,21 @@ class RollupUpsert:
         self._pk = sa.tuple_(*(table.c[name] for name in self.keys))
         self._read = [table.c[name] for name in (*self.keys, *_INT_FIELDS, *SKETCH_FIELDS)]
         self._as_json = dialect.name == "sqlite"
+        # The keys go in as a VALUES list joined to the table, that list first (CROSS JOIN
+        # fixes SQLite's join order): a primary-key lookup a key. SQLite ran the row-value
+        # ``(k1, ...) IN (...)`` as a scan of the whole primary-key index, a batch's read
+        # then growing with the table (5 ms a chunk of 500 keys at 4,000 stored rows).
+        quote = dialect.identifier_preparer.quote
+        picked = [f"t.{quote(name)}" for name in (*self.keys, *_INT_FIELDS)]
+        picked += [f"hex(t.{quote(name)})" for name in SKETCH_FIELDS]
+        on = " AND ".join(f"t.{quote(name)} = k.column{i}" for i, name in enumerate(self.keys, 1))
+        # Only the schema's own names, quoted by the dialect, go into this text; values are bound.
+        self._json_around = (
+            f"SELECT json_group_array(json_array({', '.join(picked)})) FROM (VALUES ",  # noqa: S608
+            "(" + ", ".join("?" * len(self.keys)) + ")",
+            f") AS k CROSS JOIN {quote(table.name)} AS t ON {on}",
+        )
+        self._json_sql = functools.lru_cache(maxsize=4)(self._json_sql_of)
 
     def fold(self, connection: sa.Connection, rows: Iterable[dict[str, Any]]) -> None:
         """Add ``rows`` (one per key, as `rollup.rollup_rows` makes them) into the table.
@@ -103,13 +120,12 @@ class RollupUpsert:
         """`_stored` in one statement a chunk; None if a key came back unlike any asked for."""
         width = len(self.keys) + len(_INT_FIELDS)
         names = (*self.keys, *_INT_FIELDS, *SKETCH_FIELDS)
-        values = [*self._read[:width], *(sa.func.hex(column) for column in self._read[width:])]
-        every = sa.func.json_group_array(sa.func.json_array(*values))
         asked = set(keys)
         stored: dict[tuple[Any, ...], dict[str, Any]] = {}
         for start in range(0, len(keys), _KEYS_PER_SELECT):
             chunk = keys[start : start + _KEYS_PER_SELECT]
-            text = connection.scalar(sa.select(every).where(self._pk.in_(chunk)))
+            sql = self._json_sql(len(chunk))
+            text = connection.exec_driver_sql(sql, tuple(itertools.chain(*chunk))).scalar()
             for found in json.loads(text or "[]"):
                 key = tuple(found[: len(self.keys)])
                 if key not in asked:
@@ -119,3 +135,7 @@ class RollupUpsert:
                     data[name] = bytes.fromhex(hexed)
                 stored[key] = data
         return stored
+
+    def _json_sql_of(self, keys: int) -> str:
+        head, group, tail = self._json_around
+        return head + ", ".join([group] * keys) + tail
