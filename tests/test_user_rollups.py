@@ -8,6 +8,7 @@ test.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,8 @@ import sqlalchemy as sa
 
 from aivitals.model import Call, Score
 from aivitals.query import Filters, Queries, Window
-from aivitals.store import schema
+from aivitals.store import schema, user_rollup
+from aivitals.store.sketch import MIN_VALUE, Sketch
 from aivitals.store.sql import SqlStore
 
 from .support.helpers import make_call
@@ -163,3 +165,63 @@ def test_the_upgrade_to_schema_8_fills_the_user_rollups_and_says_how_far_it_is(
         }
     finally:
         upgraded.close()
+
+
+def test_the_batch_sketches_are_sketch_of_each_groups_values() -> None:
+    # Groups of every shape: empty ones, values below MIN_VALUE and zero, NaNs (skipped).
+    rng = np.random.default_rng(11)
+    groups: list[list[float]] = []
+    for _ in range(300):
+        size = int(rng.integers(0, 6))
+        values = list(rng.lognormal(4.0, 3.0, size))
+        if rng.random() < 0.3:
+            values += [0.0, MIN_VALUE / 2, MIN_VALUE]
+        groups.append(values)
+    groups += [[], [float("nan")], [1.0, float("nan")]]
+    flat = np.array([v for group in groups for v in group], np.float64)
+    starts = np.cumsum([0] + [len(group) for group in groups[:-1]])
+    expected = [Sketch.of([v for v in group if not math.isnan(v)]).to_bytes() for group in groups]
+    assert user_rollup._blobs(flat, starts) == expected
+
+
+def test_the_stored_user_rollups_are_each_buckets_calls(store_target: str) -> None:
+    # Many users, batches of 50: most rows are merged into stored ones by later batches.
+    rng = random.Random(12)
+    calls = []
+    for _ in range(1500):
+        latency = rng.choice([0.0, 0.0004, 250.0 + rng.lognormvariate(6.0, 0.6)])
+        calls.append(
+            make_call(
+                started_at=T0 + timedelta(seconds=rng.uniform(0, 2 * 86400)),
+                user=rng.choice([f"u{i}" for i in range(40)] + [None]),
+                model=rng.choice(MODELS),
+                latency_ms=latency,
+                ttft_ms=rng.choice([None, 0.0, latency / 2, latency]),
+                input_tokens=rng.randrange(1, 5000),
+                output_tokens=rng.randrange(0, 900),
+                cost_usd=rng.choice([None, Decimal(rng.randrange(1, 10**7)) / 10**9]),
+            )
+        )
+    store = written(store_target, calls)
+    try:
+        with store.engine.connect() as connection:
+            stored = connection.execute(sa.select(schema.user_rollups)).mappings().all()
+    finally:
+        store.close()
+    buckets: dict[tuple[object, ...], list[Call]] = {}
+    for call in calls:
+        start = int(call.started_at.timestamp())
+        for granularity in (3600, 86400):
+            key = (granularity, start - start % granularity, call.user or "", call.model)
+            buckets.setdefault(key, []).append(call)
+    assert len(stored) == len(buckets)
+    for row in stored:
+        members = buckets[(row["granularity"], row["bucket_start"], row["user"], row["model"])]
+        assert row["calls"] == len(members)
+        assert row["cost_nusd"] == sum(nusd(c.cost_usd) for c in members)
+        assert row["unpriced"] == sum(c.cost_usd is None for c in members)
+        assert row["ttft_count"] == sum(c.ttft_ms is not None for c in members)
+        assert row["latency_sum_ms"] == pytest.approx(sum(c.latency_ms for c in members))
+        assert row["latency_sketch"] == Sketch.of([c.latency_ms for c in members]).to_bytes()
+        ttfts = [c.ttft_ms for c in members if c.ttft_ms is not None]
+        assert row["ttft_sketch"] == Sketch.of(ttfts).to_bytes()

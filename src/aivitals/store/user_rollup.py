@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 
 from aivitals.model import Call
 from aivitals.store import bounds, user_score_rollup
-from aivitals.store.rollup import SKETCH_FIELDS, SUM_FIELDS, foldable, merge_rows
+from aivitals.store.rollup import SUM_FIELDS, foldable
+from aivitals.store.rollup_upsert import RollupUpsert
 from aivitals.store.rows import to_nusd
 from aivitals.store.schema import (
     USER_GRANULARITIES,
@@ -38,7 +39,7 @@ from aivitals.store.schema import (
     calls,
     user_rollups,
 )
-from aivitals.store.sketch import MAPPING, MIN_VALUE, Sketch
+from aivitals.store.sketch import MAPPING, MIN_VALUE
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,6 @@ USERS = Narrow(user_rollups, USER_ROLLUP_KEYS, USER_GRANULARITIES)
 KINDS = (USERS,)
 """The narrow rollups the writer keeps (one so far)."""
 KEY_COLUMNS = USERS.key_columns
-_KEYS_PER_SELECT = 500  # 5 key columns a key: far below SQLite's 32,766 parameters
 _COUNTED = (
     "errors",
     "cancelled",
@@ -72,6 +72,7 @@ _COUNTED = (
     "cache_hits",
     "cache_lookups",
 )
+_FLOAT_AND_COUNTS = ("latency_sum_ms", "ttft_count", "ttft_sum_ms", "speed_count", "speed_sum")
 _GAMMA_LOG = float(np.log(MAPPING.gamma))
 
 logger = logging.getLogger("aivitals.store")
@@ -106,18 +107,20 @@ def user_rows(
         speed = call.output_tokens_per_second
         if speed is not None and not speed <= most_speed:
             speed = None
+        status, cache = call.status, call.cache
+        # Integers, not booleans: a group of one call writes these as they are (see `_rows`).
         counts = (
-            call.status == "error",
-            call.status == "cancelled",
-            cost is None,
+            1 if status == "error" else 0,
+            1 if status == "cancelled" else 0,
+            1 if cost is None else 0,
             nusd,
             call.input_tokens,
             call.output_tokens,
             call.cached_input_tokens,
             call.cache_write_tokens,
             call.reasoning_tokens,
-            call.cache == "hit",
-            call.cache in {"hit", "miss"},
+            1 if cache == "hit" else 0,
+            1 if cache in {"hit", "miss"} else 0,
         )
         seconds = int(call.started_at.timestamp() * 1000) // 1000
         dimensions = tuple(getattr(call, name) or "" for name in kind.keys)
@@ -132,39 +135,51 @@ def user_rows(
                 group[2].append(call.ttft_ms)
             if speed is not None:
                 group[3].append(speed)
-    return [_row(kind, key, group) for key, group in groups.items()]
+    return _rows(kind, groups)
 
 
-def _row(kind: Narrow, key: tuple[Any, ...], group: list[list[Any]]) -> dict[str, Any]:
-    counts, latencies, ttfts, speeds = group
-    row: dict[str, Any] = dict(zip(kind.key_columns, key, strict=True))
-    row["calls"] = len(latencies)
-    row.update(zip(_COUNTED, map(sum, zip(*counts, strict=True)), strict=True))
-    row.update(
-        latency_sum_ms=sum(latencies),
-        ttft_count=len(ttfts),
-        ttft_sum_ms=sum(ttfts),
-        speed_count=len(speeds),
-        speed_sum=sum(speeds),
-        latency_sketch=Sketch.of(latencies).to_bytes(),
-        ttft_sketch=Sketch.of(ttfts).to_bytes(),
-    )
-    return row
+def _rows(kind: Narrow, groups: dict[tuple[Any, ...], list[list[Any]]]) -> list[dict[str, Any]]:
+    """The groups' rows; their sketches built all at once by `_blobs` (a `Sketch.of` per row,
+    two a row, was a third of a durable write with many users a batch)."""
+    rows = []
+    latencies: list[float] = []
+    ttfts: list[float] = []
+    latency_sizes: list[int] = []
+    ttft_sizes: list[int] = []
+    columns = (*kind.key_columns, "calls", *_COUNTED, *_FLOAT_AND_COUNTS)
+    for key, (counts, latency, ttft, speeds) in groups.items():
+        # With many users most groups hold one call: its counts are the sums.
+        summed = counts[0] if len(counts) == 1 else map(sum, zip(*counts, strict=True))
+        # The float sums are Python's in call order, as ever, so they stay what they were bit
+        # for bit (numpy would sum pairwise).
+        head = (*key, len(latency), *summed, sum(latency), len(ttft), sum(ttft))
+        rows.append(dict(zip(columns, (*head, len(speeds), sum(speeds)), strict=True)))
+        latencies += latency
+        ttfts += ttft
+        latency_sizes.append(len(latency))
+        ttft_sizes.append(len(ttft))
+    if rows:
+        for name, values, sizes in (
+            ("latency_sketch", latencies, latency_sizes),
+            ("ttft_sketch", ttfts, ttft_sizes),
+        ):
+            ends = np.cumsum(np.asarray(sizes, np.int64))
+            blobs = _blobs(np.asarray(values, np.float64), ends - np.asarray(sizes, np.int64))
+            for row, blob in zip(rows, blobs, strict=True):
+                row[name] = blob
+    return rows
 
 
-_UPSERTS: dict[tuple[str, str], Any] = {}
+_UPSERTS: dict[tuple[str, str, str], RollupUpsert] = {}
 
 
-def _upsert(kind: Narrow, dialect: str) -> Any:
-    """The insert that replaces a stored row's sums and sketches by the merged ones."""
-    found = _UPSERTS.get((kind.table.name, dialect))
+def _upsert(kind: Narrow, dialect: Dialect) -> RollupUpsert:
+    """The writer's fold of rollup rows (one read of the touched rows, one multi-row upsert
+    whose sums the database adds), built once per table and dialect."""
+    key = (kind.table.name, dialect.name, dialect.driver)
+    found = _UPSERTS.get(key)
     if found is None:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(kind.table)
-        found = _UPSERTS[kind.table.name, dialect] = statement.on_conflict_do_update(
-            index_elements=list(kind.key_columns),
-            set_={name: statement.excluded[name] for name in (*SUM_FIELDS, *SKETCH_FIELDS)},
-        )
+        found = _UPSERTS[key] = RollupUpsert(kind.table, kind.key_columns, dialect)
     return found
 
 
@@ -188,23 +203,8 @@ def _fold(
     batch: Sequence[Call],
     costs_nusd: Sequence[int | None],
 ) -> None:
-    names = kind.key_columns
     rows = user_rows(batch, costs_nusd=costs_nusd, kind=kind)
-    new = {tuple(row[k] for k in names): row for row in rows}
-    if not new:
-        return
-    # Read exactly the rows the batch touches, by primary key, as the other rollups do.
-    table = kind.table
-    pk = sa.tuple_(*(table.c[name] for name in names))
-    keys = list(new)
-    stored: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for start in range(0, len(keys), _KEYS_PER_SELECT):
-        chunk = keys[start : start + _KEYS_PER_SELECT]
-        for row in connection.execute(sa.select(table).where(pk.in_(chunk))).mappings():
-            data = dict(row)
-            stored[tuple(data[k] for k in names)] = data
-    merged = [merge_rows(stored[key], row) if key in stored else row for key, row in new.items()]
-    connection.execute(_upsert(kind, connection.dialect.name), merged)
+    _upsert(kind, connection.dialect).fold(connection, rows)
 
 
 def backfill(

@@ -15,9 +15,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 
 from aivitals.model import Score
 from aivitals.store.bounds import MAX_SCORE_MAGNITUDE
+from aivitals.store.bulk import BulkInsert
 from aivitals.store.engine import among
 from aivitals.store.schema import (
     USER_GRANULARITIES,
@@ -32,18 +34,25 @@ SUMS = ("value_sum", "value_squares", "value_count", "skipped")
 _CHUNK = 500  # ids per IN (...): far below SQLite's 32,766 parameters a statement
 
 Sums = dict[tuple[Any, ...], list[float]]
-_UPSERTS: dict[str, Any] = {}
+_UPSERTS: dict[tuple[str, str], BulkInsert] = {}
 
 
-def _upsert(dialect: str) -> Any:
-    """An insert that adds a row's sums to the stored row of the same key (one statement)."""
-    found = _UPSERTS.get(dialect)
+def _upsert(dialect: Dialect) -> BulkInsert:
+    """An insert that adds a row's sums to the stored row of the same key, many rows to a
+    statement on SQLite (`BulkInsert`: an ``executemany`` through SQLAlchemy compiled and
+    stepped every row of a batch, about a thousand a batch of 500 scores)."""
+    key = (dialect.name, dialect.driver)
+    found = _UPSERTS.get(key)
     if found is None:
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
         statement = insert(user_score_rollups)
-        found = _UPSERTS[dialect] = statement.on_conflict_do_update(
-            index_elements=list(KEY_COLUMNS),
-            set_={name: user_score_rollups.c[name] + statement.excluded[name] for name in SUMS},
+        found = _UPSERTS[key] = BulkInsert(
+            statement.on_conflict_do_update(
+                index_elements=list(KEY_COLUMNS),
+                set_={name: user_score_rollups.c[name] + statement.excluded[name] for name in SUMS},
+            ),
+            dialect,
+            columns=(*KEY_COLUMNS, *SUMS),
         )
     return found
 
@@ -140,12 +149,8 @@ def _add(sums: Sums, call: tuple[Any, ...], name: str, source: str, value: float
 
 def _write(connection: sa.Connection, sums: Sums) -> None:
     if sums:
-        connection.execute(
-            _upsert(connection.dialect.name),
-            [
-                dict(zip((*KEY_COLUMNS, *SUMS), (*key, *row), strict=True))
-                for key, row in sums.items()
-            ],
+        _upsert(connection.dialect).execute_values(
+            connection, [(*key, *row) for key, row in sums.items()]
         )
 
 
