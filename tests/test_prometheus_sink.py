@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import itertools
+import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -83,6 +85,51 @@ def test_errors_and_scores() -> None:
     assert get("aivitals_requests_total", labels) == 1
     score_labels = {"name": "faithfulness", "model": "gpt-4o-mini", "feature": ""}
     assert get("aivitals_quality_score_sum", score_labels) == 0.75
+
+
+def test_in_flight_gauge_is_exact_after_concurrent_threads_and_scrapes() -> None:
+    # Starts and ends from many threads, through the sink by name and through the recorder's
+    # counters (the SDK's path), with scrapes in between (a read advances the counters too).
+    sink = PrometheusSink()
+    recorder = Recorder(inline_sinks=[sink])
+    threads, starts, ends = 6, 3000, 2000
+    labels = {"provider": "openai", "model": "gpt-4o"}
+    scraping = threading.Event()
+    seen: list[float | None] = []
+
+    def work(k: int) -> None:
+        for i in range(starts):
+            if (i + k) % 2:
+                sink.call_started("openai", "gpt-4o")
+            else:
+                recorder.in_flight("openai", "gpt-4o")[0]()
+        for i in range(ends):
+            if (i + k) % 2:
+                recorder.in_flight("openai", "gpt-4o")[1]()
+            else:
+                sink.call_ended("openai", "gpt-4o")
+
+    def scrape() -> None:
+        while not scraping.is_set():
+            seen.append(sink.registry.get_sample_value("aivitals_requests_in_flight", labels))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        scraper = threading.Thread(target=scrape)
+        scraper.start()
+        workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        scraping.set()
+        scraper.join()
+    finally:
+        sys.setswitchinterval(interval)
+        recorder.close()
+    assert sink.registry.get_sample_value("aivitals_requests_in_flight", labels) == 6 * 1000
+    assert seen and all(value is None or 0 <= value <= 6 * 3000 for value in seen)
 
 
 def test_in_flight_gauge() -> None:

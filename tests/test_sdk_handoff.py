@@ -11,6 +11,7 @@ import textwrap
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,60 @@ def test_the_in_flight_gauge_falls_on_the_callers_thread(
         assert get("aivitals_requests_total", ok) is None  # not recorded yet
     assert aivitals.flush()
     assert get("aivitals_requests_total", ok) == 1
+
+
+def test_the_in_flight_gauge_is_exact_after_concurrent_tracked_calls(
+    witness: tuple[Witness, MemorySink],
+) -> None:
+    runtime = get_runtime()
+    assert runtime.prometheus is not None
+    get = runtime.prometheus.registry.get_sample_value
+    labels = {"provider": "openai", "model": "gpt-4o"}
+    release = threading.Event()
+    entered = threading.Barrier(5)
+
+    def work() -> None:
+        for _ in range(300):
+            with aivitals.track(model="gpt-4o", provider="openai"):
+                get("aivitals_requests_in_flight", labels)  # scrapes in between
+        with aivitals.track(model="gpt-4o", provider="openai"):  # one each stays open
+            entered.wait()
+            release.wait()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        entered.wait()
+        assert get("aivitals_requests_in_flight", labels) == 4
+        release.set()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert get("aivitals_requests_in_flight", labels) == 0
+    assert aivitals.flush()
+    ok = {**labels, "operation": "chat", "status": "ok", "error_type": ""}
+    assert get("aivitals_requests_total", ok) == 4 * 301
+
+
+def test_a_tracked_calls_start_is_the_wall_clock_at_its_start(
+    witness: tuple[Witness, MemorySink],
+) -> None:
+    _, memory = witness
+    before = datetime.now(UTC)
+    with aivitals.track(model="gpt-4o-mini", provider="openai"):
+        after = datetime.now(UTC)
+    assert aivitals.flush()
+    (call,) = memory.calls
+    assert call.started_at.tzinfo is not None
+    assert before <= call.started_at <= after
+    unstarted = aivitals.TrackedCall(model="gpt-4o-mini", provider="openai")
+    assert unstarted.started_at == datetime.fromtimestamp(0, UTC)
+    unstarted.started_at = before
+    assert unstarted.started_at == before
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")

@@ -63,6 +63,12 @@ from aivitals.usage import TokenUsage
 log = logging.getLogger("aivitals.recorder")
 
 _ERROR_LOG_INTERVAL_S = 60.0
+_MAX_FLIGHT_PAIRS = 4096  # (provider, model) pairs whose in-flight counting `in_flight` keeps
+
+
+def _nothing() -> None:
+    """In-flight counting where no sink counts calls in flight."""
+
 
 T = TypeVar("T", Call, Score, Outcome)
 
@@ -139,6 +145,7 @@ class Recorder:
         self._in_flight_observers = tuple(
             sink for sink in self.inline_sinks if isinstance(sink, InFlightObserver)
         )
+        self._flights: dict[tuple[str, str], tuple[Callable[[], object], Callable[[], object]]] = {}
         self._ticking = tuple(
             sink for sink in (*self.inline_sinks, *self.batch_sinks) if isinstance(sink, Ticking)
         )
@@ -339,6 +346,44 @@ class Recorder:
                 sink.call_ended(provider, model)
             except Exception:
                 self._internal_error("counting a call in flight")
+
+    def in_flight(
+        self, provider: str, model: str
+    ) -> tuple[Callable[[], object], Callable[[], object]]:
+        """``(started, ended)``: call ``started()`` when a call of this pair starts and
+        ``ended()`` once when it ends; the same as `call_started`/`call_ended`, for a hot path
+        (the SDK's caller's thread). With one observer that offers its counters (`PrometheusSink`)
+        each is one C call (a counter's ``__next__``), with no lock; neither raises."""
+        pair = self._flights.get((provider, model))
+        if pair is None:
+            pair = self._flight_pair(provider, model)
+        return pair
+
+    def _flight_pair(
+        self, provider: str, model: str
+    ) -> tuple[Callable[[], object], Callable[[], object]]:
+        observers = self._in_flight_observers
+        pair: tuple[Callable[[], object], Callable[[], object]]
+        counters = None
+        if len(observers) == 1:
+            offer = getattr(observers[0], "in_flight_counters", None)
+            if offer is not None:
+                try:
+                    counters = offer(provider, model)
+                except Exception:
+                    self._internal_error("counting a call in flight")
+        if counters is not None:
+            pair = (counters[0].__next__, counters[1].__next__)
+        elif observers:
+            pair = (
+                functools.partial(self.call_started, provider, model),
+                functools.partial(self.call_ended, provider, model),
+            )
+        else:
+            pair = (_nothing, _nothing)
+        if len(self._flights) < _MAX_FLIGHT_PAIRS:  # bounded: past it, made per call
+            self._flights[(provider, model)] = pair
+        return pair
 
     def flush(self, timeout_s: float | None = 10.0) -> bool:
         """Wait until every call and score accepted so far has reached the batch sinks.

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
 from typing import Any
@@ -36,7 +36,6 @@ from aivitals.model import (
     Operation,
     Status,
     new_id,
-    utc_now,
 )
 from aivitals.salvage import salvage_call
 from aivitals.sdk import attributions
@@ -59,6 +58,7 @@ _current: ContextVar[TrackedCall | None] = ContextVar("aivitals_current_call", d
 _EMPTY = _attribution.get()
 _NEVER = datetime.fromtimestamp(0, UTC)
 _clock = time.perf_counter
+_wall_clock = time.time_ns
 
 
 class TrackedCall(CallDraft):
@@ -73,7 +73,6 @@ class TrackedCall(CallDraft):
     # the default on first write). `CallDraft.__init__` sets all of its 27 slots, half the cost
     # of a handle on the caller's thread; tests/test_sdk_handoff.py checks both start alike.
     attribution = _EMPTY
-    started_at = _NEVER
     trace_id: str | None = None
     span_id: str | None = None
     parent_span_id: str | None = None
@@ -109,10 +108,15 @@ class TrackedCall(CallDraft):
     _children = 0
     _runtime: Runtime | None = None
     _t0 = 0.0
+    # The wall clock at the start as `time.time_ns()` (a third of `datetime.now`'s cost on the
+    # caller's thread); `started_at` makes the datetime from it when read, on the worker.
+    _wall_ns = 0
+    _started_at: datetime | None = None
     _started = False
     _finished = False
     _tokens: tuple[Token[Attribution], Token[TrackedCall | None]] | None = None
-    _in_flight_key: tuple[str, str] | None = None
+    # Counts the call out of flight (`Recorder.in_flight`), once it was counted in.
+    _ended: Callable[[], object] | None = None
     _span: CallSpan | None = None
     # A scope's span name (`observe`'s function) until it turns out to be the call.
     _label: str | None = None
@@ -136,6 +140,19 @@ class TrackedCall(CallDraft):
             self._only_if_alone = True
         if runtime is not None:
             self._runtime = runtime
+
+    @property
+    def started_at(self) -> datetime:
+        """When the call started (the Unix epoch until it does)."""
+        at = self._started_at
+        if at is None:
+            # Exact to the microsecond, as `datetime.now` is: no float on the way.
+            at = _NEVER + timedelta(microseconds=self._wall_ns // 1000)
+        return at
+
+    @started_at.setter
+    def started_at(self, value: datetime) -> None:
+        self._started_at = value
 
     def wants_content(self) -> bool:
         """Whether anything reads calls' content (evaluators, judge, capture): only then do
@@ -264,7 +281,7 @@ class TrackedCall(CallDraft):
         if self._started:
             return
         self._started = True
-        self.started_at = utc_now()
+        self._wall_ns = _wall_clock()
         self._t0 = _clock()
         try:
             runtime = self._runtime
@@ -274,8 +291,10 @@ class TrackedCall(CallDraft):
                 return
             model = self.model
             if model:
-                key = self._in_flight_key = (self.provider or self._provider(runtime), model)
-                runtime.recorder.call_started(*key)
+                started, self._ended = runtime.recorder.in_flight(
+                    self.provider or self._provider(runtime), model
+                )
+                started()
             if tracing_possible():
                 self._span = start_call_span(
                     self, label=self._label if self._only_if_alone else None
@@ -315,12 +334,13 @@ class TrackedCall(CallDraft):
             if self._started:
                 self._latency_ms = (_clock() - self._t0) * 1000.0
             else:  # finished without a start: an instant, now
-                self.started_at = utc_now()
+                self._wall_ns = _wall_clock()
             runtime = self._runtime
             if runtime is None:
                 runtime = self._runtime = get_runtime()
-            if self._in_flight_key is not None:
-                runtime.recorder.call_ended(*self._in_flight_key)
+            ended = self._ended
+            if ended is not None:
+                ended()
             if error is not None:
                 self.error = error
             span = self._span

@@ -14,6 +14,7 @@ asks for ``application/openmetrics-text``), so a panel jumps from a slow bucket 
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from bisect import bisect_left
@@ -141,7 +142,9 @@ class PrometheusSink(Collector):
         """Counts the folds; `watch` other parts' caps (the live windows') to export theirs."""
         self._lock = threading.Lock()
         self._series: dict[tuple[str, str, str], _Series] = {}
-        self._in_flight: dict[tuple[str, str], int] = {}
+        # Admitted (provider, model) -> its started and ended counters: a call's start and end
+        # each advance one without a lock (see `_Flight`); new pairs are added under the lock.
+        self._flights: dict[tuple[str, str], _Flight] = {}
         # Scores are rare next to calls: the plain client histogram is fine for them.
         quality = schema.QUALITY
         self.quality = Histogram(
@@ -246,23 +249,40 @@ class PrometheusSink(Collector):
             counter.inc()
 
     def call_started(self, provider: str, model: str) -> None:
-        key = (provider, model)
-        with self._lock:
-            count = self._in_flight.get(key)
-            if count is None:
-                key = self._flight_cap.admit(key)
-                count = self._in_flight.get(key, 0)
-            self._in_flight[key] = count + 1
+        flight = self._flights.get((provider, model))
+        if flight is None:
+            flight = self._flight((provider, model), count=True)
+        next(flight.started)
 
     def call_ended(self, provider: str, model: str) -> None:
-        key = (provider, model)
+        flight = self._flights.get((provider, model))
+        if flight is None:
+            # Folds as its start did (caps only grow), and that start was counted already.
+            flight = self._flight((provider, model), count=False)
+        next(flight.ended)
+
+    def in_flight_counters(
+        self, provider: str, model: str
+    ) -> tuple[itertools.count[int], itertools.count[int]] | None:
+        """The counters `call_started` and `call_ended` advance for this pair, to advance
+        directly (``next(started)``) where a call's start and end are hot (the SDK); None if
+        the pair folds, whose every start must pass its cap to be counted as a fold."""
+        flight = self._flights.get((provider, model))
+        if flight is None:
+            flight = self._flight((provider, model), count=False)
+            if self._flights.get((provider, model)) is not flight:
+                return None
+        return flight.started, flight.ended
+
+    def _flight(self, key: tuple[str, str], *, count: bool) -> _Flight:
+        """The pair's counters, made on its first call; a folded pair is not kept under its own
+        key, so each of its starts passes the cap (and counts as a fold) as before."""
+        admitted = self._flight_cap.admit(key, count=count)
         with self._lock:
-            count = self._in_flight.get(key)
-            if count is None:
-                # Folds as its start did (caps only grow), and that start was counted already.
-                key = self._flight_cap.admit(key, count=False)
-                count = self._in_flight.get(key, 0)
-            self._in_flight[key] = count - 1
+            flight = self._flights.get(admitted)
+            if flight is None:
+                flight = self._flights[admitted] = _Flight()
+        return flight
 
     def describe(self) -> Iterator[Metric]:
         return iter(self._families({}, {}))
@@ -270,7 +290,7 @@ class PrometheusSink(Collector):
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             series = {key: value.copy() for key, value in self._series.items()}
-            in_flight = dict(self._in_flight)
+            in_flight = {key: flight.read() for key, flight in self._flights.items()}
         return iter(self._families(series, in_flight))
 
     @staticmethod
@@ -510,6 +530,29 @@ class _Series:
         for level, count in other.quantization.items():
             merged.quantization[level] = merged.quantization.get(level, 0) + count
         return merged
+
+
+class _Flight:
+    """Calls in flight for one label pair: how many started and how many ended, each counted
+    by an `itertools.count` whose ``next()`` is one C call that the GIL makes atomic, so the
+    caller's thread takes no lock. A scrape reads ``started - ended``.
+
+    A count has no public read, so a read advances it too: each read advances both, which
+    cancels in the difference (reads are made under the sink's lock, one at a time). ``ended``
+    is read first: a call that ends between the two reads is still counted as started, so the
+    gauge never reads below the calls in flight, and it is exact for every call that ended
+    before the scrape began.
+    """
+
+    __slots__ = ("ended", "started")
+
+    def __init__(self) -> None:
+        self.started = itertools.count()
+        self.ended = itertools.count()
+
+    def read(self) -> int:
+        ended = next(self.ended)
+        return next(self.started) - ended
 
 
 class _HealthCollector(Collector):
