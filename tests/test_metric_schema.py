@@ -27,6 +27,8 @@ from aivitals.quality.judge import JudgeStats
 from aivitals.quality.judge_budget import DailySpend
 from aivitals.quality.judge_metrics import JudgeCollector
 from aivitals.recorder import Recorder
+from aivitals.sdk.handoff import HandOff
+from aivitals.sdk.handoff_metrics import HandOffCollector
 from aivitals.server.metrics import ServerMetrics
 from aivitals.server.system_metrics import SystemMetrics
 from aivitals.shared.metrics import SharedMetrics
@@ -134,6 +136,7 @@ def scrape() -> list[Metric]:
     judge_stats.count("judged")
     budget = DailySpend(Decimal("1"))
     sink.registry.register(JudgeCollector(judge_stats, budget, lambda: 0))
+    sink.registry.register(HandOffCollector(HandOff()))  # as `aivitals.configure` does
     assert recorder.flush(timeout_s=10)
     try:
         return list(server.registry.collect())

@@ -130,6 +130,11 @@ def test_a_full_hand_off_records_on_the_callers_thread(
     # Three wait for the worker; the seven that found no room were recorded as they ended.
     assert [sink.threads.get(call.id) for call in calls] == [None] * 3 + [here] * 7
     assert handoff.synchronous - before == 7
+    runtime = get_runtime()
+    assert runtime.prometheus is not None
+    scraped = runtime.prometheus.registry.get_sample_value
+    assert scraped("aivitals_sdk_synchronous_records_total") == before + 7
+    assert handoff.synchronous - before == 7  # reads (the scrape's too) do not count
     assert all(call.recorded is not None for call in calls[3:])
     sink.gate.set()
     assert aivitals.flush()

@@ -290,6 +290,14 @@ HEALTH_METRICS = (
 )
 """The recorder's own health, read from it at scrape time."""
 
+SDK_SYNCHRONOUS_RECORDS = MetricSpec(
+    "aivitals_sdk_synchronous_records_total",
+    "counter",
+    "Tracked calls the SDK recorded on the application's thread because 10,000 were already "
+    "waiting for its background worker (back-pressure; none is dropped).",
+)
+"""The SDK's hand-off (`aivitals.sdk.handoff_metrics`), in a process that configured the SDK."""
+
 JUDGE_OUTCOMES = (
     "judged",
     "malformed",
@@ -554,6 +562,7 @@ PROCESS_METRICS = (
 METRICS = (
     *CALL_METRICS,
     *HEALTH_METRICS,
+    SDK_SYNCHRONOUS_RECORDS,
     *JUDGE_METRICS,
     LABEL_OVERFLOW,
     *GATEWAY_METRICS,

@@ -22,6 +22,7 @@ wakes a waiting worker, so no wake-up is ever missed and the caller never takes 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -52,14 +53,18 @@ class HandOff:
         self.lock = threading.RLock()
         self._worker: threading.Thread | None = None
         self._held_at_fork = False
-        self.synchronous = 0  # drafts recorded on their caller's thread by back-pressure
+        # Drafts recorded on their caller's thread by back-pressure (`synchronous`): a count's
+        # next() is one C call, atomic under the GIL, so callers racing here lose no increment.
+        self._synchronous = itertools.count()
+        self._synchronous_reads = 0
+        self._reads_lock = threading.Lock()
         self._said_full = False
 
     def has_room(self) -> bool:
         """Whether a draft may be queued; if not, its caller records it (back-pressure)."""
         if self._queue.qsize() < MAX_PENDING:
             return True
-        self.synchronous += 1  # a statistic: a lost increment between threads is harmless
+        next(self._synchronous)
         if not self._said_full:
             self._said_full = True
             log.info(
@@ -68,6 +73,18 @@ class HandOff:
                 MAX_PENDING,
             )
         return False
+
+    @property
+    def synchronous(self) -> int:
+        """Drafts recorded on their caller's thread by back-pressure so far (exact).
+
+        Exported as ``aivitals_sdk_synchronous_records_total`` (`aivitals.sdk.handoff_metrics`).
+        A count has no public read, so each read advances it too and takes the reads away.
+        """
+        with self._reads_lock:
+            reads = self._synchronous_reads
+            self._synchronous_reads = reads + 1
+            return next(self._synchronous) - reads
 
     def put(self, draft: Draft) -> None:
         """Queue ``draft`` for the worker, which records it (`Draft.materialise`)."""

@@ -13,10 +13,12 @@ from typing import Unpack
 
 from prometheus_client import start_http_server
 
-from aivitals.attribution import Attribution
+from aivitals.attribution import EMPTY, Attribution
 from aivitals.config import ConfigError, read_env
 from aivitals.recorder import Recorder
 from aivitals.runtime import Runtime, RuntimeOptions, build_runtime
+from aivitals.sdk.handoff import handoff
+from aivitals.sdk.handoff_metrics import HandOffCollector
 
 __all__ = [
     "Runtime",
@@ -76,6 +78,13 @@ def configure(*, metrics_port: int | None = None, **options: Unpack[RuntimeOptio
     global _runtime  # the one process-wide handle, set at start-up only
     port = _metrics_port(metrics_port if metrics_port is not None else read_env().metrics_port)
     runtime = build_runtime(**options)
+    if runtime.defaults == EMPTY:
+        # No defaults configured: *the* empty attribution, which the SDK's merges skip by
+        # identity (`aivitals.sdk.attributions.over`), rather than an equal copy that each
+        # tracked call would look up in the merge cache.
+        runtime.defaults = EMPTY
+    if runtime.prometheus is not None:
+        runtime.prometheus.registry.register(HandOffCollector(handoff))
     if port is not None and runtime.prometheus is not None:
         try:
             start_http_server(port, addr="127.0.0.1", registry=runtime.prometheus.registry)
