@@ -404,7 +404,9 @@ class TrackedCall(CallDraft):
                 runtime = self._runtime = get_runtime()
             outer = self._outer if self._outer is not None else _attribution.get()
             base = runtime.defaults if outer is _EMPTY else over(runtime.defaults, outer)
-            who = self._who = over(base, self._extra)
+            # Nothing around the call and no defaults (the common case): its own values, without
+            # a call of `over` to find that out.
+            who = self._who = self._extra if base is _EMPTY else over(base, self._extra)
         return who
 
     def _build(self, runtime: Runtime, latency_ms: float) -> Call | None:
