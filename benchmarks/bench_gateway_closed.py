@@ -279,7 +279,7 @@ def main() -> None:
         "the path minus direct within each round:",
         "",
     ]
-    body = "\n".join(header) + text
+    body = "\n".join(header) + "\n" + text
     notes = [
         f"{mode}: one more request's `{OVERHEAD_HEADER}` after the run: {value:.3f} ms"
         for mode, value in said.items()
