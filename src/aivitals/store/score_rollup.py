@@ -54,12 +54,12 @@ def fold_scores(connection: sa.Connection, upsert: Any, batch: Sequence[Score]) 
     """Fold newly stored scores whose call is stored; the others wait for their call."""
     if not batch:
         return
-    keys = _call_keys(connection, {score.call_id for score in batch})
+    keys = call_keys(connection, {score.call_id for score in batch})
     sums: Sums = {}
     for score in batch:
         found = keys.get(score.call_id)
         if found is not None:
-            _add(sums, found, score.name, score.source, score.value)
+            add(sums, found, score.name, score.source, score.value)
     _write(connection, upsert, sums)
 
 
@@ -68,6 +68,18 @@ def fold_waiting(connection: sa.Connection, upsert: Any, call_ids: Sequence[str]
 
     Runs before the batch's own scores are inserted, so none is folded twice.
     """
+    waiting = waiting_scores(connection, call_ids)
+    if not waiting:
+        return
+    keys = call_keys(connection, {row[0] for row in waiting})
+    sums: Sums = {}
+    for call_id, name, source, value in waiting:
+        add(sums, keys[call_id], name, source, value)
+    _write(connection, upsert, sums)
+
+
+def waiting_scores(connection: sa.Connection, call_ids: Sequence[str]) -> list[Any]:
+    """(call id, name, source, value) of the stored scores of ``call_ids``."""
     waiting: list[Any] = []
     for chunk in _chunks(list(call_ids)):
         waiting.extend(
@@ -77,21 +89,21 @@ def fold_waiting(connection: sa.Connection, upsert: Any, call_ids: Sequence[str]
                 )
             )
         )
-    if not waiting:
-        return
-    keys = _call_keys(connection, {row[0] for row in waiting})
-    sums: Sums = {}
-    for call_id, name, source, value in waiting:
-        _add(sums, keys[call_id], name, source, value)
-    _write(connection, upsert, sums)
+    return waiting
 
 
-def backfill(connection: sa.Connection) -> None:
-    """Rebuild every score rollup from the stored scores joined to their calls (schema 6)."""
-    connection.execute(sa.delete(score_rollups))
+def backfill(
+    connection: sa.Connection,
+    table: sa.Table = score_rollups,
+    keys: Sequence[str] = ROLLUP_KEYS,
+    granularities: Sequence[int] = GRANULARITIES,
+) -> None:
+    """Rebuild every score rollup from the stored scores joined to their calls (schema 6);
+    ``table``, ``keys`` and ``granularities`` name another score rollup (the users', schema 8)."""
+    connection.execute(sa.delete(table))
     usable = sa.func.abs(scores.c.value) <= MAX_SCORE_MAGNITUDE
-    dimensions = [sa.func.coalesce(calls.c[name], "") for name in ROLLUP_KEYS]
-    for granularity in GRANULARITIES:
+    dimensions = [sa.func.coalesce(calls.c[name], "") for name in keys]
+    for granularity in granularities:
         bucket = calls.c.started_ms // (granularity * 1000) * granularity
         query = (
             sa.select(
@@ -111,12 +123,15 @@ def backfill(connection: sa.Connection) -> None:
             .select_from(scores.join(calls, calls.c.id == scores.c.call_id))
             .group_by(bucket, *dimensions, scores.c.name, scores.c.source)
         )
-        connection.execute(score_rollups.insert().from_select([*KEY_COLUMNS, *SUMS], query))
+        columns = ["granularity", "bucket_start", *keys, "name", "source", *SUMS]
+        connection.execute(table.insert().from_select(columns, query))
 
 
-def _call_keys(connection: sa.Connection, ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
-    """Call id to (start in epoch seconds, its rollup dimensions with '' for absent)."""
-    columns = [calls.c.id, calls.c.started_ms, *(calls.c[name] for name in ROLLUP_KEYS)]
+def call_keys(
+    connection: sa.Connection, ids: Iterable[str], keys: Sequence[str] = ROLLUP_KEYS
+) -> dict[str, tuple[Any, ...]]:
+    """Call id to (start in epoch seconds, its ``keys`` with '' for absent)."""
+    columns = [calls.c.id, calls.c.started_ms, *(calls.c[name] for name in keys)]
     found: dict[str, tuple[Any, ...]] = {}
     for chunk in _chunks(list(ids)):
         for row in connection.execute(
@@ -126,11 +141,20 @@ def _call_keys(connection: sa.Connection, ids: Iterable[str]) -> dict[str, tuple
     return found
 
 
-def _add(sums: Sums, call: tuple[Any, ...], name: str, source: str, value: float) -> None:
+def add(
+    sums: Sums,
+    call: tuple[Any, ...],
+    name: str,
+    source: str,
+    value: float,
+    *,
+    granularities: Sequence[int] = GRANULARITIES,
+) -> None:
+    """Add one score of ``call`` (a `call_keys` value) to its buckets' sums."""
     seconds, dimensions = call[0], call[1:]
     # ``not <=``: a NaN is left out too, as the raw read leaves out what it cannot compare.
     usable = abs(value) <= MAX_SCORE_MAGNITUDE
-    for granularity in GRANULARITIES:
+    for granularity in granularities:
         key = (granularity, seconds - seconds % granularity, *dimensions, name, source)
         row = sums.get(key)
         if row is None:
