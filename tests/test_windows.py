@@ -6,8 +6,12 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+from ddsketch import LogCollapsingLowestDenseDDSketch
+from ddsketch.ddsketch import BaseDDSketch
 
+from aivitals.frozen_sketch import FrozenSketch
 from aivitals.model import Score
+from aivitals.percentile import rank
 from aivitals.windows import LiveWindows
 
 from .support.helpers import at, make_call
@@ -165,3 +169,112 @@ def test_read_needs_exactly_one_window() -> None:
         windows.read()
     with pytest.raises(ValueError, match="period"):
         windows.read(period="week")
+
+
+Fed = tuple[int, float, float | None, Decimal, str]
+"""(minute the call ended in, latency, time to first token, cost, feature)."""
+
+
+def feed_an_hour(windows: LiveWindows, clock: Clock) -> list[Fed]:
+    """60 minutes of calls on two keys, a tick after each: what was fed, call by call."""
+    rng = random.Random(11)
+    fed: list[Fed] = []
+    for step in range(60):
+        clock.now = T0 + step * 60
+        for n in range(40):
+            latency = rng.lognormvariate(3.0, 1.2)
+            ttft = latency * rng.random() if n % 3 == 0 else None
+            cost = Decimal(rng.randrange(1, 10_000)) / 10**9
+            ended = clock.now + rng.uniform(0, 59)
+            feature = "search" if n % 2 else "chat"
+            windows.on_call(
+                make_call(
+                    latency_ms=latency,
+                    ttft_ms=ttft,
+                    cost_usd=cost,
+                    feature=feature,
+                    started_at=at(ended - latency / 1000),
+                )
+            )
+            fed.append((int(ended // 60), latency, ttft, cost, feature))
+        clock.now += 60
+        windows.tick()
+    return fed
+
+
+def nearest_rank(sketch: LogCollapsingLowestDenseDDSketch, q: float) -> float | None:
+    """The bin of the nearest rank's value (aivitals.percentile.rank), read through ddsketch."""
+    n = round(sketch.count)
+    if n == 0:
+        return None
+    wanted = rank(q, n)
+    return sketch.get_quantile_value(1.0 if wanted >= n else (wanted - 0.5) / (n - 1))
+
+
+def test_a_read_over_ended_minutes_is_what_one_sketch_of_their_calls_reads() -> None:
+    # The minutes that ended are kept compact (aivitals.frozen_sketch); a read over them must give
+    # the figures of one ddsketch fed every call of the window, and exact counts and money.
+    clock = Clock(T0)
+    windows = LiveWindows(clock=clock)
+    fed = feed_an_hour(windows, clock)
+    now_minute = int(clock.now // 60)
+    for minutes in (1, 2, 5, 17, 60):
+        calls = [c for c in fed if c[0] > now_minute - minutes]
+        latency = LogCollapsingLowestDenseDDSketch(0.01, bin_limit=2048)
+        ttft = LogCollapsingLowestDenseDDSketch(0.01, bin_limit=2048)
+        for _, value, first_token, _, _ in calls:
+            latency.add(value)
+            if first_token is not None:
+                ttft.add(first_token)
+        view = windows.read(minutes=minutes)
+        assert view.calls == len(calls)
+        assert view.cost_usd == sum((c[3] for c in calls), Decimal(0))
+        if not calls:
+            assert view.latency_p50_ms is None
+            continue
+        for q, got in ((0.5, view.latency_p50_ms), (0.99, view.latency_p99_ms)):
+            assert got == nearest_rank(latency, q), (minutes, q)
+        assert view.latency_max_ms == latency.get_quantile_value(1.0)
+        assert view.ttft_p95_ms == nearest_rank(ttft, 0.95)
+    in_reach = [c for c in fed if c[0] > now_minute - 60]
+    assert windows.read(minutes=60, feature="search").calls == sum(
+        1 for c in in_reach if c[4] == "search"
+    )
+    assert windows.read(period="today").calls == len(fed)
+
+
+def test_ended_minutes_are_kept_frozen_and_a_late_call_thaws_its_minute_only_until_the_next_fold() -> (
+    None
+):
+    clock = Clock(T0)
+    windows = LiveWindows(clock=clock)
+    feed_an_hour(windows, clock)
+    now_minute = int(clock.now // 60)
+    ended = [part for minute, part in windows._minutes.items() if minute < now_minute]
+    assert len(ended) >= 58
+    for part in ended:
+        for agg in part.aggs.values():
+            assert isinstance(agg.latency, FrozenSketch)
+            assert agg.latency.positive is not None
+            # A byte a bin: no bin of a minute here counts 256 calls.
+            assert agg.latency.positive.counts.nbytes == len(agg.latency.positive.counts)
+
+    before = windows.read(minutes=10)
+    late_minute = now_minute - 5
+    # Ends a second into a minute that has ended, on a key it already holds.
+    windows.on_call(
+        make_call(latency_ms=90_000.0, feature="chat", started_at=at(late_minute * 60 + 1.0 - 90))
+    )
+    after = windows.read(minutes=10)
+    assert after.calls == before.calls + 1
+    assert after.latency_max_ms is not None and abs(after.latency_max_ms - 90_000.0) <= 900.0
+    assert isinstance(
+        windows._minutes[late_minute].aggs[("openai", "gpt-4o-mini", "chat", "")].latency,
+        BaseDDSketch,
+    )
+
+    clock.now += 60
+    windows.tick()
+    part = windows._minutes[late_minute]
+    assert all(isinstance(agg.latency, FrozenSketch) for agg in part.aggs.values())
+    assert windows.read(minutes=10).latency_max_ms == after.latency_max_ms

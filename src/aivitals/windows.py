@@ -2,8 +2,10 @@
 
 Per (provider, model, feature, team) and per minute the windows keep counts, sums and mergeable
 quantile sketches (DDSketch, 1% relative accuracy, at most 2048 bins each), never a list of every
-latency. Completed minutes are folded into the current day and month, so memory is bounded by the
-number of distinct keys times (minutes kept + 2), whatever the number of calls; and the keys are
+latency. Completed minutes are folded into the current day and month and then kept frozen
+(`aivitals.frozen_sketch`: their used bins only, about a byte each, a tenth of a live sketch), so
+memory is bounded by the number of distinct keys times (minutes kept + 2), whatever the number of
+calls; and the keys are
 capped (`LabelLimits`: 1,000 keys, 200 models, 500 features, 200 teams by default). A key past
 its cap is counted under ``_other`` (``model="_other"``, say), so totals stay whole while a read
 filtered on a folded value finds nothing; `LiveWindows.caps` count the folds.
@@ -33,23 +35,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 
-from ddsketch import LogCollapsingLowestDenseDDSketch
+from ddsketch.ddsketch import BaseDDSketch
 
 from aivitals.cardinality import KeyCap, LabelLimits, ValueCap
+from aivitals.frozen_sketch import FrozenSketch, Sketch, combine, live, new_sketch
 from aivitals.model import Call, Score
 from aivitals.percentile import rank
-
-_RELATIVE_ACCURACY = 0.01
-_BIN_LIMIT = 2048
 
 Key = tuple[str, str, str, str]
 """(provider, model, feature, team); feature and team are "" when absent."""
 QualityKey = tuple[str, str, str]
 """(model, feature, score name)."""
-
-
-def _sketch() -> LogCollapsingLowestDenseDDSketch:
-    return LogCollapsingLowestDenseDDSketch(_RELATIVE_ACCURACY, bin_limit=_BIN_LIMIT)
 
 
 @dataclass(slots=True)
@@ -65,10 +61,25 @@ class _Agg:
     cached_input_tokens: int = 0
     cache_hits: int = 0
     cache_lookups: int = 0
-    latency: LogCollapsingLowestDenseDDSketch = field(default_factory=_sketch)
-    ttft: LogCollapsingLowestDenseDDSketch | None = None
+    # Live while the minute takes calls, frozen once it has ended (`freeze`).
+    latency: Sketch = field(default_factory=new_sketch)
+    ttft: Sketch | None = None
 
     def add(self, call: Call) -> None:
+        self._add_counts(call)
+        latency = self.latency
+        if isinstance(latency, FrozenSketch):  # a call late for a minute that had ended
+            latency = self.latency = latency.thawed()
+        latency.add(call.latency_ms)
+        if call.ttft_ms is not None:
+            ttft = self.ttft
+            if ttft is None:
+                ttft = self.ttft = new_sketch()
+            elif isinstance(ttft, FrozenSketch):
+                ttft = self.ttft = ttft.thawed()
+            ttft.add(call.ttft_ms)
+
+    def _add_counts(self, call: Call) -> None:
         self.calls += 1
         if call.status == "error":
             self.errors += 1
@@ -86,13 +97,18 @@ class _Agg:
             self.cache_lookups += 1
             if call.cache == "hit":
                 self.cache_hits += 1
-        self.latency.add(call.latency_ms)
-        if call.ttft_ms is not None:
-            if self.ttft is None:
-                self.ttft = _sketch()
-            self.ttft.add(call.ttft_ms)
 
     def merge(self, other: _Agg) -> None:
+        self.merge_counts(other)
+        if other.latency.count:
+            self.latency = live(self.latency)
+            self.latency.merge(live(other.latency))
+        if other.ttft is not None and other.ttft.count:
+            self.ttft = new_sketch() if self.ttft is None else live(self.ttft)
+            self.ttft.merge(live(other.ttft))
+
+    def merge_counts(self, other: _Agg) -> None:
+        """Everything but the sketches."""
         self.calls += other.calls
         self.errors += other.errors
         self.cancelled += other.cancelled
@@ -104,12 +120,13 @@ class _Agg:
         self.cached_input_tokens += other.cached_input_tokens
         self.cache_hits += other.cache_hits
         self.cache_lookups += other.cache_lookups
-        if other.latency.count:
-            self.latency.merge(other.latency)
-        if other.ttft is not None and other.ttft.count:
-            if self.ttft is None:
-                self.ttft = _sketch()
-            self.ttft.merge(other.ttft)
+
+    def freeze(self) -> None:
+        """Its minute has ended: keep the sketches compact (`aivitals.frozen_sketch`)."""
+        if isinstance(self.latency, BaseDDSketch):
+            self.latency = FrozenSketch.of(self.latency)
+        if isinstance(self.ttft, BaseDDSketch):
+            self.ttft = FrozenSketch.of(self.ttft)
 
 
 @dataclass(slots=True)
@@ -125,10 +142,17 @@ class _Period:
             if mine is None:
                 mine = self.aggs[key] = _Agg()
             mine.merge(agg)
+        self.merge_quality(other)
+
+    def merge_quality(self, other: _Period) -> None:
         for qkey, (total, count) in other.quality.items():
             slot = self.quality.setdefault(qkey, [0.0, 0.0])
             slot[0] += total
             slot[1] += count
+
+    def freeze(self) -> None:
+        for agg in self.aggs.values():
+            agg.freeze()
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +233,7 @@ class LiveWindows:
         self._clock = clock
         self._lock = threading.Lock()
         self._minutes: dict[int, _Period] = {}
+        self._late: set[int] = set()
         self._folded_through = int(clock() // 60) - 1
         self._day_of = self._local_day(self._folded_through)
         self._month_of = self._day_of.replace(day=1)
@@ -261,50 +286,79 @@ class LiveWindows:
         team: str | None = None,
     ) -> WindowView:
         """The last ``minutes`` (including the current one), or ``period="today"`` / ``"month"``."""
-        merged = self._merged(minutes=minutes, period=period)
         match = (provider, model, feature, team)
-        total = _Agg()
-        for key, agg in merged.aggs.items():
-            if all(want is None or want == have for want, have in zip(match, key, strict=True)):
-                total.merge(agg)
+        with self._lock:
+            parts = self._parts(minutes=minutes, period=period)
+            wanted: dict[Key, bool] = {}
+            groups: dict[Key, list[_Agg]] = {}
+            for part in parts:
+                for key, agg in part.aggs.items():
+                    hit = wanted.get(key)
+                    if hit is None:
+                        hit = wanted[key] = all(
+                            want is None or want == have
+                            for want, have in zip(match, key, strict=True)
+                        )
+                    if hit:
+                        groups.setdefault(key, []).append(agg)
+            # Added up per key and then across keys, in the order the calls came: the same sums
+            # as merging the periods first (a Decimal sum rounds in the order it is added).
+            total = _Agg()
+            for aggs in groups.values():
+                of_key = _Agg()
+                for agg in aggs:
+                    of_key.merge_counts(agg)
+                total.merge_counts(of_key)
+            latency = combine([[agg.latency for agg in aggs] for aggs in groups.values()])
+            ttft = combine(
+                [[agg.ttft for agg in aggs if agg.ttft is not None] for aggs in groups.values()]
+            )
+            scores = _Period()
+            for part in parts:
+                scores.merge_quality(part)
         quality = _quality_means(
             (qkey, slot)
-            for qkey, slot in merged.quality.items()
+            for qkey, slot in scores.quality.items()
             if (model is None or model == qkey[0]) and (feature is None or feature == qkey[1])
         )
-        return _view(total, quality)
+        return _view(total, latency, ttft, quality)
 
     def keys(self, *, minutes: int | None = None, period: str | None = None) -> list[Key]:
         """The (provider, model, feature, team) keys seen in a window, for per-group reads."""
-        return sorted(self._merged(minutes=minutes, period=period).aggs)
+        with self._lock:
+            parts = self._parts(minutes=minutes, period=period)
+            return sorted({key for part in parts for key in part.aggs})
 
-    def _merged(self, *, minutes: int | None, period: str | None) -> _Period:
+    def _parts(self, *, minutes: int | None, period: str | None) -> list[_Period]:
+        """The periods a read adds up, in the order they took calls; the lock is held."""
         if (minutes is None) == (period is None):
             raise ValueError("read exactly one of minutes=N or period='today'|'month'")
         now_minute = int(self._clock() // 60)
-        merged = _Period()
-        with self._lock:
-            self._fold(now_minute - 1)
-            if minutes is not None:
-                if not 1 <= minutes <= self._keep:
-                    raise ValueError(f"minutes must be between 1 and {self._keep}, got {minutes}")
-                for minute, part in self._minutes.items():
-                    if now_minute - minutes < minute <= now_minute:
-                        merged.merge(part)
-                return merged
-            if period not in ("today", "month"):
-                raise ValueError(f"period must be 'today' or 'month', got {period!r}")
-            today = self._local_day(now_minute)
-            if period == "today":
-                if self._day_of == today:
-                    merged.merge(self._day)
-            elif self._month_of == today.replace(day=1):
-                merged.merge(self._month)
-            for minute, part in self._minutes.items():
-                # Minutes not folded yet: the current one (and calls stamped in the future).
-                if minute > self._folded_through and self._same_period(minute, today, period):
-                    merged.merge(part)
-        return merged
+        self._fold(now_minute - 1)
+        if minutes is not None:
+            if not 1 <= minutes <= self._keep:
+                raise ValueError(f"minutes must be between 1 and {self._keep}, got {minutes}")
+            return [
+                part
+                for minute, part in self._minutes.items()
+                if now_minute - minutes < minute <= now_minute
+            ]
+        if period not in ("today", "month"):
+            raise ValueError(f"period must be 'today' or 'month', got {period!r}")
+        today = self._local_day(now_minute)
+        parts: list[_Period] = []
+        if period == "today":
+            if self._day_of == today:
+                parts.append(self._day)
+        elif self._month_of == today.replace(day=1):
+            parts.append(self._month)
+        # Minutes not folded yet: the current one (and calls stamped in the future).
+        parts.extend(
+            part
+            for minute, part in self._minutes.items()
+            if minute > self._folded_through and self._same_period(minute, today, period)
+        )
+        return parts
 
     def _same_period(self, minute: int, today: date, period: str) -> bool:
         day = self._local_day(minute)
@@ -327,6 +381,7 @@ class LiveWindows:
             # Still within reach of read(minutes=...): keep it there too. It is never folded again
             # (it is at or before _folded_through), so nothing is counted twice.
             late = (self._minutes.setdefault(minute, _Period()),)
+            self._late.add(minute)
         if day == self._day_of:
             return (*late, self._day, self._month)
         if day.replace(day=1) == self._month_of:
@@ -348,6 +403,12 @@ class LiveWindows:
             part = self._minutes[minute]
             self._day.merge(part)
             self._month.merge(part)
+            part.freeze()
+        for minute in self._late:
+            # Thawed by a late call (`_targets`); they take no more once their minute is folded.
+            if (thawed := self._minutes.get(minute)) is not None:
+                thawed.freeze()
+        self._late.clear()
         self._folded_through = through
         day = self._local_day(through)
         if day != self._day_of:
@@ -374,7 +435,7 @@ def _quality_means(items: Iterable[tuple[QualityKey, list[float]]]) -> dict[str,
     return {name: total / count for name, (total, count) in sums.items() if count}
 
 
-def _quantile(sketch: LogCollapsingLowestDenseDDSketch | None, q: float) -> float | None:
+def _quantile(sketch: BaseDDSketch | None, q: float) -> float | None:
     """The bin that holds the value of `aivitals.percentile.rank`, through ddsketch's reader.
 
     ddsketch reads rank ``q' × (n − 1)`` from 0 as the first bin whose running count exceeds it.
@@ -389,7 +450,9 @@ def _quantile(sketch: LogCollapsingLowestDenseDDSketch | None, q: float) -> floa
     return None if value is None else float(value)
 
 
-def _view(agg: _Agg, quality: dict[str, float]) -> WindowView:
+def _view(
+    agg: _Agg, latency: BaseDDSketch | None, ttft: BaseDDSketch | None, quality: dict[str, float]
+) -> WindowView:
     return WindowView(
         calls=agg.calls,
         errors=agg.errors,
@@ -401,11 +464,11 @@ def _view(agg: _Agg, quality: dict[str, float]) -> WindowView:
         output_tokens=agg.output_tokens,
         cached_input_tokens=agg.cached_input_tokens,
         cache_hit_ratio=agg.cache_hits / agg.cache_lookups if agg.cache_lookups else None,
-        latency_p50_ms=_quantile(agg.latency, 0.50),
-        latency_p95_ms=_quantile(agg.latency, 0.95),
-        latency_p99_ms=_quantile(agg.latency, 0.99),
-        latency_max_ms=_quantile(agg.latency, 1.0),
-        ttft_p50_ms=_quantile(agg.ttft, 0.50),
-        ttft_p95_ms=_quantile(agg.ttft, 0.95),
+        latency_p50_ms=_quantile(latency, 0.50),
+        latency_p95_ms=_quantile(latency, 0.95),
+        latency_p99_ms=_quantile(latency, 0.99),
+        latency_max_ms=_quantile(latency, 1.0),
+        ttft_p50_ms=_quantile(ttft, 0.50),
+        ttft_p95_ms=_quantile(ttft, 0.95),
         quality=quality,
     )
