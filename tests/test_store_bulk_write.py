@@ -222,12 +222,16 @@ def test_the_rollup_upsert_adds_sums_in_sql_and_keeps_a_row_that_would_overflow(
     assert Sketch.from_bytes(stored["latency_sketch"]).count == 2
 
 
+@pytest.mark.parametrize("way", ["positions", "keys"])
 def test_a_key_the_json_read_cannot_carry_still_merges_its_stored_row(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str
 ) -> None:
     # Should SQLite's JSON ever hand a key back changed (here: cut at a NUL, as C strings are),
-    # the stored row must still be merged, not overwritten by the batch's sketch.
+    # the stored row must still be merged, not overwritten by the batch's sketch. The usual
+    # read carries positions, not keys; the exact way (taken when a sum might overflow) keys.
     engine, upsert = sqlite_upsert(tmp_path / "e.db")
+    if way == "keys":
+        monkeypatch.setattr(RollupUpsert, "_stored_sketches", lambda *_: None)
     real_loads = json.loads
 
     def cut_at_nul(text: str) -> Any:
@@ -271,3 +275,76 @@ def test_the_sqlite_file_holds_the_values_as_bound(tmp_path: Path) -> None:
         assert nusd == (None if call.cost_usd is None else int(call.cost_usd * 10**9))
         assert feature == call.feature
         assert (tags is None) == (not call.tags)
+
+
+def test_a_position_that_comes_back_unasked_for_falls_back_to_reading_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, upsert = sqlite_upsert(tmp_path / "f.db")
+    real_loads = json.loads
+
+    def shifted(text: str) -> Any:
+        found = real_loads(text)
+        # The positions read's rows start with an int; the keys read's with the granularity.
+        return [[r[0] + 7, *r[1:]] if len(r) == 3 else r for r in found]
+
+    monkeypatch.setattr(json, "loads", shifted)
+    row = a_rollup_row()
+    with engine.begin() as connection:
+        for _ in range(3):
+            upsert.fold(connection, [row, {**row, "feature": "other"}])
+        stored = connection.execute(sa.select(schema.rollups)).mappings().all()
+    engine.dispose()
+    assert sorted((r["feature"], r["calls"]) for r in stored) == [("", 3), ("other", 3)]
+    assert [Sketch.from_bytes(r["latency_sketch"]).count for r in stored] == [3, 3]
+
+
+def all_rollup_rows(store: SqlStore) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of both call rollup tables, floats as hex so equality is to the bit."""
+    tables = {}
+    with store.engine.connect() as connection:
+        for table in (schema.rollups, schema.user_rollups):
+            rows = connection.execute(sa.select(table)).all()
+            tables[table.name] = sorted(
+                tuple(v.hex() if isinstance(v, float) else v for v in row) for row in rows
+            )
+    return tables
+
+
+def test_the_positions_read_stores_what_the_exact_way_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches that revisit the same users, minutes and hours, with zero and empty sketches.
+    batches = []
+    for index in range(4):
+        start = T0 + timedelta(seconds=20 * index)
+        calls = awkward_calls(300, start=start)
+        for k, call in enumerate(calls):
+            latency = [0.0, 1e-4, 250.0, 86_000_000.0][k % 4]
+            calls[k] = make_call(
+                started_at=call.started_at,
+                latency_ms=latency,
+                ttft_ms=None if k % 3 else min(12.5 * k, latency),
+                user=f"u{k % 17}",
+                model=f"m{k % 3}",
+                cost_usd=call.cost_usd,
+            )
+        batches.append(calls)
+    tables = []
+    for name, exact in (("fast.db", False), ("exact.db", True)):
+        with monkeypatch.context() as patch:
+            if exact:
+                patch.setattr(RollupUpsert, "_stored_sketches", lambda *_: None)
+            store = SqlStore.open(tmp_path / name)
+            try:
+                for batch in batches:
+                    store.write(batch, [])
+                tables.append(all_rollup_rows(store))
+            finally:
+                store.close()
+    fast, exact_rows = tables
+    # 51 (user, model) pairs (k % 17, k % 3), all within one hour: an hour and a day row each.
+    assert len(fast["user_rollups"]) == 2 * 51
+    assert fast == exact_rows
+    minute = [r for r in fast["rollups"] if r[0] == 60]
+    assert sum(r[schema.rollups.columns.keys().index("calls")] for r in minute) == 1200

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -34,11 +35,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
+from aivitals.store.bounds import INT64_MAX
 from aivitals.store.bulk import BulkInsert
-from aivitals.store.rollup import FLOAT_FIELDS, SKETCH_FIELDS, SUM_FIELDS, added
+from aivitals.store.rollup import INT_FIELDS, SKETCH_FIELDS, SUM_FIELDS, added_rows
+from aivitals.store.sketch import merge_many
 
-_KEYS_PER_SELECT = 500  # at most 12 key columns a key: far below SQLite's 32,766 parameters
-_INT_FIELDS = tuple(name for name in SUM_FIELDS if name not in FLOAT_FIELDS)
+# At most 12 key columns and a position a key: far below SQLite's 32,766 parameters, and a
+# batch of the recorder's 500 calls (up to 1,000 rows of hours and days) is one statement.
+_KEYS_PER_SELECT = 1000
+_INT_FIELDS = INT_FIELDS
 
 
 class RollupUpsert:
@@ -75,6 +80,17 @@ class RollupUpsert:
             f") AS k CROSS JOIN {quote(table.name)} AS t ON {on}",
         )
         self._json_sql = functools.lru_cache(maxsize=4)(self._json_sql_of)
+        position = f"k.column{len(self.keys) + 1}"
+        hexes = ", ".join(f"hex(t.{quote(name)})" for name in SKETCH_FIELDS)
+        highest = ", ".join(f"max(t.{quote(name)})" for name in _INT_FIELDS)
+        self._sketches_around = (
+            f"SELECT json_group_array(json_array({position}, {hexes})), {highest} "  # noqa: S608
+            "FROM (VALUES ",
+            "(" + ", ".join("?" * (len(self.keys) + 1)) + ")",
+            self._json_around[2],
+        )
+        self._sketches_sql = functools.lru_cache(maxsize=4)(self._sketches_sql_of)
+        self._int_sums = operator.itemgetter(*_INT_FIELDS)
 
     def fold(self, connection: sa.Connection, rows: Iterable[dict[str, Any]]) -> None:
         """Add ``rows`` (one per key, as `rollup.rollup_rows` makes them) into the table.
@@ -85,17 +101,66 @@ class RollupUpsert:
         batch = {tuple(row[name] for name in self.keys): row for row in rows}
         if not batch:
             return
-        stored = self._stored(connection, list(batch))
-        upserts = []
-        for key, row in batch.items():
-            found = stored.get(key)
-            if found is None:
-                upserts.append(row)
-                continue
-            merged = added(found, row)
-            if merged is not None:
-                upserts.append(merged)
+        keys, news = list(batch), list(batch.values())
+        found = self._stored_sketches(connection, keys, news) if self._as_json else None
+        if found is not None:
+            upserts = _with_sketches(news, *found)
+        else:
+            stored = self._stored(connection, keys)
+            touched = [i for i, key in enumerate(keys) if key in stored]
+            merged = added_rows([stored[keys[i]] for i in touched], [news[i] for i in touched])
+            slots: list[dict[str, Any] | None] = list(news)
+            for i, row in zip(touched, merged, strict=True):
+                slots[i] = row
+            upserts = [row for row in slots if row is not None]
         self._upsert.execute(connection, upserts)
+
+    def _stored_sketches(
+        self,
+        connection: sa.Connection,
+        keys: list[tuple[Any, ...]],
+        news: list[dict[str, Any]],
+    ) -> tuple[list[int], list[bytes], list[bytes]] | None:
+        """The positions in ``keys`` of the stored keys and their stored sketches, in one
+        statement a chunk (SQLite); None when the exact way must decide: a position came back
+        unlike any asked for, or some row's integer sums could outgrow their columns.
+
+        No key and no sum travels through the JSON, only positions and hex: the database
+        adds the sums, and the largest stored sum of each column, against the batch's largest,
+        shows that no row can outgrow its column (else `added_rows` checks row by row).
+        """
+        positions: list[int] = []
+        hexed: list[str] = []
+        highest: list[Sequence[Any]] = []
+        for start in range(0, len(keys), _KEYS_PER_SELECT):
+            chunk = keys[start : start + _KEYS_PER_SELECT]
+            sql = self._sketches_sql(len(chunk))
+            values = itertools.chain.from_iterable(
+                (*key, at) for at, key in enumerate(chunk, start)
+            )
+            text, *most = connection.exec_driver_sql(sql, tuple(values)).one()
+            found = json.loads(text or "[]")
+            if found:
+                highest.append(most)
+            for row in found:
+                positions.append(row[0])
+                hexed += row[1:]
+        if not positions:
+            return [], [], []
+        if (
+            not all(type(at) is int for at in positions)
+            or len(set(positions)) != len(positions)
+            or min(positions) < 0
+            or max(positions) >= len(keys)
+        ):
+            return None
+        stored_most = map(max, zip(*highest, strict=True))
+        new_most = map(max, zip(*map(self._int_sums, news), strict=True))
+        for old, new in zip(stored_most, new_most, strict=True):
+            if type(old) is not int or old + new > INT64_MAX:
+                return None
+        blobs = [bytes.fromhex(text) for text in hexed]
+        return positions, blobs[0::2], blobs[1::2]
 
     def _stored(
         self, connection: sa.Connection, keys: list[tuple[Any, ...]]
@@ -139,3 +204,25 @@ class RollupUpsert:
     def _json_sql_of(self, keys: int) -> str:
         head, group, tail = self._json_around
         return head + ", ".join([group] * keys) + tail
+
+    def _sketches_sql_of(self, keys: int) -> str:
+        head, group, tail = self._sketches_around
+        return head + ", ".join([group] * keys) + tail
+
+
+def _with_sketches(
+    news: list[dict[str, Any]],
+    positions: list[int],
+    latencies: list[bytes],
+    ttfts: list[bytes],
+) -> list[dict[str, Any]]:
+    """``news`` with the stored sketches at ``positions`` merged into theirs."""
+    upserts = list(news)
+    merged = zip(
+        merge_many(latencies, [news[at]["latency_sketch"] for at in positions]),
+        merge_many(ttfts, [news[at]["ttft_sketch"] for at in positions]),
+        strict=True,
+    )
+    for at, (latency, ttft) in zip(positions, merged, strict=True):
+        upserts[at] = {**news[at], "latency_sketch": latency, "ttft_sketch": ttft}
+    return upserts

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
+from itertools import starmap
 
 import numpy as np
 import numpy.typing as npt
@@ -136,3 +137,79 @@ def merge_all(blobs: Iterable[bytes | None]) -> Sketch:
         if blob:
             merged.merge(Sketch.from_bytes(blob))
     return merged
+
+
+_EMPTY_BYTES = _HEADER.pack(0, 0)
+_MOST_ZEROS = 0xFFFF_FFFF
+
+
+def merge_many(stored: Sequence[bytes | None], new: Sequence[bytes | None]) -> list[bytes]:
+    """``Sketch.from_bytes(stored[i])`` merged with ``Sketch.from_bytes(new[i])``, as bytes,
+    for every i at once: the very bytes `Sketch.merge` and `Sketch.to_bytes` give.
+
+    >>> a, b = Sketch.of([1.0, 2.0]).to_bytes(), Sketch.of([300.0]).to_bytes()
+    >>> merged = Sketch.from_bytes(a)
+    >>> merged.merge(Sketch.from_bytes(b))
+    >>> merge_many([a, b''], [b, a]) == [merged.to_bytes(), a]
+    True
+
+    The writer merges a stored sketch into every rollup row a batch touches (a thousand a batch
+    of 500 calls from many users): a `Sketch` per blob and a merge each were most of the fold's
+    Python, so the rows' bins are placed with computed offsets in one numpy pass instead. Blobs
+    that `Sketch.from_bytes` would refuse, or zero counts past what the header holds, go the
+    one-row way, so they fail as they always did.
+    """
+    if len(stored) != len(new):
+        raise ValueError(f"{len(stored)} stored sketches for {len(new)} new ones")
+    if not stored:
+        return []
+    olds = [blob or _EMPTY_BYTES for blob in stored]
+    news = [blob or _EMPTY_BYTES for blob in new]
+    old_bytes = np.fromiter(map(len, olds), np.int64, len(olds))
+    new_bytes = np.fromiter(map(len, news), np.int64, len(news))
+    if (old_bytes % 4).any() or (new_bytes % 4).any() or min(old_bytes.min(), new_bytes.min()) < 8:
+        return list(starmap(_merge_one, zip(stored, new, strict=True)))
+    old_bins, old_first, old_words = _parsed(olds, old_bytes)
+    new_bins, new_first, new_words = _parsed(news, new_bytes)
+    old_offset = old_words.view("<i4")[old_first].astype(np.int64)
+    new_offset = new_words.view("<i4")[new_first].astype(np.int64)
+    zeros = old_words[old_first + 1].astype(np.int64) + new_words[new_first + 1]
+    if int(zeros.max()) > _MOST_ZEROS:
+        return list(starmap(_merge_one, zip(stored, new, strict=True)))
+    # Sketch.merge's cases: an empty side leaves the other's offset and bins as they are.
+    low = np.minimum(old_offset, new_offset)
+    high = np.maximum(old_offset + old_bins, new_offset + new_bins)
+    low = np.where(new_bins == 0, old_offset, np.where(old_bins == 0, new_offset, low))
+    high = np.where(
+        new_bins == 0, old_offset + old_bins, np.where(old_bins == 0, new_offset + new_bins, high)
+    )
+    words = 2 + (high - low)
+    first = np.cumsum(words) - words
+    merged = np.zeros(int(words.sum()), "<u4")
+    merged.view("<i4")[first] = low
+    merged[first + 1] = zeros
+    # Counts add in 32 bits, wrapping as to_bytes' cast of the 64-bit sum wraps.
+    for bins, source_first, offset, source in (
+        (old_bins, old_first, old_offset, old_words),
+        (new_bins, new_first, new_offset, new_words),
+    ):
+        within = np.arange(int(bins.sum())) - np.repeat(np.cumsum(bins) - bins, bins)
+        merged[np.repeat(first + 2 + offset - low, bins) + within] += source[
+            np.repeat(source_first + 2, bins) + within
+        ]
+    data = merged.tobytes()
+    return [data[4 * a : 4 * (a + n)] for a, n in zip(first.tolist(), words.tolist(), strict=True)]
+
+
+def _parsed(
+    blobs: list[bytes], sizes: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint32]]:
+    """The blobs' bin counts, the index of each one's first word, and all their words."""
+    words = sizes // 4
+    return words - 2, np.cumsum(words) - words, np.frombuffer(b"".join(blobs), "<u4")
+
+
+def _merge_one(stored: bytes | None, new: bytes | None) -> bytes:
+    sketch = Sketch.from_bytes(stored)
+    sketch.merge(Sketch.from_bytes(new))
+    return sketch.to_bytes()
