@@ -91,6 +91,7 @@ class RollupUpsert:
         )
         self._sketches_sql = functools.lru_cache(maxsize=4)(self._sketches_sql_of)
         self._int_sums = operator.itemgetter(*_INT_FIELDS)
+        self._key_of = operator.itemgetter(*self.keys)  # a tuple: there are always two or more
 
     def fold(self, connection: sa.Connection, rows: Iterable[dict[str, Any]]) -> None:
         """Add ``rows`` (one per key, as `rollup.rollup_rows` makes them) into the table.
@@ -98,7 +99,8 @@ class RollupUpsert:
         Runs inside the writer's transaction, under its write lock. A row whose integer sums
         would outgrow their 64-bit columns leaves its stored row as it was (logged).
         """
-        batch = {tuple(row[name] for name in self.keys): row for row in rows}
+        key_of = self._key_of
+        batch = {key_of(row): row for row in rows}
         if not batch:
             return
         keys, news = list(batch), list(batch.values())

@@ -20,12 +20,14 @@ import sqlalchemy as sa
 
 from aivitals.model import Score
 from aivitals.store.bounds import MAX_SCORE_MAGNITUDE
+from aivitals.store.bulk import placeholders
 from aivitals.store.engine import among
 from aivitals.store.schema import GRANULARITIES, ROLLUP_KEYS, calls, score_rollups, scores
 
 KEY_COLUMNS = ("granularity", "bucket_start", *ROLLUP_KEYS, "name", "source")
 SUMS = ("value_sum", "value_squares", "value_count", "skipped")
 _CHUNK = 500  # ids per IN (...): far below SQLite's 32,766 parameters a statement
+_WAITING_SQL = "SELECT call_id, name, source, value FROM scores WHERE call_id IN"
 
 Sums = dict[tuple[Any, ...], list[float]]
 
@@ -63,12 +65,21 @@ def fold_scores(connection: sa.Connection, upsert: Any, batch: Sequence[Score]) 
     _write(connection, upsert, sums)
 
 
-def fold_waiting(connection: sa.Connection, upsert: Any, call_ids: Sequence[str]) -> None:
+def fold_waiting(
+    connection: sa.Connection,
+    upsert: Any,
+    call_ids: Sequence[str],
+    *,
+    waiting: list[Any] | None = None,
+) -> None:
     """Fold the stored scores of newly stored calls: scores that arrived before their call.
 
-    Runs before the batch's own scores are inserted, so none is folded twice.
+    Runs before the batch's own scores are inserted, so none is folded twice. ``waiting`` is
+    `waiting_scores` of ``call_ids`` when the caller has read it already (the writer reads it
+    once for these rollups and the users').
     """
-    waiting = waiting_scores(connection, call_ids)
+    if waiting is None:
+        waiting = waiting_scores(connection, call_ids)
     if not waiting:
         return
     keys = call_keys(connection, {row[0] for row in waiting})
@@ -81,6 +92,12 @@ def fold_waiting(connection: sa.Connection, upsert: Any, call_ids: Sequence[str]
 def waiting_scores(connection: sa.Connection, call_ids: Sequence[str]) -> list[Any]:
     """(call id, name, source, value) of the stored scores of ``call_ids``."""
     waiting: list[Any] = []
+    if connection.dialect.name == "sqlite":
+        for chunk in _chunks(list(call_ids)):
+            waiting += connection.exec_driver_sql(
+                f"{_WAITING_SQL} ({placeholders(len(chunk))})", tuple(chunk)
+            )
+        return waiting
     for chunk in _chunks(list(call_ids)):
         waiting.extend(
             connection.execute(

@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from aivitals.model import Call, Outcome, Score
 from aivitals.store import migrations, schema, score_rollup, user_rollup, user_score_rollup
-from aivitals.store.bulk import BulkInsert
+from aivitals.store.bulk import BulkInsert, placeholders
 from aivitals.store.engine import (
     WRITE_OPTION,
     among,
@@ -117,10 +117,13 @@ class SqlStore:
                 if calls:
                     inserted = self._new_calls(connection, calls)
                     if inserted:
-                        self._insert_and_fold(connection, inserted)
-                        # Before this batch's scores go in, so none of them is folded twice.
+                        ids = [c.id for c in inserted]
+                        # Before this batch's scores go in, so none of them is folded twice;
+                        # read once for the score rollups and the users'.
+                        waiting = score_rollup.waiting_scores(connection, ids)
+                        self._insert_and_fold(connection, inserted, waiting)
                         score_rollup.fold_waiting(
-                            connection, self._upsert_score_rollups, [c.id for c in inserted]
+                            connection, self._upsert_score_rollups, ids, waiting=waiting
                         )
                 if scores:
                     kept = score_rollup.new_scores(connection, scores)
@@ -211,20 +214,28 @@ class SqlStore:
             by_id.setdefault(call.id, call)
         ids = schema.calls.c.id
         stored: set[str] = set()
+        sqlite = connection.dialect.name == "sqlite"
         for chunk in _chunks(list(by_id), _IN_CHUNK):
+            if sqlite:
+                # Only placeholders go into the text (`placeholders`); the ids are bound.
+                sql = f"SELECT id FROM calls WHERE id IN ({placeholders(len(chunk))})"  # noqa: S608
+                stored.update(connection.exec_driver_sql(sql, tuple(chunk)).scalars())
+                continue
             found = sqlalchemy.select(ids).where(among(connection, ids, chunk))
             stored.update(connection.scalars(found))
         new = [call for call_id, call in by_id.items() if call_id not in stored]
         return new
 
-    def _insert_and_fold(self, connection: sqlalchemy.Connection, calls: list[Call]) -> None:
+    def _insert_and_fold(
+        self, connection: sqlalchemy.Connection, calls: list[Call], waiting: list[Any]
+    ) -> None:
         # Each cost in nano-dollars once, for the row and the rollups both.
         costs = [None if call.cost_usd is None else to_nusd(call.cost_usd) for call in calls]
         self._insert_calls.execute_values(
             connection, [call_values(call, cost) for call, cost in zip(calls, costs, strict=True)]
         )
         self._fold_rollups(connection, calls, costs)
-        user_rollup.fold(connection, calls, costs)  # schema 8, owned by the read side
+        user_rollup.fold(connection, calls, costs, waiting=waiting)  # schema 8, read side
 
     def _fold_rollups(
         self, connection: sqlalchemy.Connection, calls: list[Call], costs: list[int | None]

@@ -184,15 +184,20 @@ def _upsert(kind: Narrow, dialect: Dialect) -> RollupUpsert:
 
 
 def fold(
-    connection: sa.Connection, batch: Sequence[Call], costs_nusd: Sequence[int | None]
+    connection: sa.Connection,
+    batch: Sequence[Call],
+    costs_nusd: Sequence[int | None],
+    *,
+    waiting: list[Any] | None = None,
 ) -> None:
     """Add newly stored calls into their user rollups, inside the writer's transaction.
 
     ``costs_nusd`` is ``to_nusd(call.cost_usd)`` of each call, as the writer has them. The
-    scores that arrived before their calls are folded into the user score rollups here too:
+    scores that arrived before their calls are folded into the user score rollups here too
+    (``waiting``: `score_rollup.waiting_scores` of the batch, when the writer has read it):
     the writer calls this before the batch's own scores go in, as that fold needs.
     """
-    user_score_rollup.fold_waiting(connection, [call.id for call in batch])
+    user_score_rollup.fold_waiting(connection, [call.id for call in batch], waiting=waiting)
     for kind in KINDS:
         _fold(connection, kind, batch, costs_nusd)
 

@@ -11,6 +11,7 @@ is folded once.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -62,9 +63,15 @@ def fold_scores(connection: sa.Connection, batch: Sequence[Score]) -> None:
     _write(connection, sums)
 
 
-def fold_waiting(connection: sa.Connection, call_ids: Sequence[str]) -> None:
-    """Fold the stored scores of newly stored calls; runs before the batch's own scores go in."""
-    waiting = waiting_scores(connection, call_ids)
+def fold_waiting(
+    connection: sa.Connection, call_ids: Sequence[str], *, waiting: list[Any] | None = None
+) -> None:
+    """Fold the stored scores of newly stored calls; runs before the batch's own scores go in.
+
+    ``waiting`` is `waiting_scores` of ``call_ids`` when the caller has read it already.
+    """
+    if waiting is None:
+        waiting = waiting_scores(connection, call_ids)
     if not waiting:
         return
     keys = call_keys(connection, {row[0] for row in waiting}, USER_ROLLUP_KEYS)
