@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
 
 import msgspec
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
@@ -44,7 +45,8 @@ _EXCEPTION_EVENT = "exception"
 _ERROR_CODE = re.compile(r"\bError code: ([1-5][0-9]{2})\b")
 _FINISH_CHARS = CALL_TEXT_CHARS["finish_reason"]
 _USER_CHARS = CALL_TEXT_CHARS["user"]
-_ATTRIBUTION_CACHE = 1024  # distinct span attributions remembered per resource and export
+_ATTRIBUTION_CACHE = 1024  # distinct span attributions remembered per resource
+_RESOURCES = 16  # resources (services) remembered: at most 16 x 1024 attributions, a few MB
 UNKNOWN_PROVIDER = "unknown"
 """The provider of a call whose span names none; the recorder still prices it by model name."""
 
@@ -265,20 +267,41 @@ def _parameter(parameters: str, name: str) -> str | None:
 class Attributor:
     """Reads `Attribution` from a span's facts over its resource's, per the `FactTable`.
 
-    Built once per resource, whose attribution (``base``) is read once; a span's own attributes
-    then win over the resource's, field by field. A span that carries none of the attribution
-    attributes gets ``base`` itself, and spans that carry the same ones (one user's calls in
-    one export) share one `Attribution`.
+    Built once per resource of an export, whose attribution (``base``) is read once; a span's
+    own attributes then win over the resource's, field by field. A span that carries none of the
+    attribution attributes gets ``base`` itself, and spans that carry the same ones share one
+    `Attribution`: one user's calls in one export, and in the exports that follow from the same
+    resource (a service exports every few seconds; attributions are immutable, so sharing them
+    across exports and threads is safe).
     """
 
     __slots__ = ("_cache", "_resource", "_size", "_table", "base")
+
+    _shared: ClassVar[dict[tuple[FactTable, tuple[Value, ...]], dict[Any, Attribution]]] = {}
 
     def __init__(self, table: FactTable, resource: list[Value]) -> None:
         self._table = table
         self._size = table.size - FIRST_ATTRIBUTION
         self._resource = resource[FIRST_ATTRIBUTION:]
-        self._cache: dict[tuple[Value, ...], Attribution] = {}
+        self._cache = self._remembered(table, self._resource)
         self.base = self._build(self._resource)
+
+    @classmethod
+    def _remembered(cls, table: FactTable, resource: list[Value]) -> dict[Any, Attribution]:
+        """The span attributions built lately under this resource (a new dict for a resource
+        with an array value, which cannot be a key)."""
+        try:
+            key = (table, tuple(resource))
+            return cls._shared[key]
+        except TypeError:
+            return {}
+        except KeyError:
+            pass
+        # Bounded: past so many resources, forget them all (a dict's clear and set are atomic
+        # under the GIL; the receiver's threads at worst build an attribution twice).
+        if len(cls._shared) >= _RESOURCES:
+            cls._shared.clear()
+        return cls._shared.setdefault(key, {})
 
     def for_span(self, values: list[Value]) -> Attribution:
         own = values[FIRST_ATTRIBUTION:]
@@ -292,8 +315,9 @@ class Attributor:
         except TypeError:  # an array value: unhashable, and no attribution anyway
             return self._build(self._merged(own))
         built = self._build(self._merged(own))
-        if len(self._cache) < _ATTRIBUTION_CACHE:
-            self._cache[key] = built
+        if len(self._cache) >= _ATTRIBUTION_CACHE:
+            self._cache.clear()  # bounded; the attributions in use are built again at once
+        self._cache[key] = built
         return built
 
     def _merged(self, own: list[Value]) -> list[Value]:
