@@ -20,8 +20,8 @@ import sqlalchemy as sa
 
 from aivitals.model import Call, Score
 from aivitals.query import Filters, Queries, Window
-from aivitals.store import schema, user_rollup
-from aivitals.store.sketch import MIN_VALUE, Sketch
+from aivitals.store import schema
+from aivitals.store.sketch import MIN_VALUE, Sketch, group_blobs
 from aivitals.store.sql import SqlStore
 
 from .support.helpers import make_call
@@ -181,7 +181,7 @@ def test_the_batch_sketches_are_sketch_of_each_groups_values() -> None:
     flat = np.array([v for group in groups for v in group], np.float64)
     starts = np.cumsum([0] + [len(group) for group in groups[:-1]])
     expected = [Sketch.of([v for v in group if not math.isnan(v)]).to_bytes() for group in groups]
-    assert user_rollup._blobs(flat, starts) == expected
+    assert group_blobs(flat, starts) == expected
 
 
 def test_the_stored_user_rollups_are_each_buckets_calls(store_target: str) -> None:

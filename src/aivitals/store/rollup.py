@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import Any
+
+import numpy as np
 
 from aivitals.model import Call
 from aivitals.store import bounds
 from aivitals.store.rows import to_nusd
 from aivitals.store.schema import GRANULARITIES, ROLLUP_KEYS
-from aivitals.store.sketch import Sketch, merge_many
+from aivitals.store.sketch import Sketch, group_blobs, merge_many
 
 RollupKey = tuple[Any, ...]
 """(granularity, bucket_start, provider, model, operation, feature, team, environment,
@@ -145,6 +148,7 @@ def rollup_rows(
             "rollups: %d calls with a value out of range were left out of the rollups", refused
         )
     rows = [group.row(key) for key, group in groups.items()]
+    _add_sketches(rows, list(groups.values()))
     fitting = [row for row in rows if _fits(row)]
     if len(fitting) < len(rows):
         logger.error(
@@ -193,10 +197,24 @@ class _Group:
             ttft_sum_ms=sum(ttfts),
             speed_count=len(speeds),
             speed_sum=sum(speeds),
-            latency_sketch=Sketch.of(latencies).to_bytes(),
-            ttft_sketch=Sketch.of(ttfts).to_bytes(),
         )
         return row
+
+
+def _add_sketches(rows: list[dict[str, Any]], groups: list[_Group]) -> None:
+    """Each row's latency and TTFT sketches, built for all the rows at once (`group_blobs`:
+    a `Sketch.of` per row, two a row, was a tenth of the fold of a batch)."""
+    if not rows:
+        return
+    for name, members in (
+        ("latency_sketch", [group.latencies for group in groups]),
+        ("ttft_sketch", [group.ttfts for group in groups]),
+    ):
+        sizes = np.fromiter(map(len, members), np.int64, len(members))
+        values = np.fromiter(chain.from_iterable(members), np.float64, int(sizes.sum()))
+        blobs = group_blobs(values, np.cumsum(sizes) - sizes)
+        for row, blob in zip(rows, blobs, strict=True):
+            row[name] = blob
 
 
 def foldable(call: Call) -> bool:

@@ -139,6 +139,42 @@ def merge_all(blobs: Iterable[bytes | None]) -> Sketch:
     return merged
 
 
+def group_blobs(values: npt.NDArray[np.float64], starts: npt.NDArray[np.int64]) -> list[bytes]:
+    """`Sketch.of(group's values).to_bytes()` for every group at once (NaN values skipped):
+    the groups are ``values[starts[i]:starts[i + 1]]``, in range as `Sketch.of` wants them.
+
+    >>> group_blobs(np.array([1.0, 2.0, 5.0]), np.array([0, 2])) == [
+    ...     Sketch.of([1.0, 2.0]).to_bytes(), Sketch.of([5.0]).to_bytes()]
+    True
+
+    Vectorised over all groups: a day of calls is hundreds of thousands of values and a
+    `Sketch.of` per group would be a Python loop over tens of thousands of groups (and a
+    batch's rollup rows are hundreds of groups, a `Sketch.of` each a tenth of their fold).
+    """
+    groups = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, values.size]))
+    keep = ~np.isnan(values)
+    groups, values = groups[keep], values[keep]
+    small = values < MIN_VALUE
+    zeros = np.bincount(groups[small], minlength=starts.size)
+    groups, values = groups[~small], values[~small]
+    keys = np.ceil(np.log(values) / _GAMMA_LOG).astype(np.int64)
+    present = np.bincount(groups, minlength=starts.size) > 0
+    low = np.full(starts.size, np.iinfo(np.int64).max)
+    high = np.full(starts.size, np.iinfo(np.int64).min)
+    np.minimum.at(low, groups, keys)
+    np.maximum.at(high, groups, keys)
+    low[~present] = 0  # a group without values: an empty sketch, offset 0 and no bins
+    high[~present] = -1
+    sizes = 2 + (high - low + 1)
+    first = np.cumsum(sizes) - sizes
+    words = np.zeros(int(sizes.sum()), np.int64)
+    words[first] = low
+    words[first + 1] = zeros
+    np.add.at(words, first[groups] + 2 + keys - low[groups], 1)
+    data = words.astype("<i4").tobytes()
+    return [data[4 * a : 4 * (a + s)] for a, s in zip(first.tolist(), sizes.tolist(), strict=True)]
+
+
 _EMPTY_BYTES = _HEADER.pack(0, 0)
 _MOST_ZEROS = 0xFFFF_FFFF
 

@@ -19,12 +19,12 @@ the same way (`aivitals.store.user_score_rollup`).
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
@@ -39,7 +39,7 @@ from aivitals.store.schema import (
     calls,
     user_rollups,
 )
-from aivitals.store.sketch import MAPPING, MIN_VALUE
+from aivitals.store.sketch import group_blobs as _blobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,6 @@ _COUNTED = (
     "cache_lookups",
 )
 _FLOAT_AND_COUNTS = ("latency_sum_ms", "ttft_count", "ttft_sum_ms", "speed_count", "speed_sum")
-_GAMMA_LOG = float(np.log(MAPPING.gamma))
 
 logger = logging.getLogger("aivitals.store")
 
@@ -96,6 +95,7 @@ def user_rows(
     """
     groups: dict[tuple[Any, ...], list[list[Any]]] = {}
     most_speed = bounds.MAX_TOKENS_PER_SECOND
+    dimensions_of = _dimensions_of(kind.keys)
     for index, call in enumerate(batch):
         if not foldable(call):
             continue  # rollup_rows logs these already
@@ -123,7 +123,9 @@ def user_rows(
             1 if cache in {"hit", "miss"} else 0,
         )
         seconds = int(call.started_at.timestamp() * 1000) // 1000
-        dimensions = tuple(getattr(call, name) or "" for name in kind.keys)
+        dimensions = dimensions_of(call)
+        if None in dimensions:
+            dimensions = tuple(value or "" for value in dimensions)
         for granularity in kind.granularities:
             key = (granularity, seconds - seconds % granularity, *dimensions)
             group = groups.get(key)
@@ -136,6 +138,13 @@ def user_rows(
             if speed is not None:
                 group[3].append(speed)
     return _rows(kind, groups)
+
+
+def _dimensions_of(names: tuple[str, ...]) -> Callable[[Call], tuple[Any, ...]]:
+    """A call's values of ``names`` as a tuple (`operator.attrgetter`, one C call a call)."""
+    if len(names) > 1:
+        return operator.attrgetter(*names)
+    return lambda call: tuple(getattr(call, name) for name in names)
 
 
 def _rows(kind: Narrow, groups: dict[tuple[Any, ...], list[list[Any]]]) -> list[dict[str, Any]]:
@@ -301,33 +310,3 @@ def _sketches(
         for k, pair in zip(ordered[starts].tolist(), blobs, strict=True):
             found[(granularity, k // len(distinct), *distinct[k % len(distinct)])] = pair
     return found
-
-
-def _blobs(values: npt.NDArray[np.float64], starts: npt.NDArray[np.int64]) -> list[bytes]:
-    """`Sketch.of(group's values).to_bytes()` for every group at once (NaN values skipped).
-
-    Vectorised over all groups: a day of calls is hundreds of thousands of values and a
-    `Sketch.of` per group would be a Python loop over tens of thousands of groups.
-    """
-    groups = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, values.size]))
-    keep = ~np.isnan(values)
-    groups, values = groups[keep], values[keep]
-    small = values < MIN_VALUE
-    zeros = np.bincount(groups[small], minlength=starts.size)
-    groups, values = groups[~small], values[~small]
-    keys = np.ceil(np.log(values) / _GAMMA_LOG).astype(np.int64)
-    present = np.bincount(groups, minlength=starts.size) > 0
-    low = np.full(starts.size, np.iinfo(np.int64).max)
-    high = np.full(starts.size, np.iinfo(np.int64).min)
-    np.minimum.at(low, groups, keys)
-    np.maximum.at(high, groups, keys)
-    low[~present] = 0  # a group without values: an empty sketch, offset 0 and no bins
-    high[~present] = -1
-    sizes = 2 + (high - low + 1)
-    first = np.cumsum(sizes) - sizes
-    words = np.zeros(int(sizes.sum()), np.int64)
-    words[first] = low
-    words[first + 1] = zeros
-    np.add.at(words, first[groups] + 2 + keys - low[groups], 1)
-    data = words.astype("<i4").tobytes()
-    return [data[4 * a : 4 * (a + s)] for a, s in zip(first.tolist(), sizes.tolist(), strict=True)]
