@@ -230,7 +230,7 @@ def breakdown(bodies: list[bytes], *, repeats: int = 3) -> list[tuple[str, float
                 request = ExportTraceServiceRequest.FromString(body)
                 decoded = time.thread_time()
                 batch = calls_from_traces(
-                    request, price=recorder.price_draft, content=recorder.wants_content
+                    request, price=recorder.price_draft, content=recorder.wants_content, body=body
                 )
                 mapped = time.thread_time()
                 priced = [recorder._safely_priced(call) for call in batch.calls]

@@ -18,7 +18,7 @@ main cost, so it is done here, once, rather than name by name for every fact.)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 from aivitals.bounds import CALL_TEXT_CHARS, MAX_TAG_VALUE_CHARS
@@ -97,11 +97,17 @@ Slot = tuple[int, int, str, bool]
 """An attribute name's fact, its rank among the fact's names, the ``AnyValue`` field its value is
 read from first, and whether the name is one a span's messages may be under."""
 
+_Known = tuple[int, int, str, bool, Value]
+"""What one encoded attribute says: its fact (-1 for none), the name's rank, the name, whether a
+span's messages may be under it, and its value as `FactTable.read` keeps it (None: absent)."""
+_KNOWN = 4096  # distinct encoded attributes remembered (models, providers, users, flags...)
+_KNOWN_BYTES = 96  # no long text: it would rarely repeat, and costs memory
+
 
 class FactTable:
     """The compiled name lists of every fact: one attribute name to (fact, rank)."""
 
-    __slots__ = ("_empty", "_resource_slots", "_slots", "limits", "size", "tags")
+    __slots__ = ("_empty", "_known", "_resource_slots", "_slots", "limits", "size", "tags")
 
     def __init__(self, attribute_map: AttributeMap) -> None:
         facts = list(_CALL_FACTS)
@@ -126,6 +132,9 @@ class FactTable:
             name: slot for name, slot in slots.items() if slot[0] >= FIRST_ATTRIBUTION
         }
         self._empty: list[Value] = [None] * self.size
+        # Shared by the receiver's threads: a dict's get and set are atomic under the GIL, and
+        # an entry lost to a clear costs one read of its attribute.
+        self._known: dict[bytes, _Known] = {}
 
     def read(self, kvs: Iterable[KeyValueLike]) -> tuple[list[Value], list[str | None]]:
         """Each fact's value (None when absent) and the attribute name it was read from."""
@@ -175,6 +184,64 @@ class FactTable:
                     continue  # empty: OpenLIT's gen_ai.request.user "" names no user
             values[fact] = decoded
             names[fact] = key
+        if content:
+            values[CONTENT] = True
+        return values, names
+
+    def read_encoded(
+        self, blobs: Sequence[bytes], kvs: Sequence[KeyValueLike]
+    ) -> tuple[list[Value], list[str | None]]:
+        """`read` of one span's attributes, given both as decoded (``kvs``) and as the bytes of
+        each ``KeyValue`` (``blobs``, `aivitals.otlp.encoded`), in the same order.
+
+        An attribute whose encoding was seen lately (a model, a provider, a user, a finish
+        reason: most of a span's attributes repeat from span to span) is known by a dictionary
+        lookup of its bytes, with no Python object made for it; any other is read from ``kvs``
+        as `read` does, and remembered. Same facts, same names, same order of precedence.
+        """
+        known = self._known
+        slots = self._slots
+        values = self._empty.copy()
+        names: list[str | None] = [None] * self.size
+        content = False
+        for index, blob in enumerate(blobs):
+            entry = known.get(blob)
+            if entry is None:
+                kv = kvs[index]
+                key = kv.key
+                slot = slots.get(key)
+                if slot is None:
+                    entry = (-1, 0, key, key.startswith(CONTENT_PREFIXES), None)
+                else:
+                    fact, rank, kind, of_content = slot
+                    value = kv.value
+                    decoded: Value = getattr(value, kind)
+                    if not decoded:
+                        found = value.WhichOneof("value")
+                        if found in SCALARS:
+                            decoded = getattr(value, found)
+                        elif found == "array_value":
+                            decoded = array_value(value)
+                        else:
+                            decoded = None
+                        if decoded == "":
+                            decoded = None
+                    entry = (fact, rank, key, of_content, decoded)
+                if len(blob) <= _KNOWN_BYTES:
+                    if len(known) >= _KNOWN:
+                        known.clear()  # bounded; the usual attributes are learnt again at once
+                    known[blob] = entry
+            fact, rank, name, of_content, decoded = entry
+            if of_content:
+                content = True
+            if decoded is None:  # no fact, or empty: the fact's next name has its turn
+                continue
+            held = names[fact]
+            if held is not None and rank >= slots[held][1]:
+                continue
+            # A list (finish reasons) is the span's own copy, as `read` gives it.
+            values[fact] = decoded.copy() if type(decoded) is list else decoded
+            names[fact] = name
         if content:
             values[CONTENT] = True
         return values, names

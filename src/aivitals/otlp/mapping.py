@@ -40,6 +40,7 @@ from aivitals.draft import CallDraft
 from aivitals.model import Call, InvalidRecord
 from aivitals.otlp.attribute_map import DEFAULT, AttributeMap
 from aivitals.otlp.content import content_of_span
+from aivitals.otlp.encoded import encoded_traces
 from aivitals.otlp.facts import CONTENT, table_for
 from aivitals.otlp.ids import call_id_for_span
 from aivitals.otlp.span_call import Attributor, SpanRejected, call_from_span, operation_of
@@ -73,6 +74,7 @@ def calls_from_traces(
     attributes: AttributeMap | None = None,
     price: Callable[[CallDraft], None] | None = None,
     content: bool = False,
+    body: bytes | None = None,
 ) -> SpanBatch:
     """The calls an OTLP trace export describes, and the count of everything else. Never raises
     for a span's content: a span that cannot be a call is counted in ``rejected``, with a reason.
@@ -83,15 +85,23 @@ def calls_from_traces(
     without it the calls come out unpriced and the recorder prices them as it records them.
     ``content`` (the recorder's ``wants_content``) keeps, per call whose span carries messages
     (an attribute they may be under), a thunk that reads them later, on the quality worker
-    (`SpanBatch.contents`).
+    (`SpanBatch.contents`). ``body``: the protobuf bytes ``request`` was decoded from, when
+    the caller has them (the receiver does), so they need not be encoded again.
     """
     table = table_for(attributes or DEFAULT)
     batch = SpanBatch()
-    for resource_spans in request.resource_spans:
+    # The spans' attributes are read from their encoding (`aivitals.otlp.encoded`); the rest
+    # of each span from the decoded message. Both decode the same bytes, so they pair up.
+    encoded = encoded_traces(body if body is not None else request.SerializeToString())
+    for resource_spans, encoded_resource in zip(
+        request.resource_spans, encoded.resource_spans, strict=True
+    ):
         attributor = Attributor(table, table.read_resource(resource_spans.resource.attributes))
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                values, names = table.read(span.attributes)
+        for scope_spans, encoded_scope in zip(
+            resource_spans.scope_spans, encoded_resource.scope_spans, strict=True
+        ):
+            for span, encoded_span in zip(scope_spans.spans, encoded_scope.spans, strict=True):
+                values, names = table.read_encoded(encoded_span.attributes, span.attributes)
                 operation = operation_of(values, span.name)
                 if operation is None:
                     batch.not_model += 1

@@ -78,6 +78,7 @@ class TraceMapping(Protocol):
         *,
         price: Callable[[CallDraft], None] | None,
         content: bool = False,
+        body: bytes | None = None,
     ) -> SpanCalls: ...
 
 
@@ -128,14 +129,19 @@ class OtlpReceiver:
         *,
         recorder: Recorder,
         queue_limit: int | None = None,
+        body: bytes | None = None,
     ) -> tuple[ExportTraceServiceResponse, Outcome]:
         """Record the export's model calls durably; the answer and what became of each span.
 
         ``queue_limit``: refuse (429) a batch that would take the recorder's queue past this
-        many waiting items, rather than let it drop part of an acknowledged batch.
+        many waiting items, rather than let it drop part of an acknowledged batch. ``body``:
+        the protobuf bytes ``request`` was decoded from, when it came so (the mapping reads the
+        spans' attributes from them, `aivitals.otlp.encoded`).
         """
         spans = sum(len(scope.spans) for rs in request.resource_spans for scope in rs.scope_spans)
-        batch = self._mapping(request, price=recorder.price_draft, content=recorder.wants_content)
+        batch = self._mapping(
+            request, price=recorder.price_draft, content=recorder.wants_content, body=body
+        )
         calls = batch.calls
         if queue_limit is not None and recorder.queue_depth + len(calls) > queue_limit:
             raise Refused(

@@ -51,7 +51,8 @@ from aivitals.server.ingest_auth import IngestKey
 
 log = logging.getLogger("aivitals.server.otlp")
 
-_Handler = Callable[[ServerContext, Any], tuple[Message, Outcome]]
+_Handler = Callable[[ServerContext, Any, bytes | None], tuple[Message, Outcome]]
+"""A signal's handling of its decoded request, given the protobuf bytes it came as (or None)."""
 
 
 def otlp_router(
@@ -63,15 +64,15 @@ def otlp_router(
     """
     router = APIRouter(tags=["otlp"], include_in_schema=False)
 
-    def traces(context: ServerContext, request: Any) -> tuple[Message, Outcome]:
+    def traces(context: ServerContext, request: Any, body: bytes | None) -> tuple[Message, Outcome]:
         return receiver.traces(
-            request, recorder=context.runtime.recorder, queue_limit=context.queue_limit
+            request, recorder=context.runtime.recorder, queue_limit=context.queue_limit, body=body
         )
 
     handlers: list[tuple[Signal[Any, Any], _Handler]] = [
         (TRACES, traces),
-        (METRICS, lambda context, request: receiver.metrics(request)),
-        (LOGS, lambda context, request: receiver.logs(request)),
+        (METRICS, lambda context, request, body: receiver.metrics(request)),
+        (LOGS, lambda context, request, body: receiver.logs(request)),
     ]
     for signal, handler in handlers:
         router.add_api_route(
@@ -134,8 +135,9 @@ def _process(
     limit: int,
 ) -> tuple[Message, Outcome]:
     try:
-        message = decode(signal, decompress(body, content_encoding, limit=limit), encoding)
-        return handler(context, message)
+        raw = decompress(body, content_encoding, limit=limit)
+        message = decode(signal, raw, encoding)
+        return handler(context, message, raw if encoding == "protobuf" else None)
     except OtlpError:
         raise
     except Exception:
