@@ -10,9 +10,14 @@ sqlite3 releases the GIL at every row it steps to, and while the application thr
 hand-over waits for the interpreter's switch interval, so a statement per row made the store
 worker wait on the application for most of a batch's time. Only integers, text and hex travel
 through that JSON, all exactly; floats never do (SQLite's JSON writes 15 digits), which is why the
-float sums are added by the database rather than read back. A stored key that does not come back
-as it went in would have its sketch overwritten, so the read checks every key and falls back to
-reading plain rows if one does not match.
+float sums are added by the database rather than read back. The usual read carries no key and
+no sum: each key goes in with its position in the batch, and what comes back is the position and
+the two sketches in hex, with the largest stored value of each integer sum beside the JSON (the
+sketches of every touched row are then merged in one numpy pass, `sketch.merge_many`). Should a
+position come back unlike any asked for, or a sum come near its 64-bit limit, the exact way runs
+instead: keys and integer sums read back too, every key checked (a stored key that did not come
+back as it went in would have its sketch overwritten: then plain rows are read), and every row's
+sums checked for overflow (`rollup.added_rows`).
 
 >>> import sqlalchemy
 >>> from aivitals.store import schema
