@@ -12,7 +12,8 @@ user's report, the hourly series, the top users; and, as the reference, DuckDB c
 exact per-model p50/p95/p99 and sums over the same calls exported once to Parquet.
 
 A store kept from an older run is upgraded to the current schema first (the upgrade's time is
-printed: it is the user rollups' backfill at scale).
+printed: at scale it is the user rollups' backfill from the calls (schema 8) and the model
+rollups' from the rollups (schema 9)).
 
     python benchmarks/bench_queries.py --calls 1000000 [--dir .bench] [--write docs/queries.md]
 """
@@ -39,7 +40,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).parent))
 
 from aivitals.query import NO_FILTERS, Filters, Queries, Window
-from aivitals.store import schema, score_rollup, user_rollup, user_score_rollup
+from aivitals.store import model_rollup, schema, score_rollup, user_rollup, user_score_rollup
 from aivitals.store.schema import ROLLUP_KEYS, calls, metadata, rollups, scores
 from aivitals.store.sketch import MAPPING, MIN_VALUE
 from aivitals.store.sql import SqlStore
@@ -113,10 +114,11 @@ def populate(path: str | Path, calls_count: int, seed: int = 1) -> None:
         raw.close()
     engine = sa.create_engine(f"sqlite:///{path}")
     with engine.begin() as connection:
-        # The score and user rollups, as the writer keeps them; and what makes it a store.
+        # The score, user and model rollups, as the writer keeps them; and what makes it a store.
         score_rollup.backfill(connection)
         user_rollup.backfill(connection)
         user_score_rollup.backfill(connection)
+        model_rollup.backfill(connection)
         connection.execute(
             schema.meta.insert(),
             [
@@ -590,7 +592,8 @@ def main() -> None:
         "`DuckDB` is the reference, in the same run: exact per-model latency p50/p95/p99 "
         "(`quantile_disc`), counts and sums over the same calls in Parquet (its CPU time "
         "counts both its threads). One user "
-        "(`--where user=...`) reads the user rollups (schema 8) for whole hours and days.",
+        "(`--where user=...`) reads the user rollups (schema 8) for whole hours and days; the "
+        "report by model and the hourly series read the model rollups (schema 9).",
         "",
         "| stored calls | scores | populate s | upgrade s | whole: report | whole: DuckDB "
         "| whole: separately | whole: no quality | 24h: report | 24h: no quality | 24h, one user |",

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from aivitals.query import Queries, Window
-from aivitals.store import rollup, rows, schema, user_rollup
+from aivitals.store import model_rollup, rollup, rows, schema, user_rollup
 
 from .test_query_store import reference
 
@@ -53,6 +53,20 @@ def test_populate_writes_the_rollups_the_writer_would(tmp_path: Path) -> None:
     assert len(keyed) == len(written)
     for want in written:
         row = keyed[tuple(want[k] for k in user_rollup.KEY_COLUMNS)]
+        for name, value in want.items():
+            if isinstance(value, float):
+                assert row[name] == pytest.approx(value, rel=1e-9), name
+            else:
+                assert row[name] == value, name
+
+    # And the model rollups (schema 9), filled from those rollups: as the writer folds them.
+    with engine.connect() as connection:
+        models = [dict(row._mapping) for row in connection.execute(sa.select(schema.model_rollups))]
+    keyed = {tuple(row[k] for k in model_rollup.MODELS.key_columns): row for row in models}
+    written = model_rollup.model_rows(calls)
+    assert len(keyed) == len(written)
+    for want in written:
+        row = keyed[tuple(want[k] for k in model_rollup.MODELS.key_columns)]
         for name, value in want.items():
             if isinstance(value, float):
                 assert row[name] == pytest.approx(value, rel=1e-9), name

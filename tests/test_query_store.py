@@ -19,7 +19,15 @@ import sqlalchemy as sa
 
 from aivitals.model import Call, Score
 from aivitals.query import Filters, Measures
-from aivitals.store import rollup, rows, schema, score_rollup, user_rollup, user_score_rollup
+from aivitals.store import (
+    model_rollup,
+    rollup,
+    rows,
+    schema,
+    score_rollup,
+    user_rollup,
+    user_score_rollup,
+)
 
 from .support.helpers import make_call
 from .support.postgres import StoreTargets
@@ -52,6 +60,7 @@ def write_store(
             connection.execute(schema.calls.insert(), [rows.call_row(c) for c in calls])
             connection.execute(schema.rollups.insert(), rollup.rollup_rows(calls))
             connection.execute(schema.user_rollups.insert(), user_rollup.user_rows(calls))
+            connection.execute(schema.model_rollups.insert(), model_rollup.model_rows(calls))
         if scores:
             connection.execute(schema.scores.insert(), [rows.score_row(s) for s in scores])
             score_rollup.backfill(connection)  # the score rollups, as the writer keeps them

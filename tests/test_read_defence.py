@@ -2,7 +2,8 @@
 
 Each bad row here is what an older version wrote, put into a real SQLite store with SQL (raw
 call and rollup rows both, the rollup as that writer built it: its sums and a sketch holding the
-value), bypassing `Call`'s validation. Every read must then answer, leave the bad row out, and
+value), bypassing `Call`'s validation, and the model rollups then filled from the rollups as the
+upgrade to schema 9 fills them. Every read must then answer, leave the bad row out, and
 count it in ``skipped_rows``, while the good call beside it is counted as before. The expected
 figures are worked out here from the rows as written.
 """
@@ -25,7 +26,7 @@ from aivitals.alerts import AlertEngine, parse_rules
 from aivitals.alerts.rules import default_rules_text
 from aivitals.cli import app as cli_app
 from aivitals.query import Queries, Window
-from aivitals.store import schema
+from aivitals.store import model_rollup, schema
 from aivitals.store.rollup import rollup_rows
 from aivitals.store.rows import call_row
 from aivitals.store.sql import SqlStore
@@ -106,6 +107,8 @@ def poison(store: SqlStore, now: datetime, bad: Bad, *, copies: int = 2) -> list
                     rolled["latency_sum_ms"] = bad.columns["latency_ms"]
                     rolled["latency_sketch"] = sketch_of(bad.columns["latency_ms"])
                 connection.execute(schema.rollups.insert(), [rolled])
+        # What the schema-9 upgrade makes of the rollups that older writer left.
+        model_rollup.backfill(connection)
     return ids
 
 

@@ -25,6 +25,7 @@ T0 = datetime(2026, 11, 2, tzinfo=UTC)
 # What each version added, undone newest first (migrations.STEPS, spelled out here on purpose:
 # the test must not take the code's word for what a step does).
 ADDED: dict[int, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
+    9: (("model_rollups",), ()),
     8: (("user_rollups", "user_score_rollups"), ()),
     7: (("leases", "lease_inbox"), ()),
     6: (("score_rollups",), ()),
@@ -52,7 +53,7 @@ def test_the_undone_steps_are_every_step() -> None:
     assert sorted(ADDED) == [version for version, _ in migrations.STEPS]
 
 
-@pytest.mark.parametrize("version", [1, 3, 5, 6, 7])
+@pytest.mark.parametrize("version", [1, 3, 5, 6, 7, 8])
 def test_an_older_store_is_brought_forward_keeping_its_rows(
     store_target: str, version: int
 ) -> None:
@@ -73,6 +74,7 @@ def test_an_older_store_is_brought_forward_keeping_its_rows(
         before["score_rollups"] = rows(connection, schema.score_rollups)
         before["user_score_rollups"] = rows(connection, schema.user_score_rollups)
         kept = rows(connection, schema.user_rollups)
+        kept_models = rows(connection, schema.model_rollups)
     with store.engine.begin() as connection:
         for undone in sorted((v for v in ADDED if v > version), reverse=True):
             tables, columns = ADDED[undone]
@@ -96,6 +98,7 @@ def test_an_older_store_is_brought_forward_keeping_its_rows(
             after = {t: rows(connection, schema.metadata.tables[t]) for t in before}
             stored = connection.scalar(sa.select(sa.func.count()).select_from(schema.calls))
             rebuilt = rows(connection, schema.user_rollups)
+            rebuilt_models = rows(connection, schema.model_rollups)
         # The upgraded store takes new calls with every column.
         upgraded.write([make_call(started_at=T0, service_tier="flex")], [])
     finally:
@@ -104,10 +107,16 @@ def test_an_older_store_is_brought_forward_keeping_its_rows(
     assert after == before  # rollups kept; score rollups rebuilt from the scores to the bit
     # User rollups rebuilt from the calls: counts, sums and sketches as the writer kept them;
     # the float sums added in another order, so to rounding.
-    assert len(rebuilt) == len(kept) > 0
-    floats = [i for i, c in enumerate(schema.user_rollups.columns) if isinstance(c.type, sa.Float)]
-    for new, old in zip(rebuilt, kept, strict=True):
-        assert [v for i, v in enumerate(new) if i not in floats] == [
-            v for i, v in enumerate(old) if i not in floats
-        ]
-        assert [new[i] for i in floats] == pytest.approx([old[i] for i in floats], rel=1e-12)
+    # Model rollups (schema 9) rebuilt from the rollups the same way, nothing skipped.
+    for rollup_table, new_rows, old_rows in (
+        (schema.user_rollups, rebuilt, kept),
+        (schema.model_rollups, rebuilt_models, kept_models),
+    ):
+        assert len(new_rows) == len(old_rows) > 0
+        floats = [i for i, c in enumerate(rollup_table.columns) if isinstance(c.type, sa.Float)]
+        for new, old in zip(new_rows, old_rows, strict=True):
+            assert [v for i, v in enumerate(new) if i not in floats] == [
+                v for i, v in enumerate(old) if i not in floats
+            ]
+            assert [new[i] for i in floats] == pytest.approx([old[i] for i in floats], rel=1e-12)
+    assert {row[-2:] for row in rebuilt_models} == {(0, 0)}

@@ -7,8 +7,13 @@ latency and time-to-first-token percentiles.
 
 When every filter and group is a rollup dimension, the windows are covered by `plan.cover`:
 SQL sums the rollup rows, their sketches are merged (`SketchMerger`), and raw calls are read only
-for the partial minutes at the edges; percentiles are then within 1% (``"sketch"``). When a
-filter or group is ``user`` and the others are among the user rollups' dimensions (user,
+for the partial minutes at the edges; percentiles are then within 1% (``"sketch"``). When no
+filter or group is anything but ``provider`` and ``model`` and the answer reads every sum that
+rows are checked for (a summary, a time series, a report by model: not a spend view, whose
+check is the cost's alone), the model rollups answer the same way
+(`aivitals.store.model_rollup`: a few rows a bucket instead of one per rollup key, holding the
+counts of the out-of-range ``rollups`` rows that an older writer left, so ``skipped_rows`` is
+the same). When a filter or group is ``user`` and the others are among the user rollups' dimensions (user,
 provider, model), the user rollups answer the same way, by whole hours and days
 (`aivitals.store.user_rollup`), raw calls the hours the window cuts. When any other filter or
 group needs ``user``, every call in the window is read and percentiles are exact
@@ -41,12 +46,14 @@ from aivitals.query.distribution import (
 from aivitals.query.filters import (
     Filters,
     call_conditions,
+    model_rolled,
     needs_calls,
     rollup_conditions,
     user_rolled,
 )
 from aivitals.query.plan import Plan, cover
 from aivitals.query.sums import (
+    CHECKED_SUMS,
     FLOAT_SUMS,
     RAW_SUMS,
     ROLLED_SUMS_OF,
@@ -58,11 +65,13 @@ from aivitals.query.sums import (
     usable_call,
     usable_rollup,
 )
+from aivitals.store.model_rollup import SKIP_FIELDS
 from aivitals.store.rollup import SUM_FIELDS
 from aivitals.store.schema import (
     GRANULARITIES,
     USER_GRANULARITIES,
     calls,
+    model_rollups,
     rollups,
     user_rollups,
 )
@@ -110,6 +119,7 @@ def collect(
     percentiles: bool = True,
     overall: bool = False,
     sums: Sequence[str] = SUM_FIELDS,
+    ttft: bool = True,
 ) -> Totals:
     """Totals per (window, group) for the windows ``[b0, b1), [b1, b2), ...``.
 
@@ -117,7 +127,11 @@ def collect(
     two windows whose edges are not aligned to it. ``overall`` adds the totals of each window
     over all groups, read in the same pass (a summary beside its breakdown). ``sums`` names the
     sums wanted (``calls`` always is); the others are left at zero, which spares the raw scan.
+    ``ttft=False`` leaves the time-to-first-token percentiles out (NaN): an answer that shows
+    none spares their merge, a third of an hourly series' time. Which rows are used and counted
+    as skipped stays the same (a row's TTFT sketch is still checked).
     """
+    sums = ("calls", *(name for name in sums if name != "calls"))
     table = rollups
     if user_rolled(filters, by):
         table = user_rollups
@@ -126,6 +140,8 @@ def collect(
         plan = Plan(raw=((boundaries_ms[0], boundaries_ms[-1]),), rolled=())
     else:
         plan = cover(boundaries_ms, coarsest=coarsest)
+        if model_rolled(filters, by) and set(_read(sums, percentiles)) >= CHECKED_SUMS:
+            table = model_rollups
     method: Method = "sketch" if plan.rolled else "exact"
     reader = _Reader(
         connection,
@@ -133,7 +149,7 @@ def collect(
         filters,
         tuple(by),
         np.asarray(boundaries_ms, np.int64),
-        sums=("calls", *(name for name in sums if name != "calls")),
+        sums=sums,
         percentiles=percentiles,
         table=table,
     )
@@ -169,20 +185,23 @@ def collect(
         return np.concatenate([values, values]) if windows else values
 
     latency = np.full((n + windows, len(QUANTILES)), np.nan)
-    ttft = np.full((n + windows, len(QUANTILES)), np.nan)
+    ttft_quantiles = np.full((n + windows, len(QUANTILES)), np.nan)
     if percentiles and method == "exact":
         latency = exact_quantiles(both(raw_ids), twice(raw_latency), n + windows, QUANTILES)
-        ttft = exact_quantiles(both(raw_ids), twice(raw_ttft), n + windows, QUANTILES)
+        if ttft:
+            ttft_quantiles = exact_quantiles(both(raw_ids), twice(raw_ttft), n + windows, QUANTILES)
     elif percentiles:
         latency_merger, ttft_merger = SketchMerger(n + windows), SketchMerger(n + windows)
         for ids, latency_blobs, ttft_blobs in sketches:
             factor = 2 if windows else 1
             latency_merger.add_blobs(both(ids), latency_blobs * factor)
-            ttft_merger.add_blobs(both(ids), ttft_blobs * factor)
+            if ttft:
+                ttft_merger.add_blobs(both(ids), ttft_blobs * factor)
         latency_merger.add_values(both(raw_ids), twice(raw_latency))
-        ttft_merger.add_values(both(raw_ids), twice(raw_ttft))
         latency = latency_merger.quantiles(QUANTILES)
-        ttft = ttft_merger.quantiles(QUANTILES)
+        if ttft:
+            ttft_merger.add_values(both(raw_ids), twice(raw_ttft))
+            ttft_quantiles = ttft_merger.quantiles(QUANTILES)
     whole = None
     if windows:
         whole = Totals(
@@ -190,7 +209,7 @@ def collect(
             {name: values[n:] for name, values in ints.items()},
             {name: values[n:] for name, values in floats.items()},
             latency[n:],
-            ttft[n:],
+            ttft_quantiles[n:],
             method,
         )
     return Totals(
@@ -198,10 +217,15 @@ def collect(
         {name: values[:n] for name, values in ints.items()},
         {name: values[:n] for name, values in floats.items()},
         latency[:n],
-        ttft[:n],
+        ttft_quantiles[:n],
         method,
         whole,
     )
+
+
+def _read(sums: Sequence[str], percentiles: bool) -> tuple[str, ...]:
+    """The sums whose values a row must have in range to be used: those the answer reads."""
+    return (*sums, *(("latency_sum_ms", "ttft_sum_ms") if percentiles else ()))
 
 
 def _accumulator(name: str, parts: Sequence[Sums], size: int) -> npt.NDArray[Any]:
@@ -263,11 +287,25 @@ class _Reader:
         self.groups = _Groups()
         self.sums = sums
         self.table = table
-        """The rollups read: ``rollups``, or ``user_rollups`` (the same sums and sketches)."""
-        # The values a row must have in range to be used: those the answer reads.
-        read = (*sums, *(("latency_sum_ms", "ttft_sum_ms") if percentiles else ()))
+        """The rollups read: ``rollups``, or the user or model rollups (the same sums and
+        sketches)."""
+        read = _read(sums, percentiles)
         self._usable_call = usable_call(read)
         self._usable_rollup = usable_rollup(read, table)
+        self._rolled_specs = ROLLED_SUMS_OF[table.name]
+        self._skips: tuple[str, ...] = ()
+        if table is model_rollups:
+            # The rollups rows the upgrade left out, counted as a read of them counts them:
+            # those whose sketches alone it left out only when the answer merges sketches.
+            self._skips = SKIP_FIELDS if percentiles else SKIP_FIELDS[:1]
+            r = table.c
+            self._rolled_specs = {
+                **self._rolled_specs,
+                **{name: SumOf("int", r[name]) for name in self._skips},
+            }
+            # A row of skipped rollups rows alone holds no call and no sum: usable, and empty.
+            empty = sa.and_(r.calls == 0, *(r[name] == 0 for name in SUM_FIELDS))
+            self._usable_rollup = sa.or_(self._usable_rollup, empty)
         # Whether the sums met unusable rows; only then must the rows read after them (sketches,
         # raw values) be checked one by one. A store this version wrote holds none.
         self._unusable = {"rolled": False, "raw": False}
@@ -313,7 +351,7 @@ class _Reader:
         return self._summed(
             "rolled",
             keys,
-            specs=ROLLED_SUMS_OF[self.table.name],
+            specs=self._rolled_specs,
             where=self._rolled_where(),
             usable=self._usable_rollup,
             windows_of=self._rolled_windows,
@@ -403,8 +441,10 @@ class _Reader:
     ) -> Sums:
         """``specs``' sums of the rows ``where`` selects, per key, usable rows only; the other
         rows are counted as skipped (`aivitals.query.sums` says how)."""
+        skips = self._skips if source == "rolled" else ()
+        names = (*self.sums, *skips)
         unusable = sa.func.sum(sa.case((usable, 0), else_=1))
-        query = sa.select(*keys, unusable, *fast_columns(specs, self.sums)).where(*where)
+        query = sa.select(*keys, unusable, *fast_columns(specs, names)).where(*where)
         if keys:
             query = query.group_by(*keys)
         k = len(keys)
@@ -416,35 +456,52 @@ class _Reader:
             # PostgreSQL refuses every statement of a failed transaction: start a new one.
             self.connection.rollback()
             self._unusable[source] = True
-            return self._summed_safely(keys, specs, where, usable, windows_of)
+            return self._summed_safely(
+                keys, specs=specs, names=names, where=where, usable=usable, windows_of=windows_of
+            )
         if any(row[k] for row in rows):
             self._unusable[source] = True
-            return self._summed_safely(keys, specs, where, usable, windows_of)
-        # Without any key, SQL answers one row even for no rows at all: drop it.
-        kept = [row[:k] + row[k + 1 :] for row in rows if row[k + 1]]
+            return self._summed_safely(
+                keys, specs=specs, names=names, where=where, usable=usable, windows_of=windows_of
+            )
+        # Without any key, SQL answers one row even for no rows at all: drop it (a group of
+        # skipped rows alone stays, for its count).
+        skipped_at = k + 1 + len(self.sums)
+        kept = [row[:k] + row[k + 1 :] for row in rows if row[k + 1] or any(row[skipped_at:])]
         if not kept:
             return _ints(), {}
         columns = [list(column) for column in zip(*kept, strict=True)]
         ids = self.groups.ids(windows_of(columns), columns[: len(self.by)])
-        return ids, _sums(self.sums, columns[len(self.by) :])
+        found = _sums(names, columns[len(self.by) :])
+        self._skip_counted(ids, [found.pop(name) for name in skips])
+        return ids, found
+
+    def _skip_counted(self, ids: IntArray, counts: Sequence[IntArray]) -> None:
+        """Count the skipped rows a model rollup row holds, per group id."""
+        if counts:
+            total = np.sum(counts, axis=0)
+            kept = np.flatnonzero(total)
+            self._skip(ids[kept], total[kept].tolist())
 
     def _summed_safely(
         self,
         keys: list[sa.ColumnElement[Any]],
+        *,
         specs: dict[str, SumOf],
+        names: tuple[str, ...],
         where: list[sa.ColumnElement[bool]],
         usable: sa.ColumnElement[bool],
         windows_of: Callable[[list[Any]], IntArray],
     ) -> Sums:
-        query = sa.select(*keys, *safe_columns(specs, self.sums, usable)).where(*where)
+        query = sa.select(*keys, *safe_columns(specs, names, usable)).where(*where)
         if keys:
             query = query.group_by(*keys)
         k = len(keys)
         rows = []
         for row in self.connection.execute(query):
-            skipped, values = join_safe(specs, self.sums, row[k:])
+            skipped, values = join_safe(specs, names, row[k:])
             # Without any key, SQL answers one row even for no rows at all: drop it.
-            if skipped or values[0]:
+            if skipped or values[0] or any(values[len(self.sums) :]):
                 rows.append((*row[:k], skipped, *values))
         if not rows:
             return _ints(), {}
@@ -452,7 +509,9 @@ class _Reader:
         ids = self.groups.ids(windows_of(columns), columns[: len(self.by)])
         rest = columns[len(self.by) :]
         self._skip(ids, [int(v) for v in rest[0]])
-        return ids, _sums(self.sums, rest[1:])
+        found = _sums(names, rest[1:])
+        self._skip_counted(ids, [found.pop(name) for name in names[len(self.sums) :]])
+        return ids, found
 
     def raw_values(self) -> tuple[IntArray, FloatArray, FloatArray]:
         """Every usable raw call's latency and time to first token (NaN if none), with its group."""

@@ -18,7 +18,13 @@ import sqlalchemy as sa
 
 from aivitals.model import ERROR_TYPES, OPERATIONS, STATUSES
 from aivitals.query.errors import QueryError
-from aivitals.store.schema import ROLLUP_KEYS, USER_ROLLUP_KEYS, calls, rollups
+from aivitals.store.schema import (
+    MODEL_ROLLUP_KEYS,
+    ROLLUP_KEYS,
+    USER_ROLLUP_KEYS,
+    calls,
+    rollups,
+)
 
 FIELDS = (
     "model",
@@ -116,6 +122,13 @@ def user_rolled(filters: Filters, by: Sequence[str] = ()) -> bool:
     return "user" in names and names <= set(USER_ROLLUP_KEYS)
 
 
+def model_rolled(filters: Filters, by: Sequence[str] = ()) -> bool:
+    """True when the model rollups hold every filter and group: none, or only provider and
+    model (which sums they can answer is `aivitals.query.collect`'s to judge)."""
+    names = {name for name, _ in filters.items()} | set(by)
+    return names <= set(MODEL_ROLLUP_KEYS)
+
+
 def call_conditions(
     filters: Filters, *, use_indexes: bool = True
 ) -> Iterator[sa.ColumnElement[bool]]:
@@ -132,7 +145,7 @@ def call_conditions(
 def rollup_conditions(
     filters: Filters, table: sa.Table = rollups
 ) -> Iterator[sa.ColumnElement[bool]]:
-    """SQL conditions on ``rollups`` (or ``user_rollups``) for the filters (absent values are
-    stored as '')."""
+    """SQL conditions on ``rollups`` (or the user or model rollups) for the filters (absent
+    values are stored as '')."""
     for name, value in filters.items():
         yield table.c[name] == value

@@ -83,7 +83,7 @@ def timeseries(
     first = window.start_ms // step_ms * step_ms
     _check_buckets(-(-(window.end_ms - first) // step_ms), step, STEPS)
     edges = [window.start_ms, *range(first + step_ms, window.end_ms, step_ms), window.end_ms]
-    totals = collect(connection, edges, filters, fields, coarsest=seconds)
+    totals = collect(connection, edges, filters, fields, coarsest=seconds, ttft=False)
     points = []
     for gid, key in enumerate(totals.keys):
         latency = [None if math.isnan(v) else float(v) for v in totals.latency[gid]]

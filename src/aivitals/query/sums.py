@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from aivitals.store import bounds
 from aivitals.store.rollup import SUM_FIELDS
-from aivitals.store.schema import calls, rollups, user_rollups
+from aivitals.store.schema import calls, model_rollups, rollups, user_rollups
 
 Kind = Literal["count", "int", "float"]
 
@@ -76,7 +76,7 @@ def _raw_checks() -> dict[str, list[sa.ColumnElement[bool]]]:
 
 
 def _rolled_checks(table: sa.Table) -> dict[str, list[sa.ColumnElement[bool]]]:
-    """The conditions on a ``rollups`` (or ``user_rollups``) row for each sum to use it: within what as many usable
+    """The conditions on a ``rollups`` (or user or model rollups) row for each sum to use it: within what as many usable
     calls as the row counts can make. Upper bounds only: no writer, old or new, ever let a
     negative value in (the door always refused them), and these run on every row read.
     Compared as floats, where count * bound never overflows; NaN and NULL fail them."""
@@ -95,7 +95,10 @@ def _rolled_checks(table: sa.Table) -> dict[str, list[sa.ColumnElement[bool]]]:
 
 
 _RAW_CHECKS = _raw_checks()
-_ROLLED_CHECKS = {table.name: _rolled_checks(table) for table in (rollups, user_rollups)}
+_ROLLUP_TABLES = (rollups, user_rollups, model_rollups)
+_ROLLED_CHECKS = {table.name: _rolled_checks(table) for table in _ROLLUP_TABLES}
+CHECKED_SUMS = frozenset(_ROLLED_CHECKS["rollups"])
+"""The sums a rollup row is checked for: an answer that reads them all leaves out the same rows."""
 
 
 def usable_call(names: Sequence[str]) -> sa.ColumnElement[bool]:
@@ -153,7 +156,7 @@ def rolled_sums(table: sa.Table) -> dict[str, SumOf]:
 
 
 ROLLED_SUMS = rolled_sums(rollups)
-ROLLED_SUMS_OF = {table.name: rolled_sums(table) for table in (rollups, user_rollups)}
+ROLLED_SUMS_OF = {table.name: rolled_sums(table) for table in _ROLLUP_TABLES}
 """Each rollup table's `rolled_sums`, by table name."""
 
 

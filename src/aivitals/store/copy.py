@@ -1,8 +1,10 @@
 """Copying a whole store to another engine: SQLite to PostgreSQL, or back, table by table.
 
-Every table of the history goes (calls, scores, outcomes, contents, rollups, score rollups,
-baselines) row for row, in batches, so rollups and score rollups arrive as they were and need no
-recomputing (the raw calls behind old rollups may already have been deleted by retention).
+Every table of the history goes (calls, scores, outcomes, contents, rollups, score rollups, user
+and model rollups, baselines) row for row, in batches, so the rollups of every kind arrive as they
+were and need no recomputing (the raw calls behind old rollups may already have been deleted by
+retention, and the model rollups' counts of the out-of-range rows an older writer left go with
+them).
 Leader leases and their inbox stay behind: they say which running process leads now and what
 the others ask of it, not what happened, and a new store starts with none.
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 import sqlalchemy
 
-from aivitals.store import schema, score_rollup, user_rollup, user_score_rollup
+from aivitals.store import model_rollup, schema, score_rollup, user_rollup, user_score_rollup
 from aivitals.store.errors import StoreError
 from aivitals.store.rollup import SUM_FIELDS
 
@@ -163,6 +163,56 @@ def _add_user_rollups(connection: sqlalchemy.Connection) -> None:
     user_score_rollup.backfill(connection)
 
 
+def _add_model_rollups(connection: sqlalchemy.Connection) -> None:
+    """9: model rollups (issue 17), filled from the stored ``rollups`` rows (a day at a time).
+
+    From the rollups, not the calls: retention may have deleted the calls behind them, and the
+    rows an older writer folded out of range into them are counted in the new rows as reads of
+    ``rollups`` count them (`aivitals.store.model_rollup`). Spelled out, like step 5, so a later
+    change to the table cannot change this step; ``IF NOT EXISTS`` for a store rebuilt by hand
+    from a newer one (the backfill rebuilds the rows whole).
+    """
+    sums = ", ".join(
+        f"{column.name} {'FLOAT' if isinstance(column.type, sqlalchemy.Float) else 'BIGINT'} "
+        "NOT NULL"
+        for column in schema.rollups.columns
+        if column.name in SUM_FIELDS
+    )
+    blob = "BYTEA" if connection.dialect.name == "postgresql" else "BLOB"
+    connection.execute(
+        sqlalchemy.text(
+            "CREATE TABLE IF NOT EXISTS model_rollups (granularity INTEGER NOT NULL, "
+            "bucket_start BIGINT NOT NULL, provider VARCHAR(200) NOT NULL, "
+            f"model VARCHAR(200) NOT NULL, {sums}, latency_sketch {blob} NOT NULL, "
+            f"ttft_sketch {blob} NOT NULL, skipped_rows BIGINT NOT NULL DEFAULT 0, "
+            "skipped_sketches BIGINT NOT NULL DEFAULT 0, "
+            "CONSTRAINT pk_model_rollups PRIMARY KEY (granularity, bucket_start, provider, model))"
+        )
+    )
+    model_rollup.backfill(connection, _progress("model rollups", 9))
+
+
+def _progress(what: str, version: int) -> model_rollup.Progress:
+    """A backfill's progress, logged at most every `PROGRESS_EVERY_S` and at the end."""
+    began = time.monotonic()
+    said = [began]
+
+    def progress(done: int, days: int) -> None:
+        now = time.monotonic()
+        if now - said[0] >= PROGRESS_EVERY_S or done == days:
+            said[0] = now
+            logger.warning(
+                "upgrading to schema %d: %s filled for %d of %d days (%.0f s)",
+                version,
+                what,
+                done,
+                days,
+                now - began,
+            )
+
+    return progress
+
+
 STEPS: Sequence[tuple[int, Step]] = (
     (2, _add_saved_usd),
     (3, _add_billing_detail),
@@ -171,6 +221,7 @@ STEPS: Sequence[tuple[int, Step]] = (
     (6, _add_score_rollups),
     (7, _add_leases),
     (8, _add_user_rollups),
+    (9, _add_model_rollups),
 )
 """(version, step) pairs in increasing version order; each step upgrades version - 1 to version."""
 

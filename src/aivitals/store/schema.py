@@ -20,6 +20,11 @@
   as ``rollups`` (schema 8, `aivitals.store.user_rollup`): what the top users and one user's
   figures read. No minutes: a row per user and model a minute would be about a row per call.
   ``user_score_rollups``: the scores the same way, as ``score_rollups`` keeps them (schema 8).
+- ``model_rollups``: per minute, hour and day, per (provider, model), the same sums and
+  sketches as ``rollups`` (schema 9, `aivitals.store.model_rollup`): what the unfiltered
+  summary, the time series and the per-model report read, a few rows a bucket instead of one
+  per key. ``skipped_rows`` and ``skipped_sketches`` count the ``rollups`` rows an older writer
+  left out of range that the upgrade did not fold in, as reads of ``rollups`` count them.
 - ``score_rollups``: per minute, hour and day, per the call's rollup key (its dimensions as
   ``rollups`` has them, bucketed by the CALL's start, as quality counts a score with its call),
   score name and source: the sum, sum of squares and count of the usable values, and how many
@@ -56,7 +61,7 @@ from sqlalchemy import (
     text,
 )
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 STORE_MARKER = "aivitals-store"
 
 GRANULARITIES = (60, 3600, 86400)
@@ -80,6 +85,9 @@ USER_GRANULARITIES = (3600, 86400)
 
 USER_ROLLUP_KEYS = ("user", "provider", "model")
 """The dimensions ``user_rollups`` are kept by; absent values are stored as ''."""
+
+MODEL_ROLLUP_KEYS = ("provider", "model")
+"""The dimensions ``model_rollups`` are kept by (at every rollup granularity)."""
 
 metadata = MetaData()
 
@@ -228,6 +236,27 @@ user_rollups = Table(
         if column.name not in ("granularity", "bucket_start", *ROLLUP_KEYS)
     ),
     PrimaryKeyConstraint("granularity", "bucket_start", *USER_ROLLUP_KEYS, name="pk_user_rollups"),
+)
+
+model_rollups = Table(
+    "model_rollups",
+    metadata,
+    Column("granularity", Integer, nullable=False),
+    Column("bucket_start", BigInteger, nullable=False),
+    *(Column(name, String(200), nullable=False) for name in MODEL_ROLLUP_KEYS),
+    *(
+        Column(column.name, column.type, nullable=False)
+        for column in rollups.columns
+        if column.name not in ("granularity", "bucket_start", *ROLLUP_KEYS)
+    ),
+    # ``rollups`` rows the schema-9 upgrade left out (0 for every row this version folds):
+    # whole rows whose sums are out of range, and rows whose sums were folded but whose
+    # sketches were not. Two counts, because reads count the second only with percentiles.
+    Column("skipped_rows", BigInteger, nullable=False, server_default=text("0")),
+    Column("skipped_sketches", BigInteger, nullable=False, server_default=text("0")),
+    PrimaryKeyConstraint(
+        "granularity", "bucket_start", *MODEL_ROLLUP_KEYS, name="pk_model_rollups"
+    ),
 )
 
 score_rollups = Table(

@@ -26,7 +26,14 @@ import sqlalchemy
 from sqlalchemy.dialects import postgresql, sqlite
 
 from aivitals.model import Call, Outcome, Score
-from aivitals.store import migrations, schema, score_rollup, user_rollup, user_score_rollup
+from aivitals.store import (
+    migrations,
+    model_rollup,
+    schema,
+    score_rollup,
+    user_rollup,
+    user_score_rollup,
+)
 from aivitals.store.bulk import BulkInsert, placeholders
 from aivitals.store.engine import (
     WRITE_OPTION,
@@ -236,6 +243,7 @@ class SqlStore:
         )
         self._fold_rollups(connection, calls, costs)
         user_rollup.fold(connection, calls, costs, waiting=waiting)  # schema 8, read side
+        model_rollup.fold(connection, calls, costs)  # schema 9, likewise
 
     def _fold_rollups(
         self, connection: sqlalchemy.Connection, calls: list[Call], costs: list[int | None]
