@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from aivitals.model import Call, Score
 from aivitals.query import Filters, Queries, Window
-from aivitals.store import schema
+from aivitals.store import schema, user_rollup
 from aivitals.store.sketch import MIN_VALUE, Sketch, group_blobs
 from aivitals.store.sql import SqlStore
 
@@ -165,6 +165,33 @@ def test_the_upgrade_to_schema_8_fills_the_user_rollups_and_says_how_far_it_is(
         }
     finally:
         upgraded.close()
+
+
+def test_the_backfill_visits_only_the_days_that_hold_calls(store_target: str) -> None:
+    # An older writer stored a call that started in the year 318,857 (tests/test_read_defence.py):
+    # a walk over every day from the first call to the last would take 116 million steps.
+    calls = history(6, 120)
+    store = written(store_target, calls)
+    heard: list[tuple[int, int]] = []
+    try:
+        with store.engine.begin() as connection:
+            connection.execute(
+                sa.update(schema.calls)
+                .where(schema.calls.c.id == calls[0].id)
+                .values(started_ms=10**16)
+            )
+            user_rollup.backfill(connection, lambda done, total: heard.append((done, total)))
+            stored = connection.execute(
+                sa.select(sa.func.sum(schema.user_rollups.c.calls)).where(
+                    schema.user_rollups.c.granularity == 86400,
+                    schema.user_rollups.c.bucket_start < 10**12,
+                )
+            ).scalar()
+    finally:
+        store.close()
+    days = {c.started_at.date() for c in calls[1:]}
+    assert heard == [(i, len(days) + 1) for i in range(1, len(days) + 2)]
+    assert stored == len(calls) - 1
 
 
 def test_the_batch_sketches_are_sketch_of_each_groups_values() -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -235,20 +235,22 @@ def backfill(
     from aivitals.query.sums import FLOAT_SUMS, RAW_SUMS, fast_columns, usable_call  # noqa: PLC0415
 
     connection.execute(sa.delete(kind.table))
-    first, last = connection.execute(
-        sa.select(sa.func.min(calls.c.started_ms), sa.func.max(calls.c.started_ms))
-    ).one()
-    if first is None:
-        return 0
     day_ms = 86_400_000
-    days = range(first // day_ms * day_ms, last + 1, day_ms)
+    # The days that hold calls, one indexed look-up each, not every day from the first call to
+    # the last: an older writer stored a call that started in the year 318,857, and a range
+    # over those days (116 million of them) would never end.
+    in_all = int(
+        connection.scalar(sa.select(sa.func.count(sa.distinct(calls.c.started_ms // day_ms)))) or 0
+    )
+    if not in_all:
+        return 0
     usable = usable_call((*SUM_FIELDS, "latency_sum_ms", "ttft_sum_ms"))
     dimensions: list[sa.ColumnElement[Any]] = [
         sa.func.coalesce(calls.c[name], "") for name in kind.keys
     ]
     sums = fast_columns(RAW_SUMS, SUM_FIELDS)
     folded = 0
-    for done, start_ms in enumerate(days, 1):
+    for done, start_ms in enumerate(_days_with_calls(connection, day_ms), 1):
         where = [calls.c.started_ms >= start_ms, calls.c.started_ms < start_ms + day_ms, usable]
         sketches = _sketches(connection, where, dimensions, kind.granularities)
         for granularity in kind.granularities:
@@ -269,8 +271,24 @@ def backfill(
             if granularity == kind.granularities[-1]:
                 folded += sum(row["calls"] for row in rows)
         if progress is not None:
-            progress(done, len(days))
+            progress(done, max(in_all, done))
     return folded
+
+
+def _days_with_calls(connection: sa.Connection, day_ms: int) -> Iterator[int]:
+    """The start (ms) of each UTC day that holds a stored call, oldest first."""
+    since: int | None = None
+    while True:
+        first = connection.scalar(
+            sa.select(sa.func.min(calls.c.started_ms)).where(
+                *([] if since is None else [calls.c.started_ms >= since])
+            )
+        )
+        if first is None:
+            return
+        start = int(first) // day_ms * day_ms
+        yield start
+        since = start + day_ms
 
 
 def _sketches(
