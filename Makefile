@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(MAKE) bench-gateway
 	$(BIN)/python benchmarks/bench_gateway_closed.py --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_soak.py --rows default,no-db --seconds 420 --warmup-s 150 --write docs/benchmarks.md
+	$(BIN)/python benchmarks/bench_windows.py --write docs/benchmarks.md
 
 # The gateway against LiteLLM's proxy (installed into .bench/litellm-venv on first use, about
 # 740 MB) over the same fake upstream; installs wrk from Debian if missing. About 12 minutes;
