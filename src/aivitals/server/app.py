@@ -45,6 +45,7 @@ from aivitals.server.dashboard import DashboardAuth, dashboard_router
 from aivitals.server.errors import install_error_handlers
 from aivitals.server.ingest_auth import IngestKey
 from aivitals.server.limits import BODY_TIMEOUT_S, BodyLimitMiddleware
+from aivitals.server.memory_trim import MemoryTrim
 from aivitals.server.metrics import MetricsMiddleware, ServerMetrics
 from aivitals.server.otlp import otlp_router
 from aivitals.server.system_metrics import SystemMetrics
@@ -124,9 +125,12 @@ def create_app(
         checks=readiness,
     )
 
+    memory_trim = MemoryTrim()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         system_metrics.start()
+        memory_trim.start()
         if gateway is not None:
             await gateway.start()
         try:
@@ -134,6 +138,7 @@ def create_app(
         finally:
             if gateway is not None:
                 await gateway.stop()
+            await memory_trim.stop()
             await system_metrics.stop()
         if close_on_shutdown:
             # Blocks until the store has every call: off the loop, which is idle by now anyway.
