@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from aivitals.query import NO_FILTERS, Filters, Queries, Window
 from aivitals.store import model_rollup, schema, score_rollup, user_rollup, user_score_rollup
 from aivitals.store.schema import ROLLUP_KEYS, calls, metadata, rollups, scores
-from aivitals.store.sketch import MAPPING, MIN_VALUE
+from aivitals.store.sketch import group_blobs
 from aivitals.store.sql import SqlStore
 from report import machine_line, write_section
 
@@ -70,7 +70,6 @@ OUTCOMES = (
 )
 USERS = 50
 SCORED = 0.05
-_GAMMA_LOG = float(np.log(MAPPING.gamma))
 _COMBOS = len(MODELS) * len(FEATURES) * len(TEAMS) * len(OUTCOMES)
 
 IntArray = npt.NDArray[np.int64]
@@ -379,8 +378,8 @@ def _rows_for(
         "ttft_sum_ms": total(np.where(has_ttft, day["ttft"], 0.0)),
         "speed_count": total(day["fast"].astype(np.int64)),
         "speed_sum": total(day["speed"]),
-        "latency_sketch": _sketches(day["latency"][order], starts),
-        "ttft_sketch": _sketches(day["ttft"][order], starts),
+        "latency_sketch": group_blobs(day["latency"][order], starts),
+        "ttft_sketch": group_blobs(day["ttft"][order], starts),
     }
     combos = (keys % _COMBOS).tolist()
     buckets = (keys // _COMBOS * granularity).tolist()
@@ -406,33 +405,6 @@ def _rows_for(
             *(dims[name] for name in ROLLUP_KEYS),
             *(values[row] for values in sums.values()),
         )
-
-
-def _sketches(values: FloatArray, starts: IntArray) -> list[bytes]:
-    """`Sketch.of(values of group).to_bytes()` for every group at once (NaN values skipped)."""
-    groups = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, values.size]))
-    keep = ~np.isnan(values)
-    groups, values = groups[keep], values[keep]
-    small = values < MIN_VALUE
-    zeros = np.bincount(groups[small], minlength=starts.size)
-    groups, values = groups[~small], values[~small]
-    keys = np.ceil(np.log(values) / _GAMMA_LOG).astype(np.int64)
-    present = np.bincount(groups, minlength=starts.size) > 0
-    low = np.full(starts.size, np.iinfo(np.int64).max)
-    high = np.full(starts.size, np.iinfo(np.int64).min)
-    np.minimum.at(low, groups, keys)
-    np.maximum.at(high, groups, keys)
-    # A group without values is an empty sketch: offset 0, no bins.
-    low[~present] = 0
-    high[~present] = -1
-    sizes = 2 + (high - low + 1)
-    first = np.cumsum(sizes) - sizes
-    words = np.zeros(int(sizes.sum()), np.int64)
-    words[first] = low
-    words[first + 1] = zeros
-    np.add.at(words, first[groups] + 2 + keys - low[groups], 1)
-    data = words.astype("<i4").tobytes()
-    return [data[4 * a : 4 * (a + s)] for a, s in zip(first.tolist(), sizes.tolist(), strict=True)]
 
 
 CPU: dict[str, float] = {}

@@ -127,13 +127,7 @@ def _add_user_rollups(connection: sqlalchemy.Connection) -> None:
     whole).
     A store of ten million calls takes a few minutes, so the backfill logs how far it is.
     """
-    sums = ", ".join(
-        f"{column.name} {'FLOAT' if isinstance(column.type, sqlalchemy.Float) else 'BIGINT'} "
-        "NOT NULL"
-        for column in schema.rollups.columns
-        if column.name in SUM_FIELDS
-    )
-    blob = "BYTEA" if connection.dialect.name == "postgresql" else "BLOB"
+    sums, blob = _rollup_sums_ddl(), _blob_ddl(connection)
     connection.execute(
         sqlalchemy.text(
             "CREATE TABLE IF NOT EXISTS user_rollups (granularity INTEGER NOT NULL, "
@@ -163,6 +157,20 @@ def _add_user_rollups(connection: sqlalchemy.Connection) -> None:
     user_score_rollup.backfill(connection)
 
 
+def _rollup_sums_ddl() -> str:
+    """The rollups' sum columns as DDL, for the narrow rollup tables' steps (8, 9)."""
+    return ", ".join(
+        f"{column.name} {'FLOAT' if isinstance(column.type, sqlalchemy.Float) else 'BIGINT'} "
+        "NOT NULL"
+        for column in schema.rollups.columns
+        if column.name in SUM_FIELDS
+    )
+
+
+def _blob_ddl(connection: sqlalchemy.Connection) -> str:
+    return "BYTEA" if connection.dialect.name == "postgresql" else "BLOB"
+
+
 def _add_model_rollups(connection: sqlalchemy.Connection) -> None:
     """9: model rollups (issue 17), filled from the stored ``rollups`` rows (a day at a time).
 
@@ -172,13 +180,7 @@ def _add_model_rollups(connection: sqlalchemy.Connection) -> None:
     change to the table cannot change this step; ``IF NOT EXISTS`` for a store rebuilt by hand
     from a newer one (the backfill rebuilds the rows whole).
     """
-    sums = ", ".join(
-        f"{column.name} {'FLOAT' if isinstance(column.type, sqlalchemy.Float) else 'BIGINT'} "
-        "NOT NULL"
-        for column in schema.rollups.columns
-        if column.name in SUM_FIELDS
-    )
-    blob = "BYTEA" if connection.dialect.name == "postgresql" else "BLOB"
+    sums, blob = _rollup_sums_ddl(), _blob_ddl(connection)
     connection.execute(
         sqlalchemy.text(
             "CREATE TABLE IF NOT EXISTS model_rollups (granularity INTEGER NOT NULL, "

@@ -44,6 +44,8 @@ exactly.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -223,18 +225,24 @@ rollups = Table(
     PrimaryKeyConstraint("granularity", "bucket_start", *ROLLUP_KEYS, name="pk_rollups"),
 )
 
+
+def _rollup_measures() -> list[Column[Any]]:
+    """The sums and sketches of ``rollups``, column for column, so one reader reads every
+    rollup table."""
+    return [
+        Column(column.name, column.type, nullable=False)
+        for column in rollups.columns
+        if column.name not in ("granularity", "bucket_start", *ROLLUP_KEYS)
+    ]
+
+
 user_rollups = Table(
     "user_rollups",
     metadata,
     Column("granularity", Integer, nullable=False),
     Column("bucket_start", BigInteger, nullable=False),
     *(Column(name, String(200), nullable=False) for name in USER_ROLLUP_KEYS),
-    # The sums and sketches of ``rollups``, column for column, so one reader reads both.
-    *(
-        Column(column.name, column.type, nullable=False)
-        for column in rollups.columns
-        if column.name not in ("granularity", "bucket_start", *ROLLUP_KEYS)
-    ),
+    *_rollup_measures(),
     PrimaryKeyConstraint("granularity", "bucket_start", *USER_ROLLUP_KEYS, name="pk_user_rollups"),
 )
 
@@ -244,11 +252,7 @@ model_rollups = Table(
     Column("granularity", Integer, nullable=False),
     Column("bucket_start", BigInteger, nullable=False),
     *(Column(name, String(200), nullable=False) for name in MODEL_ROLLUP_KEYS),
-    *(
-        Column(column.name, column.type, nullable=False)
-        for column in rollups.columns
-        if column.name not in ("granularity", "bucket_start", *ROLLUP_KEYS)
-    ),
+    *_rollup_measures(),
     # ``rollups`` rows the schema-9 upgrade left out (0 for every row this version folds):
     # whole rows whose sums are out of range, and rows whose sums were folded but whose
     # sketches were not. Two counts, because reads count the second only with percentiles.
