@@ -34,7 +34,7 @@ from sqlalchemy.engine import Dialect
 
 from aivitals.model import Call
 from aivitals.store import bounds
-from aivitals.store.rollup import FLOAT_FIELDS, SUM_FIELDS
+from aivitals.store.rollup import FLOAT_FIELDS, SUM_FIELDS, Figures
 from aivitals.store.rollup_upsert import RollupUpsert
 from aivitals.store.schema import GRANULARITIES, MODEL_ROLLUP_KEYS, model_rollups, rollups
 from aivitals.store.user_rollup import Narrow, user_rows
@@ -51,11 +51,14 @@ Progress = Callable[[int, int], None]
 
 
 def model_rows(
-    batch: Sequence[Call], *, costs_nusd: Sequence[int | None] | None = None
+    batch: Sequence[Call],
+    *,
+    costs_nusd: Sequence[int | None] | None = None,
+    figures: Sequence[Figures | None] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (granularity, bucket, provider, model) with the batch's sums and sketches,
     by `user_rollup.user_rows`' rules (calls out of range left out), nothing skipped."""
-    rows = user_rows(batch, costs_nusd=costs_nusd, kind=MODELS)
+    rows = user_rows(batch, costs_nusd=costs_nusd, kind=MODELS, figures=figures)
     for row in rows:
         row.update(_NO_SKIPS)
     return rows
@@ -77,13 +80,19 @@ def _upsert(dialect: Dialect) -> RollupUpsert:
 
 
 def fold(
-    connection: sa.Connection, batch: Sequence[Call], costs_nusd: Sequence[int | None]
+    connection: sa.Connection,
+    batch: Sequence[Call],
+    costs_nusd: Sequence[int | None],
+    *,
+    figures: Sequence[Figures | None] | None = None,
 ) -> None:
     """Add newly stored calls into their model rollups, inside the writer's transaction.
 
-    ``costs_nusd`` is ``to_nusd(call.cost_usd)`` of each call, as the writer has them.
+    ``costs_nusd`` is ``to_nusd(call.cost_usd)`` of each call, as the writer has them;
+    ``figures``, `rollup.call_figures` of the calls likewise.
     """
-    _upsert(connection.dialect).fold(connection, model_rows(batch, costs_nusd=costs_nusd))
+    rows = model_rows(batch, costs_nusd=costs_nusd, figures=figures)
+    _upsert(connection.dialect).fold(connection, rows)
 
 
 def backfill(connection: sa.Connection, progress: Progress | None = None) -> int:

@@ -82,55 +82,81 @@ def rollup_key(row: dict[str, Any]) -> RollupKey:
     return (row["granularity"], row["bucket_start"], *(row[name] for name in ROLLUP_KEYS))
 
 
-def rollup_rows(
-    calls: Iterable[Call],
-    granularities: Sequence[int] = GRANULARITIES,
-    *,
-    costs_nusd: Sequence[int | None] | None = None,
-) -> list[dict[str, Any]]:
-    """One row per (granularity, bucket, key) with the batch's sums and sketches.
+Figures = tuple[tuple[int, ...], float, float | None, float | None, int]
+"""A call's share of every rollup row it folds into: its counts (in `COUNTED` order), latency,
+TTFT, speed (None past the bound) and start in whole epoch seconds."""
 
-    Calls with a value out of range are left out (and logged): see the module's docstring.
-    ``costs_nusd``, when given, is ``to_nusd(call.cost_usd)`` of each of ``calls`` in order
-    (the writer has them already).
-    """
-    # One pass over the calls, each call's figures read once and added into the group of each
-    # granularity: the writer folds every call it stores, and a pass per sum and granularity
-    # was a third of a store write. Float sums are summed at the end over the members' values
-    # in call order, as ``sum`` over the members always did, so they come out to the bit.
-    groups: dict[RollupKey, _Group] = {}
-    refused = 0
+
+def call_figures(
+    calls: Sequence[Call], costs_nusd: Sequence[int | None] | None = None
+) -> list[Figures | None]:
+    """Each call's `Figures`, or None for a call with a value out of range (left out of every
+    rollup). The writer computes them once a batch for the three rollup kinds, which each
+    computed them again (a third of their Python)."""
+    figures: list[Figures | None] = []
     most_speed = bounds.MAX_TOKENS_PER_SECOND
     for index, call in enumerate(calls):
         if not foldable(call):
-            refused += 1
+            figures.append(None)
             continue
         cost = call.cost_usd
         if costs_nusd is not None:
             nusd = costs_nusd[index] or 0
         else:
             nusd = to_nusd(cost) or 0 if cost is not None else 0
-        status, cache, ttft = call.status, call.cache, call.ttft_ms
+        status, cache = call.status, call.cache
         speed = call.output_tokens_per_second
         # Speeds past the bound come from a generation time too short to measure (1e-300 ms
         # would be infinitely fast): left out, as the raw query leaves them out.
         if speed is not None and not speed <= most_speed:
             speed = None
+        # Integers, not booleans: a row of one call writes these as they are, and PostgreSQL
+        # takes no boolean for a BIGINT.
         counts = (
-            status == "error",
-            status == "cancelled",
-            cost is None,
+            1 if status == "error" else 0,
+            1 if status == "cancelled" else 0,
+            1 if cost is None else 0,
             nusd,
             call.input_tokens,
             call.output_tokens,
             call.cached_input_tokens,
             call.cache_write_tokens,
             call.reasoning_tokens,
-            cache == "hit",
-            cache in {"hit", "miss"},
+            1 if cache == "hit" else 0,
+            1 if cache in {"hit", "miss"} else 0,
         )
-        latency = call.latency_ms
         seconds = int(call.started_at.timestamp() * 1000) // 1000
+        figures.append((counts, call.latency_ms, call.ttft_ms, speed, seconds))
+    return figures
+
+
+def rollup_rows(
+    calls: Iterable[Call],
+    granularities: Sequence[int] = GRANULARITIES,
+    *,
+    costs_nusd: Sequence[int | None] | None = None,
+    figures: Sequence[Figures | None] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per (granularity, bucket, key) with the batch's sums and sketches.
+
+    Calls with a value out of range are left out (and logged): see the module's docstring.
+    ``costs_nusd``, when given, is ``to_nusd(call.cost_usd)`` of each of ``calls`` in order
+    (the writer has them already); ``figures``, `call_figures` of ``calls`` likewise.
+    """
+    # One pass over the calls, each call's figures read once and added into the group of each
+    # granularity: the writer folds every call it stores, and a pass per sum and granularity
+    # was a third of a store write. Float sums are summed at the end over the members' values
+    # in call order, as ``sum`` over the members always did, so they come out to the bit.
+    batch = calls if isinstance(calls, Sequence) else list(calls)
+    if figures is None:
+        figures = call_figures(batch, costs_nusd)
+    groups: dict[RollupKey, _Group] = {}
+    refused = 0
+    for call, figure in zip(batch, figures, strict=True):
+        if figure is None:
+            refused += 1
+            continue
+        counts, latency, ttft, speed, seconds = figure
         values = key_values(call)
         for granularity in granularities:
             key = (granularity, seconds - seconds % granularity, *values)
@@ -158,7 +184,7 @@ def rollup_rows(
     return fitting
 
 
-_COUNTED = (
+COUNTED = (
     "errors",
     "cancelled",
     "unpriced",
@@ -190,7 +216,7 @@ class _Group:
         latencies, ttfts, speeds = self.latencies, self.ttfts, self.speeds
         row["calls"] = len(latencies)
         # Whole numbers: their sums do not depend on the order they are added in.
-        row.update(zip(_COUNTED, map(sum, zip(*self.counts, strict=True)), strict=True))
+        row.update(zip(COUNTED, map(sum, zip(*self.counts, strict=True)), strict=True))
         row.update(
             latency_sum_ms=sum(latencies),
             ttft_count=len(ttfts),

@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import sqlalchemy
 from sqlalchemy.dialects import postgresql, sqlite
@@ -46,7 +46,7 @@ from aivitals.store.engine import (
 )
 from aivitals.store.errors import StoreError
 from aivitals.store.outcomes import outcome_row
-from aivitals.store.rollup import rollup_rows
+from aivitals.store.rollup import Figures, call_figures, rollup_rows
 from aivitals.store.rollup_upsert import RollupUpsert
 from aivitals.store.rows import CALL_COLUMNS, call_values, epoch_ms, score_row, to_nusd
 
@@ -85,7 +85,7 @@ class SqlStore:
         self._rollups = RollupUpsert(schema.rollups, _ROLLUP_PK, engine.dialect)
 
     @classmethod
-    def open(cls, target: str | Path) -> SqlStore:
+    def open(cls, target: str | Path) -> Self:
         """Open (creating or upgrading as needed) the store at ``target``.
 
         ``target`` is a file path (SQLite; the file and its directory are created on first use)
@@ -241,14 +241,20 @@ class SqlStore:
         self._insert_calls.execute_values(
             connection, [call_values(call, cost) for call, cost in zip(calls, costs, strict=True)]
         )
-        self._fold_rollups(connection, calls, costs)
-        user_rollup.fold(connection, calls, costs, waiting=waiting)  # schema 8, read side
-        model_rollup.fold(connection, calls, costs)  # schema 9, likewise
+        # Each call's share of a rollup row once, for the three kinds of rollup.
+        figures = call_figures(calls, costs)
+        self._fold_rollups(connection, calls, figures)
+        # Schema 8, read side; schema 9 likewise.
+        user_rollup.fold(connection, calls, costs, waiting=waiting, figures=figures)
+        model_rollup.fold(connection, calls, costs, figures=figures)
 
     def _fold_rollups(
-        self, connection: sqlalchemy.Connection, calls: list[Call], costs: list[int | None]
+        self,
+        connection: sqlalchemy.Connection,
+        calls: list[Call],
+        figures: list[Figures | None],
     ) -> None:
-        self._rollups.fold(connection, rollup_rows(calls, costs_nusd=costs))
+        self._rollups.fold(connection, rollup_rows(calls, figures=figures))
 
     def _delete_old_scores(self, cutoff_ms: int) -> None:
         created = schema.scores.c.created_ms

@@ -29,10 +29,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from aivitals.model import Call
-from aivitals.store import bounds, user_score_rollup
-from aivitals.store.rollup import SUM_FIELDS, foldable
+from aivitals.store import user_score_rollup
+from aivitals.store.rollup import COUNTED, SUM_FIELDS, Figures, call_figures
 from aivitals.store.rollup_upsert import RollupUpsert
-from aivitals.store.rows import to_nusd
 from aivitals.store.schema import (
     USER_GRANULARITIES,
     USER_ROLLUP_KEYS,
@@ -59,19 +58,6 @@ USERS = Narrow(user_rollups, USER_ROLLUP_KEYS, USER_GRANULARITIES)
 KINDS = (USERS,)
 """The narrow rollups the writer keeps (one so far)."""
 KEY_COLUMNS = USERS.key_columns
-_COUNTED = (
-    "errors",
-    "cancelled",
-    "unpriced",
-    "cost_nusd",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "cache_hits",
-    "cache_lookups",
-)
 _FLOAT_AND_COUNTS = ("latency_sum_ms", "ttft_count", "ttft_sum_ms", "speed_count", "speed_sum")
 
 logger = logging.getLogger("aivitals.store")
@@ -85,44 +71,23 @@ def user_rows(
     *,
     costs_nusd: Sequence[int | None] | None = None,
     kind: Narrow = USERS,
+    figures: Sequence[Figures | None] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (granularity, bucket, user, provider, model) with the batch's sums and
     sketches (per ``kind``'s keys and granularities).
 
-    The same figures as `rollup.rollup_rows` (same rules, calls out of range left out), keyed
-    by other dimensions: written out here rather than shared, since that function is keyed by
-    `ROLLUP_KEYS` throughout and is the writer's hottest loop.
+    The same figures as `rollup.rollup_rows` (`rollup.call_figures`: the same rules, calls out
+    of range left out, which that function logs), keyed by other dimensions. ``figures`` is
+    `rollup.call_figures` of ``batch``, when the writer has them.
     """
+    if figures is None:
+        figures = call_figures(batch, costs_nusd)
     groups: dict[tuple[Any, ...], list[list[Any]]] = {}
-    most_speed = bounds.MAX_TOKENS_PER_SECOND
     dimensions_of = _dimensions_of(kind.keys)
-    for index, call in enumerate(batch):
-        if not foldable(call):
-            continue  # rollup_rows logs these already
-        cost = call.cost_usd
-        if costs_nusd is not None:
-            nusd = costs_nusd[index] or 0
-        else:
-            nusd = (to_nusd(cost) or 0) if cost is not None else 0
-        speed = call.output_tokens_per_second
-        if speed is not None and not speed <= most_speed:
-            speed = None
-        status, cache = call.status, call.cache
-        # Integers, not booleans: a group of one call writes these as they are (see `_rows`).
-        counts = (
-            1 if status == "error" else 0,
-            1 if status == "cancelled" else 0,
-            1 if cost is None else 0,
-            nusd,
-            call.input_tokens,
-            call.output_tokens,
-            call.cached_input_tokens,
-            call.cache_write_tokens,
-            call.reasoning_tokens,
-            1 if cache == "hit" else 0,
-            1 if cache in {"hit", "miss"} else 0,
-        )
-        seconds = int(call.started_at.timestamp() * 1000) // 1000
+    for call, figure in zip(batch, figures, strict=True):
+        if figure is None:
+            continue
+        counts, latency, ttft, speed, seconds = figure
         dimensions = dimensions_of(call)
         if None in dimensions:
             dimensions = tuple(value or "" for value in dimensions)
@@ -132,9 +97,9 @@ def user_rows(
             if group is None:
                 group = groups[key] = [[], [], [], []]
             group[0].append(counts)
-            group[1].append(call.latency_ms)
-            if call.ttft_ms is not None:
-                group[2].append(call.ttft_ms)
+            group[1].append(latency)
+            if ttft is not None:
+                group[2].append(ttft)
             if speed is not None:
                 group[3].append(speed)
     return _rows(kind, groups)
@@ -155,7 +120,7 @@ def _rows(kind: Narrow, groups: dict[tuple[Any, ...], list[list[Any]]]) -> list[
     ttfts: list[float] = []
     latency_sizes: list[int] = []
     ttft_sizes: list[int] = []
-    columns = (*kind.key_columns, "calls", *_COUNTED, *_FLOAT_AND_COUNTS)
+    columns = (*kind.key_columns, "calls", *COUNTED, *_FLOAT_AND_COUNTS)
     for key, (counts, latency, ttft, speeds) in groups.items():
         # With many users most groups hold one call: its counts are the sums.
         summed = counts[0] if len(counts) == 1 else map(sum, zip(*counts, strict=True))
@@ -198,6 +163,7 @@ def fold(
     costs_nusd: Sequence[int | None],
     *,
     waiting: list[Any] | None = None,
+    figures: Sequence[Figures | None] | None = None,
 ) -> None:
     """Add newly stored calls into their user rollups, inside the writer's transaction.
 
@@ -207,18 +173,11 @@ def fold(
     the writer calls this before the batch's own scores go in, as that fold needs.
     """
     user_score_rollup.fold_waiting(connection, [call.id for call in batch], waiting=waiting)
+    if figures is None:
+        figures = call_figures(batch, costs_nusd)
     for kind in KINDS:
-        _fold(connection, kind, batch, costs_nusd)
-
-
-def _fold(
-    connection: sa.Connection,
-    kind: Narrow,
-    batch: Sequence[Call],
-    costs_nusd: Sequence[int | None],
-) -> None:
-    rows = user_rows(batch, costs_nusd=costs_nusd, kind=kind)
-    _upsert(kind, connection.dialect).fold(connection, rows)
+        rows = user_rows(batch, kind=kind, figures=figures)
+        _upsert(kind, connection.dialect).fold(connection, rows)
 
 
 def backfill(
