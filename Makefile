@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sdk.py --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_store_ingest.py --calls 200000 --batch 1000 --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_store_ingest.py --busy --seconds 5 --app sdk --runs 2 --write docs/benchmarks.md
+	$(BIN)/python benchmarks/bench_store_ingest.py --busy --seconds 5 --app sdk --runs 3 --writer process --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_store_ingest.py --busy --seconds 5 --app spin --runs 2 --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_ingest_http.py --calls 60000 --write docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_otlp.py --spans 102400 --write docs/benchmarks.md

@@ -9,6 +9,7 @@
 | ``AIVITALS_ENVIRONMENT`` | default ``environment`` attribution (``prod``, ``staging``...) | none |
 | ``AIVITALS_TIMEZONE`` | IANA zone where budget days and months begin | ``UTC`` |
 | ``AIVITALS_STORE`` | the store: a SQLite file path or a SQLAlchemy URL | ``./aivitals.db`` for the CLI; none for the SDK |
+| ``AIVITALS_STORE_WRITER`` | ``thread`` or ``process``: where the SDK's store writes run (docs/store.md, "A writer process") | ``thread`` |
 | ``AIVITALS_ENDPOINT`` | send calls and scores to the aivitals server at this URL | off |
 | ``AIVITALS_API_KEY`` | the server's API key (sent as ``Authorization: Bearer``) | none |
 | ``AIVITALS_SPOOL_DIR`` | where undelivered batches wait for the server | ``~/.cache/aivitals/spool/<hash>`` |
@@ -37,6 +38,7 @@ class EnvSettings:
     environment: str | None = None
     timezone: str = "UTC"
     store: str | None = None
+    store_writer: str = "thread"
     endpoint: str | None = None
     api_key: str | None = None
     spool_dir: str | None = None
@@ -60,6 +62,8 @@ def read_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
         if not port_raw.isdigit() or not 0 < int(port_raw) < 65536:
             raise ConfigError(f"AIVITALS_METRICS_PORT must be a port number, got {port_raw!r}")
         port = int(port_raw)
+    store_writer = env.get("AIVITALS_STORE_WRITER", "").strip().lower() or "thread"
+    check_store_writer(store_writer, setting="AIVITALS_STORE_WRITER")
     timezone = env.get("AIVITALS_TIMEZONE", "UTC").strip() or "UTC"
     check_timezone(timezone, setting="AIVITALS_TIMEZONE")
     return EnvSettings(
@@ -70,12 +74,27 @@ def read_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
         environment=env.get("AIVITALS_ENVIRONMENT") or None,
         timezone=timezone,
         store=env.get("AIVITALS_STORE") or None,
+        store_writer=store_writer,
         endpoint=env.get("AIVITALS_ENDPOINT", "").strip() or None,
         api_key=env.get("AIVITALS_API_KEY", "").strip() or None,
         spool_dir=env.get("AIVITALS_SPOOL_DIR") or None,
         dashboard_token=env.get("AIVITALS_DASHBOARD_TOKEN", "").strip() or None,
         ingest_key=env.get("AIVITALS_INGEST_KEY", "").strip() or None,
     )
+
+
+STORE_WRITERS = ("thread", "process")
+
+
+def check_store_writer(value: object, *, setting: str = "store_writer") -> str:
+    """``value`` if it names where the store's writes run, else a `ConfigError` saying what
+    would."""
+    if value not in STORE_WRITERS:
+        raise ConfigError(
+            f"{setting} must be 'thread' (the default) or 'process' (a child process writes "
+            f"the store), got {value!r}"
+        )
+    return str(value)
 
 
 def check_timezone(name: str, *, setting: str = "timezone") -> ZoneInfo:

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from aivitals.attribution import Attribution
 from aivitals.cardinality import LabelLimits
-from aivitals.config import ConfigError, check_timezone, read_env
+from aivitals.config import ConfigError, check_store_writer, check_timezone, read_env
 from aivitals.pricing import Pricer
 from aivitals.quality.evaluators.consumer import NAME as EVALUATORS
 from aivitals.quality.evaluators.consumer import EvaluatorConsumer, check_names
@@ -63,6 +63,7 @@ class RuntimeOptions(TypedDict, total=False):
     log_to: str | Path | None
     store: str | Path | SqlStore | Literal[False] | None
     retention_days: float | None
+    store_writer: Literal["thread", "process"] | None
     endpoint: str | Literal[False] | None
     api_key: str | None
     spool_dir: str | Path | None
@@ -121,7 +122,8 @@ def build_runtime(**options: Unpack[RuntimeOptions]) -> Runtime:
     asked = _capture(options.get("capture_content", False))
     capture = None
     if store_target is not None:
-        store_sink = _store_sink(store_target, options.get("retention_days"))
+        writer = check_store_writer(options.get("store_writer") or env.store_writer)
+        store_sink = _store_sink(store_target, options.get("retention_days"), writer)
         batch.append(store_sink)
         if asked is not None:
             capture = _content_capture(store_sink, asked)
@@ -230,16 +232,29 @@ def _content_capture(store_sink: BatchSink, config: CaptureConfig) -> ContentCap
     return ContentCapture(store, config)
 
 
-def _store_sink(target: str | Path | SqlStore, retention_days: float | None) -> BatchSink:
+def _store_sink(
+    target: str | Path | SqlStore, retention_days: float | None, writer: str
+) -> BatchSink:
     # Imported here: SQLAlchemy is only paid for by processes that keep a store.
     from aivitals.sinks.store import StoreSink  # noqa: PLC0415
     from aivitals.store.errors import StoreError  # noqa: PLC0415
     from aivitals.store.sql import SqlStore  # noqa: PLC0415
+    from aivitals.store.writer_process import ProcessWrittenStore  # noqa: PLC0415
 
     if retention_days is not None and retention_days <= 0:
         raise ConfigError(f"retention_days must be above 0, got {retention_days}")
+    if (
+        writer == "process"
+        and isinstance(target, SqlStore)
+        and not isinstance(target, ProcessWrittenStore)
+    ):
+        raise ConfigError(
+            "store_writer='process' opens the store itself: give store a path or URL, not an "
+            "opened SqlStore (or open a ProcessWrittenStore)"
+        )
+    kind = ProcessWrittenStore if writer == "process" else SqlStore
     try:
-        opened = target if isinstance(target, SqlStore) else SqlStore.open(target)
+        opened = target if isinstance(target, SqlStore) else kind.open(target)
     except StoreError as exc:
         raise ConfigError(f"store: {exc}") from exc
     retention = timedelta(days=retention_days) if retention_days is not None else None

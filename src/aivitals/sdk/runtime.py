@@ -51,7 +51,9 @@ def configure(*, metrics_port: int | None = None, **options: Unpack[RuntimeOptio
     ``log_to`` is ``"stderr"``, ``"stdout"`` or a file path, and the store (history for
     ``aivitals report``) when ``store`` is a SQLite path, a SQLAlchemy URL or an opened
     `SqlStore` (which the recorder then closes when it closes); raw calls older
-    than ``retention_days`` are then deleted (rollups are kept). With ``endpoint`` (the aivitals
+    than ``retention_days`` are then deleted (rollups are kept). ``store_writer="process"``
+    (or ``AIVITALS_STORE_WRITER=process``) runs the store's writes in a child process, so a
+    busy application thread does not hold them up (docs/store.md, "A writer process"). With ``endpoint`` (the aivitals
     server's URL), calls and scores are also sent there, ``api_key`` as a bearer token; batches
     the server cannot take now wait on disk in ``spool_dir`` (see ``docs/exporter.md``).
     ``store=False`` or ``endpoint=False`` means none, whatever the environment says.

@@ -1,0 +1,241 @@
+"""`ProcessWrittenStore`: the store's writes in a child process, the store's contract kept.
+
+Real child processes (``python -m aivitals.store.writer_process``) on real SQLite files and a
+real PostgreSQL (tests/support/postgres.py): what they store is row for row what an
+in-process `SqlStore.write` stores, a child that dies loses nothing, and a fork writes through
+a child of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from aivitals.config import ConfigError, read_env
+from aivitals.model import Call, Outcome, Score
+from aivitals.runtime import build_runtime
+from aivitals.sinks.store import StoreSink
+from aivitals.store.copy import tables
+from aivitals.store.errors import StoreError
+from aivitals.store.sql import SqlStore
+from aivitals.store.writer_process import ProcessWrittenStore
+
+from .support.postgres import StoreTargets
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def calls_of(n: int, seed: int = 3) -> list[Call]:
+    """Calls with every kind of field a row and a rollup keep."""
+    rng = random.Random(seed)
+    made = []
+    for _ in range(n):
+        failed = rng.random() < 0.15
+        input_tokens = rng.randrange(10, 5000)
+        made.append(
+            Call(
+                provider=rng.choice(["openai", "anthropic"]),
+                model=rng.choice(["gpt-4o", "gpt-4o-mini", "claude-sonnet-4"]),
+                feature=rng.choice(["search", "chat", None]),
+                team=rng.choice(["core", None]),
+                user=rng.choice(["ann", "bob", None]),
+                prompt_version=rng.choice(["v1", None]),
+                status="error" if failed else "ok",
+                error_type="rate_limit" if failed else None,
+                latency_ms=rng.uniform(500, 9000),
+                ttft_ms=rng.choice([None, rng.uniform(1, 400)]),
+                input_tokens=input_tokens,
+                cached_input_tokens=rng.randrange(0, input_tokens),
+                output_tokens=rng.randrange(50, 800),
+                reasoning_tokens=rng.randrange(0, 50),
+                cost_usd=rng.choice([None, Decimal(rng.randrange(1, 10**9)) / 10**11]),
+                started_at=NOW - timedelta(seconds=rng.randrange(3 * 86400), microseconds=17),
+                tags={"run": str(rng.randrange(3)), "note": "é ✓"},
+                cache=rng.choice([None, "hit", "miss"]),
+            )
+        )
+    return made
+
+
+def rows_of(target: str) -> dict[str, list[tuple[Any, ...]]]:
+    store = SqlStore.open(target)
+    try:
+        with store.engine.connect() as connection:
+            return {
+                table.name: sorted(
+                    (tuple(row) for row in connection.execute(sa.select(table))), key=repr
+                )
+                for table in tables()
+            }
+    finally:
+        store.close()
+
+
+def test_what_the_child_stores_is_row_for_row_what_a_write_here_stores(
+    store_targets: StoreTargets,
+) -> None:
+    calls = calls_of(300)
+    scores = [Score(call_id=call.id, name="relevance", value=0.25) for call in calls[::3]]
+    outcomes = [Outcome.of(call.id, predicted="spam", actual="ham") for call in calls[::7]]
+    here, there = store_targets("here"), store_targets("there")
+    direct = SqlStore.open(here)
+    child = ProcessWrittenStore.open(there)
+    try:
+        for store in (direct, child):
+            for start in range(0, len(calls), 100):
+                part = calls[start : start + 100]
+                ids = {call.id for call in part}
+                store.write(
+                    part,
+                    [score for score in scores if score.call_id in ids],
+                    [outcome for outcome in outcomes if outcome.call_id in ids],
+                )
+    finally:
+        direct.close()
+        child.close()
+    expected, got = rows_of(here), rows_of(there)
+    assert got["calls"] and got["rollups"] and got["user_rollups"] and got["scores"]
+    assert got == expected
+
+
+def test_a_write_returns_the_calls_newly_stored_the_very_objects(tmp_path: Path) -> None:
+    store = ProcessWrittenStore.open(tmp_path / "aivitals.db")
+    try:
+        first = calls_of(5)
+        written = store.write(first, [])
+        assert len(written) == 5 and all(a is b for a, b in zip(written, first, strict=True))
+        assert store.write([], []) == []
+        again = [first[0], *calls_of(2, seed=9), first[1]]
+        new = store.write([again[1], again[1], *again], [])
+        assert new == again[1:3]
+        assert new[0] is again[1]
+        with store.engine.connect() as connection:
+            assert connection.scalar(sa.text("SELECT count(*) FROM calls")) == 7
+    finally:
+        store.close()
+
+
+def test_a_child_that_dies_fails_the_write_as_retryable_and_the_next_starts_another(
+    tmp_path: Path,
+) -> None:
+    store = ProcessWrittenStore.open(tmp_path / "aivitals.db")
+    try:
+        store.write(calls_of(3), [])
+        child = store._child
+        assert child is not None and child.process.pid != os.getpid()
+        child.process.kill()
+        child.process.wait()
+        lost = calls_of(4, seed=5)
+        with pytest.raises(StoreError, match=r"writer process failed \(it exited") as caught:
+            store.write(lost, [])
+        assert caught.value.retryable
+        assert store.write(lost, []) == lost
+        assert store._child is not None and store._child.process.pid != child.process.pid
+    finally:
+        store.close()
+
+
+def test_the_store_sink_over_a_killed_child_loses_nothing(tmp_path: Path) -> None:
+    now = [0.0]
+    sink = StoreSink(ProcessWrittenStore.open(tmp_path / "aivitals.db"), clock=lambda: now[0])
+    first, second = calls_of(50), calls_of(50, seed=8)
+    sink.write_calls(first)
+    store = sink.store
+    assert isinstance(store, ProcessWrittenStore) and store._child is not None
+    store._child.process.kill()
+    store._child.process.wait()
+    with pytest.raises(StoreError, match="writer process"):
+        sink.write_calls(second)
+    assert sink.pending == 50
+    now[0] += 60.0  # past the back-off
+    sink.tick()
+    assert sink.pending == 0 and sink.dropped == 0
+    sink.close()
+    with SqlStore.open(tmp_path / "aivitals.db").engine.connect() as connection:
+        stored = set(connection.scalars(sa.text("SELECT id FROM calls")))
+    assert stored == {call.id for call in first + second}
+
+
+def test_a_child_that_cannot_open_the_store_says_why(tmp_path: Path) -> None:
+    store = ProcessWrittenStore.open(tmp_path / "aivitals.db")
+    try:
+        # As if the database went away between this open and the child's.
+        store._url = f"sqlite:///{tmp_path / 'missing-dir' / 'x' / 'aivitals.db'}"
+        (tmp_path / "missing-dir").write_text("a file where the directory should be")
+        with pytest.raises(StoreError, match="writer process: cannot create the directory"):
+            store.write(calls_of(1), [])
+    finally:
+        store.close()
+
+
+def test_close_lets_the_child_finish_and_exit(tmp_path: Path) -> None:
+    store = ProcessWrittenStore.open(tmp_path / "aivitals.db")
+    store.write(calls_of(20), [])
+    child = store._child
+    assert child is not None
+    store.close()
+    assert child.process.returncode == 0
+
+
+def test_a_forked_process_writes_through_a_child_of_its_own(tmp_path: Path) -> None:
+    store = ProcessWrittenStore.open(tmp_path / "aivitals.db")
+    try:
+        mine, theirs = calls_of(10), calls_of(10, seed=4)
+        store.write(mine, [])
+        parents_child = store._child
+        assert parents_child is not None
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover  # the fork: its answer is its exit status
+            try:
+                ok = store.write(theirs, []) == theirs and store._child is not parents_child
+                os._exit(0 if ok else 1)
+            except BaseException:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert parents_child.process.poll() is None  # the fork left the parent's child alone
+        assert store.write(calls_of(1, seed=6), []) != []
+        assert store._child is parents_child
+        with store.engine.connect() as connection:
+            assert connection.scalar(sa.text("SELECT count(*) FROM calls")) == 21
+    finally:
+        store.close()
+
+
+def test_configure_with_store_writer_process_records_through_a_child(tmp_path: Path) -> None:
+    runtime = build_runtime(
+        store=tmp_path / "aivitals.db", store_writer="process", endpoint=False, evaluators=False
+    )
+    recorder = runtime.recorder
+    try:
+        (sink,) = [sink for sink in recorder.batch_sinks if isinstance(sink, StoreSink)]
+        assert isinstance(sink.store, ProcessWrittenStore)
+        for call in calls_of(30):
+            recorder.record(call)
+        recorder.flush(timeout_s=60)
+        assert sink.store._child is not None
+        with sink.store.engine.connect() as connection:
+            assert connection.scalar(sa.text("SELECT count(*) FROM calls")) == 30
+    finally:
+        recorder.close()
+
+
+def test_a_store_writer_that_is_neither_thread_nor_process_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"store_writer must be 'thread' .* got 'fork'"):
+        build_runtime(store=tmp_path / "a.db", store_writer="fork", endpoint=False)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="AIVITALS_STORE_WRITER must be 'thread'"):
+        read_env({"AIVITALS_STORE_WRITER": "threads"})
+    assert read_env({"AIVITALS_STORE_WRITER": " Process "}).store_writer == "process"
+    opened = SqlStore.open(tmp_path / "b.db")
+    try:
+        with pytest.raises(ConfigError, match="give store a path or URL"):
+            build_runtime(store=opened, store_writer="process", endpoint=False)
+    finally:
+        opened.close()
