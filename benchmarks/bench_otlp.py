@@ -144,14 +144,25 @@ def stored(db: Path) -> int:
 
 
 def measure(
-    path: str, content_type: str, bodies: list[bytes], items: int, senders: int, *, workers: int = 1
+    path: str,
+    content_type: str,
+    bodies: list[bytes],
+    items: int,
+    senders: int,
+    *,
+    workers: int = 1,
+    writer: str = "thread",
 ) -> tuple[float, float]:
-    """Items per second through a fresh ``aivitals serve --workers N`` posting ``bodies`` to
-    ``path``, and the server's CPU time per item in microseconds (all its threads and workers)."""
+    """Items per second through a fresh ``aivitals serve --workers N --store-writer W``
+    posting ``bodies`` to ``path``, and the server's CPU time per item in microseconds (all its
+    threads, workers and writer processes)."""
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "aivitals.db"
         server = subprocess.Popen(
-            [AIVITALS, "serve", "--port", "0", "--db", str(db), "--workers", str(workers)],
+            [
+                *(AIVITALS, "serve", "--port", "0", "--db", str(db)),
+                *("--workers", str(workers), "--store-writer", writer),
+            ],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -283,11 +294,18 @@ def main() -> None:
     otlp, calls_json = span_batches(args.spans)
     stages = breakdown(otlp[:20])
     total_us = sum(us for _, us in stages)
+    shapes = [(n, "thread") for n in counts] + [(1, "process")]
     otlp_runs = {
-        n: measure(
-            "/v1/traces", "application/x-protobuf", otlp, args.spans, args.senders, workers=n
+        (n, writer): measure(
+            "/v1/traces",
+            "application/x-protobuf",
+            otlp,
+            args.spans,
+            args.senders,
+            workers=n,
+            writer=writer,
         )
-        for n in counts
+        for n, writer in shapes
     }
     calls_per_s, call_cpu_us = measure(
         "/api/v1/calls", "application/json", calls_json, args.spans, args.senders
@@ -311,16 +329,18 @@ def main() -> None:
             "| path | items | items/s | vs JSON ingest | server CPU µs per item |",
             "| --- | ---: | ---: | ---: | ---: |",
             *(
-                f"| OTLP/HTTP protobuf, `/v1/traces`, {n} worker{'s' if n > 1 else ''} "
+                f"| OTLP/HTTP protobuf, `/v1/traces`, {n} worker{'s' if n > 1 else ''}"
+                f"{', writer process' if writer == 'process' else ''} "
                 f"| {args.spans:,} spans | {rate:,.0f} | {rate / calls_per_s:.2f}x | {cpu:.0f} |"
-                for n, (rate, cpu) in otlp_runs.items()
+                for (n, writer), (rate, cpu) in otlp_runs.items()
             ),
             f"| reference: JSON, `/api/v1/calls`, 1 worker | {args.spans:,} calls "
             f"| {calls_per_s:,.0f} | 1.00x | {call_cpu_us:.0f} |",
             "",
             f"Target (issues 12 and 17): at least {TARGET_SPANS_S:,} model spans a second over "
             f"OTLP/HTTP protobuf, store on: **{verdict}** ({best_rate:,.0f} a second, the best "
-            "worker count above).",
+            "shape above; writer process: `serve --store-writer process`, the store written by a "
+            "child process).",
             "",
             f"Where a span's CPU time goes, in process, {min(20, len(otlp)) * BATCH:,} spans in "
             "exports of the same size, evaluators on as `serve` has them (best of 3; HTTP and "

@@ -150,12 +150,15 @@ def recorded_ids(tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("writer", ["thread", "process"])
 def test_kill_9_midway_loses_no_acknowledged_call(
-    tmp_path: Path, serves: list[Serve], apps: list[subprocess.Popen[str]]
+    tmp_path: Path, serves: list[Serve], apps: list[subprocess.Popen[str]], writer: str
 ) -> None:
+    # With the writer process, the kill leaves the child to finish its batch unacknowledged
+    # while the restarted server's own child writes: the resent calls are stored once.
     db = tmp_path / "aivitals.db"
     port = free_port()
-    server = Serve(port, "--db", str(db)).start()
+    server = Serve(port, "--db", str(db), "--store-writer", writer).start()
     serves.append(server)
     app = application(server.url, tmp_path, calls=20_000, rate=2_500)
     apps.append(app)
@@ -164,7 +167,7 @@ def test_kill_9_midway_loses_no_acknowledged_call(
     server.stop(signal.SIGKILL)
     before_restart = len(stored_rows(db))
     time.sleep(1.0)  # the application keeps recording meanwhile, into its spool
-    restarted = Serve(port, "--db", str(db)).start()
+    restarted = Serve(port, "--db", str(db), "--store-writer", writer).start()
     serves.append(restarted)
     output, _ = app.communicate(timeout=180)
     assert app.returncode == 0, output

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -29,6 +31,7 @@ from aivitals.store.writer_process import ProcessWrittenStore
 
 from .support.postgres import StoreTargets
 
+AIVITALS = str(Path(sys.executable).with_name("aivitals"))
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
@@ -225,6 +228,19 @@ def test_configure_with_store_writer_process_records_through_a_child(tmp_path: P
             assert connection.scalar(sa.text("SELECT count(*) FROM calls")) == 30
     finally:
         recorder.close()
+
+
+def test_serve_refuses_a_store_writer_it_does_not_know(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [AIVITALS, "serve", "--port", "0", "--db", str(tmp_path / "a.db"), "--store-writer", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--store-writer must be 'thread' (the default) or 'process'" in done.stderr
+    assert not (tmp_path / "a.db").exists()
 
 
 def test_a_store_writer_that_is_neither_thread_nor_process_is_refused(tmp_path: Path) -> None:

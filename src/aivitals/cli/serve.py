@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from aivitals.cli.app import app, fail
-from aivitals.config import ConfigError, read_env
+from aivitals.config import ConfigError, check_store_writer, read_env
 
 if TYPE_CHECKING:
     from aivitals.gateway.budgets import BudgetLedger
@@ -71,6 +71,16 @@ def serve(
             min=1,
         ),
     ] = 1,
+    store_writer: Annotated[
+        str | None,
+        typer.Option(
+            "--store-writer",
+            help="Where the store's writes run: thread (in this process) or process (a child "
+            "process, on another core; docs/store.md, 'A writer process'). Default: "
+            "$AIVITALS_STORE_WRITER, else thread.",
+            show_default=False,
+        ),
+    ] = None,
     retention_days: Annotated[
         float | None, typer.Option(help="Delete raw calls older than this many days.")
     ] = None,
@@ -150,6 +160,7 @@ def serve(
     from aivitals.serving import bind  # noqa: PLC0415
     from aivitals.store.errors import StoreError  # noqa: PLC0415
     from aivitals.store.sql import SqlStore  # noqa: PLC0415
+    from aivitals.store.writer_process import ProcessWrittenStore  # noqa: PLC0415
 
     slot = current_slot()  # set in a worker of `serve --workers N`, which the parent checked
     if no_db and db is not None:
@@ -157,6 +168,10 @@ def serve(
     try:
         env = read_env()
         target = None if no_db else (db or env.store or DEFAULT_STORE)
+        writer = check_store_writer(
+            store_writer.strip().lower() if store_writer is not None else env.store_writer,
+            setting="--store-writer",
+        )
         settings = _settings(config, upstream)
         token = dashboard_token or env.dashboard_token
         key = ingest_key or env.ingest_key
@@ -193,7 +208,8 @@ def serve(
     service = None
     shared = None
     try:
-        store = SqlStore.open(target) if target is not None else None
+        kind = ProcessWrittenStore if writer == "process" else SqlStore
+        store = kind.open(target) if target is not None else None
         queries = Queries(store.engine) if store is not None else None
         shared = _shared(settings, redis)
         ledger = settings.build_budgets() if settings is not None else None
@@ -204,6 +220,7 @@ def serve(
         # default: nothing global, closed below.
         runtime = build_runtime(
             store=store if store is not None else False,
+            store_writer="process" if isinstance(store, ProcessWrittenStore) else "thread",
             endpoint=False,
             retention_days=retention_days,
             queue_size=QUEUE_LIMIT,
