@@ -190,6 +190,9 @@ class _Child:
                 pass_fds=(child_reads, child_writes),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
+                # This process's import path: an application run from a source tree (or with
+                # sys.path changed) has the child import the same aivitals as it does.
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
                 # Its own process group: a terminal's Ctrl+C stops the application, which then
                 # closes the store; the child must not die first, with a batch half written.
                 process_group=0,
