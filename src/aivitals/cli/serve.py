@@ -151,6 +151,7 @@ def serve(
     params = dict(locals())  # first: every option, for the workers of --workers N
     from prometheus_client import disable_created_metrics  # noqa: PLC0415
 
+    from aivitals.collector import settle  # noqa: PLC0415
     from aivitals.otlp.mapping import AttributeMap  # noqa: PLC0415
     from aivitals.quality.judge import LlmJudge  # noqa: PLC0415
     from aivitals.runtime import build_runtime  # noqa: PLC0415  # keeps `aivitals --help` fast
@@ -306,6 +307,9 @@ def serve(
     # Series with a _created timestamp per counter double what a scrape carries for nothing
     # dashboards use; this process is ours, so turn them off for every registry in it.
     disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
+    # Likewise the collector: what start-up built is frozen, and passes come rarer (the
+    # gateway's p99 under load was the full passes over that heap; aivitals/collector.py).
+    settle()
     try:
         run(server, sock, announce=announce)
     finally:
