@@ -52,7 +52,7 @@ from aivitals.store import schema
 from aivitals.store.rows import call_row
 from aivitals.store.sql import SqlStore
 from aivitals.store.writer_process import ProcessWrittenStore
-from report import machine_line, write_section
+from report import cpu_seconds, machine_line, write_section
 
 MODELS = ("gpt-4o-mini", "gpt-4o", "o3-mini", "claude-3-7-sonnet-latest")
 FEATURES = ("search", "chat", "summarise")
@@ -255,8 +255,7 @@ def writer_process_cpu_s(recorder: Recorder) -> float:
         store = getattr(sink, "store", None)
         child = getattr(store, "_child", None)
         if isinstance(store, ProcessWrittenStore) and child is not None:
-            fields = Path(f"/proc/{child.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return cpu_seconds(child.process.pid)
     return 0.0
 
 

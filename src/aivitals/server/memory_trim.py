@@ -23,10 +23,11 @@ True
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import ctypes.util
 from collections.abc import Callable
+
+from aivitals.server.loop_task import LoopTask
 
 TRIM_INTERVAL_S = 60.0
 """Once a minute: a trim walks every arena (about a millisecond for a gateway's heap, off the
@@ -47,13 +48,15 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
-class MemoryTrim:
+class MemoryTrim(LoopTask):
     """A task on the server's loop that calls ``malloc_trim(0)`` every ``interval_s``."""
 
+    name = "memory-trim"
+
     def __init__(self, *, interval_s: float = TRIM_INTERVAL_S) -> None:
+        super().__init__()
         self._interval_s = interval_s
         self._trim = _malloc_trim()
-        self._task: asyncio.Task[None] | None = None
         self.trims = 0
         """How many trims have run (for tests and the curious)."""
 
@@ -62,17 +65,8 @@ class MemoryTrim:
         """Whether this C library has ``malloc_trim`` (glibc does)."""
         return self._trim is not None
 
-    def start(self) -> None:
-        """Start trimming on the running loop (call from inside it)."""
-        if self._task is None and self._trim is not None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="memory-trim")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    def _wanted(self) -> bool:
+        return self._trim is not None
 
     async def _run(self) -> None:
         trim = self._trim

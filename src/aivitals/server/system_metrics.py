@@ -22,37 +22,27 @@ True
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from prometheus_client import CollectorRegistry, Histogram
 
 from aivitals.metric_schema import EVENT_LOOP_LAG
 from aivitals.server.gpu import GpuCollector, GpuDevices, NvmlDevices, open_nvml
+from aivitals.server.loop_task import LoopTask
 
 LAG_INTERVAL_S = 0.25
 """Four wake-ups a second: each costs microseconds, and a stall of a quarter second or more is
 seen within the scrape after it."""
 
 
-class LoopLag:
+class LoopLag(LoopTask):
     """A task measuring how late a sleep of ``interval_s`` wakes on the running loop."""
 
+    name = "loop-lag"
+
     def __init__(self, histogram: Histogram, *, interval_s: float = LAG_INTERVAL_S) -> None:
+        super().__init__()
         self._histogram = histogram
         self._interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        """Start measuring on the running loop (call from inside it)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
