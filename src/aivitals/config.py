@@ -9,7 +9,7 @@
 | ``AIVITALS_ENVIRONMENT`` | default ``environment`` attribution (``prod``, ``staging``...) | none |
 | ``AIVITALS_TIMEZONE`` | IANA zone where budget days and months begin | ``UTC`` |
 | ``AIVITALS_STORE`` | the store: a SQLite file path or a SQLAlchemy URL | ``./aivitals.db`` for the CLI; none for the SDK |
-| ``AIVITALS_STORE_WRITER`` | ``thread`` or ``process``: where the SDK's store writes run (docs/store.md, "A writer process") | ``thread`` |
+| ``AIVITALS_STORE_WRITER`` | ``thread`` or ``process``: where the store's writes run, the SDK's and ``aivitals serve``'s (docs/store.md, "A writer process") | ``thread`` |
 | ``AIVITALS_ENDPOINT`` | send calls and scores to the aivitals server at this URL | off |
 | ``AIVITALS_API_KEY`` | the server's API key (sent as ``Authorization: Bearer``) | none |
 | ``AIVITALS_SPOOL_DIR`` | where undelivered batches wait for the server | ``~/.cache/aivitals/spool/<hash>`` |
