@@ -13,14 +13,18 @@ count, as the raw join counts them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import functools
+import operator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 
 from aivitals.model import Score
 from aivitals.store.bounds import MAX_SCORE_MAGNITUDE
-from aivitals.store.bulk import placeholders
+from aivitals.store.bulk import BulkInsert, placeholders
 from aivitals.store.engine import among
 from aivitals.store.schema import GRANULARITIES, ROLLUP_KEYS, calls, score_rollups, scores
 
@@ -32,13 +36,32 @@ _WAITING_SQL = "SELECT call_id, name, source, value FROM scores WHERE call_id IN
 Sums = dict[tuple[Any, ...], list[float]]
 
 
-def upsert_statement(insert: Any) -> Any:
-    """An insert that adds a row's sums to the stored row of the same key (one statement)."""
-    statement = insert(score_rollups)
-    return statement.on_conflict_do_update(
-        index_elements=list(KEY_COLUMNS),
-        set_={name: score_rollups.c[name] + statement.excluded[name] for name in SUMS},
-    )
+_UPSERTS: dict[tuple[str, str, str], BulkInsert] = {}
+
+
+def upsert_for(table: sa.Table, key_columns: Sequence[str], dialect: Dialect) -> BulkInsert:
+    """An insert that adds a row's sums to the stored row of the same key, many rows to a
+    statement on SQLite (`BulkInsert`), built once per table and dialect.
+
+    Through SQLAlchemy's ``executemany`` every row was its own step, and CPython's sqlite3
+    hands the GIL over at each: behind a busy gateway each hand-over waited for the event loop,
+    and the score rollups of a batch (some seventy rows) helped the store fall behind (the
+    gateway's soak at 650 requests a second filled the recorder's queue and dropped calls).
+    """
+    cache_key = (table.name, dialect.name, dialect.driver)
+    found = _UPSERTS.get(cache_key)
+    if found is None:
+        insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+        statement = insert(table)
+        found = _UPSERTS[cache_key] = BulkInsert(
+            statement.on_conflict_do_update(
+                index_elements=list(key_columns),
+                set_={name: table.c[name] + statement.excluded[name] for name in SUMS},
+            ),
+            dialect,
+            columns=(*key_columns, *SUMS),
+        )
+    return found
 
 
 def new_scores(connection: sa.Connection, batch: Sequence[Score]) -> list[Score]:
@@ -47,27 +70,50 @@ def new_scores(connection: sa.Connection, batch: Sequence[Score]) -> list[Score]
     for score in batch:
         by_id.setdefault(score.id, score)
     stored: set[str] = set()
+    sqlite_driver = connection.dialect.name == "sqlite"
     for chunk in _chunks(list(by_id)):
-        stored.update(connection.scalars(sa.select(scores.c.id).where(scores.c.id.in_(chunk))))
+        if sqlite_driver:
+            # Only placeholders go into the text; the ids are bound (SQLAlchemy compiled an
+            # expanding IN anew for every batch).
+            sql = f"SELECT id FROM scores WHERE id IN ({placeholders(len(chunk))})"  # noqa: S608
+            stored.update(connection.exec_driver_sql(sql, tuple(chunk)).scalars())
+            continue
+        found = sa.select(scores.c.id).where(among(connection, scores.c.id, chunk))
+        stored.update(connection.scalars(found))
     return [score for score_id, score in by_id.items() if score_id not in stored]
 
 
-def fold_scores(connection: sa.Connection, upsert: Any, batch: Sequence[Score]) -> None:
-    """Fold newly stored scores whose call is stored; the others wait for their call."""
+SCORED_CALL_KEYS = (*ROLLUP_KEYS, "user")
+"""The call columns `call_keys` reads for both score rollups, the users' (by user, provider and
+model) and these (by `ROLLUP_KEYS`): one read of a batch's calls serves the two folds."""
+
+
+def fold_scores(
+    connection: sa.Connection,
+    batch: Sequence[Score],
+    *,
+    keys: dict[str, tuple[Any, ...]] | None = None,
+) -> None:
+    """Fold newly stored scores whose call is stored; the others wait for their call.
+
+    ``keys``: `call_keys` of the batch's calls by `SCORED_CALL_KEYS`, when the writer has read
+    them already.
+    """
     if not batch:
         return
-    keys = call_keys(connection, {score.call_id for score in batch})
+    if keys is None:
+        keys = call_keys(connection, {score.call_id for score in batch}, SCORED_CALL_KEYS)
+    project = projection(ROLLUP_KEYS)
     sums: Sums = {}
     for score in batch:
         found = keys.get(score.call_id)
         if found is not None:
-            add(sums, found, score.name, score.source, score.value)
-    _write(connection, upsert, sums)
+            add(sums, project(found), score.name, score.source, score.value)
+    _write(connection, sums)
 
 
 def fold_waiting(
     connection: sa.Connection,
-    upsert: Any,
     call_ids: Sequence[str],
     *,
     waiting: list[Any] | None = None,
@@ -86,7 +132,7 @@ def fold_waiting(
     sums: Sums = {}
     for call_id, name, source, value in waiting:
         add(sums, keys[call_id], name, source, value)
-    _write(connection, upsert, sums)
+    _write(connection, sums)
 
 
 def waiting_scores(connection: sa.Connection, call_ids: Sequence[str]) -> list[Any]:
@@ -150,12 +196,33 @@ def call_keys(
     """Call id to (start in epoch seconds, its ``keys`` with '' for absent)."""
     columns = [calls.c.id, calls.c.started_ms, *(calls.c[name] for name in keys)]
     found: dict[str, tuple[Any, ...]] = {}
+    sqlite_driver = connection.dialect.name == "sqlite"
     for chunk in _chunks(list(ids)):
-        for row in connection.execute(
-            sa.select(*columns).where(among(connection, calls.c.id, chunk))
-        ):
+        if sqlite_driver:
+            rows: Iterable[Sequence[Any]] = connection.exec_driver_sql(
+                _call_keys_sql(tuple(keys), len(chunk)), tuple(chunk)
+            )
+        else:
+            rows = connection.execute(
+                sa.select(*columns).where(among(connection, calls.c.id, chunk))
+            )
+        for row in rows:
             found[row[0]] = (row[1] // 1000, *(value or "" for value in row[2:]))
     return found
+
+
+@functools.lru_cache(maxsize=16)
+def _call_keys_sql(keys: tuple[str, ...], ids: int) -> str:
+    """`call_keys`' read as SQLite text: only the schema's own quoted names and placeholders."""
+    quote = sqlite.dialect().identifier_preparer.quote
+    names = ", ".join(quote(name) for name in ("id", "started_ms", *keys))
+    return f"SELECT {names} FROM calls WHERE id IN ({placeholders(ids)})"  # noqa: S608
+
+
+def projection(keys: Sequence[str]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """A `call_keys` row by `SCORED_CALL_KEYS` cut to (start, ``keys``...)."""
+    getter = operator.itemgetter(0, *(1 + SCORED_CALL_KEYS.index(name) for name in keys))
+    return getter
 
 
 def add(
@@ -184,14 +251,10 @@ def add(
             row[3] += 1
 
 
-def _write(connection: sa.Connection, upsert: Any, sums: Sums) -> None:
+def _write(connection: sa.Connection, sums: Sums) -> None:
     if sums:
-        connection.execute(
-            upsert,
-            [
-                dict(zip((*KEY_COLUMNS, *SUMS), (*key, *row), strict=True))
-                for key, row in sums.items()
-            ],
+        upsert_for(score_rollups, KEY_COLUMNS, connection.dialect).execute_values(
+            connection, [(*key, *row) for key, row in sums.items()]
         )
 
 

@@ -81,7 +81,6 @@ class SqlStore:
             insert(schema.scores).on_conflict_do_nothing(), engine.dialect
         )
         self._insert_outcomes = insert(schema.outcomes).on_conflict_do_nothing()
-        self._upsert_score_rollups = score_rollup.upsert_statement(insert)
         self._rollups = RollupUpsert(schema.rollups, _ROLLUP_PK, engine.dialect)
 
     @classmethod
@@ -129,14 +128,16 @@ class SqlStore:
                         # read once for the score rollups and the users'.
                         waiting = score_rollup.waiting_scores(connection, ids)
                         self._insert_and_fold(connection, inserted, waiting)
-                        score_rollup.fold_waiting(
-                            connection, self._upsert_score_rollups, ids, waiting=waiting
-                        )
+                        score_rollup.fold_waiting(connection, ids, waiting=waiting)
                 if scores:
                     kept = score_rollup.new_scores(connection, scores)
                     self._insert_scores.execute(connection, [score_row(s) for s in scores])
-                    score_rollup.fold_scores(connection, self._upsert_score_rollups, kept)
-                    user_score_rollup.fold_scores(connection, kept)  # schema 8, read side
+                    # One read of the scored calls for both folds.
+                    keys = score_rollup.call_keys(
+                        connection, {s.call_id for s in kept}, score_rollup.SCORED_CALL_KEYS
+                    )
+                    score_rollup.fold_scores(connection, kept, keys=keys)
+                    user_score_rollup.fold_scores(connection, kept, keys=keys)  # schema 8
                 if outcomes:
                     connection.execute(self._insert_outcomes, [outcome_row(o) for o in outcomes])
         except Exception as exc:

@@ -14,51 +14,48 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
 
 from aivitals.model import Score
 from aivitals.store import score_rollup
-from aivitals.store.bulk import BulkInsert
 from aivitals.store.schema import USER_GRANULARITIES, USER_ROLLUP_KEYS, user_score_rollups
-from aivitals.store.score_rollup import SUMS, Sums, add, call_keys, waiting_scores
+from aivitals.store.score_rollup import (
+    SCORED_CALL_KEYS,
+    Sums,
+    add,
+    call_keys,
+    projection,
+    upsert_for,
+    waiting_scores,
+)
 
 KEY_COLUMNS = ("granularity", "bucket_start", *USER_ROLLUP_KEYS, "name", "source")
-_UPSERTS: dict[tuple[str, str], BulkInsert] = {}
 
 
-def _upsert(dialect: Dialect) -> BulkInsert:
-    """An insert that adds a row's sums to the stored row of the same key, many rows to a
-    statement on SQLite (`BulkInsert`: an ``executemany`` through SQLAlchemy compiled and
-    stepped every row of a batch, about a thousand a batch of 500 scores)."""
-    key = (dialect.name, dialect.driver)
-    found = _UPSERTS.get(key)
-    if found is None:
-        insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
-        statement = insert(user_score_rollups)
-        found = _UPSERTS[key] = BulkInsert(
-            statement.on_conflict_do_update(
-                index_elements=list(KEY_COLUMNS),
-                set_={name: user_score_rollups.c[name] + statement.excluded[name] for name in SUMS},
-            ),
-            dialect,
-            columns=(*KEY_COLUMNS, *SUMS),
-        )
-    return found
-
-
-def fold_scores(connection: sa.Connection, batch: Sequence[Score]) -> None:
+def fold_scores(
+    connection: sa.Connection,
+    batch: Sequence[Score],
+    *,
+    keys: dict[str, tuple[Any, ...]] | None = None,
+) -> None:
     """Fold newly stored scores (`score_rollup.new_scores`) whose call is stored; the others
-    wait for their call."""
+    wait for their call. ``keys``: `score_rollup.call_keys` of their calls by
+    `score_rollup.SCORED_CALL_KEYS`, when the writer has read them already."""
     if not batch:
         return
-    keys = call_keys(connection, {score.call_id for score in batch}, USER_ROLLUP_KEYS)
+    if keys is None:
+        keys = call_keys(connection, {score.call_id for score in batch}, SCORED_CALL_KEYS)
+    project = projection(USER_ROLLUP_KEYS)
     sums: Sums = {}
     for score in batch:
         found = keys.get(score.call_id)
         if found is not None:
             add(
-                sums, found, score.name, score.source, score.value, granularities=USER_GRANULARITIES
+                sums,
+                project(found),
+                score.name,
+                score.source,
+                score.value,
+                granularities=USER_GRANULARITIES,
             )
     _write(connection, sums)
 
@@ -88,6 +85,6 @@ def backfill(connection: sa.Connection) -> None:
 
 def _write(connection: sa.Connection, sums: Sums) -> None:
     if sums:
-        _upsert(connection.dialect).execute_values(
+        upsert_for(user_score_rollups, KEY_COLUMNS, connection.dialect).execute_values(
             connection, [(*key, *row) for key, row in sums.items()]
         )
