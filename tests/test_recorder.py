@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -194,3 +195,22 @@ def test_a_closed_recorder_is_not_kept_alive_by_its_fork_hook() -> None:
     del recorder
     gc.collect()
     assert ref() is None
+
+
+def test_a_full_queue_says_so_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    gated = GatedSink()
+    recorder = Recorder(batch_sinks=[gated], queue_size=2, batch_size=1, flush_interval_s=0.01)
+    recorder.record(make_call())
+    assert gated.entered.wait(5)
+    with caplog.at_level(logging.WARNING, logger="aivitals.recorder"):
+        for _ in range(6):
+            recorder.record(make_call())
+        recorder.record_score(Score(call_id="x", name="q", value=0.5))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "queue is full (2 calls and scores waiting for gated)" in warnings[0]
+    assert "(so far: calls 1, scores 0, outcomes 0;" in warnings[0]
+    assert recorder.stats.dropped_calls == 4
+    gated.release.set()
+    recorder.close()
+    assert recorder.stats.dropped_scores == 1

@@ -12,7 +12,7 @@ import sqlalchemy
 from aivitals.model import Call, Outcome, Score
 from aivitals.recorder import Recorder
 from aivitals.sinks import store as store_sink
-from aivitals.sinks.base import BatchSink, Ticking
+from aivitals.sinks.base import BatchSink, Ticking, WholeBatchSink
 from aivitals.sinks.store import StoreSink
 from aivitals.store import schema
 from aivitals.store.base import Store
@@ -272,3 +272,41 @@ def test_configure_stores_recorded_calls(tmp_path: Path) -> None:
         store.close()
     assert rows == [("search", "0.00021")]
     assert calls == 1
+
+
+def test_a_drained_batch_goes_to_the_store_in_one_write(flaky: FlakyStore) -> None:
+    # Calls and their scores in one transaction, not one each: behind a busy application every
+    # statement of a second transaction costs the writer a wait for the GIL.
+    sink = StoreSink(flaky)
+    assert isinstance(sink, WholeBatchSink)
+    recorder = Recorder(batch_sinks=[sink], flush_interval_s=60)
+    calls = batch(5)
+    for call in calls:
+        recorder.record(call)
+        for name in ("empty", "refusal"):
+            recorder.record_score(Score(call_id=call.id, name=name, value=1.0))
+    assert recorder.flush()
+    assert flaky.attempts == 1
+    with flaky.engine.connect() as connection:
+        stored_scores = connection.scalar(
+            sqlalchemy.select(sqlalchemy.func.count()).select_from(schema.scores)
+        )
+    assert (sorted(stored_ids(flaky)), stored_scores) == (sorted(c.id for c in calls), 10)
+    recorder.close()
+
+
+def test_a_failed_whole_batch_counts_every_item_it_held(
+    flaky: FlakyStore, clock: FakeClock
+) -> None:
+    flaky.failures = 1
+    sink = StoreSink(flaky, clock=clock)
+    recorder = Recorder(batch_sinks=[sink], flush_interval_s=60)
+    for call in batch(3):
+        recorder.record(call)
+        recorder.record_score(Score(call_id=call.id, name="empty", value=1.0))
+    assert recorder.flush()
+    assert recorder.stats.sink_failed_items["store"] == 6
+    assert sink.pending == 6
+    clock.seconds += 1
+    recorder.close()
+    assert (len(stored_ids(flaky)), sink.pending, sink.dropped) == (3, 0, 0)

@@ -21,7 +21,7 @@ from aivitals.config import ConfigError, check_store_writer, check_timezone, rea
 from aivitals.pricing import Pricer
 from aivitals.quality.evaluators.consumer import NAME as EVALUATORS
 from aivitals.quality.evaluators.consumer import EvaluatorConsumer, check_names
-from aivitals.recorder import Recorder
+from aivitals.recorder import BATCH_SIZE, Recorder
 from aivitals.sinks.base import BatchSink, InlineSink
 from aivitals.sinks.capture_config import CaptureConfig
 from aivitals.sinks.log import JsonLogSink
@@ -159,7 +159,7 @@ def build_runtime(**options: Unpack[RuntimeOptions]) -> Runtime:
         inline_sinks=inline,
         batch_sinks=batch,
         queue_size=options.get("queue_size", 10_000),
-        batch_size=options.get("batch_size", 500),
+        batch_size=options.get("batch_size", BATCH_SIZE),
         flush_interval_s=options.get("flush_interval_s", 1.0),
     )
     if prometheus_sink is not None:

@@ -61,6 +61,21 @@ class OutcomeSink(Protocol):
 
 
 @runtime_checkable
+class WholeBatchSink(Protocol):
+    """A batch sink that takes each batch the recorder drains whole, in one write.
+
+    The store: a batch's calls, scores and outcomes in one transaction rather than one each.
+    Behind a busy application every statement costs the writer a wait for the GIL, so the
+    second transaction's fixed statements (begin, id checks, the score rollups, commit) were
+    most of what let the gateway's store fall behind.
+    """
+
+    def write_batch(
+        self, calls: Sequence[Call], scores: Sequence[Score], outcomes: Sequence[Outcome]
+    ) -> None: ...
+
+
+@runtime_checkable
 class DurableSink(Protocol):
     """A batch sink that can also store a batch *now*, on the caller's thread (the store).
 

@@ -207,6 +207,12 @@ class StoreSink:
     def write_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         self._write(outcomes)
 
+    def write_batch(
+        self, calls: Sequence[Call], scores: Sequence[Score], outcomes: Sequence[Outcome]
+    ) -> None:
+        """The three kinds at once: one transaction for up to `_CHUNK` items of them."""
+        self._write([*calls, *scores, *outcomes])
+
     def tick(self) -> None:
         """Retry the buffer once its back-off has elapsed, and apply retention when due."""
         with self._lock:
