@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,7 +20,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from aivitals.store import bounds, schema
+from aivitals.model import Score
+from aivitals.store import bounds, bulk, rollup_upsert, schema
 from aivitals.store.bulk import BulkInsert
 from aivitals.store.rollup_upsert import RollupUpsert
 from aivitals.store.rows import CALL_COLUMNS, row_call
@@ -348,3 +350,93 @@ def test_the_positions_read_stores_what_the_exact_way_stores(
     assert fast == exact_rows
     minute = [r for r in fast["rollups"] if r[0] == 60]
     assert sum(r[schema.rollups.columns.keys().index("calls")] for r in minute) == 1200
+
+
+def every_table(store: SqlStore) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table the writer writes, floats as hex so equality is to the bit."""
+    tables = {}
+    with store.engine.connect() as connection:
+        for table in schema.metadata.sorted_tables:
+            rows = connection.execute(sa.select(table)).all()
+            tables[table.name] = sorted(
+                (tuple(v.hex() if isinstance(v, float) else v for v in row) for row in rows),
+                key=repr,
+            )
+    return tables
+
+
+def scored_batches(sizes: list[int]) -> list[tuple[list[Any], list[Score]]]:
+    """Batches of the given sizes that revisit users, models and minutes, each call with two
+    scores, some scores a batch late (their call stored before them)."""
+    batches: list[tuple[list[Any], list[Score]]] = []
+    late: list[Score] = []
+    at = 0
+    for size in sizes:
+        calls = []
+        for k in range(size):
+            calls.append(
+                make_call(
+                    started_at=T0 + timedelta(seconds=7 * (at + k)),
+                    latency_ms=[0.1 + 0.2, 250.0, 1 / 3][k % 3],
+                    ttft_ms=None if k % 2 else 0.05,
+                    user=f"u{(at + k) % 11}",
+                    model=f"m{(at + k) % 3}",
+                    feature=f"f{k % 2}",
+                )
+            )
+        at += size
+        scores = [Score(call_id=c.id, name="empty", value=1 / 3) for c in calls]
+        batches.append((calls, [*late, *scores]))
+        late = [
+            Score(call_id=c.id, name="refusal", value=0.1 * (i % 4)) for i, c in enumerate(calls)
+        ]
+    batches.append(([], late))
+    return batches
+
+
+def test_statements_padded_to_rungs_store_what_exact_sizes_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sizes off every rung, so every statement kind is padded; a repeated batch too.
+    batches = scored_batches([3, 5, 1, 37, 129, 6, 300, 2, 770])
+    batches.append(batches[2])
+    tables = []
+    for name, padded in (("padded.db", True), ("exact.db", False)):
+        with monkeypatch.context() as patch:
+            if not padded:
+                patch.setattr(bulk, "rung", lambda rows, most: rows)
+                patch.setattr(rollup_upsert, "rung", lambda rows, most: rows)
+            store = SqlStore.open(tmp_path / name)
+            try:
+                for calls, scores in batches:
+                    store.write(calls, scores)
+                tables.append(every_table(store))
+            finally:
+                store.close()
+    padded_rows, exact_rows = tables
+    assert len(padded_rows["calls"]) == sum(len(calls) for calls, _ in batches[:-1])
+    assert len(padded_rows["scores"]) == 2 * len(padded_rows["calls"])
+    assert padded_rows == exact_rows
+
+
+def test_batches_of_every_size_prepare_a_bounded_set_of_statements(tmp_path: Path) -> None:
+    # sqlite3 keeps each distinct text prepared (128 a connection; a statement of 700 calls
+    # holds megabytes there): statement texts must not grow with the sizes batches come in.
+    store = SqlStore.open(tmp_path / "aivitals.db")
+    texts: set[str] = set()
+    sa.event.listen(
+        store.engine, "before_cursor_execute", lambda *args: texts.add(args[2]), named=False
+    )
+    try:
+        for calls, scores in scored_batches(list(range(1, 121))):
+            store.write(calls, scores)
+    finally:
+        store.close()
+    by_kind: dict[str, int] = {}
+    for text in texts:
+        # The text with its run of placeholders as one: what is left names the statement.
+        kind = re.sub(r"\(\?\)(?:, \(\?\))*", "(?)", re.sub(r"\?(?:, \?)*", "?", text))
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+    # 120 sizes of batch: each kind of statement has at most a text a power of two up to 128.
+    assert max(by_kind.values()) <= 8 + 1, by_kind
+    assert len(texts) < 100, len(texts)

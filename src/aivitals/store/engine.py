@@ -94,6 +94,10 @@ def create_store_engine(url: URL) -> sqlalchemy.Engine:
     if url.get_backend_name() == "sqlite":
         _make_parent(Path(str(url.database)))
     options: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        # The connection used last goes out next: each keeps its own cache of prepared
+        # statements (see `bulk.rung`), and a pool handing them out in turn would warm them all.
+        options["pool_use_lifo"] = True
     if url.get_backend_name() == "postgresql":
         # A dead server must fail a write in seconds, not hang the recorder's worker for the
         # length of a TCP timeout; and a pooled connection cut by a restart is replaced, not used.

@@ -41,12 +41,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
 from aivitals.store.bounds import INT64_MAX
-from aivitals.store.bulk import BulkInsert
+from aivitals.store.bulk import BulkInsert, rung
 from aivitals.store.rollup import INT_FIELDS, SKETCH_FIELDS, SUM_FIELDS, added_rows
 from aivitals.store.sketch import merge_many
 
 # At most 12 key columns and a position a key: far below SQLite's 32,766 parameters, and a
-# batch of the recorder's 500 calls (up to 1,000 rows of hours and days) is one statement.
+# batch of 500 calls (up to 1,000 rows of hours and days) is one statement.
 _KEYS_PER_SELECT = 1000
 _INT_FIELDS = INT_FIELDS
 
@@ -64,7 +64,9 @@ class RollupUpsert:
         }
         update.update({name: statement.excluded[name] for name in SKETCH_FIELDS})
         self._upsert = BulkInsert(
-            statement.on_conflict_do_update(index_elements=list(self.keys), set_=update), dialect
+            statement.on_conflict_do_update(index_elements=list(self.keys), set_=update),
+            dialect,
+            padding=SUM_FIELDS,
         )
         self.sql = self._upsert.sql
         self._pk = sa.tuple_(*(table.c[name] for name in self.keys))
@@ -84,7 +86,7 @@ class RollupUpsert:
             "(" + ", ".join("?" * len(self.keys)) + ")",
             f") AS k CROSS JOIN {quote(table.name)} AS t ON {on}",
         )
-        self._json_sql = functools.lru_cache(maxsize=4)(self._json_sql_of)
+        self._json_sql = functools.lru_cache(maxsize=16)(self._json_sql_of)
         position = f"k.column{len(self.keys) + 1}"
         hexes = ", ".join(f"hex(t.{quote(name)})" for name in SKETCH_FIELDS)
         highest = ", ".join(f"max(t.{quote(name)})" for name in _INT_FIELDS)
@@ -94,7 +96,7 @@ class RollupUpsert:
             "(" + ", ".join("?" * (len(self.keys) + 1)) + ")",
             self._json_around[2],
         )
-        self._sketches_sql = functools.lru_cache(maxsize=4)(self._sketches_sql_of)
+        self._sketches_sql = functools.lru_cache(maxsize=16)(self._sketches_sql_of)
         self._int_sums = operator.itemgetter(*_INT_FIELDS)
         self._key_of = operator.itemgetter(*self.keys)  # a tuple: there are always two or more
 
@@ -140,7 +142,7 @@ class RollupUpsert:
         hexed: list[str] = []
         highest: list[Sequence[Any]] = []
         for start in range(0, len(keys), _KEYS_PER_SELECT):
-            chunk = keys[start : start + _KEYS_PER_SELECT]
+            chunk = _padded(keys[start : start + _KEYS_PER_SELECT])
             sql = self._sketches_sql(len(chunk))
             values = itertools.chain.from_iterable(
                 (*key, at) for at, key in enumerate(chunk, start)
@@ -195,7 +197,7 @@ class RollupUpsert:
         asked = set(keys)
         stored: dict[tuple[Any, ...], dict[str, Any]] = {}
         for start in range(0, len(keys), _KEYS_PER_SELECT):
-            chunk = keys[start : start + _KEYS_PER_SELECT]
+            chunk = _padded(keys[start : start + _KEYS_PER_SELECT])
             sql = self._json_sql(len(chunk))
             text = connection.exec_driver_sql(sql, tuple(itertools.chain(*chunk))).scalar()
             for found in json.loads(text or "[]"):
@@ -215,6 +217,16 @@ class RollupUpsert:
     def _sketches_sql_of(self, keys: int) -> str:
         head, group, tail = self._sketches_around
         return head + ", ".join([group] * keys) + tail
+
+
+def _padded(keys: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``keys`` padded to their `rung` (one statement text a rung) with keys no row has: a
+    granularity of -1, which the writer never stores, so they match nothing."""
+    size = rung(len(keys), _KEYS_PER_SELECT)
+    if size == len(keys):
+        return keys
+    nothing = (-1, *keys[0][1:])
+    return [*keys, *itertools.repeat(nothing, size - len(keys))]
 
 
 def _with_sketches(

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Dialect
 
 from aivitals.model import Score
 from aivitals.store.bounds import MAX_SCORE_MAGNITUDE
-from aivitals.store.bulk import BulkInsert, placeholders
+from aivitals.store.bulk import BulkInsert, padded_in
 from aivitals.store.engine import among
 from aivitals.store.schema import GRANULARITIES, ROLLUP_KEYS, calls, score_rollups, scores
 
@@ -60,6 +60,7 @@ def upsert_for(table: sa.Table, key_columns: Sequence[str], dialect: Dialect) ->
             ),
             dialect,
             columns=(*key_columns, *SUMS),
+            padding=SUMS,
         )
     return found
 
@@ -75,8 +76,9 @@ def new_scores(connection: sa.Connection, batch: Sequence[Score]) -> list[Score]
         if sqlite_driver:
             # Only placeholders go into the text; the ids are bound (SQLAlchemy compiled an
             # expanding IN anew for every batch).
-            sql = f"SELECT id FROM scores WHERE id IN ({placeholders(len(chunk))})"  # noqa: S608
-            stored.update(connection.exec_driver_sql(sql, tuple(chunk)).scalars())
+            marks, values = padded_in(chunk)
+            sql = f"SELECT id FROM scores WHERE id IN ({marks})"  # noqa: S608
+            stored.update(connection.exec_driver_sql(sql, values).scalars())
             continue
         found = sa.select(scores.c.id).where(among(connection, scores.c.id, chunk))
         stored.update(connection.scalars(found))
@@ -140,9 +142,8 @@ def waiting_scores(connection: sa.Connection, call_ids: Sequence[str]) -> list[A
     waiting: list[Any] = []
     if connection.dialect.name == "sqlite":
         for chunk in _chunks(list(call_ids)):
-            waiting += connection.exec_driver_sql(
-                f"{_WAITING_SQL} ({placeholders(len(chunk))})", tuple(chunk)
-            )
+            marks, values = padded_in(chunk)
+            waiting += connection.exec_driver_sql(f"{_WAITING_SQL} ({marks})", values)
         return waiting
     for chunk in _chunks(list(call_ids)):
         waiting.extend(
@@ -199,8 +200,9 @@ def call_keys(
     sqlite_driver = connection.dialect.name == "sqlite"
     for chunk in _chunks(list(ids)):
         if sqlite_driver:
+            marks, values = padded_in(chunk)
             rows: Iterable[Sequence[Any]] = connection.exec_driver_sql(
-                _call_keys_sql(tuple(keys), len(chunk)), tuple(chunk)
+                _call_keys_sql(tuple(keys), marks), values
             )
         else:
             rows = connection.execute(
@@ -211,12 +213,12 @@ def call_keys(
     return found
 
 
-@functools.lru_cache(maxsize=16)
-def _call_keys_sql(keys: tuple[str, ...], ids: int) -> str:
+@functools.lru_cache(maxsize=32)
+def _call_keys_sql(keys: tuple[str, ...], marks: str) -> str:
     """`call_keys`' read as SQLite text: only the schema's own quoted names and placeholders."""
     quote = sqlite.dialect().identifier_preparer.quote
     names = ", ".join(quote(name) for name in ("id", "started_ms", *keys))
-    return f"SELECT {names} FROM calls WHERE id IN ({placeholders(ids)})"  # noqa: S608
+    return f"SELECT {names} FROM calls WHERE id IN ({marks})"  # noqa: S608
 
 
 def projection(keys: Sequence[str]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
