@@ -60,6 +60,7 @@ from types import CellType, FrameType
 from typing import Any
 
 import numpy
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -284,6 +285,7 @@ class Sample:
     blocks: int | None = None  # --malloc: pymalloc's blocks in use (Python's small objects)
     pymalloc_used_mb: float | None = None  # --malloc: bytes in those blocks
     pymalloc_held_mb: float | None = None  # --malloc: pymalloc's arenas, used or not
+    queued: int = 0  # calls and scores waiting in the recorder's queue for the store
 
 
 @dataclass
@@ -293,6 +295,25 @@ class RowResult:
     errors: int = 0
     growth: list[str] = field(default_factory=list)
     trimmed_mb: float | None = None  # --malloc: RSS once malloc_trim(0) gave free memory back
+    dropped: int = 0  # calls and scores the recorder dropped, its queue full (at the end)
+
+
+def backlog(gateway: Server) -> tuple[int, int]:
+    """The gateway's recorder queue (items waiting for the store) and what it has dropped.
+
+    A queue that grows is memory that grows, until it is full and drops: a store that falls
+    behind the gateway looks like a leak, so each sample says how far behind it is.
+    """
+    with urllib.request.urlopen(gateway.url + "/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for metric in family.samples:
+            values[metric.name] = values.get(metric.name, 0.0) + metric.value
+    dropped = values.get("aivitals_dropped_calls_total", 0) + values.get(
+        "aivitals_dropped_scores_total", 0
+    )
+    return int(values.get("aivitals_queue_depth", 0)), int(dropped)
 
 
 def mock_total(mock: Server) -> int:
@@ -342,6 +363,7 @@ def soak(row: str, settings: Settings, mock: Server, workdir: Path, script: Path
             sample = Sample(
                 now, total, rss_mb(gateway.pid), rss_mb(mock.pid), mock_total(mock) - mock_base
             )
+            sample.queued, result.dropped = backlog(gateway)
             if settings.probe == "malloc":
                 dump_snapshot(gateway, snapshots, f"s{segments}")
                 heap = json.loads((snapshots / f"s{segments}.snap").read_text())
@@ -351,7 +373,8 @@ def soak(row: str, settings: Settings, mock: Server, workdir: Path, script: Path
             result.samples.append(sample)
             print(
                 f"{row}: {now:5.0f} s, {total:,} requests, gateway {sample.gateway_mb:.1f} MB, "
-                f"mock {sample.mock_mb:.1f} MB, errors {result.errors}",
+                f"mock {sample.mock_mb:.1f} MB, errors {result.errors}, "
+                f"store queue {sample.queued:,}, dropped {result.dropped:,}",
                 file=sys.stderr,
             )
             snapshot_due = settings.probe in ("tracemalloc", "objects") and not warm_dumped
@@ -425,12 +448,16 @@ def tables(settings: Settings, results: list[RowResult], command: str) -> tuple[
         "in MB per 100,000 gateway requests; the mock upstream's over the same requests is the "
         "reference. The load cycles through 18 requests: 6 users, 3 features, 2 teams, a third "
         "streamed (20 chunks), a third asking for the cache (only the `users` row has one; there "
-        "every request is a user never seen before). Sent upstream: the share the mock answered."
+        "every request is a user never seen before). Sent upstream: the share the mock answered. "
+        "Store queue: the calls and scores waiting in the recorder's queue for the store, at "
+        "most over the samples after warm-up, and what it dropped when full (from `/metrics`): "
+        "a store that falls behind grows the queue, which shows as memory."
         + (f" MALLOC_ARENA_MAX={settings.arena_max}." if settings.arena_max else ""),
         "",
-        "| row | requests | req/s | errors | sent upstream | gateway RSS after warm-up MB "
-        "| at end MB | gateway MB per 100k | mock MB per 100k (reference) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| row | requests | req/s | errors | sent upstream | store queue, most | dropped "
+        "| gateway RSS after warm-up MB | at end MB | gateway MB per 100k "
+        "| mock MB per 100k (reference) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     verdicts = []
     for result in results:
@@ -440,7 +467,10 @@ def tables(settings: Settings, results: list[RowResult], command: str) -> tuple[
         rate = last.requests / max(last.seconds, 1e-9)
         lines.append(
             f"| {result.name} | {last.requests:,} | {rate:,.0f} | {result.errors} "
-            f"| {last.mock_requests / max(last.requests, 1):.0%} | {warm.gateway_mb:.1f} | {last.gateway_mb:.1f} | {gateway:+.2f} | {mock:+.2f} |"
+            f"| {last.mock_requests / max(last.requests, 1):.0%} "
+            f"| {max(s.queued for s in result.samples if s.seconds >= settings.warmup_s):,} "
+            f"| {result.dropped:,} | {warm.gateway_mb:.1f} | {last.gateway_mb:.1f} "
+            f"| {gateway:+.2f} | {mock:+.2f} |"
         )
         verdicts.append(
             f"Gateway memory ({result.name}): {gateway:+.2f} MB per 100,000 requests over "
