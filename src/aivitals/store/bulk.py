@@ -19,8 +19,8 @@ the batch would have SQLite parse the floats back).
 On SQLite a statement's rows are padded to a size from a short ladder (`rung`): each text is
 prepared once and cached by sqlite3, and exact sizes made a new text of megabytes for every
 batch. A padding row repeats the statement's last row, which an ON CONFLICT DO NOTHING insert
-skips; for an upsert the ``padding`` columns (its sums) are 0 in it, so it adds nothing and sets
-the same values again.
+skips; for an upsert the ``padding`` columns (its sums) are 0 in it, and the upsert's WHERE
+leaves the stored row alone for a row that counts nothing (an index probe, not an update).
 
 >>> import sqlalchemy
 >>> table = sqlalchemy.Table("t", sqlalchemy.MetaData(), sqlalchemy.Column("a", sqlalchemy.Integer))
@@ -104,8 +104,8 @@ class BulkInsert:
             self._around = (head, group, tail)
             self._most_rows = min(_MOST_ROWS, _MOST_PARAMETERS // len(names))
         # Padding (see `rung`): a row repeating the statement's last, with the ``padding``
-        # columns 0, so that it changes nothing (a conflict for an ON CONFLICT DO NOTHING insert,
-        # sums of 0 added and the same values set again for an upsert). None: rows as they are.
+        # columns 0, so that it changes nothing (a conflict for an ON CONFLICT DO NOTHING insert;
+        # for an upsert, sums of 0, which its WHERE skips). None: rows as they are.
         self._pad_zeros: tuple[int, ...] | None = None
         if padding is not None and self._around is not None and names:
             self._pad_zeros = tuple(names.index(name) for name in padding)

@@ -64,7 +64,13 @@ class RollupUpsert:
         }
         update.update({name: statement.excluded[name] for name in SKETCH_FIELDS})
         self._upsert = BulkInsert(
-            statement.on_conflict_do_update(index_elements=list(self.keys), set_=update),
+            # Every row a batch folds holds a call: a row of none is `rung` padding, which
+            # must not rewrite the stored row it repeats (an index probe, not an update).
+            statement.on_conflict_do_update(
+                index_elements=list(self.keys),
+                set_=update,
+                where=statement.excluded.calls > sa.literal_column("0"),
+            ),
             dialect,
             padding=SUM_FIELDS,
         )

@@ -57,6 +57,9 @@ def upsert_for(table: sa.Table, key_columns: Sequence[str], dialect: Dialect) ->
             statement.on_conflict_do_update(
                 index_elements=list(key_columns),
                 set_={name: table.c[name] + statement.excluded[name] for name in SUMS},
+                # Every row holds a score (counted or skipped): one of none is `rung` padding.
+                where=statement.excluded.value_count + statement.excluded.skipped
+                > sa.literal_column("0"),
             ),
             dialect,
             columns=(*key_columns, *SUMS),
