@@ -16,7 +16,7 @@ calls, a faster loop; ``--app spin``: a pure-Python loop recording nothing while
 to the store, the store's own share of the GIL) while the recorder's worker writes to the store. It reports the calls a
 second the store took meanwhile, the calls dropped (counted by the recorder: its queue was full),
 and the store worker's wall and CPU time a call; the reference, in the same run, is the same
-writes (`StoreSink.write_calls`, batches of the recorder's 500) from a thread while the
+writes (`StoreSink.write_calls`, batches of the recorder's 1,000) from a thread while the
 application thread waits. The issue's target: at least 10,000 calls a second while busy.
 
     python benchmarks/bench_store_ingest.py --busy [--seconds 5] [--app sdk|record] [--write PATH]
@@ -46,7 +46,7 @@ import msgspec
 
 import aivitals
 from aivitals.model import Call, ErrorType
-from aivitals.recorder import Recorder
+from aivitals.recorder import BATCH_SIZE, Recorder
 from aivitals.sinks.store import StoreSink
 from aivitals.store import schema
 from aivitals.store.rows import call_row
@@ -137,7 +137,7 @@ def bare_sqlite_benchmark(path: str | Path, calls: int, *, batch_size: int = 100
 
 
 BUSY_TARGET = 10_000  # calls a second into the store while the application is busy (issue 17)
-BATCH = 500  # the recorder's batch size
+BATCH = BATCH_SIZE  # the recorder's batch size (1,000 items)
 
 
 def thread_cpu_s(native_id: int) -> float:
@@ -367,18 +367,19 @@ def busy_main(
             f"The application thread records in a tight loop ({loop}) for {seconds:g} s with "
             + (
                 "the default SQLite store (`aivitals.configure(store=PATH)`) while the "
-                "recorder's worker writes its batches of 500. "
+                f"recorder's worker writes its batches of up to {BATCH:,}. "
                 if writer == "thread"
                 else "the SQLite store written by a child process (`aivitals.configure("
                 'store=PATH, store_writer="process")`): the recorder\'s worker sends its '
-                "batches of 500 and waits for each commit. "
+                f"batches of up to {BATCH:,} and waits for each commit. "
             )
             + "Stored counts the calls in the file when the loop "
             "ends; dropped is the recorder's count (its queue full); accounted: stored at "
             "shutdown plus dropped equals recorded. Reference, same run: the same store writes "
-            "(`StoreSink.write_calls`, 20,000 calls shaped as the loop's, in batches of 500) from "
-            "a thread while the application thread waits. Driver executions: the statements "
-            "the store runs per batch of 500 such calls, each row of an `executemany` counted; "
+            f"(`StoreSink.write_calls`, 20,000 calls shaped as the loop's, in batches of {BATCH:,}) "
+            "from a thread while the application thread waits. Driver executions: the statements "
+            f"the store runs per batch of {BATCH:,} such calls, each row of an `executemany` "
+            "counted; "
             "each gives the GIL up (CPython's sqlite3 releases it around every step), and while "
             "the application is busy each can wait for the interpreter's switch interval to "
             f"get it back: {driver_executions(app_calls(5000, _SHAPE[app])):.0f}.",
