@@ -40,7 +40,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -71,8 +71,6 @@ _MAX_FLIGHT_PAIRS = 4096  # (provider, model) pairs whose in-flight counting `in
 def _nothing() -> None:
     """In-flight counting where no sink counts calls in flight."""
 
-
-T = TypeVar("T", Call, Score, Outcome)
 
 # A response-cache hit was not sent to the provider: it costs nothing (its saving is saved_usd).
 _CACHE_HIT: dict[str, Any] = {"cost_usd": Decimal(0), "price_source": "cache"}
@@ -708,36 +706,33 @@ class Recorder:
                 sink_scores = fresh_scores if durable else scores
                 sink_outcomes = fresh_outcomes if durable else outcomes
                 if isinstance(sink, WholeBatchSink):
-                    if sink_calls or sink_scores or sink_outcomes:
+                    held = len(sink_calls) + len(sink_scores) + len(sink_outcomes)
+                    if held:
                         self._deliver(
                             sink.name,
-                            functools.partial(_write_whole, sink, sink_calls, sink_scores),
+                            held,
+                            sink.write_batch,
+                            sink_calls,
+                            sink_scores,
                             sink_outcomes,
-                            len(sink_calls) + len(sink_scores) + len(sink_outcomes),
                         )
                     continue
                 if sink_calls:
-                    self._deliver(sink.name, sink.write_calls, sink_calls)
+                    self._deliver(sink.name, len(sink_calls), sink.write_calls, sink_calls)
                 if sink_scores:
-                    self._deliver(sink.name, sink.write_scores, sink_scores)
+                    self._deliver(sink.name, len(sink_scores), sink.write_scores, sink_scores)
                 if sink_outcomes and isinstance(sink, OutcomeSink):
-                    self._deliver(sink.name, sink.write_outcomes, sink_outcomes)
+                    self._deliver(sink.name, len(sink_outcomes), sink.write_outcomes, sink_outcomes)
             with self._done:
                 self._delivered += len(calls) + len(scores) + len(outcomes)
                 self._done.notify_all()
 
-    def _deliver(
-        self,
-        name: str,
-        write: Callable[[list[T]], None],
-        items: list[T],
-        count: int | None = None,
-    ) -> None:
-        """``write(items)``; a failure counted as ``count`` items (default: ``items``')."""
+    def _deliver(self, name: str, items: int, write: Callable[..., None], *args: Any) -> None:
+        """``write(*args)``; a failure counted as ``items`` items failed."""
         try:
-            write(items)
+            write(*args)
         except Exception as exc:
-            self._sink_failed(name, len(items) if count is None else count, exc)
+            self._sink_failed(name, items, exc)
 
     def _sink_failed(self, name: str, items: int, exc: Exception | None = None) -> None:
         self.stats.sink_errors[name] += 1
@@ -768,12 +763,6 @@ class Recorder:
         if now - self._last_error_log.get("", -_ERROR_LOG_INTERVAL_S) >= _ERROR_LOG_INTERVAL_S:
             self._last_error_log[""] = now
             log.exception("aivitals failed while %s; the application is unaffected", doing)
-
-
-def _write_whole(
-    sink: WholeBatchSink, calls: list[Call], scores: list[Score], outcomes: list[Outcome]
-) -> None:
-    sink.write_batch(calls, scores, outcomes)
 
 
 def _after_fork(ref: weakref.ref[Recorder]) -> None:

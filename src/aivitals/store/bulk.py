@@ -54,9 +54,12 @@ _PLAIN_TYPES = (
 )
 # Rows per statement at most (and SQLite's parameter cap: 762 calls a statement).
 _MOST_ROWS = 1000
-T = TypeVar("T")
 # SQLite's default cap on parameters a statement (999 before 3.32).
 _MOST_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+# Values an IN list is padded to at most (its chunks are smaller).
+_MOST_IN = 1024
+
+T = TypeVar("T")
 
 
 class BulkInsert:
@@ -203,9 +206,6 @@ def padded_in(values: Sequence[T]) -> tuple[str, tuple[T, ...]]:
         raise ValueError("an IN list needs at least one value")
     size = rung(len(values), _MOST_IN)
     return placeholders(size), (*values, *itertools.repeat(values[-1], size - len(values)))
-
-
-_MOST_IN = 1024
 
 
 @functools.lru_cache(maxsize=16)

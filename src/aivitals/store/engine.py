@@ -37,6 +37,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import URL, make_url
 
+from aivitals.store.bulk import padded_in
 from aivitals.store.errors import StoreError
 
 BUSY_TIMEOUT_S = 30.0
@@ -149,6 +150,35 @@ def among(
         array = ARRAY(sqlalchemy.String)
         return column == sqlalchemy.any_(sqlalchemy.bindparam("ids", list(values), type_=array))
     return column.in_(values)
+
+
+_IDS_PER_CHECK = 500  # ids per IN (...): far below SQLite's 32,766 parameters a statement
+
+
+def stored_ids(
+    connection: sqlalchemy.Connection, column: sqlalchemy.Column[str], ids: Sequence[str]
+) -> set[str]:
+    """Which of ``ids`` ``column`` holds already (a primary key: the writer's check for a
+    retried call or score).
+
+    On SQLite a driver statement whose ``IN`` list is padded to its rung (`bulk.padded_in`:
+    SQLAlchemy compiled an expanding IN anew for every batch, and exact sizes filled
+    sqlite3's statement cache); elsewhere `among`. Only the schema's own names and placeholders
+    go into the text; the ids are bound.
+    """
+    found: set[str] = set()
+    quote = connection.dialect.identifier_preparer.quote
+    name, table = quote(column.name), quote(column.table.name)
+    for start in range(0, len(ids), _IDS_PER_CHECK):
+        chunk = ids[start : start + _IDS_PER_CHECK]
+        if connection.dialect.name == "sqlite":
+            marks, values = padded_in(chunk)
+            sql = f"SELECT {name} FROM {table} WHERE {name} IN ({marks})"  # noqa: S608
+            found.update(connection.exec_driver_sql(sql, values).scalars())
+        else:
+            query = sqlalchemy.select(column).where(among(connection, column, chunk))
+            found.update(connection.scalars(query))
+    return found
 
 
 def _make_parent(path: Path) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Dialect
 from aivitals.model import Score
 from aivitals.store.bounds import MAX_SCORE_MAGNITUDE
 from aivitals.store.bulk import BulkInsert, padded_in
-from aivitals.store.engine import among
+from aivitals.store.engine import among, stored_ids
 from aivitals.store.schema import GRANULARITIES, ROLLUP_KEYS, calls, score_rollups, scores
 
 KEY_COLUMNS = ("granularity", "bucket_start", *ROLLUP_KEYS, "name", "source")
@@ -73,18 +73,7 @@ def new_scores(connection: sa.Connection, batch: Sequence[Score]) -> list[Score]
     by_id: dict[str, Score] = {}
     for score in batch:
         by_id.setdefault(score.id, score)
-    stored: set[str] = set()
-    sqlite_driver = connection.dialect.name == "sqlite"
-    for chunk in _chunks(list(by_id)):
-        if sqlite_driver:
-            # Only placeholders go into the text; the ids are bound (SQLAlchemy compiled an
-            # expanding IN anew for every batch).
-            marks, values = padded_in(chunk)
-            sql = f"SELECT id FROM scores WHERE id IN ({marks})"  # noqa: S608
-            stored.update(connection.exec_driver_sql(sql, values).scalars())
-            continue
-        found = sa.select(scores.c.id).where(among(connection, scores.c.id, chunk))
-        stored.update(connection.scalars(found))
+    stored = stored_ids(connection, scores.c.id, list(by_id))
     return [score for score_id, score in by_id.items() if score_id not in stored]
 
 
@@ -94,20 +83,15 @@ model) and these (by `ROLLUP_KEYS`): one read of a batch's calls serves the two 
 
 
 def fold_scores(
-    connection: sa.Connection,
-    batch: Sequence[Score],
-    *,
-    keys: dict[str, tuple[Any, ...]] | None = None,
+    connection: sa.Connection, batch: Sequence[Score], keys: dict[str, tuple[Any, ...]]
 ) -> None:
     """Fold newly stored scores whose call is stored; the others wait for their call.
 
-    ``keys``: `call_keys` of the batch's calls by `SCORED_CALL_KEYS`, when the writer has read
-    them already.
+    ``keys``: `call_keys` of the batch's calls by `SCORED_CALL_KEYS` (the writer reads them
+    once for this fold and the users').
     """
     if not batch:
         return
-    if keys is None:
-        keys = call_keys(connection, {score.call_id for score in batch}, SCORED_CALL_KEYS)
     project = projection(ROLLUP_KEYS)
     sums: Sums = {}
     for score in batch:
@@ -226,8 +210,7 @@ def _call_keys_sql(keys: tuple[str, ...], marks: str) -> str:
 
 def projection(keys: Sequence[str]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
     """A `call_keys` row by `SCORED_CALL_KEYS` cut to (start, ``keys``...)."""
-    getter = operator.itemgetter(0, *(1 + SCORED_CALL_KEYS.index(name) for name in keys))
-    return getter
+    return operator.itemgetter(0, *(1 + SCORED_CALL_KEYS.index(name) for name in keys))
 
 
 def add(

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import sqlalchemy
 from sqlalchemy.dialects import postgresql, sqlite
@@ -34,15 +34,15 @@ from aivitals.store import (
     user_rollup,
     user_score_rollup,
 )
-from aivitals.store.bulk import BulkInsert, padded_in
+from aivitals.store.bulk import BulkInsert
 from aivitals.store.engine import (
     WRITE_OPTION,
-    among,
     create_store_engine,
     display_name,
     lock_for_write,
     split_target,
     store_error,
+    stored_ids,
 )
 from aivitals.store.errors import StoreError
 from aivitals.store.outcomes import outcome_row
@@ -51,11 +51,8 @@ from aivitals.store.rollup_upsert import RollupUpsert
 from aivitals.store.rows import CALL_COLUMNS, call_values, epoch_ms, score_row, to_nusd
 
 # Bound every IN (...) list: SQLite refuses statements with more than 32,766 parameters.
-_IN_CHUNK = 500
 _DELETE_CHUNK = 1000
 _ROLLUP_PK = ("granularity", "bucket_start", *schema.ROLLUP_KEYS)
-
-T = TypeVar("T")
 
 
 class SqlStore:
@@ -139,8 +136,8 @@ class SqlStore:
                     keys = score_rollup.call_keys(
                         connection, {s.call_id for s in kept}, score_rollup.SCORED_CALL_KEYS
                     )
-                    score_rollup.fold_scores(connection, kept, keys=keys)
-                    user_score_rollup.fold_scores(connection, kept, keys=keys)  # schema 8
+                    score_rollup.fold_scores(connection, kept, keys)
+                    user_score_rollup.fold_scores(connection, kept, keys)  # schema 8
                 if outcomes:
                     connection.execute(self._insert_outcomes, [outcome_row(o) for o in outcomes])
         except Exception as exc:
@@ -223,20 +220,8 @@ class SqlStore:
         by_id: dict[str, Call] = {}
         for call in calls:
             by_id.setdefault(call.id, call)
-        ids = schema.calls.c.id
-        stored: set[str] = set()
-        sqlite = connection.dialect.name == "sqlite"
-        for chunk in _chunks(list(by_id), _IN_CHUNK):
-            if sqlite:
-                # Only placeholders go into the text (`padded_in`); the ids are bound.
-                marks, values = padded_in(chunk)
-                sql = f"SELECT id FROM calls WHERE id IN ({marks})"  # noqa: S608
-                stored.update(connection.exec_driver_sql(sql, values).scalars())
-                continue
-            found = sqlalchemy.select(ids).where(among(connection, ids, chunk))
-            stored.update(connection.scalars(found))
-        new = [call for call_id, call in by_id.items() if call_id not in stored]
-        return new
+        stored = stored_ids(connection, schema.calls.c.id, list(by_id))
+        return [call for call_id, call in by_id.items() if call_id not in stored]
 
     def _insert_and_fold(
         self, connection: sqlalchemy.Connection, calls: list[Call], waiting: list[Any]
@@ -301,8 +286,3 @@ def _insert_for(dialect: str) -> Callable[[sqlalchemy.Table], Any]:
     if dialect == "postgresql":
         return postgresql.insert
     raise StoreError(f"the store runs on SQLite or PostgreSQL, not {dialect}")
-
-
-def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -19,7 +19,6 @@ from aivitals.model import Score
 from aivitals.store import score_rollup
 from aivitals.store.schema import USER_GRANULARITIES, USER_ROLLUP_KEYS, user_score_rollups
 from aivitals.store.score_rollup import (
-    SCORED_CALL_KEYS,
     Sums,
     add,
     call_keys,
@@ -32,18 +31,13 @@ KEY_COLUMNS = ("granularity", "bucket_start", *USER_ROLLUP_KEYS, "name", "source
 
 
 def fold_scores(
-    connection: sa.Connection,
-    batch: Sequence[Score],
-    *,
-    keys: dict[str, tuple[Any, ...]] | None = None,
+    connection: sa.Connection, batch: Sequence[Score], keys: dict[str, tuple[Any, ...]]
 ) -> None:
     """Fold newly stored scores (`score_rollup.new_scores`) whose call is stored; the others
     wait for their call. ``keys``: `score_rollup.call_keys` of their calls by
-    `score_rollup.SCORED_CALL_KEYS`, when the writer has read them already."""
+    `score_rollup.SCORED_CALL_KEYS`."""
     if not batch:
         return
-    if keys is None:
-        keys = call_keys(connection, {score.call_id for score in batch}, SCORED_CALL_KEYS)
     project = projection(USER_ROLLUP_KEYS)
     sums: Sums = {}
     for score in batch:
