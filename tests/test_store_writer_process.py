@@ -27,7 +27,7 @@ from aivitals.sinks.store import StoreSink
 from aivitals.store.copy import tables
 from aivitals.store.errors import StoreError
 from aivitals.store.sql import SqlStore
-from aivitals.store.writer_process import ProcessWrittenStore
+from aivitals.store.writer_process import ProcessWrittenStore, open_written
 
 from .support.postgres import StoreTargets
 
@@ -239,19 +239,111 @@ def test_serve_refuses_a_store_writer_it_does_not_know(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 2
-    assert "--store-writer must be 'thread' (the default) or 'process'" in done.stderr
+    assert "--store-writer must be 'thread' (in this process), 'process'" in done.stderr
+    assert "or 'auto'" in done.stderr
     assert not (tmp_path / "a.db").exists()
 
 
 def test_a_store_writer_that_is_neither_thread_nor_process_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"store_writer must be 'thread' .* got 'fork'"):
+    with pytest.raises(ConfigError, match=r"store_writer must be 'thread' .*'auto'.* got 'fork'"):
         build_runtime(store=tmp_path / "a.db", store_writer="fork", endpoint=False)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="AIVITALS_STORE_WRITER must be 'thread'"):
         read_env({"AIVITALS_STORE_WRITER": "threads"})
     assert read_env({"AIVITALS_STORE_WRITER": " Process "}).store_writer == "process"
+    assert read_env({"AIVITALS_STORE_WRITER": "auto"}).store_writer == "auto"
+    assert read_env({}).store_writer is None  # each entry point has its own default
     opened = SqlStore.open(tmp_path / "b.db")
     try:
         with pytest.raises(ConfigError, match="give store a path or URL"):
             build_runtime(store=opened, store_writer="process", endpoint=False)
     finally:
         opened.close()
+
+
+def _writer_children(pid: int) -> list[int]:
+    """The store writer processes among ``pid``'s children (Linux's /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            if b"aivitals.store.writer_process" in cmdline:
+                found.append(int(child))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads Linux's /proc")
+@pytest.mark.parametrize(("given", "children"), [((), 1), (("--store-writer", "thread"), 0)])
+def test_serve_writes_its_store_from_a_child_unless_told_otherwise(
+    tmp_path: Path, given: tuple[str, ...], children: int
+) -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("auto picks the thread on one core")  # CI's machines have two
+    env = {key: value for key, value in os.environ.items() if key != "AIVITALS_STORE_WRITER"}
+    serve = subprocess.Popen(
+        [AIVITALS, "serve", "--port", "0", "--db", str(tmp_path / "a.db"), *given],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert serve.stderr is not None
+        first = serve.stderr.readline()
+        assert "listening on" in first, first
+        # auto starts the child before the server listens, so it is there now.
+        assert len(_writer_children(serve.pid)) == children
+    finally:
+        serve.terminate()
+        serve.communicate(timeout=60)
+    assert serve.returncode == 0
+
+
+def test_auto_writes_from_a_child_that_has_started(tmp_path: Path) -> None:
+    store = open_written(tmp_path / "a.db", "auto")
+    try:
+        assert isinstance(store, ProcessWrittenStore)
+        child = store._child
+        assert child is not None and child.process.poll() is None
+        made = calls_of(3)
+        assert store.write(made, []) == made
+    finally:
+        store.close()
+
+
+def test_auto_falls_back_to_the_thread_when_the_child_cannot_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A host that cannot run the child: here, no interpreter where the child would be run.
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    with caplog.at_level("WARNING", logger="aivitals.store"):
+        store = open_written(tmp_path / "a.db", "auto")
+    try:
+        assert type(store) is SqlStore
+        assert len(store.write(calls_of(4), [])) == 4
+    finally:
+        store.close()
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "cannot start the store's writer process" in warning
+    assert "written from a thread of this process instead" in warning
+    # Asked for by name, the child is not second-guessed: its writes fail, retryably.
+    explicit = open_written(tmp_path / "b.db", "process")
+    try:
+        with pytest.raises(StoreError, match="cannot start the store's writer process") as raised:
+            explicit.write(calls_of(1), [])
+        assert raised.value.retryable
+    finally:
+        explicit.close()
+
+
+def test_auto_on_one_core_is_the_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    store = open_written(tmp_path / "a.db", "auto")
+    try:
+        assert type(store) is SqlStore
+    finally:
+        store.close()
+    runtime = build_runtime(store=tmp_path / "c.db", store_writer="auto", endpoint=False)
+    try:
+        [sink] = [s for s in runtime.recorder.batch_sinks if isinstance(s, StoreSink)]
+        assert type(sink.store) is SqlStore
+    finally:
+        runtime.recorder.close()

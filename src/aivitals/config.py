@@ -9,7 +9,7 @@
 | ``AIVITALS_ENVIRONMENT`` | default ``environment`` attribution (``prod``, ``staging``...) | none |
 | ``AIVITALS_TIMEZONE`` | IANA zone where budget days and months begin | ``UTC`` |
 | ``AIVITALS_STORE`` | the store: a SQLite file path or a SQLAlchemy URL | ``./aivitals.db`` for the CLI; none for the SDK |
-| ``AIVITALS_STORE_WRITER`` | ``thread`` or ``process``: where the store's writes run, the SDK's and ``aivitals serve``'s (docs/store.md, "A writer process") | ``thread`` |
+| ``AIVITALS_STORE_WRITER`` | ``thread``, ``process`` or ``auto``: where the store's writes run, the SDK's and ``aivitals serve``'s (docs/store.md, "A writer process") | ``auto`` for ``aivitals serve``; ``thread`` for the SDK |
 | ``AIVITALS_ENDPOINT`` | send calls and scores to the aivitals server at this URL | off |
 | ``AIVITALS_API_KEY`` | the server's API key (sent as ``Authorization: Bearer``) | none |
 | ``AIVITALS_SPOOL_DIR`` | where undelivered batches wait for the server | ``~/.cache/aivitals/spool/<hash>`` |
@@ -38,7 +38,7 @@ class EnvSettings:
     environment: str | None = None
     timezone: str = "UTC"
     store: str | None = None
-    store_writer: str = "thread"
+    store_writer: str | None = None  # unset: each entry point has its own default
     endpoint: str | None = None
     api_key: str | None = None
     spool_dir: str | None = None
@@ -62,8 +62,9 @@ def read_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
         if not port_raw.isdigit() or not 0 < int(port_raw) < 65536:
             raise ConfigError(f"AIVITALS_METRICS_PORT must be a port number, got {port_raw!r}")
         port = int(port_raw)
-    store_writer = env.get("AIVITALS_STORE_WRITER", "").strip().lower() or "thread"
-    check_store_writer(store_writer, setting="AIVITALS_STORE_WRITER")
+    store_writer = env.get("AIVITALS_STORE_WRITER", "").strip().lower() or None
+    if store_writer is not None:
+        check_store_writer(store_writer, setting="AIVITALS_STORE_WRITER")
     timezone = env.get("AIVITALS_TIMEZONE", "UTC").strip() or "UTC"
     check_timezone(timezone, setting="AIVITALS_TIMEZONE")
     return EnvSettings(
@@ -83,7 +84,7 @@ def read_env(environ: Mapping[str, str] | None = None) -> EnvSettings:
     )
 
 
-STORE_WRITERS = ("thread", "process")
+STORE_WRITERS = ("thread", "process", "auto")
 
 
 def check_store_writer(value: object, *, setting: str = "store_writer") -> str:
@@ -91,8 +92,9 @@ def check_store_writer(value: object, *, setting: str = "store_writer") -> str:
     would."""
     if value not in STORE_WRITERS:
         raise ConfigError(
-            f"{setting} must be 'thread' (the default) or 'process' (a child process writes "
-            f"the store), got {value!r}"
+            f"{setting} must be 'thread' (in this process), 'process' (a child process writes "
+            f"the store) or 'auto' (a child process when there is a core to spare and it "
+            f"starts, else the thread), got {value!r}"
         )
     return str(value)
 

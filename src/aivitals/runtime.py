@@ -63,7 +63,7 @@ class RuntimeOptions(TypedDict, total=False):
     log_to: str | Path | None
     store: str | Path | SqlStore | Literal[False] | None
     retention_days: float | None
-    store_writer: Literal["thread", "process"] | None
+    store_writer: Literal["thread", "process", "auto"] | None
     endpoint: str | Literal[False] | None
     api_key: str | None
     spool_dir: str | Path | None
@@ -122,7 +122,7 @@ def build_runtime(**options: Unpack[RuntimeOptions]) -> Runtime:
     asked = _capture(options.get("capture_content", False))
     capture = None
     if store_target is not None:
-        writer = check_store_writer(options.get("store_writer") or env.store_writer)
+        writer = check_store_writer(options.get("store_writer") or env.store_writer or "thread")
         store_sink = _store_sink(store_target, options.get("retention_days"), writer)
         batch.append(store_sink)
         if asked is not None:
@@ -239,22 +239,21 @@ def _store_sink(
     from aivitals.sinks.store import StoreSink  # noqa: PLC0415
     from aivitals.store.errors import StoreError  # noqa: PLC0415
     from aivitals.store.sql import SqlStore  # noqa: PLC0415
-    from aivitals.store.writer_process import ProcessWrittenStore  # noqa: PLC0415
+    from aivitals.store.writer_process import ProcessWrittenStore, open_written  # noqa: PLC0415
 
     if retention_days is not None and retention_days <= 0:
         raise ConfigError(f"retention_days must be above 0, got {retention_days}")
     if (
-        writer == "process"
+        writer != "thread"
         and isinstance(target, SqlStore)
         and not isinstance(target, ProcessWrittenStore)
     ):
         raise ConfigError(
-            "store_writer='process' opens the store itself: give store a path or URL, not an "
+            f"store_writer={writer!r} opens the store itself: give store a path or URL, not an "
             "opened SqlStore (or open a ProcessWrittenStore)"
         )
-    kind = ProcessWrittenStore if writer == "process" else SqlStore
     try:
-        opened = target if isinstance(target, SqlStore) else kind.open(target)
+        opened = target if isinstance(target, SqlStore) else open_written(target, writer)
     except StoreError as exc:
         raise ConfigError(f"store: {exc}") from exc
     retention = timedelta(days=retention_days) if retention_days is not None else None

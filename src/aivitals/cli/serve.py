@@ -75,9 +75,10 @@ def serve(
         str | None,
         typer.Option(
             "--store-writer",
-            help="Where the store's writes run: thread (in this process) or process (a child "
-            "process, on another core; docs/store.md, 'A writer process'). Default: "
-            "$AIVITALS_STORE_WRITER, else thread.",
+            help="Where the store's writes run: thread (in this process), process (a child "
+            "process, on another core) or auto (the child when there are two cores or more "
+            "and it starts, else the thread, with a warning; docs/store.md, 'A writer "
+            "process'). Default: $AIVITALS_STORE_WRITER, else auto.",
             show_default=False,
         ),
     ] = None,
@@ -160,8 +161,7 @@ def serve(
     from aivitals.server.workers import current_slot  # noqa: PLC0415
     from aivitals.serving import bind  # noqa: PLC0415
     from aivitals.store.errors import StoreError  # noqa: PLC0415
-    from aivitals.store.sql import SqlStore  # noqa: PLC0415
-    from aivitals.store.writer_process import ProcessWrittenStore  # noqa: PLC0415
+    from aivitals.store.writer_process import ProcessWrittenStore, open_written  # noqa: PLC0415
 
     slot = current_slot()  # set in a worker of `serve --workers N`, which the parent checked
     if no_db and db is not None:
@@ -170,7 +170,9 @@ def serve(
         env = read_env()
         target = None if no_db else (db or env.store or DEFAULT_STORE)
         writer = check_store_writer(
-            store_writer.strip().lower() if store_writer is not None else env.store_writer,
+            store_writer.strip().lower()
+            if store_writer is not None
+            else env.store_writer or "auto",
             setting="--store-writer",
         )
         settings = _settings(config, upstream)
@@ -209,8 +211,7 @@ def serve(
     service = None
     shared = None
     try:
-        kind = ProcessWrittenStore if writer == "process" else SqlStore
-        store = kind.open(target) if target is not None else None
+        store = open_written(target, writer) if target is not None else None
         queries = Queries(store.engine) if store is not None else None
         shared = _shared(settings, redis)
         ledger = settings.build_budgets() if settings is not None else None

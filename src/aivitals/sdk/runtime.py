@@ -53,7 +53,9 @@ def configure(*, metrics_port: int | None = None, **options: Unpack[RuntimeOptio
     `SqlStore` (which the recorder then closes when it closes); raw calls older
     than ``retention_days`` are then deleted (rollups are kept). ``store_writer="process"``
     (or ``AIVITALS_STORE_WRITER=process``) runs the store's writes in a child process, so a
-    busy application thread does not hold them up (docs/store.md, "A writer process"). With ``endpoint`` (the aivitals
+    busy application thread does not hold them up; ``"auto"`` does when there are two cores
+    or more and the child starts, else the thread (docs/store.md, "A writer process"; the
+    default here is the thread). With ``endpoint`` (the aivitals
     server's URL), calls and scores are also sent there, ``api_key`` as a bearer token; batches
     the server cannot take now wait on disk in ``spool_dir`` (see ``docs/exporter.md``).
     ``store=False`` or ``endpoint=False`` means none, whatever the environment says.

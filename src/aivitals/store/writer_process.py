@@ -17,8 +17,12 @@ committed: the retry is recorded once, since a stored id is skipped) and the nex
 new child. A forked process starts its own child on its first write.
 
 Chosen with ``aivitals.configure(store=..., store_writer="process")`` or
-``AIVITALS_STORE_WRITER=process``; the default stays the thread, since a child process is a
-surprise some hosts (a serverless function, a locked-down container) do not allow.
+``AIVITALS_STORE_WRITER=process``. ``auto`` (`open_written`) is the child when the process may
+run on two cores or more and the child starts, else the thread, said in a warning: the default
+of ``aivitals serve``, a server that owns its host, whose gateway and ingest threads fed the
+thread writer faster than it kept up. The SDK's default stays the thread: a child process is a
+surprise inside someone else's application, and some hosts (a serverless function, a
+locked-down container) do not allow one.
 
 The child is ``python -m aivitals.store.writer_process FD_IN FD_OUT``, not a
 `multiprocessing` start: `spawn` would import the application's ``__main__`` again in the child,
@@ -45,12 +49,14 @@ import threading
 import weakref
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import sqlalchemy
 
 from aivitals.collector import settle
+from aivitals.config import check_store_writer
 from aivitals.model import Call, Outcome, Score
 from aivitals.store.engine import BUSY_TIMEOUT_S
 from aivitals.store.errors import StoreError
@@ -126,6 +132,11 @@ class ProcessWrittenStore(SqlStore):
             )
         return _newly_stored(calls, answer.new_ids)
 
+    def start(self) -> None:
+        """Start the child now, not at the first write; raise `StoreError` if it does not."""
+        with self._lock:
+            self._running_child()
+
     def close(self) -> None:
         """Let the child finish what it was given and exit, then close this process's pool."""
         with self._lock:
@@ -140,6 +151,50 @@ class ProcessWrittenStore(SqlStore):
             # None yet, or one a parent process started before it forked us: ours is new.
             child = self._child = _Child.start(self._url)
         return child
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS says, else all)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def open_written(target: str | Path, writer: str) -> SqlStore:
+    """The store at ``target`` written as ``writer`` says: ``thread`` an `SqlStore`,
+    ``process`` a `ProcessWrittenStore` (its child starts at the first write), ``auto`` a
+    `ProcessWrittenStore` whose child has started, when there are two cores or more, else an
+    `SqlStore`; a child that cannot start is logged as a warning, with why.
+
+    Raises `StoreError` as `SqlStore.open` does.
+
+    >>> import tempfile, pathlib
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> store = open_written(pathlib.Path(folder.name) / "aivitals.db", "thread")
+    >>> type(store).__name__
+    'SqlStore'
+    >>> store.close()
+    >>> folder.cleanup()
+    """
+    writer = check_store_writer(writer)
+    if writer == "thread" or (writer == "auto" and usable_cores() < 2):
+        # One core: the child would only take turns with this process, and pay the pipe.
+        return SqlStore.open(target)
+    store = ProcessWrittenStore.open(target)
+    if writer == "process":
+        return store
+    try:
+        store.start()
+    except StoreError as exc:
+        store.close()
+        log.warning(
+            "aivitals: %s; the store is written from a thread of this process instead "
+            "(store writer 'auto'; 'thread' says so without trying)",
+            exc,
+        )
+        return SqlStore.open(target)
+    return store
 
 
 def _newly_stored(calls: Sequence[Call], new_ids: list[str]) -> list[Call]:
