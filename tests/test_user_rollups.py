@@ -13,6 +13,7 @@ import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,7 +21,8 @@ import sqlalchemy as sa
 
 from aivitals.model import Call, Score
 from aivitals.query import Filters, Queries, Window
-from aivitals.store import schema, user_rollup
+from aivitals.store import bounds, schema, user_rollup
+from aivitals.store.rollup import call_figures
 from aivitals.store.sketch import MIN_VALUE, Sketch, group_blobs
 from aivitals.store.sql import SqlStore
 
@@ -252,3 +254,93 @@ def test_the_stored_user_rollups_are_each_buckets_calls(store_target: str) -> No
         assert row["latency_sketch"] == Sketch.of([c.latency_ms for c in members]).to_bytes()
         ttfts = [c.ttft_ms for c in members if c.ttft_ms is not None]
         assert row["ttft_sketch"] == Sketch.of(ttfts).to_bytes()
+
+
+def _batch_rows_by_hand(calls: list[Call], granularities: tuple[int, ...]) -> dict[Any, Any]:
+    """Each (granularity, bucket, user, model) of ``calls``: what its row must hold, summed
+    here a member at a time in call order (Python floats, Python integers)."""
+    groups: dict[tuple[Any, ...], list[Call]] = {}
+    for call in calls:
+        start = int(call.started_at.timestamp() * 1000) // 1000
+        for granularity in granularities:
+            key = (granularity, start - start % granularity, call.user or "", call.model)
+            groups.setdefault(key, []).append(call)
+    expected = {}
+    for key, members in groups.items():
+        latency = ttft = speed = 0.0
+        speeds = 0
+        for c in members:
+            latency += c.latency_ms
+            ttft += c.ttft_ms if c.ttft_ms is not None else 0.0
+            # Speeds past the bound (a generation too short to time) are left out.
+            tokens_per_s = c.output_tokens_per_second
+            if tokens_per_s is not None and tokens_per_s <= bounds.MAX_TOKENS_PER_SECOND:
+                speed += tokens_per_s
+                speeds += 1
+        ttfts = [c.ttft_ms for c in members if c.ttft_ms is not None]
+        expected[key] = (
+            len(members),
+            sum(nusd(c.cost_usd) for c in members),
+            sum(c.input_tokens for c in members),
+            sum(c.status == "error" for c in members),
+            latency.hex(),
+            len(ttfts),
+            ttft.hex(),
+            speeds,
+            speed.hex(),
+            Sketch.of([c.latency_ms for c in members]).to_bytes(),
+            Sketch.of(ttfts).to_bytes(),
+        )
+    return expected
+
+
+def _as_checked(rows: list[dict[str, Any]]) -> dict[Any, Any]:
+    return {
+        (row["granularity"], row["bucket_start"], row["user"], row["model"]): (
+            row["calls"],
+            row["cost_nusd"],
+            row["input_tokens"],
+            row["errors"],
+            float(row["latency_sum_ms"]).hex(),  # an empty sum is 0 (int) one by one
+            row["ttft_count"],
+            float(row["ttft_sum_ms"]).hex(),  # an empty sum is 0 (int) one by one
+            row["speed_count"],
+            float(row["speed_sum"]).hex(),  # an empty sum is 0 (int) one by one
+            row["latency_sketch"],
+            row["ttft_sketch"],
+        )
+        for row in rows
+    }
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_batchs_user_rows_are_its_calls_summed_in_order_to_the_bit(seed: int) -> None:
+    # Groups from one call to a few hundred (one user and model: the stepped sums and the
+    # per-group ones both), users absent, TTFTs and speeds absent, over hours and days.
+    rng = random.Random(seed)
+    users = [f"u{i}" for i in range(rng.choice([3, 60, 400]))] + [None]
+    calls = []
+    for _ in range(rng.choice([700, 1000])):
+        latency = rng.choice([0.0, 0.1, 0.7, 250.0 + rng.lognormvariate(6.0, 0.6)])
+        failed = rng.random() < 0.2
+        calls.append(
+            make_call(
+                started_at=T0 + timedelta(seconds=rng.uniform(0, 2 * 86400)),
+                user="heavy" if rng.random() < 0.3 else rng.choice(users),
+                model=rng.choice(MODELS),
+                status="error" if failed else "ok",
+                error_type="rate_limit" if failed else None,
+                latency_ms=latency,
+                ttft_ms=rng.choice([None, 0.0, latency / 3, rng.uniform(0.0, latency)]),
+                input_tokens=rng.randrange(0, 5000),
+                output_tokens=rng.choice([0, rng.randrange(1, 900)]),
+                cost_usd=rng.choice([None, Decimal(rng.randrange(1, 10**7)) / 10**9]),
+            )
+        )
+    figures = call_figures(calls)
+    kind = user_rollup.USERS
+    expected = _batch_rows_by_hand(calls, kind.granularities)
+    assert _as_checked(user_rollup.user_rows(calls, figures=figures)) == expected
+    # The way for batches too large for int64 sums gives the same rows.
+    assert _as_checked(user_rollup.one_by_one_rows(calls, figures, kind)) == expected
+    assert _as_checked(user_rollup.user_rows([], figures=[])) == {}
