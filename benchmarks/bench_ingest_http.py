@@ -243,7 +243,8 @@ def main() -> None:
             "concurrent requests share one transaction. Reference: the earlier 202 from the "
             "recorder's in-memory queue (a kill -9 loses what is queued). Stored/s counts until "
             "the last call is in the store. Writer process: durable, the store written by a "
-            "child process on the other core (`serve --store-writer process`). Server CPU: the "
+            "child process on the other core (`aivitals serve`'s default on two cores, its store "
+            "writer `auto`). Server CPU: the "
             "durable server process's user and system time over the run, all threads (and the "
             "writer process), per call:",
             "",
