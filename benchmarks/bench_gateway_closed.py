@@ -9,7 +9,7 @@ once), and in the same run, each one process on the same two cores:
 - direct: wrk to the mock;
 - aivitals: ``aivitals serve --no-db --upstream`` (metrics only, as bench_gateway.py measures);
 - aivitals + store: ``aivitals serve --db FILE --upstream`` (the default serve: every call
-  recorded into SQLite, the quality stage on).
+  recorded into SQLite by its writer process, the quality stage on).
 
 Non-streaming and streamed chat (20 content chunks, then the finish event and ``[DONE]``).
 Rounds are interleaved (the order of the paths rotates each round); a figure is the median

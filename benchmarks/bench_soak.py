@@ -105,6 +105,30 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def tree_rss_mb(pid: int) -> float:
+    """RSS of ``pid`` and its live descendants (serve's store writer process): a leak in the
+    child is the gateway's too."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        at = todo.pop()
+        try:
+            total += rss_mb(at)
+        except (OSError, RuntimeError):
+            if at == pid:
+                raise
+            continue  # a child that exited meanwhile
+        todo += children.get(at, [])
+    return total
+
+
 @dataclass
 class Server:
     """A server process we start, wait for, sample and stop (by its PID)."""
@@ -350,7 +374,7 @@ def soak(row: str, settings: Settings, mock: Server, workdir: Path, script: Path
         mock_base = mock_total(mock)
         if settings.probe == "tracemalloc":
             dump_snapshot(gateway, snapshots, "start")
-        result.samples.append(Sample(0, 0, rss_mb(gateway.pid), rss_mb(mock.pid), 0))
+        result.samples.append(Sample(0, 0, tree_rss_mb(gateway.pid), rss_mb(mock.pid), 0))
         warm_dumped = False
         while time.monotonic() - started < settings.seconds:
             got = wrk_segment(
@@ -361,7 +385,7 @@ def soak(row: str, settings: Settings, mock: Server, workdir: Path, script: Path
             result.errors += got["errors"]
             now = time.monotonic() - started
             sample = Sample(
-                now, total, rss_mb(gateway.pid), rss_mb(mock.pid), mock_total(mock) - mock_base
+                now, total, tree_rss_mb(gateway.pid), rss_mb(mock.pid), mock_total(mock) - mock_base
             )
             sample.queued, result.dropped = backlog(gateway)
             if settings.probe == "malloc":
@@ -383,7 +407,7 @@ def soak(row: str, settings: Settings, mock: Server, workdir: Path, script: Path
                 warm_dumped = True
         if settings.probe == "malloc":
             dump_snapshot(gateway, snapshots, "trim")
-            result.trimmed_mb = rss_mb(gateway.pid)
+            result.trimmed_mb = tree_rss_mb(gateway.pid)
         if settings.probe == "tracemalloc":
             dump_snapshot(gateway, snapshots, "end")
             result.growth = compare_snapshots(snapshots / "warm.snap", snapshots / "end.snap")
@@ -443,7 +467,8 @@ def tables(settings: Settings, results: list[RowResult], command: str) -> tuple[
         f"Command: `{command}`.",
         "",
         f"`wrk`, {settings.connections} connections, closed loop, in {settings.segment_s} s "
-        f"segments for {settings.seconds:g} s per row; RSS from /proc after each segment; the "
+        f"segments for {settings.seconds:g} s per row; RSS from /proc after each segment "
+        "(the gateway's with its store writer process); the "
         f"first {settings.warmup_s:g} s are warm-up. Slopes fitted over the rest (numpy.polyfit), "
         "in MB per 100,000 gateway requests; the mock upstream's over the same requests is the "
         "reference. The load cycles through 18 requests: 6 users, 3 features, 2 teams, a third "
