@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -291,6 +292,13 @@ def test_serve_writes_its_store_from_a_child_unless_told_otherwise(
         assert "listening on" in first, first
         # auto starts the child before the server listens, so it is there now.
         assert len(_writer_children(serve.pid)) == children
+        url = first.rsplit(" ", 1)[-1].strip()
+        said = httpx.get(f"{url}/readyz", timeout=30).json()["checks"]["store"]
+        assert said == (
+            "ok; written by its writer process"
+            if children
+            else "ok; written from a thread of this process"
+        )
     finally:
         serve.terminate()
         serve.communicate(timeout=60)

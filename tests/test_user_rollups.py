@@ -315,8 +315,8 @@ def _as_checked(rows: list[dict[str, Any]]) -> dict[Any, Any]:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_batchs_user_rows_are_its_calls_summed_in_order_to_the_bit(seed: int) -> None:
-    # Groups from one call to a few hundred (one user and model: the stepped sums and the
-    # per-group ones both), users absent, TTFTs and speeds absent, over hours and days.
+    # Groups from one call to a few hundred (one user and model), users absent, TTFTs and
+    # speeds absent, over hours and days.
     rng = random.Random(seed)
     users = [f"u{i}" for i in range(rng.choice([3, 60, 400]))] + [None]
     calls = []
@@ -340,7 +340,5 @@ def test_a_batchs_user_rows_are_its_calls_summed_in_order_to_the_bit(seed: int) 
     figures = call_figures(calls)
     kind = user_rollup.USERS
     expected = _batch_rows_by_hand(calls, kind.granularities)
-    assert _as_checked(user_rollup.user_rows(calls, figures=figures)) == expected
-    # The way for batches too large for int64 sums gives the same rows.
-    assert _as_checked(user_rollup.one_by_one_rows(calls, figures, kind)) == expected
+    assert _as_checked(user_rollup.user_rows(calls, figures=figures, kind=kind)) == expected
     assert _as_checked(user_rollup.user_rows([], figures=[])) == {}

@@ -17,6 +17,7 @@ from aivitals.server.context import Context
 from aivitals.server.encoding import JsonResponse
 from aivitals.store.errors import StoreError
 from aivitals.store.sql import SqlStore
+from aivitals.store.writer_process import ProcessWrittenStore
 
 router = APIRouter(tags=["operations"])
 
@@ -58,8 +59,9 @@ def get_readyz(context: Context) -> JsonResponse:
     return JsonResponse({"status": "ready", "checks": results})
 
 
-def check_store(store: SqlStore, recorder: Recorder | None = None) -> None:
-    """Raise unless ``store`` answers, still holds its tables, and takes ``recorder``'s writes.
+def check_store(store: SqlStore, recorder: Recorder | None = None) -> str:
+    """Raise unless ``store`` answers, still holds its tables, and takes ``recorder``'s writes;
+    else say where its writes run (``serve``'s store writer ``auto`` picks one at start).
 
     `SqlStore.ping` alone passes on SQLite whatever the file holds (``SELECT 1`` never reads
     it), so this also reads one row of ``calls``. Reading proves nothing about writing (a full
@@ -70,3 +72,6 @@ def check_store(store: SqlStore, recorder: Recorder | None = None) -> None:
         raise StoreError(f"{store.name} cannot be written: {failing}")
     store.ping()
     Queries(store.engine, name=store.name).check_readable()
+    if isinstance(store, ProcessWrittenStore):
+        return "ok; written by its writer process"
+    return "ok; written from a thread of this process"

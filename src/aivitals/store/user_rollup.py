@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
@@ -83,123 +82,6 @@ def user_rows(
     """
     if figures is None:
         figures = call_figures(batch, costs_nusd)
-    if len(batch) <= _MOST_AT_ONCE:
-        return _grouped_rows(batch, figures, kind)
-    return one_by_one_rows(batch, figures, kind)
-
-
-# A call's integer figures are at most 10**15 (a cost in nano-dollars, `bounds.MAX_COST_NUSD`),
-# so int64 sums of up to this many calls cannot wrap; a larger batch (group commit merges up to
-# 20,000 calls) is summed one call at a time, in Python's unbounded integers.
-_MOST_AT_ONCE = 9_000
-# Float sums: the members of groups this small are added one column at a time across groups.
-_STEPPED = 16
-
-
-def _grouped_rows(
-    batch: Sequence[Call], figures: Sequence[Figures | None], kind: Narrow
-) -> list[dict[str, Any]]:
-    """`one_by_one_rows`, grouped by numpy: the same rows, sums and sketches to the bit.
-
-    A user rollup row holds a call or two of a batch with many users, so the one-by-one way
-    spent its time on a key, a look-up and four appends per call and granularity, and on a
-    row per group (13 to 15 µs a call at the OTLP benchmark's shape, 300 users and models a
-    batch). Here each call's dimensions are looked up once, and every granularity's groups are
-    a sort of integer codes.
-    """
-    dimensions_of = _dimensions_of(kind.keys)
-    index: dict[tuple[Any, ...], int] = {}
-    codes: list[int] = []
-    kept: list[Figures] = []
-    for call, figure in zip(batch, figures, strict=True):
-        if figure is None:
-            continue
-        dimensions = dimensions_of(call)
-        if None in dimensions:
-            dimensions = tuple(value or "" for value in dimensions)
-        codes.append(index.setdefault(dimensions, len(index)))
-        kept.append(figure)
-    if not kept:
-        return []
-    n = len(kept)
-    counts = np.array([figure[0] for figure in kept], np.int64).reshape(n, len(COUNTED))
-    latency = np.fromiter((figure[1] for figure in kept), np.float64, n)
-    # A missing TTFT or speed is NaN: left out of sketches and counts, and added as 0.0 to
-    # the sums, which leaves every sum as it was (no sum here is -0.0: they start at +0.0).
-    ttft = np.array([figure[2] for figure in kept], np.float64)
-    speed = np.array([figure[3] for figure in kept], np.float64)
-    seconds = np.fromiter((figure[4] for figure in kept), np.int64, n)
-    dimension_of = np.asarray(codes, np.int64)
-    names = list(index)
-    columns = (*kind.key_columns, "calls", *COUNTED, *_FLOAT_AND_COUNTS)
-    rows: list[dict[str, Any]] = []
-    for granularity in kind.granularities:
-        buckets, bucket_of = np.unique(seconds - seconds % granularity, return_inverse=True)
-        keys, group_of = np.unique(bucket_of * len(names) + dimension_of, return_inverse=True)
-        order = np.argsort(group_of, kind="stable")  # each group's calls in call order
-        sizes = np.bincount(group_of, minlength=keys.size)
-        starts = np.cumsum(sizes) - sizes
-        summed = np.add.reduceat(counts[order], starts, axis=0)
-        ttfts, speeds = ttft[order], speed[order]
-        has_ttft, has_speed = ~np.isnan(ttfts), ~np.isnan(speeds)
-        ttft_counts = np.add.reduceat(has_ttft.astype(np.int64), starts)
-        speed_counts = np.add.reduceat(has_speed.astype(np.int64), starts)
-        latency_sums = _in_order_sums(latency[order], starts, sizes)
-        ttft_sums = _in_order_sums(np.where(has_ttft, ttfts, 0.0), starts, sizes)
-        speed_sums = _in_order_sums(np.where(has_speed, speeds, 0.0), starts, sizes)
-        latency_blobs = _blobs(latency[order], starts)
-        ttft_blobs = _blobs(ttfts, starts)
-        for group, (key, size, sums, *floats, latency_blob, ttft_blob) in enumerate(
-            zip(
-                keys.tolist(),
-                sizes.tolist(),
-                summed.tolist(),
-                latency_sums.tolist(),
-                ttft_counts.tolist(),
-                ttft_sums.tolist(),
-                speed_counts.tolist(),
-                speed_sums.tolist(),
-                latency_blobs,
-                ttft_blobs,
-                strict=True,
-            )
-        ):
-            del group
-            bucket, dimensions = divmod(key, len(names))
-            head = (granularity, int(buckets[bucket]), *names[dimensions], size, *sums)
-            row = dict(zip(columns, (*head, *floats), strict=True))
-            row["latency_sketch"] = latency_blob
-            row["ttft_sketch"] = ttft_blob
-            rows.append(row)
-    return rows
-
-
-def _in_order_sums(
-    values: npt.NDArray[np.float64], starts: npt.NDArray[np.int64], sizes: npt.NDArray[np.int64]
-) -> npt.NDArray[np.float64]:
-    """Each group's sum (``values[starts[i]:starts[i] + sizes[i]]``), added in order from 0.0
-    as Python's ``sum`` adds, so to the bit: numpy's own reductions add pairwise."""
-    sums = np.zeros(starts.size, np.float64)
-    small = sizes <= _STEPPED
-    if small.any():
-        at, size = starts[small], sizes[small]
-        part = np.zeros(at.size, np.float64)
-        for step in range(int(size.max())):
-            live = size > step
-            part[live] += values[at[live] + step]
-        sums[small] = part
-    if not small.all():
-        listed = values.tolist()
-        for group in np.flatnonzero(~small).tolist():
-            first = int(starts[group])
-            sums[group] = sum(listed[first : first + int(sizes[group])])
-    return sums
-
-
-def one_by_one_rows(
-    batch: Sequence[Call], figures: Sequence[Figures | None], kind: Narrow
-) -> list[dict[str, Any]]:
-    """`user_rows` a call at a time, in Python's integers (any batch size)."""
     groups: dict[tuple[Any, ...], list[list[Any]]] = {}
     dimensions_of = _dimensions_of(kind.keys)
     for call, figure in zip(batch, figures, strict=True):
