@@ -19,6 +19,10 @@ instead: keys and integer sums read back too, every key checked (a stored key th
 back as it went in would have its sketch overwritten: then plain rows are read), and every row's
 sums checked for overflow (`rollup.added_rows`).
 
+On PostgreSQL the touched rows are read by one statement a chunk too: the keys go in as one
+array per key column, unnested side by side and joined to the table (`_read_by_arrays`), and the
+exact way above is the only way (sums and keys read back, every row checked).
+
 >>> import sqlalchemy
 >>> from aivitals.store import schema
 >>> upsert = RollupUpsert(schema.rollups, ("granularity", "bucket_start", *schema.ROLLUP_KEYS),
@@ -77,6 +81,8 @@ class RollupUpsert:
         self.sql = self._upsert.sql
         self._pk = sa.tuple_(*(table.c[name] for name in self.keys))
         self._read = [table.c[name] for name in (*self.keys, *_INT_FIELDS, *SKETCH_FIELDS)]
+        self._by_arrays = _read_by_arrays(table, self.keys, self._read)
+        self._on_postgresql = dialect.name == "postgresql"
         self._as_json = dialect.name == "sqlite"
         # The keys go in as a VALUES list joined to the table, that list first (CROSS JOIN
         # fixes SQLite's join order): a primary-key lookup a key. SQLite ran the row-value
@@ -189,7 +195,14 @@ class RollupUpsert:
         stored: dict[tuple[Any, ...], dict[str, Any]] = {}
         for start in range(0, len(keys), _KEYS_PER_SELECT):
             chunk = keys[start : start + _KEYS_PER_SELECT]
-            for row in connection.execute(sa.select(*self._read).where(self._pk.in_(chunk))):
+            if self._on_postgresql:
+                columns = zip(*chunk, strict=True)
+                rows = connection.execute(
+                    self._by_arrays, {f"k{i}": list(c) for i, c in enumerate(columns)}
+                )
+            else:  # SQLite, when the JSON way cannot decide: rare
+                rows = connection.execute(sa.select(*self._read).where(self._pk.in_(chunk)))
+            for row in rows:
                 data = dict(zip(names, row, strict=True))
                 stored[tuple(data[name] for name in self.keys)] = data
         return stored
@@ -223,6 +236,31 @@ class RollupUpsert:
     def _sketches_sql_of(self, keys: int) -> str:
         head, group, tail = self._sketches_around
         return head + ", ".join([group] * keys) + tail
+
+
+def _read_by_arrays(
+    table: sa.Table, keys: Sequence[str], read: list[sa.Column[Any]]
+) -> sa.Select[Any]:
+    """The stored rows of the keys given as one array per key column (PostgreSQL): the arrays
+    unnested side by side and joined to the table on its primary key, a look-up a key.
+
+    PostgreSQL ran the row-value ``(k1, ...) IN (...)`` over the whole table, each row against
+    every key of the list: 380 ms a batch of 1,000 calls at 35,000 user rollup rows, three
+    quarters of the store write, and growing with the table.
+    """
+    arrays = [
+        sa.bindparam(
+            f"k{i}",
+            type_=postgresql.ARRAY(
+                sa.BigInteger if isinstance(table.c[name].type, sa.Integer) else sa.Text
+            ),
+        )
+        for i, name in enumerate(keys)
+    ]
+    names = (f"k{i}" for i in range(len(keys)))
+    given = sa.func.unnest(*arrays).table_valued(*names).render_derived(name="k")
+    on = sa.and_(*(table.c[name] == given.c[f"k{i}"] for i, name in enumerate(keys)))
+    return sa.select(*read).select_from(given.join(table, on))
 
 
 def _padded(keys: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
