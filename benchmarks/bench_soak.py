@@ -64,7 +64,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from report import machine_line, write_section
+from report import machine_line, process_tree, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 AIVITALS = str(Path(sys.executable).parent / "aivitals")
@@ -108,24 +108,14 @@ def rss_mb(pid: int) -> float:
 def tree_rss_mb(pid: int) -> float:
     """RSS of ``pid`` and its live descendants (serve's store writer process): a leak in the
     child is the gateway's too."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    total, todo = 0.0, [pid]
-    while todo:
-        at = todo.pop()
+    total = 0.0
+    for at in process_tree(pid):
         try:
             total += rss_mb(at)
         except (OSError, RuntimeError):
             if at == pid:
                 raise
-            continue  # a child that exited meanwhile
-        todo += children.get(at, [])
+            # a child that exited meanwhile
     return total
 
 

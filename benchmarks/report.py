@@ -40,23 +40,38 @@ def write_section(path: Path, name: str, text: str) -> None:
     path.write_text(updated)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time (all threads) that process ``pid`` and its live descendants
-    (`serve --workers N`'s workers) have used so far, in seconds, from ``/proc``."""
-    parents: dict[int, int] = {}
-    times: dict[int, int] = {}
+def _stats() -> dict[int, list[str]]:
+    """Each live process's ``/proc/PID/stat`` fields after its name (state, parent, ...)."""
+    stats: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        parents[int(entry.name)] = int(fields[1])
-        times[int(entry.name)] = int(fields[11]) + int(fields[12])
-    total, todo = 0, [pid]
+    return stats
+
+
+def process_tree(pid: int, stats: dict[int, list[str]] | None = None) -> list[int]:
+    """``pid`` and its live descendants (`serve --workers N`'s workers, serve's store writer
+    process), from ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for child, fields in (stats if stats is not None else _stats()).items():
+        children.setdefault(int(fields[1]), []).append(child)
+    tree, todo = [], [pid]
     while todo:
         current = todo.pop()
-        total += times.get(current, 0)
-        todo.extend(child for child, parent in parents.items() if parent == current)
-    return total / os.sysconf("SC_CLK_TCK")
+        tree.append(current)
+        todo += children.get(current, [])
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time (all threads) that process ``pid`` and its live descendants
+    have used so far, in seconds, from ``/proc``."""
+    stats = _stats()
+    ticks = sum(
+        int(stats[at][11]) + int(stats[at][12]) for at in process_tree(pid, stats) if at in stats
+    )
+    return ticks / os.sysconf("SC_CLK_TCK")

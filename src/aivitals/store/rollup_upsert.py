@@ -81,8 +81,9 @@ class RollupUpsert:
         self.sql = self._upsert.sql
         self._pk = sa.tuple_(*(table.c[name] for name in self.keys))
         self._read = [table.c[name] for name in (*self.keys, *_INT_FIELDS, *SKETCH_FIELDS)]
-        self._by_arrays = _read_by_arrays(table, self.keys, self._read)
-        self._on_postgresql = dialect.name == "postgresql"
+        self._by_arrays = (
+            _read_by_arrays(table, self.keys, self._read) if dialect.name == "postgresql" else None
+        )
         self._as_json = dialect.name == "sqlite"
         # The keys go in as a VALUES list joined to the table, that list first (CROSS JOIN
         # fixes SQLite's join order): a primary-key lookup a key. SQLite ran the row-value
@@ -195,7 +196,7 @@ class RollupUpsert:
         stored: dict[tuple[Any, ...], dict[str, Any]] = {}
         for start in range(0, len(keys), _KEYS_PER_SELECT):
             chunk = keys[start : start + _KEYS_PER_SELECT]
-            if self._on_postgresql:
+            if self._by_arrays is not None:
                 columns = zip(*chunk, strict=True)
                 rows = connection.execute(
                     self._by_arrays, {f"k{i}": list(c) for i, c in enumerate(columns)}
