@@ -482,6 +482,7 @@ def test_on_postgresql_a_batch_reads_the_rollup_rows_it_touches_by_their_key(
             assert set(found) == set(present)
             assert all(found[key]["calls"] == key[1] // 3600 + int(key[2][1:]) for key in present)
             keys = present + absent
+            assert upsert._by_arrays is not None, "PostgreSQL reads a batch's rows by arrays"
             sql = str(upsert._by_arrays.compile(dialect=connection.dialect))
             params = {f"k{i}": [key[i] for key in keys] for i in range(5)}
             plans = []
