@@ -21,12 +21,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from aivitals.model import Call
 from aivitals.store import bounds
+from aivitals.store.buckets import copied, grouped
 from aivitals.store.rows import to_nusd
 from aivitals.store.schema import GRANULARITIES, ROLLUP_KEYS
 from aivitals.store.sketch import Sketch, group_blobs, merge_many
@@ -143,38 +144,37 @@ def rollup_rows(
     ``costs_nusd``, when given, is ``to_nusd(call.cost_usd)`` of each of ``calls`` in order
     (the writer has them already); ``figures``, `call_figures` of ``calls`` likewise.
     """
-    # One pass over the calls, each call's figures read once and added into the group of each
-    # granularity: the writer folds every call it stores, and a pass per sum and granularity
-    # was a third of a store write. Float sums are summed at the end over the members' values
-    # in call order, as ``sum`` over the members always did, so they come out to the bit.
+    # One pass over the calls, each call's figures read once and added into its finest bucket;
+    # a coarser bucket of the same calls as one finer bucket copies that row (`buckets`). The
+    # writer folds every call it stores, and a pass per sum and granularity was a third of a
+    # store write. Float sums are summed at the end over the members' values in call order, as
+    # ``sum`` over the members always did, so they come out to the bit.
     batch = calls if isinstance(calls, Sequence) else list(calls)
     if figures is None:
         figures = call_figures(batch, costs_nusd)
-    groups: dict[RollupKey, _Group] = {}
+    dimensions: list[tuple[str, ...] | None] = []
+    seconds: list[int] = []
     refused = 0
     for call, figure in zip(batch, figures, strict=True):
         if figure is None:
             refused += 1
-            continue
-        counts, latency, ttft, speed, seconds = figure
-        values = key_values(call)
-        for granularity in granularities:
-            key = (granularity, seconds - seconds % granularity, *values)
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = _Group()
-            group.counts.append(counts)
-            group.latencies.append(latency)
-            if ttft is not None:
-                group.ttfts.append(ttft)
-            if speed is not None:
-                group.speeds.append(speed)
+            dimensions.append(None)
+            seconds.append(0)
+        else:
+            dimensions.append(key_values(call))
+            seconds.append(figure[4])
+    members, same = grouped(dimensions, seconds, granularities)
+    groups = [_Group.of(indices, figures) for indices in members.values()]
     if refused:
         logger.warning(
             "rollups: %d calls with a value out of range were left out of the rollups", refused
         )
-    rows = [group.row(key) for key, group in groups.items()]
-    _add_sketches(rows, list(groups.values()))
+    rows = [group.row(key) for key, group in zip(members, groups, strict=True)]
+    _add_sketches(rows, groups)
+    built = dict(zip(members, rows, strict=True))
+    for key, part in same.items():
+        row = built[key] = copied(built[part], key)
+        rows.append(row)
     fitting = [row for row in rows if _fits(row)]
     if len(fitting) < len(rows):
         logger.error(
@@ -209,6 +209,21 @@ class _Group:
         self.latencies: list[float] = []
         self.ttfts: list[float] = []
         self.speeds: list[float] = []
+
+    @classmethod
+    def of(cls, indices: list[int], figures: Sequence[Figures | None]) -> _Group:
+        """The group of the calls at ``indices`` (in call order; each with its figures)."""
+        group = cls()
+        counts, latencies, ttfts, speeds = group.counts, group.latencies, group.ttfts, group.speeds
+        for index in indices:
+            count, latency, ttft, speed, _ = cast(Figures, figures[index])
+            counts.append(count)
+            latencies.append(latency)
+            if ttft is not None:
+                ttfts.append(ttft)
+            if speed is not None:
+                speeds.append(speed)
+        return group
 
     def row(self, key: RollupKey) -> dict[str, Any]:
         row: dict[str, Any] = {"granularity": key[0], "bucket_start": key[1]}

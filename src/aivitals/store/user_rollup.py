@@ -22,7 +22,7 @@ import logging
 import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import sqlalchemy as sa
@@ -30,6 +30,7 @@ from sqlalchemy.engine import Dialect
 
 from aivitals.model import Call
 from aivitals.store import user_score_rollup
+from aivitals.store.buckets import Key, copied, grouped
 from aivitals.store.rollup import COUNTED, SUM_FIELDS, Figures, call_figures
 from aivitals.store.rollup_upsert import RollupUpsert
 from aivitals.store.schema import (
@@ -82,27 +83,26 @@ def user_rows(
     """
     if figures is None:
         figures = call_figures(batch, costs_nusd)
-    groups: dict[tuple[Any, ...], list[list[Any]]] = {}
     dimensions_of = _dimensions_of(kind.keys)
+    dimensions: list[tuple[Any, ...] | None] = []
+    seconds: list[int] = []
     for call, figure in zip(batch, figures, strict=True):
         if figure is None:
+            dimensions.append(None)
+            seconds.append(0)
             continue
-        counts, latency, ttft, speed, seconds = figure
-        dimensions = dimensions_of(call)
-        if None in dimensions:
-            dimensions = tuple(value or "" for value in dimensions)
-        for granularity in kind.granularities:
-            key = (granularity, seconds - seconds % granularity, *dimensions)
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = [[], [], [], []]
-            group[0].append(counts)
-            group[1].append(latency)
-            if ttft is not None:
-                group[2].append(ttft)
-            if speed is not None:
-                group[3].append(speed)
-    return _rows(kind, groups)
+        values = dimensions_of(call)
+        if None in values:
+            values = tuple(value or "" for value in values)
+        dimensions.append(values)
+        seconds.append(figure[4])
+    members, same = grouped(dimensions, seconds, kind.granularities)
+    rows = _rows(kind, members, figures)
+    built = dict(zip(members, rows, strict=True))
+    for key, part in same.items():
+        row = built[key] = copied(built[part], key)
+        rows.append(row)
+    return rows
 
 
 def _dimensions_of(names: tuple[str, ...]) -> Callable[[Call], tuple[Any, ...]]:
@@ -112,26 +112,54 @@ def _dimensions_of(names: tuple[str, ...]) -> Callable[[Call], tuple[Any, ...]]:
     return lambda call: tuple(getattr(call, name) for name in names)
 
 
-def _rows(kind: Narrow, groups: dict[tuple[Any, ...], list[list[Any]]]) -> list[dict[str, Any]]:
-    """The groups' rows; their sketches built all at once by `_blobs` (a `Sketch.of` per row,
-    two a row, was a third of a durable write with many users a batch)."""
+def _rows(
+    kind: Narrow, members: dict[Key, list[int]], figures: Sequence[Figures | None]
+) -> list[dict[str, Any]]:
+    """The rows of the buckets built from their calls (``members``: positions in ``figures``);
+    their sketches built all at once by `_blobs` (a `Sketch.of` per row, two a row, was a third
+    of a durable write with many users a batch)."""
     rows = []
     latencies: list[float] = []
     ttfts: list[float] = []
     latency_sizes: list[int] = []
     ttft_sizes: list[int] = []
     columns = (*kind.key_columns, "calls", *COUNTED, *_FLOAT_AND_COUNTS)
-    for key, (counts, latency, ttft, speeds) in groups.items():
-        # With many users most groups hold one call: its counts are the sums.
-        summed = counts[0] if len(counts) == 1 else map(sum, zip(*counts, strict=True))
-        # The float sums are Python's in call order, as ever, so they stay what they were bit
-        # for bit (numpy would sum pairwise).
-        head = (*key, len(latency), *summed, sum(latency), len(ttft), sum(ttft))
-        rows.append(dict(zip(columns, (*head, len(speeds), sum(speeds)), strict=True)))
-        latencies += latency
-        ttfts += ttft
-        latency_sizes.append(len(latency))
-        ttft_sizes.append(len(ttft))
+    for key, indices in members.items():
+        if len(indices) == 1:
+            # With many users most buckets hold one call: its figures are the sums.
+            counts, latency, ttft, speed, _ = cast(Figures, figures[indices[0]])
+            latency_of = [latency]
+            ttft_of = [] if ttft is None else [ttft]
+            speeds = [] if speed is None else [speed]
+        else:
+            latency_of, ttft_of, speeds = [], [], []
+            summed = []
+            for index in indices:
+                counts, latency, ttft, speed, _ = cast(Figures, figures[index])
+                summed.append(counts)
+                latency_of.append(latency)
+                if ttft is not None:
+                    ttft_of.append(ttft)
+                if speed is not None:
+                    speeds.append(speed)
+            # The float sums are Python's in call order, as ever, so they stay what they were
+            # bit for bit (numpy would sum pairwise).
+            counts = tuple(map(sum, zip(*summed, strict=True)))
+        head = (
+            *key,
+            len(indices),
+            *counts,
+            sum(latency_of),
+            len(ttft_of),
+            sum(ttft_of),
+            len(speeds),
+            sum(speeds),
+        )
+        rows.append(dict(zip(columns, head, strict=True)))
+        latencies += latency_of
+        ttfts += ttft_of
+        latency_sizes.append(len(latency_of))
+        ttft_sizes.append(len(ttft_of))
     if rows:
         for name, values, sizes in (
             ("latency_sketch", latencies, latency_sizes),
