@@ -62,10 +62,10 @@ class RecentCalls:
 
 def inherit(score: S, model: str, feature: str | None) -> S:
     """``score`` with its call's ``model`` and ``feature`` where it has none of its own."""
-    if score.model is not None and score.feature is not None:
+    filled_model = score.model if score.model is not None else model
+    filled_feature = score.feature if score.feature is not None else feature
+    if filled_model is score.model and filled_feature is score.feature:
+        # Nothing to add (a call without a feature gives none): not rebuilt and checked again,
+        # which was a second `Score` for every score the evaluators make.
         return score
-    return msgspec.structs.replace(
-        score,
-        model=score.model if score.model is not None else model,
-        feature=score.feature if score.feature is not None else feature,
-    )
+    return msgspec.structs.replace(score, model=filled_model, feature=filled_feature)

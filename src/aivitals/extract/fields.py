@@ -14,6 +14,10 @@ MAX_TEXT_CHARS = 200_000
 
 def field(obj: object, name: str) -> Any:
     """``obj[name]`` for a mapping, ``obj.name`` for an object; None when absent."""
+    # Decoded JSON is plain dicts: checked first, since `isinstance` against the `Mapping` ABC
+    # costs several times a type check, and a streamed answer reads a hundred fields or more.
+    if type(obj) is dict:
+        return obj.get(name)
     if isinstance(obj, Mapping):
         return obj.get(name)
     return getattr(obj, name, None)
