@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aivitals.detectors import find_pii, is_refusal, redact
+from aivitals.detectors import find_pii, is_refusal, pii, redact
 from aivitals.detectors.pii import find_cards, find_emails, find_ibans, find_phones
 from aivitals.detectors.refusal import normalise, refusal_language
 from aivitals.detectors.secrets import find_secrets
@@ -333,3 +333,52 @@ def test_findings_on_any_text_are_ordered_apart_and_redaction_leaves_none(text: 
     masked = redact(text, findings)
     assert find_pii(masked) == []
     assert isinstance(is_refusal(text), bool)
+
+
+# Pieces that make findings (or nearly) when put together: digits of several scripts, grouping
+# separators, an IBAN's and a card's digits, phone cues, an address.
+_PIECES = [
+    "4111 1111 1111 1111",
+    "4111-1111-1111-111",
+    "DE89 3704 0044 0532 0130 00",
+    "GB82WEST12345698765432",
+    "+44 20 7946 0958",
+    "(415) 555-0132",
+    "call 4155550132",
+    "06 12 34 56 78",
+    "jane.doe@acme.io",
+    "sk-proj-4fG7hK2mN9pQ1rS8tV3wX6yZ0aB5cD",
+    "٣٤٥٦٧٨٩",
+    "१२३४५६७८९०१२३",
+    "Order 2 of 3",
+    "2024-03-15",
+    " ",
+    "\n",
+    ".",
+    "-",
+    "x",
+    "7",
+    "€",
+]
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=12), st.text(max_size=8))
+def test_find_pii_finds_what_every_finder_run_on_the_text_finds(
+    pieces: list[str], extra: str
+) -> None:
+    text = "".join(pieces) + extra
+    every = (find_secrets, find_ibans, find_cards, find_emails, find_phones)
+    assert pii.find_pii(text) == pii._found(text, every)
+
+
+def test_prose_with_few_digits_skips_the_card_and_phone_finders() -> None:
+    prose = "Your order ships in 2 days, 3 at most. " + "It is on its way to you. " * 40
+    assert pii._finders(prose) == (find_secrets, find_ibans, find_emails)
+    assert pii._finders("no digits at all") == (find_secrets, find_emails)
+    assert pii._finders("order 1234567") == (find_secrets, find_ibans, find_emails, find_phones)
+    # Digits of another script count as the finders' \d counts them.
+    assert find_phones in pii._finders("tel ٠٦١٢٣٤٥٦٧٨")
+    assert [f.kind for f in find_pii("card 4111 1111 1111 1111, phone +44 20 7946 0958")] == [
+        "card",
+        "phone",
+    ]

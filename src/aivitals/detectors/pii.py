@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from aivitals.detectors.finding import Finding, Kind
@@ -45,6 +45,9 @@ _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-
 # these (with a few characters of context) go to the phone matcher, the slowest detector.
 _PHONE_STRETCH = re.compile(r"(?:\+|\(\+?)?\d[\d ().\-/\u00a0]*\d\)?")
 _STRETCH_CONTEXT = 3
+_PHONE_DIGITS = 7  # no country's number is shorter (`find_phones`)
+_CARD_DIGITS = 13  # the shortest card number `_CARD` takes
+_DIGIT = re.compile(r"\d")
 _BLANK = "\u2588"  # what a finding is blanked with before the next finder: no digit, no letter
 _MAX_DIGITS = 17  # E.164's 15, and an international prefix such as 00
 # Dates and dotted versions, whole: never a phone number, and common; the matcher need not look.
@@ -66,8 +69,37 @@ def find_pii(text: str) -> list[Finding]:
 
     Where two overlap the more specific wins (a secret, an IBAN, a card, an email, a phone).
     """
+    return _found(text, _finders(text))
+
+
+def _finders(text: str) -> tuple[Callable[[str], list[Finding]], ...]:
+    """The finders that can find anything in ``text``, in `find_pii`'s order.
+
+    Each of them scans the whole text with a regular expression, 30 to 40 µs for 1,000
+    characters; a card needs 13 digits, a phone number 7 and an IBAN 2, which a count of the
+    digits rules out for most prose at a fraction of that. Blanking a finding never adds a
+    digit, so the count of the text as given holds for every finder.
+    """
+    digits = _digits(text)
+    return (
+        find_secrets,
+        *((find_ibans,) if digits >= 2 else ()),
+        *((find_cards,) if digits >= _CARD_DIGITS else ()),
+        find_emails,
+        *((find_phones,) if digits >= _PHONE_DIGITS else ()),
+    )
+
+
+def _digits(text: str) -> int:
+    """How many characters of ``text`` the finders' ``\\d`` matches (any Unicode decimal digit)."""
+    if text.isascii():
+        return sum(map(text.count, "0123456789"))  # ten scans in C: faster than any regex
+    return len(_DIGIT.findall(text))
+
+
+def _found(text: str, finders: Iterable[Callable[[str], list[Finding]]]) -> list[Finding]:
     found: list[Finding] = []
-    for finder in (find_secrets, find_ibans, find_cards, find_emails, find_phones):
+    for finder in finders:
         fresh = finder(text)
         found.extend(fresh)
         if fresh:
@@ -139,7 +171,7 @@ def find_phones(text: str, regions: Iterable[str] = PHONE_REGIONS) -> list[Findi
     found: list[Finding] = []
     for stretch in _PHONE_STRETCH.finditer(text):
         raw = stretch.group()
-        if sum(c.isdigit() for c in raw) < 7 or _DATE_OR_VERSION.fullmatch(raw):
+        if sum(c.isdigit() for c in raw) < _PHONE_DIGITS or _DATE_OR_VERSION.fullmatch(raw):
             continue  # no country's number is shorter
         offset = max(0, stretch.start() - _STRETCH_CONTEXT)
         window = text[offset : stretch.end() + _STRETCH_CONTEXT]
