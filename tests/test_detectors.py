@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import unicodedata
 
 import pytest
 from hypothesis import given, settings
@@ -16,7 +17,13 @@ from hypothesis import strategies as st
 
 from aivitals.detectors import find_pii, is_refusal, pii, redact
 from aivitals.detectors.pii import find_cards, find_emails, find_ibans, find_phones
-from aivitals.detectors.refusal import normalise, refusal_language
+from aivitals.detectors.refusal import (
+    _APOSTROPHES,
+    _LEADING,
+    _collapsed,
+    normalise,
+    refusal_language,
+)
 from aivitals.detectors.secrets import find_secrets
 
 
@@ -382,3 +389,17 @@ def test_prose_with_few_digits_skips_the_card_and_phone_finders() -> None:
         "card",
         "phone",
     ]
+
+
+_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\u00a0\u1680\u2003\u2028\u3000"
+
+
+@given(st.text(alphabet=st.sampled_from([*_WHITESPACE, "a", "É", "’", "`", "ß", ">", "x"])))
+def test_whitespace_collapses_as_the_regular_expression_collapsed_it(text: str) -> None:
+    assert _collapsed(text) == re.sub(r"\s+", " ", text)
+    # And the whole normalisation, as it was written with the expression.
+    lowered = text.translate(_APOSTROPHES).lower()
+    if not lowered.isascii():
+        decomposed = unicodedata.normalize("NFKD", lowered)
+        lowered = "".join(c for c in decomposed if not unicodedata.combining(c))
+    assert normalise(text) == _LEADING.sub("", re.sub(r"\s+", " ", lowered))

@@ -31,7 +31,6 @@ LANGUAGES = ("en", "fr", "de", "es")
 _LONGEST_PHRASE = 160  # a phrase starting inside the window may end past it
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'", "\u00b4": "'"})
-_SPACE = re.compile(r"\s+")
 # Markdown, quotes and bullets a model may open with before its first word.
 _LEADING = re.compile(r"^[\s>*_#\"'\-\u2022\u00ab\u201c]+")
 
@@ -60,11 +59,30 @@ def refusal_language(text: str | None) -> str | None:
 
 def normalise(text: str) -> str:
     """Lowercased, accents removed, apostrophes straightened, whitespace collapsed."""
-    text = text.translate(_APOSTROPHES).lower()
-    if not text.isascii():  # most answers are: they have no accents to take off
-        decomposed = unicodedata.normalize("NFKD", text)
+    if text.isascii():  # most answers are: no curly apostrophe, no accent to take off
+        text = text.replace("`", "'").lower()  # the one ASCII key of `_APOSTROPHES`
+    else:
+        decomposed = unicodedata.normalize("NFKD", text.translate(_APOSTROPHES).lower())
         text = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return _LEADING.sub("", _SPACE.sub(" ", text))
+    return _LEADING.sub("", _collapsed(text))
+
+
+def _collapsed(text: str) -> str:
+    """``re.sub(r"\\s+", " ", text)``: each run of whitespace one space.
+
+    By `str.split`, which knows whitespace as the regular expression's ``\\s`` does
+    (`str.isspace`), in C: the expression took 4 µs for a short answer and 16 for the window of
+    a long one, more than the rest of the detector.
+    """
+    words = text.split()
+    if not words:
+        return " " if text else ""
+    collapsed = " ".join(words)
+    if text[0].isspace():
+        collapsed = " " + collapsed
+    if text[-1].isspace():
+        collapsed += " "
+    return collapsed
 
 
 @functools.cache
