@@ -47,6 +47,7 @@ _PHONE_STRETCH = re.compile(r"(?:\+|\(\+?)?\d[\d ().\-/\u00a0]*\d\)?")
 _STRETCH_CONTEXT = 3
 _PHONE_DIGITS = 7  # no country's number is shorter (`find_phones`)
 _CARD_DIGITS = 13  # the shortest card number `_CARD` takes
+_IBAN_DIGITS = 2  # its check digits (`_IBAN`)
 _DIGIT = re.compile(r"\d")
 _BLANK = "\u2588"  # what a finding is blanked with before the next finder: no digit, no letter
 _MAX_DIGITS = 17  # E.164's 15, and an international prefix such as 00
@@ -83,7 +84,7 @@ def _finders(text: str) -> tuple[Callable[[str], list[Finding]], ...]:
     digits = _digits(text)
     return (
         find_secrets,
-        *((find_ibans,) if digits >= 2 else ()),
+        *((find_ibans,) if digits >= _IBAN_DIGITS else ()),
         *((find_cards,) if digits >= _CARD_DIGITS else ()),
         find_emails,
         *((find_phones,) if digits >= _PHONE_DIGITS else ()),

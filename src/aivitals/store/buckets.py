@@ -3,7 +3,8 @@
 A batch spans seconds, so its hour bucket of a key usually holds exactly the calls of one minute
 bucket, and its day bucket those of one hour bucket. Such a coarser bucket is the same calls as
 its one finer bucket, in the same order: its sums and sketches are that row's, bit for bit, so
-the rollups copy the finer row instead of summing and sketching the calls again (`grouped`).
+the rollups copy the finer row instead of summing and sketching the calls again (`grouped`,
+`with_copies`).
 Only the calls of the finest buckets are grouped one by one; the coarser buckets are built from
 the finer buckets' keys, which are far fewer than the calls.
 
@@ -83,8 +84,14 @@ def _of(key: Key, members: dict[Key, list[int]], same: dict[Key, Key]) -> list[i
     return members[key]
 
 
-def copied(row: dict[str, Any], key: Key) -> dict[str, Any]:
-    """``row`` (a built bucket's, sketches included) as the row of coarser bucket ``key``."""
-    copy = dict(row)
-    copy["granularity"], copy["bucket_start"] = key[0], key[1]
-    return copy
+def with_copies(
+    members: dict[Key, list[int]], rows: list[dict[str, Any]], same: dict[Key, Key]
+) -> list[dict[str, Any]]:
+    """``rows`` (one per bucket of ``members``, in its order, sketches included) and, after them,
+    each bucket of ``same`` as a copy of the row it is made of, at its own granularity and start."""
+    built = dict(zip(members, rows, strict=True))
+    for key, part in same.items():
+        copy = dict(built[part])
+        copy["granularity"], copy["bucket_start"] = key[0], key[1]
+        built[key] = copy
+    return list(built.values())

@@ -27,7 +27,7 @@ import numpy as np
 
 from aivitals.model import Call
 from aivitals.store import bounds
-from aivitals.store.buckets import copied, grouped
+from aivitals.store.buckets import grouped, with_copies
 from aivitals.store.rows import to_nusd
 from aivitals.store.schema import GRANULARITIES, ROLLUP_KEYS
 from aivitals.store.sketch import Sketch, group_blobs, merge_many
@@ -164,17 +164,14 @@ def rollup_rows(
             dimensions.append(key_values(call))
             seconds.append(figure[4])
     members, same = grouped(dimensions, seconds, granularities)
-    groups = [_Group.of(indices, figures) for indices in members.values()]
+    groups = [Group.of(indices, figures) for indices in members.values()]
     if refused:
         logger.warning(
             "rollups: %d calls with a value out of range were left out of the rollups", refused
         )
     rows = [group.row(key) for key, group in zip(members, groups, strict=True)]
     _add_sketches(rows, groups)
-    built = dict(zip(members, rows, strict=True))
-    for key, part in same.items():
-        row = built[key] = copied(built[part], key)
-        rows.append(row)
+    rows = with_copies(members, rows, same)
     fitting = [row for row in rows if _fits(row)]
     if len(fitting) < len(rows):
         logger.error(
@@ -199,7 +196,7 @@ COUNTED = (
 )
 
 
-class _Group:
+class Group:
     """The members of one rollup row being folded: each one's counts and floats, in call order."""
 
     __slots__ = ("counts", "latencies", "speeds", "ttfts")
@@ -211,7 +208,7 @@ class _Group:
         self.speeds: list[float] = []
 
     @classmethod
-    def of(cls, indices: list[int], figures: Sequence[Figures | None]) -> _Group:
+    def of(cls, indices: list[int], figures: Sequence[Figures | None]) -> Group:
         """The group of the calls at ``indices`` (in call order; each with its figures)."""
         group = cls()
         counts, latencies, ttfts, speeds = group.counts, group.latencies, group.ttfts, group.speeds
@@ -242,7 +239,7 @@ class _Group:
         return row
 
 
-def _add_sketches(rows: list[dict[str, Any]], groups: list[_Group]) -> None:
+def _add_sketches(rows: list[dict[str, Any]], groups: list[Group]) -> None:
     """Each row's latency and TTFT sketches, built for all the rows at once (`group_blobs`:
     a `Sketch.of` per row, two a row, was a tenth of the fold of a batch)."""
     if not rows:

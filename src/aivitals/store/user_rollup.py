@@ -30,8 +30,8 @@ from sqlalchemy.engine import Dialect
 
 from aivitals.model import Call
 from aivitals.store import user_score_rollup
-from aivitals.store.buckets import Key, copied, grouped
-from aivitals.store.rollup import COUNTED, SUM_FIELDS, Figures, call_figures
+from aivitals.store.buckets import Key, grouped, with_copies
+from aivitals.store.rollup import COUNTED, SUM_FIELDS, Figures, Group, call_figures
 from aivitals.store.rollup_upsert import RollupUpsert
 from aivitals.store.schema import (
     USER_GRANULARITIES,
@@ -97,12 +97,7 @@ def user_rows(
         dimensions.append(values)
         seconds.append(figure[4])
     members, same = grouped(dimensions, seconds, kind.granularities)
-    rows = _rows(kind, members, figures)
-    built = dict(zip(members, rows, strict=True))
-    for key, part in same.items():
-        row = built[key] = copied(built[part], key)
-        rows.append(row)
-    return rows
+    return with_copies(members, _rows(kind, members, figures), same)
 
 
 def _dimensions_of(names: tuple[str, ...]) -> Callable[[Call], tuple[Any, ...]]:
@@ -132,19 +127,11 @@ def _rows(
             ttft_of = [] if ttft is None else [ttft]
             speeds = [] if speed is None else [speed]
         else:
-            latency_of, ttft_of, speeds = [], [], []
-            summed = []
-            for index in indices:
-                counts, latency, ttft, speed, _ = cast(Figures, figures[index])
-                summed.append(counts)
-                latency_of.append(latency)
-                if ttft is not None:
-                    ttft_of.append(ttft)
-                if speed is not None:
-                    speeds.append(speed)
+            group = Group.of(indices, figures)
+            latency_of, ttft_of, speeds = group.latencies, group.ttfts, group.speeds
             # The float sums are Python's in call order, as ever, so they stay what they were
             # bit for bit (numpy would sum pairwise).
-            counts = tuple(map(sum, zip(*summed, strict=True)))
+            counts = tuple(map(sum, zip(*group.counts, strict=True)))
         head = (
             *key,
             len(indices),
