@@ -47,3 +47,53 @@ def test_each_batch_that_fills_wakes_the_worker_before_its_interval() -> None:
     assert recorder.flush()
     assert len(sink.calls) == 35
     recorder.close()
+
+
+class GatedSink(CountingSink):
+    """Holds its first write until released, so calls can arrive while a batch is written."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = threading.Event()
+        self.release = threading.Event()
+        self.batches: list[int] = []
+
+    def write_calls(self, calls: Sequence[Call]) -> None:
+        self.batches.append(len(calls))
+        self.writing.set()
+        assert self.release.wait(30)
+        super().write_calls(calls)
+
+
+def test_calls_that_arrive_during_a_write_wait_for_a_batch_not_a_write_of_their_own() -> None:
+    sink = GatedSink()
+    recorder = Recorder(batch_sinks=[sink], batch_size=10, flush_interval_s=3600)
+    for _ in range(10):
+        recorder.record(make_call())
+    assert sink.writing.wait(30)
+    for _ in range(3):  # arrive while the full batch is being written
+        recorder.record(make_call())
+    sink.release.set()
+    assert _wait_for(sink, 10, 30) == 10
+    time.sleep(0.3)  # the worker had every chance to write the three on their own
+    assert sink.batches == [10]
+    assert recorder.flush()
+    assert sink.batches == [10, 3]
+    recorder.close()
+
+
+def test_full_batches_that_arrive_during_a_write_go_on_at_once() -> None:
+    sink = GatedSink()
+    recorder = Recorder(batch_sinks=[sink], batch_size=10, flush_interval_s=3600)
+    for _ in range(10):
+        recorder.record(make_call())
+    assert sink.writing.wait(30)
+    for _ in range(25):  # two full batches and a part, while the first is written
+        recorder.record(make_call())
+    sink.release.set()
+    # A full batch woke the worker: it takes what is queued then, the part with the batches.
+    assert _wait_for(sink, 35, 30) == 35
+    assert sink.batches == [10, 10, 10, 5]
+    recorder.close()

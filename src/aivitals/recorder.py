@@ -677,7 +677,15 @@ class Recorder:
                 self._internal_error("running sink housekeeping")
 
     def _drain(self) -> None:
-        while self._queue:
+        # What is queued now, in batches; what arrives meanwhile waits for the next wake: a
+        # full batch (`_accept`), the flush interval or a flush. Draining until the queue was
+        # empty wrote whatever arrived during the last write: under steady load a store
+        # transaction of a few calls every few milliseconds, each paying a batch's fixed cost
+        # (about 5 ms of rollup reads and folds), so the gateway's store writer spent a core on
+        # batches of nine calls (docs/benchmarks.md, "The gateway in a closed loop").
+        pending = len(self._queue)
+        while self._queue and (pending > 0 or len(self._queue) >= self._batch_size):
+            pending -= min(self._batch_size, len(self._queue))
             calls: list[Call] = []
             scores: list[Score] = []
             fresh_calls: list[Call] = []  # what the durable sink does not have yet
