@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import random
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aivitals.store.sketch import MAX_KEY, MIN_KEY, Sketch, merge_many
+from aivitals.store.sketch import MAX_KEY, MIN_KEY, Sketch, _merged_at_once, merge_many
+
+Merge = Callable[[Sequence[bytes | None], Sequence[bytes | None]], list[bytes]]
 
 
 def one_by_one(stored: Sequence[bytes | None], new: Sequence[bytes | None]) -> list[bytes]:
@@ -87,6 +89,7 @@ def test_every_shape_of_pair_gives_the_one_row_merges_bytes() -> None:
     ]
     merged = merge_many(stored, new)
     assert merged == one_by_one(stored, new)
+    assert _merged_at_once(stored, new) == merged  # these few pairs, in the one numpy pass too
     # Two written out by hand, not by the code under test.
     assert merged[0] == blob(5, [1, 12, 23, 30, 40])
     assert merged[5] == blob(3, [], zeros=3)
@@ -112,17 +115,21 @@ def test_random_pairs_merge_as_one_by_one(
 ) -> None:
     stored = [blob(a, counts, zeros) for a, counts, zeros, *_ in pairs]
     new = [blob(b, counts, zeros) for *_, b, counts, zeros in pairs]
-    assert merge_many(stored, new) == one_by_one(stored, new)
+    expected = one_by_one(stored, new)
+    assert merge_many(stored, new) == expected
+    # Whatever the size merge_many would take the numpy pass from, it gives the same bytes.
+    assert _merged_at_once(stored, new) == expected
 
 
-def test_what_the_one_row_merge_refuses_is_refused_the_same_way() -> None:
+@pytest.mark.parametrize("merge", [merge_many, _merged_at_once])
+def test_what_the_one_row_merge_refuses_is_refused_the_same_way(merge: Merge) -> None:
     good = blob(1, [1])
     with pytest.raises(struct.error):
-        merge_many([good, b"\x01\x02\x03\x04"], [good, good])  # shorter than a header
+        merge([good, b"\x01\x02\x03\x04"], [good, good])  # shorter than a header
     with pytest.raises(ValueError, match="multiple of element size"):
-        merge_many([good, blob(1, [1]) + b"\x00"], [good, good])  # a count cut short
+        merge([good, blob(1, [1]) + b"\x00"], [good, good])  # a count cut short
     with pytest.raises(struct.error):
-        merge_many([good, blob(1, [1], zeros=2**32 - 1)], [good, blob(1, [1], zeros=1)])
+        merge([good, blob(1, [1], zeros=2**32 - 1)], [good, blob(1, [1], zeros=1)])
+    assert merge([], []) == []
     with pytest.raises(ValueError, match="stored sketches"):
         merge_many([good], [])
-    assert merge_many([], []) == []

@@ -23,7 +23,7 @@ from aivitals.model import Call, Score
 from aivitals.query import Filters, Queries, Window
 from aivitals.store import bounds, schema, user_rollup
 from aivitals.store.rollup import call_figures
-from aivitals.store.sketch import MIN_VALUE, Sketch, group_blobs
+from aivitals.store.sketch import MIN_VALUE, Sketch, _grouped_at_once, group_blobs
 from aivitals.store.sql import SqlStore
 
 from .support.helpers import make_call
@@ -211,6 +211,13 @@ def test_the_batch_sketches_are_sketch_of_each_groups_values() -> None:
     starts = np.cumsum([0] + [len(group) for group in groups[:-1]])
     expected = [Sketch.of([v for v in group if not math.isnan(v)]).to_bytes() for group in groups]
     assert group_blobs(flat, starts) == expected
+    # A few groups take a Sketch.of each; the one numpy pass gives the same bytes for them too.
+    for first in range(0, len(groups) - 4, 7):
+        few = groups[first : first + 4]
+        few_flat = np.array([v for group in few for v in group], np.float64)
+        edges = np.cumsum([0] + [len(group) for group in few[:-1]])
+        assert group_blobs(few_flat, edges) == expected[first : first + 4]
+        assert _grouped_at_once(few_flat, edges) == expected[first : first + 4]
 
 
 def test_the_stored_user_rollups_are_each_buckets_calls(store_target: str) -> None:

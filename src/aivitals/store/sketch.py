@@ -150,7 +150,24 @@ def group_blobs(values: npt.NDArray[np.float64], starts: npt.NDArray[np.int64]) 
     Vectorised over all groups: a day of calls is hundreds of thousands of values and a
     `Sketch.of` per group would be a Python loop over tens of thousands of groups (and a
     batch's rollup rows are hundreds of groups, a `Sketch.of` each a tenth of their fold).
+    A few groups take a `Sketch.of` each: the pass's fixed cost is more than theirs.
     """
+    if starts.size < _GROUPED_AT_ONCE_FROM:
+        ends = [*starts[1:].tolist(), values.size][: starts.size]
+        return [
+            Sketch.of(part[~np.isnan(part)]).to_bytes()
+            for part in (values[a:b] for a, b in zip(starts.tolist(), ends, strict=True))
+        ]
+    return _grouped_at_once(values, starts)
+
+
+# Below this many groups a `Sketch.of` each is cheaper than the one numpy pass (its fixed cost,
+# like `merge_many`'s, was most of a small batch's rollup fold).
+_GROUPED_AT_ONCE_FROM = 6
+
+
+def _grouped_at_once(values: npt.NDArray[np.float64], starts: npt.NDArray[np.int64]) -> list[bytes]:
+    """`group_blobs` in one numpy pass."""
     groups = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, values.size]))
     keep = ~np.isnan(values)
     groups, values = groups[keep], values[keep]
@@ -197,6 +214,19 @@ def merge_many(stored: Sequence[bytes | None], new: Sequence[bytes | None]) -> l
     """
     if len(stored) != len(new):
         raise ValueError(f"{len(stored)} stored sketches for {len(new)} new ones")
+    if len(stored) < _MERGED_AT_ONCE_FROM:
+        return list(starmap(_merge_one, zip(stored, new, strict=True)))
+    return _merged_at_once(stored, new)
+
+
+# Below this many pairs a merge each is cheaper than the one numpy pass, whose two dozen array
+# operations cost about 150 µs whatever the size: a gateway's or a small ingest's batch touches
+# a few rollup rows, and that fixed cost was a fifth of the write (docs/store.md).
+_MERGED_AT_ONCE_FROM = 12
+
+
+def _merged_at_once(stored: Sequence[bytes | None], new: Sequence[bytes | None]) -> list[bytes]:
+    """`merge_many` in one numpy pass (``stored`` and ``new`` of the same length)."""
     if not stored:
         return []
     olds = [blob or _EMPTY_BYTES for blob in stored]
