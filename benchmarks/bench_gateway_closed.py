@@ -179,7 +179,8 @@ def main() -> None:
         "--before",
         type=Path,
         help="another checkout's src/ (say, `git worktree add` of the last commit): its serve "
-        "--no-db runs as one more path, 'aivitals before', interleaved with the others",
+        "--no-db runs as one more path, 'aivitals before', and its serve with the store as "
+        "'aivitals + store before' (unless --no-store), interleaved with the others",
     )
     parser.add_argument("--aivitals", default=str(BIN / "aivitals"), help="the aivitals CLI")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
@@ -240,6 +241,19 @@ def main() -> None:
             "/healthz",
             workdir / "serve-store.log",
         )
+        if args.before is not None:
+            gsb = free_port()
+            servers["aivitals + store before"] = Server(
+                "aivitals serve (before)",
+                [
+                    *(args.aivitals, "serve", "--db", str(workdir / "aivitals-before.db")),
+                    *("--port", str(gsb), "--upstream", upstream),
+                ],
+                gsb,
+                "/healthz",
+                workdir / "serve-store-before.log",
+                env={"PYTHONPATH": str(args.before.resolve())},
+            )
     scripts = {mode: lua_script(workdir, mode) for mode in MODES}
     try:
         for server in servers.values():
