@@ -191,7 +191,7 @@ def main() -> None:
     wrk_binary = ensure_wrk()
     (ROOT / ".bench").mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-closed-", dir=ROOT / ".bench"))
-    up, gw, gs, gb = free_port(), free_port(), free_port(), free_port()
+    up, gw, gb = free_port(), free_port(), free_port()
     mock_flags = [
         "--time-scale",
         "0",
@@ -231,28 +231,25 @@ def main() -> None:
             env={"PYTHONPATH": str(args.before.resolve())},
         )
     if not args.no_store:
-        servers["aivitals + store"] = Server(
-            "aivitals serve",
-            [
-                *(args.aivitals, "serve", "--db", str(workdir / "aivitals.db")),
-                *("--port", str(gs), "--upstream", upstream),
-            ],
-            gs,
-            "/healthz",
-            workdir / "serve-store.log",
-        )
-        if args.before is not None:
-            gsb = free_port()
-            servers["aivitals + store before"] = Server(
-                "aivitals serve (before)",
+
+        def with_store(name: str, suffix: str, env: dict[str, str] | None = None) -> Server:
+            port = free_port()
+            return Server(
+                name,
                 [
-                    *(args.aivitals, "serve", "--db", str(workdir / "aivitals-before.db")),
-                    *("--port", str(gsb), "--upstream", upstream),
+                    *(args.aivitals, "serve", "--db", str(workdir / f"aivitals{suffix}.db")),
+                    *("--port", str(port), "--upstream", upstream),
                 ],
-                gsb,
+                port,
                 "/healthz",
-                workdir / "serve-store-before.log",
-                env={"PYTHONPATH": str(args.before.resolve())},
+                workdir / f"serve-store{suffix}.log",
+                env=env,
+            )
+
+        servers["aivitals + store"] = with_store("aivitals serve", "")
+        if args.before is not None:
+            servers["aivitals + store before"] = with_store(
+                "aivitals serve (before)", "-before", {"PYTHONPATH": str(args.before.resolve())}
             )
     scripts = {mode: lua_script(workdir, mode) for mode in MODES}
     try:

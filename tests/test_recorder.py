@@ -17,6 +17,7 @@ from aivitals.sinks.memory import MemorySink
 from aivitals.sinks.prometheus import PrometheusSink
 
 from .support.helpers import make_call
+from .support.sinks import GatedSink
 
 
 class BrokenSink:
@@ -40,22 +41,6 @@ class BrokenInline:
 
     def on_score(self, score: Score) -> None:
         raise RuntimeError("bug in a sink")
-
-
-class GatedSink(MemorySink):
-    """Blocks the worker until released, so the queue can be filled deterministically."""
-
-    name = "gated"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def write_calls(self, calls: Sequence[Call]) -> None:
-        self.entered.set()
-        self.release.wait(10)
-        super().write_calls(calls)
 
 
 def test_every_sink_gets_the_priced_call() -> None:

@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Sequence
 
-from aivitals.model import Call
 from aivitals.recorder import Recorder
-from aivitals.sinks.memory import MemorySink
 
 from .support.helpers import make_call
-
-
-class CountingSink(MemorySink):
-    name = "counting"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.arrived = threading.Condition()
-
-    def write_calls(self, calls: Sequence[Call]) -> None:
-        super().write_calls(calls)
-        with self.arrived:
-            self.arrived.notify_all()
-
-
-def _wait_for(sink: CountingSink, count: int, timeout_s: float) -> int:
-    deadline = time.monotonic() + timeout_s
-    with sink.arrived:
-        while len(sink.calls) < count and time.monotonic() < deadline:
-            sink.arrived.wait(0.05)
-    return len(sink.calls)
+from .support.sinks import CountingSink, GatedSink
 
 
 def test_each_batch_that_fills_wakes_the_worker_before_its_interval() -> None:
@@ -41,7 +17,7 @@ def test_each_batch_that_fills_wakes_the_worker_before_its_interval() -> None:
     for round_ in range(1, 4):  # each batch fills the emptied queue again: a wake-up each
         for _ in range(10):
             recorder.record(make_call())
-        assert _wait_for(sink, 10 * round_, 30) == 10 * round_
+        assert sink.wait_for(10 * round_, 30) == 10 * round_
     for _ in range(5):  # a batch not yet full waits for its interval (or a flush)
         recorder.record(make_call())
     assert recorder.flush()
@@ -49,34 +25,23 @@ def test_each_batch_that_fills_wakes_the_worker_before_its_interval() -> None:
     recorder.close()
 
 
-class GatedSink(CountingSink):
-    """Holds its first write until released, so calls can arrive while a batch is written."""
-
-    name = "gated"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writing = threading.Event()
-        self.release = threading.Event()
-        self.batches: list[int] = []
-
-    def write_calls(self, calls: Sequence[Call]) -> None:
-        self.batches.append(len(calls))
-        self.writing.set()
-        assert self.release.wait(30)
-        super().write_calls(calls)
-
-
-def test_calls_that_arrive_during_a_write_wait_for_a_batch_not_a_write_of_their_own() -> None:
+def _writing_a_full_batch() -> tuple[GatedSink, Recorder]:
+    """A recorder (batches of 10, no interval to speak of) whose worker is inside the write of
+    its first full batch, held there until ``sink.release`` is set."""
     sink = GatedSink()
     recorder = Recorder(batch_sinks=[sink], batch_size=10, flush_interval_s=3600)
     for _ in range(10):
         recorder.record(make_call())
-    assert sink.writing.wait(30)
+    assert sink.entered.wait(30)
+    return sink, recorder
+
+
+def test_calls_that_arrive_during_a_write_wait_for_a_batch_not_a_write_of_their_own() -> None:
+    sink, recorder = _writing_a_full_batch()
     for _ in range(3):  # arrive while the full batch is being written
         recorder.record(make_call())
     sink.release.set()
-    assert _wait_for(sink, 10, 30) == 10
+    assert sink.wait_for(10, 30) == 10
     time.sleep(0.3)  # the worker had every chance to write the three on their own
     assert sink.batches == [10]
     assert recorder.flush()
@@ -85,15 +50,11 @@ def test_calls_that_arrive_during_a_write_wait_for_a_batch_not_a_write_of_their_
 
 
 def test_full_batches_that_arrive_during_a_write_go_on_at_once() -> None:
-    sink = GatedSink()
-    recorder = Recorder(batch_sinks=[sink], batch_size=10, flush_interval_s=3600)
-    for _ in range(10):
-        recorder.record(make_call())
-    assert sink.writing.wait(30)
+    sink, recorder = _writing_a_full_batch()
     for _ in range(25):  # two full batches and a part, while the first is written
         recorder.record(make_call())
     sink.release.set()
     # A full batch woke the worker: it takes what is queued then, the part with the batches.
-    assert _wait_for(sink, 35, 30) == 35
+    assert sink.wait_for(35, 30) == 35
     assert sink.batches == [10, 10, 10, 5]
     recorder.close()

@@ -685,14 +685,15 @@ class Recorder:
         # batches of nine calls (docs/benchmarks.md, "The gateway in a closed loop").
         pending = len(self._queue)
         while self._queue and (pending > 0 or len(self._queue) >= self._batch_size):
-            pending -= min(self._batch_size, len(self._queue))
+            take = min(self._batch_size, len(self._queue))
+            pending -= take
             calls: list[Call] = []
             scores: list[Score] = []
             fresh_calls: list[Call] = []  # what the durable sink does not have yet
             fresh_scores: list[Score] = []
             outcomes: list[Outcome] = []
             fresh_outcomes: list[Outcome] = []
-            for _ in range(min(self._batch_size, len(self._queue))):
+            for _ in range(take):
                 queued = self._queue.popleft()
                 item = queued.item if isinstance(queued, _Committed) else queued
                 fresh = not isinstance(queued, _Committed)
